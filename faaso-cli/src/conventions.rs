@@ -1,0 +1,194 @@
+//! The naming conventions that make up FaaSO's whole "protocol" with Docker: funko names, image
+//! names, instance container names, the network, the port and the labels.
+//!
+//! Everything here is pure so that the CLI, the builder and the gateway's discovery agree on one
+//! definition, and so that a user can reproduce any of it with plain `docker` commands.
+
+use std::fmt;
+
+/// The Docker network every instance is attached to.
+pub const NETWORK: &str = "faaso-net";
+/// The port a funko listens on inside its container, unless [`PORT_LABEL`] says otherwise.
+pub const DEFAULT_PORT: u16 = 3000;
+/// Container label that overrides [`DEFAULT_PORT`].
+pub const PORT_LABEL: &str = "faaso.port";
+/// Container label naming the funko (set by FaaSO; discovery does not require it).
+pub const FUNKO_LABEL: &str = "faaso.funko";
+/// Container label marking containers FaaSO created.
+pub const MANAGED_LABEL: &str = "faaso.managed";
+/// The gateway's own container name; never a funko.
+pub const PROXY_CONTAINER: &str = "faaso-proxy";
+/// Prefix of images and containers.
+pub const PREFIX: &str = "faaso-";
+/// Length of the random suffix in instance names.
+pub const SUFFIX_LEN: usize = 6;
+/// Longest funko name.
+pub const MAX_NAME_LEN: usize = 48;
+
+/// Why a funko name was refused; the message states the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid funko name {name:?}: use 1 to 48 characters from a-z, 0-9 and _, starting with a \
+     letter or digit (Docker image names are lowercase; `-` separates the instance suffix)"
+)]
+pub struct InvalidName {
+    pub name: String,
+}
+
+/// Checks a funko name against `^[a-z0-9][a-z0-9_]{0,47}$`.
+pub fn validate_name(name: &str) -> Result<(), InvalidName> {
+    if is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(InvalidName {
+            name: name.to_string(),
+        })
+    }
+}
+
+/// Whether `name` matches `^[a-z0-9][a-z0-9_]{0,47}$`.
+pub fn is_valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    match bytes.first() {
+        Some(first) if first.is_ascii_lowercase() || first.is_ascii_digit() => {}
+        _ => return false,
+    }
+    bytes.len() <= MAX_NAME_LEN
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+}
+
+/// The image repository of a funko: `faaso-<name>`.
+pub fn image_repo(name: &str) -> String {
+    format!("{PREFIX}{name}")
+}
+
+/// The image a funko's instances run: `faaso-<name>:latest`.
+pub fn image_latest(name: &str) -> String {
+    format!("{PREFIX}{name}:latest")
+}
+
+/// A container name that follows the instance convention, split into its parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceName<'a> {
+    /// The funko the container belongs to.
+    pub funko: &'a str,
+    /// The 6-character suffix, or `None` for a bare `faaso-<name>` container.
+    pub suffix: Option<&'a str>,
+}
+
+impl fmt::Display for InstanceName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.suffix {
+            Some(suffix) => write!(f, "{PREFIX}{}-{suffix}", self.funko),
+            None => write!(f, "{PREFIX}{}", self.funko),
+        }
+    }
+}
+
+/// Parses a container name (with or without Docker's leading `/`) as an instance name:
+/// `faaso-<name>-<suffix>` or exactly `faaso-<name>`. `faaso-proxy` is never an instance.
+pub fn parse_instance_name(container: &str) -> Option<InstanceName<'_>> {
+    let container = container.strip_prefix('/').unwrap_or(container);
+    if container == PROXY_CONTAINER {
+        return None;
+    }
+    let rest = container.strip_prefix(PREFIX)?;
+    let (funko, suffix) = match rest.split_once('-') {
+        Some((funko, suffix)) => {
+            let suffix_ok = suffix.len() == SUFFIX_LEN
+                && suffix
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            if !suffix_ok {
+                return None;
+            }
+            (funko, Some(suffix))
+        }
+        None => (rest, None),
+    };
+    is_valid_name(funko).then_some(InstanceName { funko, suffix })
+}
+
+/// The container name of a new instance of `funko` with the given suffix.
+pub fn instance_name(funko: &str, suffix: &str) -> String {
+    format!("{PREFIX}{funko}-{suffix}")
+}
+
+/// A fresh random instance suffix: 6 characters from `[a-z0-9]`.
+pub fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    // RandomState is seeded from the OS per process and per instance: good enough for names
+    // that only need to differ, without a dependency on a random number crate.
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    let mut bits = hasher.finish();
+    (0..SUFFIX_LEN)
+        .map(|_| {
+            let c = ALPHABET[(bits % ALPHABET.len() as u64) as usize];
+            bits /= ALPHABET.len() as u64;
+            c as char
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_regex() {
+        for good in ["a", "hello", "hello_world", "0abc", &"a".repeat(48)] {
+            assert!(is_valid_name(good), "{good}");
+        }
+        for bad in ["", "_a", "Hello", "a-b", "a.b", "é", &"a".repeat(49)] {
+            assert!(!is_valid_name(bad), "{bad}");
+        }
+        let err = validate_name("Bad-Name").unwrap_err().to_string();
+        assert!(
+            err.contains("\"Bad-Name\"") && err.contains("a-z, 0-9 and _"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn instance_names_parse() {
+        let parsed = parse_instance_name("/faaso-hello-ab12cd").unwrap();
+        assert_eq!(parsed.funko, "hello");
+        assert_eq!(parsed.suffix, Some("ab12cd"));
+        assert_eq!(parsed.to_string(), "faaso-hello-ab12cd");
+        let bare = parse_instance_name("faaso-hello_2").unwrap();
+        assert_eq!((bare.funko, bare.suffix), ("hello_2", None));
+        for not_instance in [
+            "faaso-proxy",
+            "/faaso-proxy",
+            "faaso-",
+            "faaso-hello-abc",
+            "faaso-hello-ABCDEF",
+            "faaso-hello-abcdefg",
+            "faaso-a-b-cdefgh",
+            "other",
+            "faaso-Hello",
+        ] {
+            assert_eq!(parse_instance_name(not_instance), None, "{not_instance}");
+        }
+    }
+
+    #[test]
+    fn random_suffixes_are_valid_and_differ() {
+        let a = random_suffix();
+        let b = random_suffix();
+        assert_ne!(a, b);
+        let name = instance_name("hello", &a);
+        assert_eq!(parse_instance_name(&name).unwrap().suffix, Some(a.as_str()));
+        assert_eq!(image_latest("hello"), "faaso-hello:latest");
+        assert_eq!(image_repo("hello"), "faaso-hello");
+    }
+}

@@ -1,0 +1,84 @@
+//! The one place where the `faaso` library talks to the Docker engine.
+//!
+//! - [`connect`]: connect through `DOCKER_HOST` or the local socket and negotiate the API version
+//!   (engines as old as API 1.41 are supported); failures carry a hint.
+//! - [`ensure_network`]: create `faaso-net` when it is missing.
+//!
+//! Later operations (build, scale, status, logs) are added here so that every Docker call of the
+//! CLI and of the gateway's admin API goes through one module.
+
+use bollard::Docker;
+use bollard::models::NetworkCreateRequest;
+
+/// A Docker operation that failed, with what we were doing and a hint for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error(
+        "cannot reach the Docker engine at {host}: {source} (is the engine running? DOCKER_HOST={host_env})"
+    )]
+    Unreachable {
+        host: String,
+        host_env: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("Docker failed to {action}: {source}")]
+    Call {
+        action: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+}
+
+impl DockerError {
+    /// Wraps a bollard error with the action that failed, for example "create network faaso-net".
+    pub fn call(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> Self {
+        let action = action.into();
+        move |source| DockerError::Call { action, source }
+    }
+}
+
+/// Where the engine is expected: `DOCKER_HOST`, or the default local socket.
+pub fn docker_host() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string())
+}
+
+/// Connects to the engine and negotiates the API version with it.
+///
+/// The connection is checked (a `/version` round trip), so an engine that is not running is
+/// reported here with a hint rather than on the first real call.
+pub async fn connect() -> Result<Docker, DockerError> {
+    let host = docker_host();
+    let unreachable = |source| DockerError::Unreachable {
+        host: host.clone(),
+        host_env: std::env::var("DOCKER_HOST").unwrap_or_else(|_| "(unset)".to_string()),
+        source,
+    };
+    let docker = Docker::connect_with_defaults().map_err(unreachable)?;
+    docker.negotiate_version().await.map_err(unreachable)
+}
+
+/// Creates the bridge network `name` unless it exists. Safe to race with another creator.
+pub async fn ensure_network(docker: &Docker, name: &str) -> Result<(), DockerError> {
+    if docker.inspect_network(name, None).await.is_ok() {
+        return Ok(());
+    }
+    let request = NetworkCreateRequest {
+        name: name.to_string(),
+        driver: Some("bridge".to_string()),
+        labels: Some(
+            [(
+                crate::conventions::MANAGED_LABEL.to_string(),
+                "true".to_string(),
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    match docker.create_network(request).await {
+        Ok(_) => Ok(()),
+        // Someone else created it between our inspect and create: that is what we wanted.
+        Err(_) if docker.inspect_network(name, None).await.is_ok() => Ok(()),
+        Err(source) => Err(DockerError::call(format!("create network {name}"))(source)),
+    }
+}

@@ -1,0 +1,455 @@
+//! The gateway's configuration: built-in defaults, then a YAML file (`--config`), then environment
+//! variables, then command-line flags, each overriding the one before.
+//!
+//! Every source goes through [`Config::set`], which knows each key, so an unknown key or a bad
+//! value is refused with the key and the source named, whatever the source. Loading follows
+//! three steps: [`Config::load`] reads a file, [`Config::apply_yaml`] parses text, and
+//! [`Config::validate`] checks the whole.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The complete gateway configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Public listener for funko traffic, health and admin routes.
+    pub listen: SocketAddr,
+    /// Listener for Prometheus metrics (`/metrics`).
+    pub metrics_listen: SocketAddr,
+    /// Docker network the instances are reached on.
+    pub network: String,
+    /// Docker engine address; `None` means `DOCKER_HOST` or the local socket.
+    pub docker_host: Option<String>,
+    /// Admin API password; `None` refuses every admin request.
+    pub password: Option<String>,
+    /// Host directory holding `<funko>/<secret>` files.
+    pub secrets_dir: PathBuf,
+    /// Host directory holding saved state (desired scale per funko).
+    pub state_dir: PathBuf,
+    /// Worker threads of the proxy.
+    pub threads: usize,
+    /// Time to establish a connection to an instance.
+    pub connect_timeout: Duration,
+    /// Longest wait for the next bytes from an instance.
+    pub read_timeout: Duration,
+    /// Longest wait to write to an instance.
+    pub write_timeout: Duration,
+    /// How long an idle pooled connection to an instance is kept.
+    pub idle_timeout: Duration,
+    /// Largest request body accepted.
+    pub max_body_bytes: u64,
+    /// Interval of active health checks (`GET /ping`).
+    pub health_interval: Duration,
+    /// Interval of full resyncs with Docker, a safety net under the event stream.
+    pub resync_interval: Duration,
+    /// How long SIGTERM waits for requests in flight before exiting.
+    pub grace_period: Duration,
+    /// PID file, used by `-d` and by `-u` upgrades.
+    pub pid_file: PathBuf,
+    /// Socket the old process hands its listeners over on during a `-u` upgrade.
+    pub upgrade_sock: PathBuf,
+}
+
+/// Where a value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    Env(&'static str),
+    Flag,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::File(path) => write!(f, "{}", path.display()),
+            Source::Env(var) => write!(f, "environment variable {var}"),
+            Source::Flag => write!(f, "command line"),
+        }
+    }
+}
+
+/// A configuration that cannot be used, naming the source and the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}: invalid YAML: {message}")]
+    Yaml { origin: Source, message: String },
+    #[error("{origin}: unknown key `{key}` (known keys: {known})", known = KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", "))]
+    UnknownKey { origin: Source, key: String },
+    #[error("key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+    #[error("{origin}: key `{key}`: {message}")]
+    BadValue {
+        origin: Source,
+        key: String,
+        message: String,
+    },
+}
+
+/// One configuration key: its name and the environment variable that sets it, if any.
+#[derive(Debug)]
+pub struct Key {
+    pub name: &'static str,
+    pub env: Option<&'static str>,
+}
+
+/// Every key, in the order of the documentation.
+pub const KEYS: &[Key] = &[
+    key("listen", Some("FAASO_LISTEN")),
+    key("metrics_listen", Some("FAASO_METRICS_LISTEN")),
+    key("network", Some("FAASO_NETWORK")),
+    key("docker_host", Some("DOCKER_HOST")),
+    key("password", Some("FAASO_PASSWORD")),
+    key("secrets_dir", Some("FAASO_SECRETS_DIR")),
+    key("state_dir", Some("FAASO_STATE_DIR")),
+    key("threads", Some("FAASO_THREADS")),
+    key("connect_timeout", None),
+    key("read_timeout", None),
+    key("write_timeout", None),
+    key("idle_timeout", None),
+    key("max_body_bytes", None),
+    key("health_interval", None),
+    key("resync_interval", None),
+    key("grace_period", None),
+    key("pid_file", None),
+    key("upgrade_sock", None),
+];
+
+const fn key(name: &'static str, env: Option<&'static str>) -> Key {
+    Key { name, env }
+}
+
+impl Config {
+    /// The built-in defaults. Directory defaults depend on `XDG_DATA_HOME`/`HOME`, read through
+    /// `env` (see [`faaso::dirs`]).
+    pub fn defaults(env: impl Fn(&str) -> Option<String>) -> Config {
+        let data_dir = faaso::dirs::data_dir(env);
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8888)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9091)),
+            network: faaso::conventions::NETWORK.to_string(),
+            docker_host: None,
+            password: None,
+            secrets_dir: data_dir.join("secrets"),
+            state_dir: data_dir.join("state"),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            connect_timeout: Duration::from_secs(2),
+            read_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(30),
+            max_body_bytes: 10 * 1024 * 1024,
+            health_interval: Duration::from_secs(5),
+            resync_interval: Duration::from_secs(10),
+            grace_period: Duration::from_secs(10),
+            pid_file: PathBuf::from("/tmp/faaso-gateway.pid"),
+            upgrade_sock: PathBuf::from("/tmp/faaso-gateway-upgrade.sock"),
+        }
+    }
+
+    /// Reads and applies a YAML config file.
+    pub fn load(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.apply_yaml(&text, Source::File(path.to_path_buf()))
+    }
+
+    /// Applies YAML text: a mapping of keys to scalar values (an empty document changes nothing).
+    pub fn apply_yaml(&mut self, text: &str, source: Source) -> Result<(), ConfigError> {
+        let value: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|err| ConfigError::Yaml {
+                origin: source.clone(),
+                message: err.to_string(),
+            })?;
+        let mapping = match value {
+            serde_yaml::Value::Null => return Ok(()),
+            serde_yaml::Value::Mapping(mapping) => mapping,
+            _ => {
+                return Err(ConfigError::Yaml {
+                    origin: source,
+                    message: "the top level must be a mapping of keys to values".to_string(),
+                });
+            }
+        };
+        for (key, value) in mapping {
+            let Some(key) = key.as_str() else {
+                return Err(ConfigError::Yaml {
+                    origin: source,
+                    message: format!("key {key:?} is not a string"),
+                });
+            };
+            let text = match value {
+                serde_yaml::Value::String(s) => s,
+                serde_yaml::Value::Number(n) => n.to_string(),
+                serde_yaml::Value::Bool(b) => b.to_string(),
+                serde_yaml::Value::Null => continue,
+                _ => {
+                    return Err(ConfigError::BadValue {
+                        origin: source,
+                        key: key.to_string(),
+                        message: "expected a single value, not a list or mapping".to_string(),
+                    });
+                }
+            };
+            self.set(key, &text, &source)?;
+        }
+        Ok(())
+    }
+
+    /// Applies every environment variable of [`KEYS`] that `env` finds (empty ones are ignored).
+    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        for key in KEYS {
+            let Some(var) = key.env else { continue };
+            if let Some(value) = env(var).filter(|v| !v.is_empty()) {
+                self.set(key.name, &value, &Source::Env(var))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets one key from its text form.
+    pub fn set(&mut self, key: &str, value: &str, source: &Source) -> Result<(), ConfigError> {
+        let bad = |message: String| ConfigError::BadValue {
+            origin: source.clone(),
+            key: key.to_string(),
+            message,
+        };
+        match key {
+            "listen" => self.listen = parse_addr(value).map_err(bad)?,
+            "metrics_listen" => self.metrics_listen = parse_addr(value).map_err(bad)?,
+            "network" => {
+                if value.is_empty() || value.contains(char::is_whitespace) {
+                    return Err(bad(format!("invalid network name {value:?}")));
+                }
+                self.network = value.to_string();
+            }
+            "docker_host" => self.docker_host = Some(value.to_string()),
+            "password" => self.password = Some(value.to_string()),
+            "secrets_dir" => self.secrets_dir = parse_dir(value).map_err(bad)?,
+            "state_dir" => self.state_dir = parse_dir(value).map_err(bad)?,
+            "pid_file" => self.pid_file = parse_dir(value).map_err(bad)?,
+            "upgrade_sock" => self.upgrade_sock = parse_dir(value).map_err(bad)?,
+            "threads" => {
+                self.threads = match value.parse::<usize>() {
+                    Ok(n) if (1..=1024).contains(&n) => n,
+                    _ => return Err(bad(format!("expected 1 to 1024 threads, got {value:?}"))),
+                }
+            }
+            "connect_timeout" => self.connect_timeout = parse_duration(value).map_err(bad)?,
+            "read_timeout" => self.read_timeout = parse_duration(value).map_err(bad)?,
+            "write_timeout" => self.write_timeout = parse_duration(value).map_err(bad)?,
+            "idle_timeout" => self.idle_timeout = parse_duration(value).map_err(bad)?,
+            "health_interval" => self.health_interval = parse_duration(value).map_err(bad)?,
+            "resync_interval" => self.resync_interval = parse_duration(value).map_err(bad)?,
+            "grace_period" => self.grace_period = parse_duration(value).map_err(bad)?,
+            "max_body_bytes" => self.max_body_bytes = parse_bytes(value).map_err(bad)?,
+            _ => {
+                return Err(ConfigError::UnknownKey {
+                    origin: source.clone(),
+                    key: key.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks rules that involve the whole configuration.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let zero = |key: &str| ConfigError::Invalid {
+            key: key.to_string(),
+            message: "must be greater than zero".to_string(),
+        };
+        for (key, value) in [
+            ("connect_timeout", self.connect_timeout),
+            ("read_timeout", self.read_timeout),
+            ("write_timeout", self.write_timeout),
+            ("health_interval", self.health_interval),
+            ("resync_interval", self.resync_interval),
+        ] {
+            if value.is_zero() {
+                return Err(zero(key));
+            }
+        }
+        if self.listen == self.metrics_listen {
+            return Err(ConfigError::Invalid {
+                key: "metrics_listen".to_string(),
+                message: format!("must differ from listen ({})", self.listen),
+            });
+        }
+        Ok(self)
+    }
+}
+
+fn parse_addr(value: &str) -> Result<SocketAddr, String> {
+    value
+        .parse()
+        .map_err(|_| format!("expected an address like 0.0.0.0:8888, got {value:?}"))
+}
+
+fn parse_dir(value: &str) -> Result<PathBuf, String> {
+    if value.is_empty() {
+        return Err("expected a path, got an empty value".to_string());
+    }
+    Ok(PathBuf::from(value))
+}
+
+/// Parses `250ms`, `2s`, `1m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let err = || format!("expected a duration like 500ms, 2s, 1m or 1h, got {value:?}");
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: f64 = number.parse().map_err(|_| err())?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "" | "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return Err(err()),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| err())
+}
+
+/// Parses a byte count: a plain number, or with `KiB`, `MiB`, `GiB` (or `K`, `M`, `G`, `KB`, ...).
+pub fn parse_bytes(value: &str) -> Result<u64, String> {
+    let err = || format!("expected a size like 1048576, 512KiB or 10MiB, got {value:?}");
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: u64 = number.parse().map_err(|_| err())?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(err()),
+    };
+    number.checked_mul(multiplier).ok_or_else(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn file() -> Source {
+        Source::File(PathBuf::from("faaso.yml"))
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let config = Config::defaults(|k| (k == "HOME").then(|| "/home/u".to_string()));
+        assert_eq!(config.listen.to_string(), "0.0.0.0:8888");
+        assert_eq!(config.metrics_listen.to_string(), "127.0.0.1:9091");
+        assert_eq!(config.network, "faaso-net");
+        assert_eq!(config.connect_timeout, Duration::from_secs(2));
+        assert_eq!(config.idle_timeout, Duration::from_secs(30));
+        assert_eq!(config.max_body_bytes, 10 * 1024 * 1024);
+        assert_eq!(config.health_interval, Duration::from_secs(5));
+        assert_eq!(config.password, None);
+        assert_eq!(
+            config.secrets_dir,
+            PathBuf::from("/home/u/.local/share/faaso/secrets")
+        );
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn yaml_then_env_override_in_order() {
+        let mut config = Config::defaults(no_env);
+        config
+            .apply_yaml(
+                "listen: 127.0.0.1:9000\nconnect_timeout: 500ms\nmax_body_bytes: 1MiB\nthreads: 3\n",
+                file(),
+            )
+            .unwrap();
+        let env: HashMap<&str, &str> = [("FAASO_LISTEN", "127.0.0.1:9001")].into();
+        config
+            .apply_env(|k| env.get(k).map(|v| v.to_string()))
+            .unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:9001");
+        assert_eq!(config.connect_timeout, Duration::from_millis(500));
+        assert_eq!(config.max_body_bytes, 1 << 20);
+        assert_eq!(config.threads, 3);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let mut config = Config::defaults(no_env);
+        let err = config.apply_yaml("listn: 1\n", file()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("faaso.yml: unknown key `listn`"),
+            "{err}"
+        );
+        let err = config
+            .apply_yaml("read_timeout: soon\n", file())
+            .unwrap_err();
+        assert!(err.to_string().contains("key `read_timeout`"), "{err}");
+        let err = config
+            .apply_env(|k| (k == "FAASO_THREADS").then(|| "many".to_string()))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("environment variable FAASO_THREADS: key `threads`"),
+            "{err}"
+        );
+        let err = config.apply_yaml("listen: [1]\n", file()).unwrap_err();
+        assert!(err.to_string().contains("key `listen`"), "{err}");
+        let err = config.apply_yaml("- a\n", file()).unwrap_err();
+        assert!(err.to_string().contains("mapping"), "{err}");
+        let err = config.apply_yaml("a: [\n", file()).unwrap_err();
+        assert!(err.to_string().contains("invalid YAML"), "{err}");
+    }
+
+    #[test]
+    fn validate_refuses_zero_timeouts_and_shared_listeners() {
+        let mut config = Config::defaults(no_env);
+        config.connect_timeout = Duration::ZERO;
+        let err = config.validate().unwrap_err();
+        assert!(err.to_string().contains("connect_timeout"), "{err}");
+        let mut config = Config::defaults(no_env);
+        config.metrics_listen = config.listen;
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn durations_and_sizes_parse() {
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("2 days").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert_eq!(parse_bytes("10MiB"), Ok(10 << 20));
+        assert_eq!(parse_bytes("512k"), Ok(512 << 10));
+        assert_eq!(parse_bytes("42"), Ok(42));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn sample_config_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/faaso.yml");
+        let mut config = Config::defaults(no_env);
+        config.load(&path).unwrap();
+        config.validate().unwrap();
+    }
+}

@@ -1,0 +1,89 @@
+//! `faaso-gateway`: parses flags, loads the configuration (defaults, `--config`, environment,
+//! flags) and runs the Pingora server until SIGTERM/SIGINT (or SIGQUIT for a `-u` upgrade).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use faaso_gateway::config::{Config, Source};
+use faaso_gateway::server::{self, ProcessFlags};
+
+/// The FaaSO gateway: routes /funko/<name>/<rest> to /<rest> on that funko's Docker containers.
+///
+/// Runs on built-in defaults; --config, FAASO_* environment variables and flags override them.
+#[derive(Debug, Parser)]
+#[command(name = "faaso-gateway", version)]
+struct Args {
+    /// YAML configuration file (see conf/faaso.yml)
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Public listener [default: 0.0.0.0:8888]
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Metrics listener [default: 127.0.0.1:9091]
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+    /// Docker network of the instances [default: faaso-net]
+    #[arg(long, value_name = "NAME")]
+    network: Option<String>,
+    /// Worker threads [default: number of CPUs]
+    #[arg(long, value_name = "N")]
+    threads: Option<String>,
+    /// Take over the listeners of a running gateway (zero-downtime upgrade)
+    #[arg(short, long)]
+    upgrade: bool,
+    /// Run in the background
+    #[arg(short, long)]
+    daemon: bool,
+    /// Check the configuration and exit
+    #[arg(short, long)]
+    test: bool,
+}
+
+fn load_config(args: &Args) -> anyhow::Result<Config> {
+    let env = faaso::dirs::process_env;
+    let mut config = Config::defaults(env);
+    if let Some(path) = &args.config {
+        config.load(path)?;
+    }
+    config.apply_env(env)?;
+    for (key, value) in [
+        ("listen", &args.listen),
+        ("metrics_listen", &args.metrics_listen),
+        ("network", &args.network),
+        ("threads", &args.threads),
+    ] {
+        if let Some(value) = value {
+            config.set(key, value, &Source::Flag)?;
+        }
+    }
+    Ok(config.validate()?)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match load_config(&args) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("faaso-gateway: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    if args.test {
+        println!("faaso-gateway: configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    let flags = ProcessFlags {
+        upgrade: args.upgrade,
+        daemon: args.daemon,
+        test: false,
+    };
+    tracing::info!(listen = %config.listen, network = %config.network, "faaso-gateway starting");
+    server::build(&config, flags).run_forever()
+}

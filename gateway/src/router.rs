@@ -1,0 +1,127 @@
+//! Request routing as a pure function: which part of the gateway answers a path, and for funko
+//! routes, which funko and what path the instance sees.
+//!
+//! `/funko/<name>/<rest>?<query>` and `/faaso/<name>/<rest>?<query>` go to funko `<name>` as
+//! `/<rest>?<query>`; `/funko/<name>` alone becomes `/`.
+
+/// What a request path is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// A funko request.
+    Funko(FunkoRoute<'a>),
+    /// `/healthz`: the process is alive.
+    Healthz,
+    /// `/readyz`: the first Docker sync is done.
+    Readyz,
+    /// `/admin` and below: the admin API and web UI.
+    Admin,
+    /// Anything else.
+    NotFound,
+}
+
+/// A funko request: the funko's name, and the prefix that was stripped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunkoRoute<'a> {
+    /// The funko name as it appears in the path (not yet checked against the naming rule).
+    pub name: &'a str,
+    /// The stripped prefix, `/funko/<name>` or `/faaso/<name>` (sent as `X-Forwarded-Prefix`).
+    pub prefix: &'a str,
+    /// The path and query the instance sees: always starts with `/`.
+    pub upstream: &'a str,
+}
+
+impl FunkoRoute<'_> {
+    /// The upstream path and query, with `/` for an empty rest.
+    pub fn upstream_path_and_query(&self) -> std::borrow::Cow<'_, str> {
+        if self.upstream.starts_with('/') {
+            self.upstream.into()
+        } else {
+            // "" or "?query": the rest was empty.
+            format!("/{}", self.upstream).into()
+        }
+    }
+}
+
+/// Classifies a request target (path and query, as received).
+pub fn route(path_and_query: &str) -> Route<'_> {
+    let path = path_and_query
+        .split_once('?')
+        .map_or(path_and_query, |(p, _)| p);
+    for prefix in ["/funko/", "/faaso/"] {
+        if let Some(rest) = path_and_query.strip_prefix(prefix) {
+            let end = rest.find(['/', '?']).unwrap_or(rest.len());
+            let name = &rest[..end];
+            if name.is_empty() {
+                return Route::NotFound;
+            }
+            let prefix_len = prefix.len() + end;
+            return Route::Funko(FunkoRoute {
+                name,
+                prefix: &path_and_query[..prefix_len],
+                upstream: &path_and_query[prefix_len..],
+            });
+        }
+    }
+    match path {
+        "/healthz" => Route::Healthz,
+        "/readyz" => Route::Readyz,
+        "/admin" => Route::Admin,
+        p if p.starts_with("/admin/") => Route::Admin,
+        _ => Route::NotFound,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn funko(target: &str) -> (String, String, String) {
+        match route(target) {
+            Route::Funko(r) => (
+                r.name.to_string(),
+                r.prefix.to_string(),
+                r.upstream_path_and_query().into_owned(),
+            ),
+            other => panic!("{target} routed to {other:?}"),
+        }
+    }
+
+    fn owned(name: &str, prefix: &str, upstream: &str) -> (String, String, String) {
+        (name.into(), prefix.into(), upstream.into())
+    }
+
+    #[test]
+    fn funko_paths_strip_the_prefix_and_keep_the_query() {
+        assert_eq!(
+            funko("/funko/hello/a/b?x=1"),
+            owned("hello", "/funko/hello", "/a/b?x=1")
+        );
+        assert_eq!(funko("/funko/hello/"), owned("hello", "/funko/hello", "/"));
+        assert_eq!(funko("/funko/hello"), owned("hello", "/funko/hello", "/"));
+        assert_eq!(
+            funko("/funko/hello?x=1"),
+            owned("hello", "/funko/hello", "/?x=1")
+        );
+        assert_eq!(
+            funko("/faaso/hello/ping"),
+            owned("hello", "/faaso/hello", "/ping")
+        );
+        assert_eq!(
+            funko("/funko/hello//x"),
+            owned("hello", "/funko/hello", "//x")
+        );
+    }
+
+    #[test]
+    fn other_paths() {
+        assert_eq!(route("/healthz"), Route::Healthz);
+        assert_eq!(route("/readyz?verbose"), Route::Readyz);
+        assert_eq!(route("/admin/api/version"), Route::Admin);
+        assert_eq!(route("/admin"), Route::Admin);
+        assert_eq!(route("/administrator"), Route::NotFound);
+        assert_eq!(route("/funko/"), Route::NotFound);
+        assert_eq!(route("/funko"), Route::NotFound);
+        assert_eq!(route("/"), Route::NotFound);
+        assert_eq!(route("/funkos/x"), Route::NotFound);
+    }
+}

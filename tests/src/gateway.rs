@@ -1,0 +1,83 @@
+//! A `faaso-gateway` process for tests: free ports, a private config file and directories, and
+//! a kill on drop.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running gateway; killed when dropped.
+pub struct GatewayProcess {
+    pub child: Child,
+    /// The public listener, for example `http://127.0.0.1:41234`.
+    pub url: String,
+    /// The metrics listener.
+    pub metrics_url: String,
+    /// The private folder holding the config, state and secrets.
+    pub dir: tempfile::TempDir,
+}
+
+/// A free TCP port on loopback (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a: SocketAddr| a.port())
+        .expect("a free port on loopback")
+}
+
+impl GatewayProcess {
+    /// Starts the gateway with `extra_yaml` appended to its generated config, and waits until
+    /// `/healthz` answers.
+    pub async fn start(extra_yaml: &str) -> GatewayProcess {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let metrics_port = free_port();
+        let config = format!(
+            "listen: 127.0.0.1:{port}\nmetrics_listen: 127.0.0.1:{metrics_port}\n\
+             state_dir: {state}\nsecrets_dir: {secrets}\npid_file: {pid}\nupgrade_sock: {sock}\n\
+             threads: 2\n{extra_yaml}",
+            state = dir.path().join("state").display(),
+            secrets = dir.path().join("secrets").display(),
+            pid = dir.path().join("gateway.pid").display(),
+            sock = dir.path().join("upgrade.sock").display(),
+        );
+        let config_path = dir.path().join("faaso.yml");
+        std::fs::File::create(&config_path)
+            .and_then(|mut f| f.write_all(config.as_bytes()))
+            .expect("config can be written");
+        let child = Command::new(crate::bins::path("faaso-gateway"))
+            .arg("--config")
+            .arg(&config_path)
+            .env_remove("FAASO_LISTEN")
+            .env_remove("FAASO_METRICS_LISTEN")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("faaso-gateway can be started");
+        let gateway = GatewayProcess {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            metrics_url: format!("http://127.0.0.1:{metrics_port}"),
+            dir,
+        };
+        crate::http::wait_for_status(
+            &format!("{}/healthz", gateway.url),
+            200,
+            Duration::from_secs(20),
+        )
+        .await;
+        gateway
+    }
+
+    /// The config file the gateway runs with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("faaso.yml")
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

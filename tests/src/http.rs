@@ -1,0 +1,30 @@
+//! HTTP helpers for tests: a shared client and polling until a server answers.
+
+use std::time::{Duration, Instant};
+
+/// A client with short timeouts and no connection reuse surprises across tests.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .expect("an HTTP client can be built")
+}
+
+/// GETs `url` until it answers with `expected_status` or `timeout` passes; returns the body.
+pub async fn wait_for_status(url: &str, expected_status: u16, timeout: Duration) -> String {
+    let client = client();
+    let start = Instant::now();
+    let mut last = String::from("no attempt");
+    while start.elapsed() < timeout {
+        match client.get(url).send().await {
+            Ok(response) if response.status().as_u16() == expected_status => {
+                return response.text().await.unwrap_or_default();
+            }
+            Ok(response) => last = format!("status {}", response.status()),
+            Err(err) => last = format!("{err}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{url} did not answer {expected_status} within {timeout:?}; last: {last}");
+}

@@ -1,0 +1,30 @@
+//! `faaso_tests`: support for FaaSO's end-to-end tests and benchmarks.
+//!
+//! # Layout
+//! - [`docker`]: the rule for tests that need Docker ([`require_docker!`]), unique names, and
+//!   [`docker::Cleanup`], which removes what a test created even when it panics.
+//! - [`testfunko`]: builds the test funko as a static executable and packages it `FROM scratch`
+//!   into an image (no registry is reachable, so every image a test needs is made here).
+//! - [`bins`]: finds the workspace's built binaries (`faaso-gateway`, `faaso`).
+//! - [`gateway`]: starts a `faaso-gateway` process on free ports with a private config.
+//! - [`http`]: a small HTTP client helper that retries until a server answers.
+
+pub mod bins;
+pub mod docker;
+pub mod gateway;
+pub mod http;
+pub mod testfunko;
+
+/// The workspace root (the folder holding the top-level `Cargo.toml`).
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| std::path::PathBuf::from("."))
+}
+
+/// A name that no other test (or earlier run) uses: `<prefix>_<6 random chars>`, valid as a
+/// funko name.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}_{}", faaso::conventions::random_suffix())
+}

@@ -1,0 +1,111 @@
+//! The test funko's image, built locally: the `faaso-testfunko` package compiled as a static
+//! executable (`-C target-feature=+crt-static`) and copied into an image `FROM scratch`.
+//!
+//! Building is done once per change of the executable: the image is tagged with a hash of the
+//! executable, and a file lock keeps parallel test processes from building it twice.
+
+use std::fs::File;
+use std::hash::{DefaultHasher, Hasher};
+use std::path::PathBuf;
+use std::process::Command;
+
+use bollard::Docker;
+use bollard::query_parameters::{BuildImageOptions, TagImageOptions};
+use futures_util::StreamExt;
+
+use crate::bins::target_dir;
+use crate::workspace_root;
+
+/// The image repository of the test funko.
+pub const REPO: &str = "faaso-testfunko";
+
+/// Builds the static test funko executable (a no-op when it is up to date) and returns its path.
+pub fn build_executable() -> PathBuf {
+    let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    let target_dir = target_dir().join("testfunko");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--quiet", "-p", "faaso-testfunko"])
+        .arg("--target")
+        .arg(&triple)
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .current_dir(workspace_root())
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .status()
+        .expect("cargo can be run to build the test funko");
+    assert!(status.success(), "building the test funko failed: {status}");
+    target_dir.join(triple).join("release/testfunko")
+}
+
+/// Makes sure the test funko image exists and returns its tag (`faaso-testfunko:<hash>`).
+pub async fn image(docker: &Docker) -> String {
+    let lock_path = target_dir().join("testfunko.lock");
+    std::fs::create_dir_all(target_dir()).expect("target dir can be created");
+    let lock = File::create(&lock_path).expect("lock file can be created");
+    // Held until the end of this function: one builder at a time across test processes.
+    lock.lock().expect("lock file can be locked");
+
+    let executable = build_executable();
+    let bytes = std::fs::read(&executable).expect("test funko executable can be read");
+    let mut hasher = DefaultHasher::new();
+    hasher.write(&bytes);
+    let tag = format!("{REPO}:{:016x}", hasher.finish());
+    if docker.inspect_image(&tag).await.is_err() {
+        build_image(docker, &bytes, &tag).await;
+    }
+    drop(lock);
+    tag
+}
+
+/// Tags the test funko image as `faaso-<funko>:latest`, the image a funko's instances run.
+pub async fn tag_as_funko(docker: &Docker, funko: &str) -> String {
+    let source = image(docker).await;
+    let repo = faaso::conventions::image_repo(funko);
+    let options = TagImageOptions {
+        repo: Some(repo.clone()),
+        tag: Some("latest".to_string()),
+    };
+    docker
+        .tag_image(&source, Some(options))
+        .await
+        .unwrap_or_else(|err| panic!("tag {source} as {repo}: {err}"));
+    faaso::conventions::image_latest(funko)
+}
+
+async fn build_image(docker: &Docker, executable: &[u8], tag: &str) {
+    let dockerfile =
+        "FROM scratch\nCOPY testfunko /testfunko\nEXPOSE 3000\nENTRYPOINT [\"/testfunko\"]\n";
+    let mut context = tar::Builder::new(Vec::new());
+    append(&mut context, "Dockerfile", dockerfile.as_bytes(), 0o644);
+    append(&mut context, "testfunko", executable, 0o755);
+    let context = context.into_inner().expect("tar can be finished");
+    let options = BuildImageOptions {
+        t: Some(tag.to_string()),
+        rm: true,
+        forcerm: true,
+        ..Default::default()
+    };
+    let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(detail) = info.error_detail {
+                    panic!("building {tag} failed: {detail:?}");
+                }
+            }
+            Err(err) => panic!("building {tag} failed: {err}"),
+        }
+    }
+}
+
+fn append(builder: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8], mode: u32) {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(data.len() as u64);
+    header.set_mode(mode);
+    header.set_cksum();
+    builder
+        .append_data(&mut header, path, data)
+        .expect("tar entry can be written");
+}

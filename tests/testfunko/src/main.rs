@@ -1,0 +1,164 @@
+//! The test funko: a small HTTP/1.1 server with keep-alive that tests and benchmarks run as a
+//! funko. It has no dependencies so that it builds as a static executable in seconds and ships
+//! `FROM scratch` (no registry is needed to make its image).
+//!
+//! Endpoints:
+//! - `GET /ping`: `OK` (status from `TESTFUNKO_PING_STATUS`, default 200, to fake a bad release)
+//! - `GET /whoami`: the container's hostname
+//! - `/echo`: method, path, query, headers and body as JSON
+//! - `/status/<code>`: an empty response with that status
+//! - `/sleep/<ms>`: waits, then answers `slept <ms>`
+//! - `/stream/<n>`: `n` chunks of a chunked response, flushed one by one 50 ms apart
+//! - `/bytes/<n>`: `n` bytes of `x`
+//! - `/file?path=<p>`: the content of a file (404 when it cannot be read)
+//! - `/version`: the value of `TESTFUNKO_VERSION` (default `1`), to tell images apart
+//!
+//! It listens on `0.0.0.0:$PORT` (default 3000). On SIGTERM it stops accepting and exits once the
+//! requests in flight are answered (at most 5 s later), as a well-behaved funko should.
+
+mod http;
+mod signal;
+
+use std::io::{self, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use http::{Request, Response};
+
+/// Requests being answered right now; SIGTERM waits for this to drop to zero.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+fn main() {
+    let port = std::env::var("PORT").unwrap_or_else(|_| "3000".to_string());
+    let listener = match TcpListener::bind(format!("0.0.0.0:{port}")) {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("testfunko: cannot listen on port {port}: {err}");
+            std::process::exit(1);
+        }
+    };
+    signal::on_sigterm(|| {
+        eprintln!("testfunko: SIGTERM, draining");
+        for _ in 0..500 {
+            if IN_FLIGHT.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        std::process::exit(0);
+    });
+    eprintln!("testfunko: listening on 0.0.0.0:{port}");
+    for stream in listener.incoming() {
+        match stream {
+            Ok(stream) => {
+                thread::spawn(move || {
+                    // A client that goes away mid-request is not our error to report.
+                    let _ = serve_connection(stream);
+                });
+            }
+            Err(err) => eprintln!("testfunko: accept failed: {err}"),
+        }
+    }
+}
+
+/// Answers requests on one connection until the client closes it or asks to.
+fn serve_connection(stream: TcpStream) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    loop {
+        let Some(request) = http::read_request(&mut reader)? else {
+            return Ok(());
+        };
+        IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+        let result = answer(&request, &mut writer);
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+        result?;
+        if !request.keep_alive() {
+            return Ok(());
+        }
+    }
+}
+
+/// Routes one request and writes its response.
+fn answer(request: &Request, out: &mut TcpStream) -> io::Result<()> {
+    let path = request.path();
+    let mut segments = path.trim_start_matches('/').splitn(2, '/');
+    let head = segments.next().unwrap_or("");
+    let arg = segments.next().unwrap_or("");
+    match head {
+        "ping" => {
+            let status = std::env::var("TESTFUNKO_PING_STATUS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(200);
+            Response::new(status).body("OK").write(out)
+        }
+        "whoami" => Response::new(200).body(&hostname()).write(out),
+        "version" => {
+            let version = std::env::var("TESTFUNKO_VERSION").unwrap_or_else(|_| "1".into());
+            Response::new(200).body(&version).write(out)
+        }
+        "echo" => Response::new(200)
+            .header("Content-Type", "application/json")
+            .body(&request.to_json())
+            .write(out),
+        "status" => match arg.parse::<u16>() {
+            Ok(code) if (200..600).contains(&code) => Response::new(code).write(out),
+            _ => Response::new(400).body("bad status code").write(out),
+        },
+        "sleep" => match arg.parse::<u64>() {
+            Ok(ms) => {
+                thread::sleep(Duration::from_millis(ms));
+                Response::new(200).body(&format!("slept {ms}")).write(out)
+            }
+            Err(_) => Response::new(400).body("bad milliseconds").write(out),
+        },
+        "stream" => match arg.parse::<usize>() {
+            Ok(n) => stream_chunks(n, out),
+            Err(_) => Response::new(400).body("bad chunk count").write(out),
+        },
+        "bytes" => match arg.parse::<usize>() {
+            Ok(n) if n <= 1 << 30 => Response::new(200).body(&"x".repeat(n)).write(out),
+            _ => Response::new(400).body("bad byte count").write(out),
+        },
+        "file" => match request.query_param("path") {
+            Some(file) => match std::fs::read(&file) {
+                Ok(content) => Response::new(200).body_bytes(content).write(out),
+                Err(err) => Response::new(404)
+                    .body(&format!("{file}: {err}"))
+                    .write(out),
+            },
+            None => Response::new(400).body("missing ?path=").write(out),
+        },
+        _ => Response::new(404).body("no such endpoint").write(out),
+    }
+}
+
+/// Writes `n` chunks, flushing each one, so a proxy that buffers is caught by the timing.
+fn stream_chunks(n: usize, out: &mut TcpStream) -> io::Result<()> {
+    out.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )?;
+    for i in 0..n {
+        let chunk = format!("chunk {i}\n");
+        write!(out, "{:x}\r\n{chunk}\r\n", chunk.len())?;
+        out.flush()?;
+        if i + 1 < n {
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+    out.write_all(b"0\r\n\r\n")?;
+    out.flush()
+}
+
+/// The container's hostname, which Docker sets to the container's short id.
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|| "unknown".to_string())
+}
