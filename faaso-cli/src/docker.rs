@@ -48,13 +48,19 @@ pub fn docker_host() -> String {
 /// The connection is checked (a `/version` round trip), so an engine that is not running is
 /// reported here with a hint rather than on the first real call.
 pub async fn connect() -> Result<Docker, DockerError> {
-    let host = docker_host();
+    connect_to(None).await
+}
+
+/// Like [`connect`], to an explicit engine address (`unix:///path`, `tcp://host:port`) when
+/// one is given.
+pub async fn connect_to(host: Option<&str>) -> Result<Docker, DockerError> {
+    let host = host.map_or_else(docker_host, str::to_string);
     let unreachable = |source| DockerError::Unreachable {
         host: host.clone(),
         host_env: std::env::var("DOCKER_HOST").unwrap_or_else(|_| "(unset)".to_string()),
         source,
     };
-    let docker = Docker::connect_with_defaults().map_err(unreachable)?;
+    let docker = Docker::connect_with_host(&host).map_err(unreachable)?;
     docker.negotiate_version().await.map_err(unreachable)
 }
 

@@ -4,12 +4,24 @@
 //! # Layout
 //! - [`config`]: defaults, YAML file, environment and flags, validated with the key named.
 //! - [`router`]: path → funko and upstream path (pure).
+//! - [`table`]: the immutable routing snapshot and per-instance health and load.
+//! - [`balancer`]: picks an instance (power of two choices on requests in flight).
+//! - [`headers`]: forwarding headers and request ids (pure).
+//! - [`errors`]: proxy failures → HTTP status and message, in one place.
 //! - [`responses`]: JSON error bodies and responses the gateway writes itself.
+//! - [`discovery`]: the background service that follows Docker and publishes snapshots.
+//! - [`health`]: the background service that checks `GET /ping` on every instance.
 //! - [`proxy`]: the thin `ProxyHttp` implementation that ties them together.
 //! - [`server`]: assembles the Pingora server from a [`config::Config`].
 
+pub mod balancer;
 pub mod config;
+pub mod discovery;
+pub mod errors;
+pub mod headers;
+pub mod health;
 pub mod proxy;
 pub mod responses;
 pub mod router;
 pub mod server;
+pub mod table;

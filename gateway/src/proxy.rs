@@ -1,30 +1,69 @@
-//! The `ProxyHttp` implementation, kept thin: it reads the session, asks the pure modules
-//! ([`crate::router`]) what to do, and writes the answer.
+//! The `ProxyHttp` implementation, kept thin: each hook reads the session, asks a pure module
+//! what to do ([`router`](crate::router), [`balancer`](crate::balancer),
+//! [`headers`](crate::headers), [`errors`](crate::errors)), and applies the answer.
+//!
+//! Per request: `request_filter` routes and answers what the gateway answers itself (health,
+//! unknown funko, no instance, body too large); `upstream_peer` picks an instance (again on a
+//! retry, skipping those tried); `upstream_request_filter` rewrites the path and adds the
+//! forwarding headers; `fail_to_connect` takes a failing instance out and allows a retry;
+//! `fail_to_proxy` turns any failure into a JSON error with the right status.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use http::Uri;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
+use pingora::proxy::FailToProxy;
 
+use crate::balancer::{self, Tried};
+use crate::errors;
+use crate::headers;
 use crate::responses::{error_body, write_json};
 use crate::router::{Route, route};
+use crate::table::{Funko, InFlight, SharedTable};
 
-/// The gateway's proxy logic.
-pub struct Gateway {}
-
-impl Gateway {
-    pub fn new() -> Gateway {
-        Gateway {}
-    }
+/// Settings the proxy needs on every request, taken from the config once.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    pub max_body_bytes: u64,
+    pub connect_timeout: std::time::Duration,
+    pub read_timeout: std::time::Duration,
+    pub write_timeout: std::time::Duration,
+    pub idle_timeout: std::time::Duration,
 }
 
-impl Default for Gateway {
-    fn default() -> Self {
-        Self::new()
-    }
+/// The gateway's proxy logic.
+pub struct Gateway {
+    pub table: SharedTable,
+    pub ready: Arc<AtomicBool>,
+    pub settings: ProxySettings,
 }
 
 /// Per-request state.
 #[derive(Debug, Default)]
-pub struct RequestCtx {}
+pub struct RequestCtx {
+    /// The funko's entry from the snapshot taken when the request arrived (stable on retries).
+    funko: Option<Arc<Funko>>,
+    /// The instance picked last (position in `funko.instances`).
+    current: Option<usize>,
+    /// Instances tried so far.
+    tried: Tried,
+    /// Counts this request on the current instance until the request ends.
+    in_flight: Option<InFlight>,
+    /// The request id sent upstream and returned to the client.
+    request_id: String,
+    /// Request body bytes seen so far.
+    body_bytes: u64,
+}
+
+impl RequestCtx {
+    fn funko_name(&self) -> Option<&str> {
+        self.funko.as_deref().map(|f| &*f.name)
+    }
+}
 
 #[async_trait]
 impl ProxyHttp for Gateway {
@@ -34,39 +73,215 @@ impl ProxyHttp for Gateway {
         RequestCtx::default()
     }
 
-    async fn request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<bool> {
-        let target = session
-            .req_header()
-            .uri
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_string();
-        match route(&target) {
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let header = session.req_header();
+        let target = header.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let funko = match route(target) {
+            Route::Funko(funko) => funko,
             Route::Healthz => {
-                write_json(session, 200, r#"{"status":"ok"}"#.into(), &[]).await?;
+                write_json(session, 200, Bytes::from_static(br#"{"status":"ok"}"#), &[]).await?;
+                return Ok(true);
             }
             Route::Readyz => {
-                write_json(session, 200, r#"{"status":"ready"}"#.into(), &[]).await?;
-            }
-            Route::Funko(funko) => {
-                let body = error_body("no such funko", Some(funko.name));
-                write_json(session, 404, body, &[]).await?;
+                let (status, body) = if self.ready.load(Ordering::Acquire) {
+                    (200, &br#"{"status":"ready"}"#[..])
+                } else {
+                    (
+                        503,
+                        &br#"{"status":"waiting for the first Docker sync"}"#[..],
+                    )
+                };
+                write_json(session, status, Bytes::from_static(body), &[]).await?;
+                return Ok(true);
             }
             Route::Admin | Route::NotFound => {
                 write_json(session, 404, error_body("not found", None), &[]).await?;
+                return Ok(true);
+            }
+        };
+        let Some(entry) = self.table.load().get(funko.name).cloned() else {
+            let body = error_body("no such funko", Some(funko.name));
+            write_json(session, 404, body, &[]).await?;
+            return Ok(true);
+        };
+        ctx.request_id = match headers::client_request_id(
+            header.headers.get("x-request-id").map(|v| v.as_bytes()),
+        ) {
+            Some(id) => id.to_string(),
+            None => headers::new_request_id(),
+        };
+        if !balancer::any_available(&entry.instances) {
+            ctx.funko = Some(entry);
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(503),
+                "no healthy instance",
+            ));
+        }
+        ctx.funko = Some(entry);
+        if let Some(length) = header.headers.get(http::header::CONTENT_LENGTH) {
+            let length = length
+                .to_str()
+                .ok()
+                .and_then(|l| l.trim().parse::<u64>().ok())
+                .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(400), "bad Content-Length"))?;
+            if length > self.settings.max_body_bytes {
+                return Err(Error::explain(ErrorType::HTTPStatus(413), "body too large"));
             }
         }
-        Ok(true)
+        Ok(false)
     }
 
     async fn upstream_peer(
         &self,
         _session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        Err(Error::explain(
-            ErrorType::HTTPStatus(404),
-            "no route to an upstream",
-        ))
+        let Some(funko) = ctx.funko.clone() else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no funko in context",
+            ));
+        };
+        let Some(index) = balancer::pick(&funko.instances, ctx.tried) else {
+            let status = if ctx.current.is_some() { 502 } else { 503 };
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(status),
+                "no instance left to try",
+            ));
+        };
+        let instance = &funko.instances[index];
+        ctx.tried.insert(index);
+        ctx.current = Some(index);
+        // Replacing the guard ends the count on the instance tried before.
+        ctx.in_flight = Some(instance.state.start_request());
+        let mut peer = HttpPeer::new(instance.addr, false, String::new());
+        let options = &mut peer.options;
+        options.connection_timeout = Some(self.settings.connect_timeout);
+        options.read_timeout = Some(self.settings.read_timeout);
+        options.write_timeout = Some(self.settings.write_timeout);
+        options.idle_timeout = Some(self.settings.idle_timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let target = upstream.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let Route::Funko(funko) = route(target) else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "funko route changed",
+            ));
+        };
+        let prefix = funko.prefix.to_string();
+        let uri: Uri = funko
+            .upstream_path_and_query()
+            .parse()
+            .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "malformed request target"))?;
+        upstream.set_uri(uri);
+        let client_ip = session
+            .client_addr()
+            .and_then(|addr| addr.as_inet())
+            .map(|addr| addr.ip());
+        let forwarded_for = headers::forwarded_for(
+            upstream
+                .headers
+                .get("x-forwarded-for")
+                .map(|v| v.as_bytes()),
+            client_ip,
+        );
+        if let Some(value) = forwarded_for {
+            upstream.insert_header("X-Forwarded-For", value)?;
+        }
+        upstream.insert_header("X-Forwarded-Proto", "http")?;
+        if let Some(host) = session
+            .req_header()
+            .headers
+            .get(http::header::HOST)
+            .cloned()
+        {
+            upstream.insert_header("X-Forwarded-Host", host)?;
+        }
+        upstream.insert_header("X-Forwarded-Prefix", prefix)?;
+        upstream.insert_header("X-Request-Id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(chunk) = body {
+            ctx.body_bytes += chunk.len() as u64;
+            if ctx.body_bytes > self.settings.max_body_bytes {
+                return Err(Error::explain(ErrorType::HTTPStatus(413), "body too large"));
+            }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if !ctx.request_id.is_empty() {
+            upstream_response.insert_header("X-Request-Id", ctx.request_id.as_str())?;
+        }
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let (Some(funko), Some(index)) = (&ctx.funko, ctx.current) {
+            let instance = &funko.instances[index];
+            instance.state.connect_failed();
+            tracing::warn!(instance = %instance.name, %peer, error = %e, "connect failed; instance out until it passes a check");
+        }
+        // Pingora bounds the attempts (3: the first and up to 2 retries).
+        e.set_retry(true);
+        e
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy
+    where
+        RequestCtx: Send + Sync,
+    {
+        let code = errors::status_for(e);
+        if code > 0 {
+            let message = errors::message(code, self.settings.max_body_bytes);
+            let body = error_body(&message, ctx.funko_name());
+            let mut extra: Vec<(&'static str, &str)> = Vec::with_capacity(2);
+            if code == 503 {
+                extra.push(("Retry-After", "1"));
+            }
+            if !ctx.request_id.is_empty() {
+                extra.push(("X-Request-Id", &ctx.request_id));
+            }
+            if let Err(err) = write_json(session, code, body, &extra).await {
+                tracing::debug!(error = %err, "could not send the error response");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
     }
 }

@@ -1,12 +1,21 @@
-//! Assembles the Pingora server from the configuration: the proxy service on `listen`, with
-//! Pingora's own process options (threads, grace period, PID file, upgrade socket) taken from
+//! Assembles the Pingora server from the configuration: the proxy service on `listen` and the
+//! discovery and health-check background services, sharing one routing snapshot. Pingora's own
+//! process options (threads, grace period, PID file, upgrade socket, retries) come from
 //! [`Config`] rather than from a second config file.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use arc_swap::ArcSwap;
 use pingora::server::Server;
 use pingora::server::configuration::{Opt, ServerConf};
+use pingora::services::background::background_service;
 
 use crate::config::Config;
-use crate::proxy::Gateway;
+use crate::discovery::Discovery;
+use crate::health::HealthChecker;
+use crate::proxy::{Gateway, ProxySettings};
+use crate::table::{RouteTable, SharedTable};
 
 /// Pingora's process flags that FaaSO keeps: `-u` upgrade, `-d` daemon, `-t` test config.
 #[derive(Debug, Clone, Copy, Default)]
@@ -16,14 +25,20 @@ pub struct ProcessFlags {
     pub test: bool,
 }
 
+/// Attempts per request: the first and up to 2 retries.
+const ATTEMPTS: usize = 3;
+
 /// Pingora's server settings derived from ours.
 pub fn server_conf(config: &Config) -> ServerConf {
     ServerConf {
         threads: config.threads,
         pid_file: config.pid_file.display().to_string(),
         upgrade_sock: config.upgrade_sock.display().to_string(),
+        // No pause before draining: a gateway behind nothing needs no time for a load balancer
+        // to notice it is going.
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(config.grace_period.as_secs().max(1)),
+        max_retries: ATTEMPTS,
         ..ServerConf::default()
     }
 }
@@ -38,7 +53,40 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
     };
     let mut server = Server::new_with_opt_and_conf(opt, server_conf(config));
     server.bootstrap();
-    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, Gateway::new());
+
+    let table: SharedTable = Arc::new(ArcSwap::from_pointee(RouteTable::default()));
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let discovery = Discovery {
+        docker_host: config.docker_host.clone(),
+        network: config.network.clone(),
+        resync_interval: config.resync_interval,
+        table: Arc::clone(&table),
+        ready: Arc::clone(&ready),
+    };
+    server.add_service(background_service("discovery", discovery));
+
+    let health = HealthChecker {
+        table: Arc::clone(&table),
+        interval: config.health_interval,
+        timeout: config
+            .connect_timeout
+            .max(std::time::Duration::from_secs(1)),
+    };
+    server.add_service(background_service("health checks", health));
+
+    let gateway = Gateway {
+        table,
+        ready,
+        settings: ProxySettings {
+            max_body_bytes: config.max_body_bytes,
+            connect_timeout: config.connect_timeout,
+            read_timeout: config.read_timeout,
+            write_timeout: config.write_timeout,
+            idle_timeout: config.idle_timeout,
+        },
+    };
+    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     proxy.add_tcp(&config.listen.to_string());
     server.add_service(proxy);
     server

@@ -133,7 +133,9 @@ fn answer(request: &Request, out: &mut TcpStream) -> io::Result<()> {
             },
             None => Response::new(400).body("missing ?path=").write(out),
         },
-        _ => Response::new(404).body("no such endpoint").write(out),
+        _ => Response::new(404)
+            .body(&format!("no such endpoint: {path}"))
+            .write(out),
     }
 }
 

@@ -1,0 +1,177 @@
+//! Instance choice: the power of two random choices on requests in flight.
+//!
+//! Two eligible instances are drawn at random and the one with fewer requests in flight wins.
+//! Compared with round robin this steers around an instance that is slow right now (a long
+//! request, a GC pause, a cold cache) without any shared cursor that threads contend on, and it
+//! costs two atomic loads. Eligibility follows the health rules:
+//! - an instance that failed its checks or a connect is out;
+//! - Docker's `unhealthy` is out;
+//! - Docker's `starting` is out while an instance that is healthy (or has no health check) exists;
+//! - instances already tried for this request are skipped on retries.
+//!
+//! Nothing here allocates; it runs on every request.
+
+use std::cell::Cell;
+use std::sync::Arc;
+
+use crate::table::{DockerHealth, Instance};
+
+/// Instances already tried for one request, by position in the funko's instance list.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tried(u64);
+
+impl Tried {
+    pub fn insert(&mut self, index: usize) {
+        if index < 64 {
+            self.0 |= 1 << index;
+        }
+    }
+
+    pub fn contains(&self, index: usize) -> bool {
+        index < 64 && self.0 & (1 << index) != 0
+    }
+}
+
+/// Whether any instance could be picked for a fresh request: a funko with none gets a 503.
+pub fn any_available(instances: &[Arc<Instance>]) -> bool {
+    instances.iter().any(|i| usable(i, false))
+}
+
+/// Picks an instance (its position in `instances`), or `None` when none is eligible.
+pub fn pick(instances: &[Arc<Instance>], tried: Tried) -> Option<usize> {
+    let prefer_ready = instances
+        .iter()
+        .enumerate()
+        .any(|(index, i)| !tried.contains(index) && usable(i, true));
+    let eligible = |index: usize, i: &Instance| !tried.contains(index) && usable(i, prefer_ready);
+    let count = instances
+        .iter()
+        .enumerate()
+        .filter(|(index, i)| eligible(*index, i))
+        .count();
+    if count == 0 {
+        return None;
+    }
+    let nth = |n: usize| {
+        instances
+            .iter()
+            .enumerate()
+            .filter(|(index, i)| eligible(*index, i))
+            .nth(n)
+            .map(|(index, _)| index)
+    };
+    if count == 1 {
+        return nth(0);
+    }
+    let first = random_below(count);
+    // A second, different draw: offset by 1..count so it never equals the first.
+    let second = (first + 1 + random_below(count - 1)) % count;
+    let (a, b) = (nth(first)?, nth(second)?);
+    let load = |index: usize| instances[index].state.in_flight();
+    Some(if load(b) < load(a) { b } else { a })
+}
+
+/// Whether an instance may get requests; with `ready_only`, Docker's `starting` is excluded.
+fn usable(instance: &Instance, ready_only: bool) -> bool {
+    if !instance.state.is_up() {
+        return false;
+    }
+    match instance.docker_health {
+        DockerHealth::Unhealthy => false,
+        DockerHealth::Starting => !ready_only,
+        DockerHealth::Healthy | DockerHealth::None => true,
+    }
+}
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new(seed());
+}
+
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_usize(&RNG as *const _ as usize);
+    hasher.finish() | 1
+}
+
+/// A uniform-enough random number in `0..n` (xorshift64*; not for secrets).
+fn random_below(n: usize) -> usize {
+    RNG.with(|rng| {
+        let mut x = rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        rng.set(x);
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as usize % n
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::InstanceState;
+
+    fn instances(healths: &[DockerHealth]) -> Vec<Arc<Instance>> {
+        healths
+            .iter()
+            .enumerate()
+            .map(|(n, health)| {
+                Arc::new(Instance {
+                    id: format!("id{n}"),
+                    name: format!("faaso-f-{n:06}"),
+                    addr: format!("10.0.0.{}:3000", n + 1).parse().unwrap(),
+                    docker_health: *health,
+                    state: Arc::new(InstanceState::default()),
+                })
+            })
+            .collect()
+    }
+
+    use DockerHealth::{Healthy, Starting, Unhealthy};
+    const NONE: DockerHealth = DockerHealth::None;
+
+    #[test]
+    fn spreads_over_equal_instances() {
+        let list = instances(&[NONE, NONE, NONE]);
+        let mut counts = [0; 3];
+        for _ in 0..3000 {
+            counts[pick(&list, Tried::default()).unwrap()] += 1;
+        }
+        assert!(counts.iter().all(|c| *c > 700), "{counts:?}");
+    }
+
+    #[test]
+    fn prefers_the_less_loaded_instance() {
+        let list = instances(&[NONE, NONE]);
+        let _busy: Vec<_> = (0..5).map(|_| list[0].state.start_request()).collect();
+        for _ in 0..100 {
+            assert_eq!(pick(&list, Tried::default()), Some(1));
+        }
+    }
+
+    #[test]
+    fn health_rules() {
+        let list = instances(&[Unhealthy, Starting, Healthy]);
+        for _ in 0..50 {
+            assert_eq!(pick(&list, Tried::default()), Some(2));
+        }
+        // Starting is used when nothing healthy is left.
+        list[2].state.connect_failed();
+        assert_eq!(pick(&list, Tried::default()), Some(1));
+        assert!(any_available(&list));
+        list[1].state.connect_failed();
+        assert_eq!(pick(&list, Tried::default()), None);
+        assert!(!any_available(&list));
+    }
+
+    #[test]
+    fn retries_skip_tried_instances() {
+        let list = instances(&[NONE, Healthy]);
+        let mut tried = Tried::default();
+        tried.insert(1);
+        assert_eq!(pick(&list, tried), Some(0));
+        tried.insert(0);
+        assert_eq!(pick(&list, tried), None);
+        assert_eq!(pick(&[], Tried::default()), None);
+    }
+}

@@ -1,0 +1,63 @@
+//! Proxy failures mapped to HTTP status codes and messages, in one place.
+//!
+//! | failure | status |
+//! |---|---|
+//! | the gateway decided (unknown funko, no instance, body too large, bad header) | as decided |
+//! | cannot connect to an instance, after retries | 502 |
+//! | the instance did not answer or accept data in time | 504 |
+//! | any other upstream failure | 502 |
+//! | the client sent something malformed | 400 |
+//! | the client went away | none (nothing can be sent) |
+
+use pingora::{Error, ErrorSource, ErrorType};
+
+/// The status for a failure; 0 when the client connection is gone.
+pub fn status_for(e: &Error) -> u16 {
+    status(e.etype(), e.esource())
+}
+
+fn status(etype: &ErrorType, source: &ErrorSource) -> u16 {
+    use ErrorType::*;
+    match (etype, source) {
+        (HTTPStatus(code), _) => *code,
+        (ReadTimedout | WriteTimedout, ErrorSource::Upstream) => 504,
+        (_, ErrorSource::Upstream) => 502,
+        (ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError, _) => 502,
+        (ReadError | WriteError | ConnectionClosed, ErrorSource::Downstream) => 0,
+        (ReadTimedout | WriteTimedout, ErrorSource::Downstream) => 0,
+        (_, ErrorSource::Downstream) => 400,
+        _ => 500,
+    }
+}
+
+/// The error message sent for a status.
+pub fn message(code: u16, max_body_bytes: u64) -> String {
+    match code {
+        400 => "malformed request".to_string(),
+        404 => "no such funko".to_string(),
+        413 => format!("request body larger than max_body_bytes ({max_body_bytes} bytes)"),
+        502 => "cannot reach an instance of this funko".to_string(),
+        503 => "no healthy instance of this funko".to_string(),
+        504 => "the instance did not answer in time".to_string(),
+        _ => "gateway error".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ErrorType::*;
+
+    #[test]
+    fn failures_map_to_statuses() {
+        assert_eq!(status(&HTTPStatus(413), &ErrorSource::Internal), 413);
+        assert_eq!(status(&ConnectRefused, &ErrorSource::Upstream), 502);
+        assert_eq!(status(&ConnectTimedout, &ErrorSource::Unset), 502);
+        assert_eq!(status(&ReadTimedout, &ErrorSource::Upstream), 504);
+        assert_eq!(status(&ConnectionClosed, &ErrorSource::Upstream), 502);
+        assert_eq!(status(&InvalidHTTPHeader, &ErrorSource::Downstream), 400);
+        assert_eq!(status(&ReadError, &ErrorSource::Downstream), 0);
+        assert_eq!(status(&InternalError, &ErrorSource::Internal), 500);
+        assert!(message(413, 10).contains("10 bytes"));
+    }
+}

@@ -1,0 +1,443 @@
+//! The routing snapshot: which funkos exist and which instances each one has.
+//!
+//! A [`RouteTable`] is immutable once built; discovery builds a new one from Docker's state and
+//! swaps it in ([`SharedTable`]). What changes between rebuilds, an instance's health and its
+//! requests in flight, lives in [`InstanceState`], which a rebuild carries over by container id,
+//! so a resync never forgets that an instance was failing.
+//!
+//! [`build`] turns a Docker container list into a table and is pure, so it is tested without
+//! Docker.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+
+use arc_swap::ArcSwap;
+use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
+use faaso::conventions::{DEFAULT_PORT, PORT_LABEL, parse_instance_name};
+
+/// The current snapshot, swapped atomically by discovery and read lock-free by requests.
+pub type SharedTable = Arc<ArcSwap<RouteTable>>;
+
+/// All funkos the gateway knows of.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    funkos: HashMap<Box<str>, Arc<Funko>>,
+}
+
+/// One funko: its name and its running instances (possibly none: a funko whose containers are
+/// stopped, or whose image exists, is known but cannot be served).
+#[derive(Debug)]
+pub struct Funko {
+    pub name: Arc<str>,
+    pub instances: Vec<Arc<Instance>>,
+}
+
+/// Docker's own health status of a container, from its `HEALTHCHECK`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DockerHealth {
+    /// The image has no health check.
+    None,
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+/// A running container that follows the instance convention and is on the network.
+#[derive(Debug)]
+pub struct Instance {
+    pub id: String,
+    pub name: String,
+    pub addr: SocketAddr,
+    pub docker_health: DockerHealth,
+    pub state: Arc<InstanceState>,
+}
+
+/// What the gateway learns about an instance between rebuilds.
+#[derive(Debug)]
+pub struct InstanceState {
+    /// False after 2 failed active checks or a failed connect, true again after 1 passed check.
+    up: AtomicBool,
+    /// Consecutive failed active checks.
+    failures: AtomicU32,
+    /// Requests currently sent to this instance.
+    in_flight: AtomicUsize,
+}
+
+/// Failed active checks that take an instance out.
+pub const FAILURES_TO_DOWN: u32 = 2;
+
+impl Default for InstanceState {
+    fn default() -> Self {
+        // A new instance is tried at once: it is routable as soon as Docker reports it, and a
+        // connect failure (not listening yet) moves the request to another instance.
+        InstanceState {
+            up: AtomicBool::new(true),
+            failures: AtomicU32::new(0),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl InstanceState {
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// An active check passed: the instance is back.
+    pub fn check_passed(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+        self.up.store(true, Ordering::Relaxed);
+    }
+
+    /// An active check failed: out after [`FAILURES_TO_DOWN`] in a row. Returns whether it
+    /// went down with this failure.
+    pub fn check_failed(&self) -> bool {
+        let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        failures >= FAILURES_TO_DOWN && self.up.swap(false, Ordering::Relaxed)
+    }
+
+    /// A connection attempt failed: out until an active check passes.
+    pub fn connect_failed(&self) {
+        self.failures.store(FAILURES_TO_DOWN, Ordering::Relaxed);
+        self.up.store(false, Ordering::Relaxed);
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request in flight until the returned guard is dropped.
+    pub fn start_request(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(Arc::clone(self))
+    }
+}
+
+/// A request in flight on an instance; dropping it ends the count.
+#[derive(Debug)]
+pub struct InFlight(Arc<InstanceState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl RouteTable {
+    /// The funko named `name`, if it is known.
+    pub fn get(&self, name: &str) -> Option<&Arc<Funko>> {
+        self.funkos.get(name)
+    }
+
+    pub fn funkos(&self) -> impl Iterator<Item = &Arc<Funko>> {
+        self.funkos.values()
+    }
+
+    /// Every instance of every funko.
+    pub fn instances(&self) -> impl Iterator<Item = &Arc<Instance>> {
+        self.funkos.values().flat_map(|f| f.instances.iter())
+    }
+
+    /// Number of funkos.
+    pub fn len(&self) -> usize {
+        self.funkos.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.funkos.is_empty()
+    }
+}
+
+/// The inputs of a rebuild besides the container list.
+pub struct BuildInput<'a> {
+    /// The network instances are reached on.
+    pub network: &'a str,
+    /// Funkos known from their images (`faaso-<name>`), which have no instance yet.
+    pub image_funkos: &'a [String],
+    /// Containers being stopped: no new requests go to them.
+    pub stopping: &'a HashSet<String>,
+    /// The table being replaced, whose instance states are carried over.
+    pub previous: &'a RouteTable,
+}
+
+/// Builds a table from Docker's container list (`all=true`, so stopped containers still make
+/// their funko known).
+pub fn build(containers: &[ContainerSummary], input: &BuildInput<'_>) -> RouteTable {
+    let previous_states: HashMap<&str, &Arc<InstanceState>> = input
+        .previous
+        .instances()
+        .map(|i| (i.id.as_str(), &i.state))
+        .collect();
+    let mut instances: HashMap<&str, Vec<Arc<Instance>>> = HashMap::new();
+    for name in input.image_funkos {
+        instances.entry(name.as_str()).or_default();
+    }
+    for container in containers {
+        let Some((funko, instance)) = instance_of(container, input, &previous_states) else {
+            continue;
+        };
+        let list = instances.entry(funko).or_default();
+        if let Some(instance) = instance {
+            list.push(Arc::new(instance));
+        }
+    }
+    let funkos = instances
+        .into_iter()
+        .map(|(name, mut instances)| {
+            // A stable order makes balancing and debugging predictable across rebuilds.
+            instances.sort_by(|a, b| a.name.cmp(&b.name));
+            let funko = Funko {
+                name: Arc::from(name),
+                instances,
+            };
+            (Box::from(name), Arc::new(funko))
+        })
+        .collect();
+    RouteTable { funkos }
+}
+
+/// The funko a container belongs to (by name), and the instance it is when it can be routed to.
+fn instance_of<'c>(
+    container: &'c ContainerSummary,
+    input: &BuildInput<'_>,
+    previous_states: &HashMap<&str, &Arc<InstanceState>>,
+) -> Option<(&'c str, Option<Instance>)> {
+    let container_name = container.names.as_ref()?.first()?;
+    let parsed = parse_instance_name(container_name)?;
+    let id = container.id.as_deref()?;
+    let running = container.state == Some(ContainerSummaryStateEnum::RUNNING);
+    if !running || input.stopping.contains(id) {
+        return Some((parsed.funko, None));
+    }
+    let Some(ip) = network_ip(container, input.network) else {
+        return Some((parsed.funko, None));
+    };
+    let port = container
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(PORT_LABEL))
+        .and_then(|port| port.parse::<u16>().ok())
+        .unwrap_or(DEFAULT_PORT);
+    let state = previous_states
+        .get(id)
+        .map(|state| Arc::clone(state))
+        .unwrap_or_default();
+    let instance = Instance {
+        id: id.to_string(),
+        name: container_name.trim_start_matches('/').to_string(),
+        addr: SocketAddr::new(ip, port),
+        docker_health: docker_health(container.status.as_deref().unwrap_or("")),
+        state,
+    };
+    Some((parsed.funko, Some(instance)))
+}
+
+/// The container's address on `network` (never "the first network": it may be on several).
+fn network_ip(container: &ContainerSummary, network: &str) -> Option<IpAddr> {
+    container
+        .network_settings
+        .as_ref()?
+        .networks
+        .as_ref()?
+        .get(network)?
+        .ip_address
+        .as_deref()?
+        .parse()
+        .ok()
+}
+
+/// Docker's health from the status text of a container list, for example
+/// `Up 5 minutes (healthy)` (the structured field is missing from older engines).
+pub fn docker_health(status: &str) -> DockerHealth {
+    if status.ends_with("(healthy)") {
+        DockerHealth::Healthy
+    } else if status.ends_with("(unhealthy)") {
+        DockerHealth::Unhealthy
+    } else if status.ends_with("(health: starting)") {
+        DockerHealth::Starting
+    } else {
+        DockerHealth::None
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use bollard::models::{ContainerSummaryNetworkSettings, EndpointSettings};
+
+    pub fn container(
+        id: &str,
+        name: &str,
+        state: ContainerSummaryStateEnum,
+        networks: &[(&str, &str)],
+        status: &str,
+    ) -> ContainerSummary {
+        ContainerSummary {
+            id: Some(id.to_string()),
+            names: Some(vec![format!("/{name}")]),
+            state: Some(state),
+            status: Some(status.to_string()),
+            network_settings: Some(ContainerSummaryNetworkSettings {
+                networks: Some(
+                    networks
+                        .iter()
+                        .map(|(net, ip)| {
+                            let endpoint = EndpointSettings {
+                                ip_address: Some(ip.to_string()),
+                                ..Default::default()
+                            };
+                            (net.to_string(), endpoint)
+                        })
+                        .collect(),
+                ),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn build_simple(containers: &[ContainerSummary], previous: &RouteTable) -> RouteTable {
+        build(
+            containers,
+            &BuildInput {
+                network: "faaso-net",
+                image_funkos: &["imageonly".to_string()],
+                stopping: &HashSet::from(["stopping1".to_string()]),
+                previous,
+            },
+        )
+    }
+
+    use ContainerSummaryStateEnum::{EXITED, RUNNING};
+
+    #[test]
+    fn containers_become_instances_by_convention() {
+        let mut labelled = container(
+            "c4",
+            "faaso-web-aaaaaa",
+            RUNNING,
+            &[("faaso-net", "10.0.0.4")],
+            "Up",
+        );
+        labelled.labels = Some(HashMap::from([(
+            PORT_LABEL.to_string(),
+            "8080".to_string(),
+        )]));
+        let containers = vec![
+            container(
+                "c1",
+                "faaso-hello-abc123",
+                RUNNING,
+                &[("bridge", "172.17.0.2"), ("faaso-net", "10.0.0.2")],
+                "Up 1 second",
+            ),
+            container(
+                "c2",
+                "faaso-hello",
+                RUNNING,
+                &[("faaso-net", "10.0.0.3")],
+                "Up (healthy)",
+            ),
+            container("c3", "faaso-stopped-abc123", EXITED, &[], "Exited (0)"),
+            labelled,
+            container(
+                "p",
+                "faaso-proxy",
+                RUNNING,
+                &[("faaso-net", "10.0.0.9")],
+                "Up",
+            ),
+            container("x", "nginx", RUNNING, &[("faaso-net", "10.0.0.10")], "Up"),
+            container(
+                "o",
+                "faaso-other-abc123",
+                RUNNING,
+                &[("bridge", "172.17.0.5")],
+                "Up",
+            ),
+            container(
+                "stopping1",
+                "faaso-hello-zzzzzz",
+                RUNNING,
+                &[("faaso-net", "10.0.0.11")],
+                "Up",
+            ),
+        ];
+        let table = build_simple(&containers, &RouteTable::default());
+        let hello = table.get("hello").unwrap();
+        let addrs: Vec<String> = hello.instances.iter().map(|i| i.addr.to_string()).collect();
+        assert_eq!(addrs, ["10.0.0.3:3000", "10.0.0.2:3000"]);
+        assert_eq!(hello.instances[0].docker_health, DockerHealth::Healthy);
+        assert_eq!(
+            table.get("web").unwrap().instances[0].addr.to_string(),
+            "10.0.0.4:8080"
+        );
+        // Known but not routable: stopped, not on the network, or only an image.
+        for known_empty in ["stopped", "other", "imageonly"] {
+            assert!(
+                table.get(known_empty).unwrap().instances.is_empty(),
+                "{known_empty}"
+            );
+        }
+        assert!(table.get("proxy").is_none());
+        assert!(table.get("nginx").is_none());
+        assert_eq!(table.len(), 5);
+    }
+
+    #[test]
+    fn rebuilds_keep_instance_state() {
+        let containers = vec![container(
+            "c1",
+            "faaso-hello-abc123",
+            RUNNING,
+            &[("faaso-net", "10.0.0.2")],
+            "Up",
+        )];
+        let first = build_simple(&containers, &RouteTable::default());
+        first.get("hello").unwrap().instances[0]
+            .state
+            .connect_failed();
+        let second = build_simple(&containers, &first);
+        assert!(!second.get("hello").unwrap().instances[0].state.is_up());
+        let fresh = build_simple(&containers, &RouteTable::default());
+        assert!(fresh.get("hello").unwrap().instances[0].state.is_up());
+    }
+
+    #[test]
+    fn health_state_machine() {
+        let state = Arc::new(InstanceState::default());
+        assert!(state.is_up());
+        assert!(!state.check_failed());
+        assert!(state.is_up(), "one failure is not enough");
+        assert!(state.check_failed());
+        assert!(!state.is_up());
+        state.check_passed();
+        assert!(state.is_up());
+        state.connect_failed();
+        assert!(!state.is_up());
+        {
+            let _a = state.start_request();
+            let _b = state.start_request();
+            assert_eq!(state.in_flight(), 2);
+        }
+        assert_eq!(state.in_flight(), 0);
+    }
+
+    #[test]
+    fn docker_health_from_status() {
+        assert_eq!(
+            docker_health("Up 3 seconds (health: starting)"),
+            DockerHealth::Starting
+        );
+        assert_eq!(
+            docker_health("Up 3 minutes (healthy)"),
+            DockerHealth::Healthy
+        );
+        assert_eq!(
+            docker_health("Up 3 minutes (unhealthy)"),
+            DockerHealth::Unhealthy
+        );
+        assert_eq!(docker_health("Up 3 minutes"), DockerHealth::None);
+    }
+}
