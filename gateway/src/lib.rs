@@ -11,12 +11,14 @@
 //! - [`responses`]: JSON error bodies and responses the gateway writes itself.
 //! - [`discovery`]: the background service that follows Docker and publishes snapshots.
 //! - [`health`]: the background service that checks `GET /ping` on every instance.
+//! - [`drain`]: counts requests in flight and exits once they are done on shutdown.
 //! - [`proxy`]: the thin `ProxyHttp` implementation that ties them together.
 //! - [`server`]: assembles the Pingora server from a [`config::Config`].
 
 pub mod balancer;
 pub mod config;
 pub mod discovery;
+pub mod drain;
 pub mod errors;
 pub mod headers;
 pub mod health;

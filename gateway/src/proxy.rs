@@ -57,6 +57,8 @@ pub struct RequestCtx {
     request_id: String,
     /// Request body bytes seen so far.
     body_bytes: u64,
+    /// Counts the request for draining on shutdown.
+    _drain: crate::drain::RequestGuard,
 }
 
 impl RequestCtx {
@@ -238,6 +240,11 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+        // Statuses the gateway decided on (404, 413, 503, ...) are answers, not faults.
+        matches!(error.etype(), ErrorType::HTTPStatus(_))
+    }
+
     fn fail_to_connect(
         &self,
         _session: &mut Session,
@@ -266,6 +273,9 @@ impl ProxyHttp for Gateway {
     {
         let code = errors::status_for(e);
         if code > 0 {
+            // The connection is closed after an error (part of a body may be unread): say so,
+            // so that clients do not send their next request on it.
+            session.set_keepalive(None);
             let message = errors::message(code, self.settings.max_body_bytes);
             let body = error_body(&message, ctx.funko_name());
             let mut extra: Vec<(&'static str, &str)> = Vec::with_capacity(2);

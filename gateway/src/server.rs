@@ -13,6 +13,7 @@ use pingora::services::background::background_service;
 
 use crate::config::Config;
 use crate::discovery::Discovery;
+use crate::drain::Drain;
 use crate::health::HealthChecker;
 use crate::proxy::{Gateway, ProxySettings};
 use crate::table::{RouteTable, SharedTable};
@@ -34,10 +35,10 @@ pub fn server_conf(config: &Config) -> ServerConf {
         threads: config.threads,
         pid_file: config.pid_file.display().to_string(),
         upgrade_sock: config.upgrade_sock.display().to_string(),
-        // No pause before draining: a gateway behind nothing needs no time for a load balancer
-        // to notice it is going.
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(config.grace_period.as_secs().max(1)),
+        // Pingora keeps serving accepted connections for the grace period; the drain service
+        // (crate::drain) exits sooner once nothing is in flight.
+        grace_period_seconds: Some(config.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(1),
         max_retries: ATTEMPTS,
         ..ServerConf::default()
     }
@@ -74,6 +75,13 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
             .max(std::time::Duration::from_secs(1)),
     };
     server.add_service(background_service("health checks", health));
+
+    server.add_service(background_service(
+        "drain",
+        Drain {
+            grace_period: config.grace_period,
+        },
+    ));
 
     let gateway = Gateway {
         table,

@@ -1,4 +1,6 @@
 //! End-to-end tests against a real Docker engine, the test funko and the built binaries.
 //! One test binary for the workspace's cross-crate scenarios; one module per area.
 
+mod lifecycle;
+mod routing;
 mod smoke;

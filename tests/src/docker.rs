@@ -180,3 +180,28 @@ pub async fn ip_on_network(docker: &Docker, container: &str, network: &str) -> S
     }
     panic!("{container} has no address on {network}");
 }
+
+/// Starts an instance of `funko` from the test funko image, named per the convention
+/// (`faaso-<funko>-<suffix>`, or exactly `faaso-<funko>` when `bare`), on `faaso-net`.
+/// Returns the container name.
+pub async fn start_instance(
+    docker: &Docker,
+    cleanup: &Cleanup,
+    funko: &str,
+    env: &[&str],
+) -> String {
+    let image = crate::testfunko::image(docker).await;
+    let suffix = faaso::conventions::random_suffix();
+    let name = faaso::conventions::instance_name(funko, &suffix);
+    run_container(
+        docker,
+        cleanup,
+        &name,
+        &image,
+        faaso::conventions::NETWORK,
+        env,
+        &[],
+    )
+    .await;
+    name
+}

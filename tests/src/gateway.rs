@@ -5,6 +5,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A running gateway; killed when dropped.
@@ -14,8 +15,8 @@ pub struct GatewayProcess {
     pub url: String,
     /// The metrics listener.
     pub metrics_url: String,
-    /// The private folder holding the config, state and secrets.
-    pub dir: tempfile::TempDir,
+    /// The private folder holding the config, state and secrets (shared with an upgrade).
+    pub dir: Arc<tempfile::TempDir>,
 }
 
 /// A free TCP port on loopback (bound and released; good enough for tests).
@@ -46,19 +47,11 @@ impl GatewayProcess {
         std::fs::File::create(&config_path)
             .and_then(|mut f| f.write_all(config.as_bytes()))
             .expect("config can be written");
-        let child = Command::new(crate::bins::path("faaso-gateway"))
-            .arg("--config")
-            .arg(&config_path)
-            .env_remove("FAASO_LISTEN")
-            .env_remove("FAASO_METRICS_LISTEN")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("faaso-gateway can be started");
         let gateway = GatewayProcess {
-            child,
+            child: spawn(&config_path, &[]),
             url: format!("http://127.0.0.1:{port}"),
             metrics_url: format!("http://127.0.0.1:{metrics_port}"),
-            dir,
+            dir: Arc::new(dir),
         };
         crate::http::wait_for_status(
             &format!("{}/healthz", gateway.url),
@@ -69,10 +62,55 @@ impl GatewayProcess {
         gateway
     }
 
+    /// Starts a second gateway with the same config and `-u`, which takes over the listeners
+    /// once this one gets SIGQUIT (Pingora's zero-downtime upgrade).
+    pub fn upgrade(&self) -> GatewayProcess {
+        GatewayProcess {
+            child: spawn(&self.config_path(), &["-u"]),
+            url: self.url.clone(),
+            metrics_url: self.metrics_url.clone(),
+            dir: Arc::clone(&self.dir),
+        }
+    }
+
+    /// Sends a signal (`TERM`, `QUIT`, ...) to the gateway process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill can be run");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits up to `timeout` for the process to exit; returns its exit code if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<Option<i32>> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// The config file the gateway runs with.
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("faaso.yml")
     }
+}
+
+fn spawn(config_path: &std::path::Path, extra_args: &[&str]) -> Child {
+    Command::new(crate::bins::path("faaso-gateway"))
+        .arg("--config")
+        .arg(config_path)
+        .args(extra_args)
+        .env_remove("FAASO_LISTEN")
+        .env_remove("FAASO_METRICS_LISTEN")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("faaso-gateway can be started")
 }
 
 impl Drop for GatewayProcess {

@@ -8,11 +8,13 @@
 //! - [`bins`]: finds the workspace's built binaries (`faaso-gateway`, `faaso`).
 //! - [`gateway`]: starts a `faaso-gateway` process on free ports with a private config.
 //! - [`http`]: a small HTTP client helper that retries until a server answers.
+//! - [`relay`]: a Docker socket relay a test can cut, to break the gateway's event stream.
 
 pub mod bins;
 pub mod docker;
 pub mod gateway;
 pub mod http;
+pub mod relay;
 pub mod testfunko;
 
 /// The workspace root (the folder holding the top-level `Cargo.toml`).

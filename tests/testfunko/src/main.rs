@@ -11,6 +11,7 @@
 //! - `/stream/<n>`: `n` chunks of a chunked response, flushed one by one 50 ms apart
 //! - `/bytes/<n>`: `n` bytes of `x`
 //! - `/file?path=<p>`: the content of a file (404 when it cannot be read)
+//! - `/upgrade`: `101 Switching Protocols` (as a WebSocket server), then echoes raw bytes
 //! - `/version`: the value of `TESTFUNKO_VERSION` (default `1`), to tell images apart
 //!
 //! It listens on `0.0.0.0:$PORT` (default 3000). On SIGTERM it stops accepting and exits once the
@@ -101,6 +102,7 @@ fn answer(request: &Request, out: &mut TcpStream) -> io::Result<()> {
             let version = std::env::var("TESTFUNKO_VERSION").unwrap_or_else(|_| "1".into());
             Response::new(200).body(&version).write(out)
         }
+        "upgrade" => upgrade_echo(out),
         "echo" => Response::new(200)
             .header("Content-Type", "application/json")
             .body(&request.to_json())
@@ -136,6 +138,25 @@ fn answer(request: &Request, out: &mut TcpStream) -> io::Result<()> {
         _ => Response::new(404)
             .body(&format!("no such endpoint: {path}"))
             .write(out),
+    }
+}
+
+/// Switches protocols (as a WebSocket server would) and echoes raw bytes until the client
+/// closes: enough to show that a proxy passes upgraded connections through.
+fn upgrade_echo(out: &mut TcpStream) -> io::Result<()> {
+    out.write_all(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )?;
+    out.flush()?;
+    let mut input = out.try_clone()?;
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = io::Read::read(&mut input, &mut buf)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "closed"));
+        }
+        out.write_all(&buf[..n])?;
+        out.flush()?;
     }
 }
 
