@@ -68,3 +68,24 @@ async fn gateway_stays_up_and_answers_health_and_json_errors() {
     assert_eq!(body["funko"], "nope");
     assert!(body["error"].is_string());
 }
+
+#[tokio::test]
+async fn readyz_waits_for_docker_while_healthz_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let nowhere = dir.path().join("no-docker.sock");
+    let gateway =
+        GatewayProcess::start(&format!("docker_host: unix://{}\n", nowhere.display())).await;
+    let client = client();
+    let ready = client
+        .get(format!("{}/readyz", gateway.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    let health = client
+        .get(format!("{}/healthz", gateway.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+}

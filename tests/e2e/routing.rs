@@ -377,3 +377,67 @@ async fn a_bare_container_started_with_plain_docker_run_is_routed() {
     let (status, body) = get(&format!("{}/funko/{funko}/version", gateway.url)).await;
     assert_eq!((status, body.as_str()), (200, "1"));
 }
+
+/// Why the balancer picks the less loaded of two random instances rather than going round
+/// robin: with one slow instance, round robin would send it half the requests; the power of two
+/// choices sends most of them to the fast one, and the mean latency shows it.
+#[tokio::test]
+async fn balancing_steers_away_from_a_slow_instance() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let funko = unique_name("slowfast");
+    start_instance(&docker, &cleanup, &funko, &["TESTFUNKO_DELAY_MS=40"]).await;
+    start_instance(&docker, &cleanup, &funko, &[]).await;
+    let gateway = GatewayProcess::start("").await;
+    wait_routed(&gateway, &funko).await;
+    // Both instances must be routed before measuring.
+    let client = client();
+    let url = format!("{}/funko/{funko}/whoami", gateway.url);
+    let mut names = std::collections::HashSet::new();
+    while names.len() < 2 {
+        names.insert(client.get(&url).send().await.unwrap().text().await.unwrap());
+    }
+
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let client = client.clone();
+            let url = url.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while Instant::now() < deadline {
+                    let start = Instant::now();
+                    let body = client.get(&url).send().await.unwrap().text().await.unwrap();
+                    seen.push((body, start.elapsed()));
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut per_instance: HashMap<String, (usize, Duration)> = HashMap::new();
+    for worker in workers {
+        for (name, took) in worker.await.unwrap() {
+            let entry = per_instance.entry(name).or_default();
+            entry.0 += 1;
+            entry.1 += took;
+        }
+    }
+    let total: usize = per_instance.values().map(|(n, _)| n).sum();
+    let all_time: Duration = per_instance.values().map(|(_, t)| *t).sum();
+    let slow_share = per_instance
+        .values()
+        .map(|(n, t)| (*n, *t / (*n as u32).max(1)))
+        .filter(|(_, mean)| *mean >= Duration::from_millis(40))
+        .map(|(n, _)| n as f64 / total as f64)
+        .sum::<f64>();
+    println!(
+        "8 clients, 2 s, one instance 40 ms slower: {total} requests, slow instance got {:.1}% \
+         (round robin: 50%), mean latency {:?}",
+        slow_share * 100.0,
+        all_time / total as u32
+    );
+    assert!(
+        slow_share < 0.35,
+        "slow instance share {slow_share:.2}: {per_instance:?}"
+    );
+}

@@ -14,6 +14,8 @@
 //! - `/upgrade`: `101 Switching Protocols` (as a WebSocket server), then echoes raw bytes
 //! - `/version`: the value of `TESTFUNKO_VERSION` (default `1`), to tell images apart
 //!
+//! `TESTFUNKO_DELAY_MS` adds that much latency to every request but `/ping` (a slow instance).
+//!
 //! It listens on `0.0.0.0:$PORT` (default 3000). On SIGTERM it stops accepting and exits once the
 //! requests in flight are answered (at most 5 s later), as a well-behaved funko should.
 
@@ -86,6 +88,9 @@ fn serve_connection(stream: TcpStream) -> io::Result<()> {
 /// Routes one request and writes its response.
 fn answer(request: &Request, out: &mut TcpStream) -> io::Result<()> {
     let path = request.path();
+    if let Some(delay) = delay().filter(|_| path != "/ping") {
+        thread::sleep(delay);
+    }
     let mut segments = path.trim_start_matches('/').splitn(2, '/');
     let head = segments.next().unwrap_or("");
     let arg = segments.next().unwrap_or("");
@@ -158,6 +163,17 @@ fn upgrade_echo(out: &mut TcpStream) -> io::Result<()> {
         out.write_all(&buf[..n])?;
         out.flush()?;
     }
+}
+
+/// Extra latency for every request except `/ping`, from `TESTFUNKO_DELAY_MS` (a slow instance).
+fn delay() -> Option<Duration> {
+    static DELAY: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    *DELAY.get_or_init(|| {
+        std::env::var("TESTFUNKO_DELAY_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(Duration::from_millis)
+    })
 }
 
 /// Writes `n` chunks, flushing each one, so a proxy that buffers is caught by the timing.

@@ -1,0 +1,318 @@
+//! Prometheus metrics, in the process's default registry (one registry with anything Pingora
+//! or a library registers), served as text at `metrics_listen` under `/metrics`.
+//!
+//! The request path never formats label strings: each funko's metric handles are resolved once
+//! into a [`FunkoMetrics`] kept with the routing snapshot (and carried over on rebuilds), and
+//! per-status counters are resolved on first use and cached. Requests to unknown funkos count
+//! under `funko="_unknown"`, so a scan of random names cannot blow up label cardinality.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use async_trait::async_trait;
+use pingora::apps::http_app::{HttpServer, ServeHttp};
+use pingora::protocols::http::ServerSession;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, TextEncoder,
+};
+
+use crate::table::RouteTable;
+
+/// The label value for requests to funkos that do not exist.
+pub const UNKNOWN_FUNKO: &str = "_unknown";
+
+/// Latency buckets (seconds): from sub-millisecond proxying to minute-long requests.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
+/// Every metric family the gateway exports.
+pub struct Metrics {
+    pub requests: IntCounterVec,
+    pub duration: HistogramVec,
+    pub in_flight: IntGaugeVec,
+    pub connect_errors: IntCounterVec,
+    pub upstream_requests: IntCounterVec,
+    pub retries: IntCounterVec,
+    pub instances: IntGaugeVec,
+    pub discovery_events: IntCounterVec,
+    pub resyncs: IntCounter,
+    pub build_info: IntGaugeVec,
+    /// Funkos that have `faaso_funko_instances` series, to remove those that disappear.
+    instance_series: Mutex<HashSet<String>>,
+}
+
+/// The metrics, registered in the default registry on first use.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        let registry = prometheus::default_registry();
+        let metrics = Metrics::new();
+        for collector in metrics.collectors() {
+            // Registering can only fail for a duplicate name, which would be a bug here.
+            if let Err(err) = registry.register(collector) {
+                tracing::error!(error = %err, "cannot register a metric");
+            }
+        }
+        metrics
+            .build_info
+            .with_label_values(&[faaso::VERSION])
+            .set(1);
+        metrics
+    })
+}
+
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition")
+}
+
+fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition")
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        Metrics {
+            requests: counter_vec(
+                "faaso_http_requests_total",
+                "Requests to funkos, by funko and status code.",
+                &["funko", "code"],
+            ),
+            duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "faaso_http_request_duration_seconds",
+                    "Time from request to the end of the response, by funko.",
+                )
+                .buckets(BUCKETS.to_vec()),
+                &["funko"],
+            )
+            .expect("valid metric definition"),
+            in_flight: gauge_vec(
+                "faaso_http_requests_in_flight",
+                "Requests being answered, by funko.",
+                &["funko"],
+            ),
+            connect_errors: counter_vec(
+                "faaso_upstream_connect_errors_total",
+                "Failed connection attempts to instances, by funko.",
+                &["funko"],
+            ),
+            upstream_requests: counter_vec(
+                "faaso_upstream_requests_total",
+                "Requests sent to instances, by funko and whether a pooled connection was reused.",
+                &["funko", "reused"],
+            ),
+            retries: counter_vec(
+                "faaso_upstream_retries_total",
+                "Requests retried on another attempt, by funko.",
+                &["funko"],
+            ),
+            instances: gauge_vec(
+                "faaso_funko_instances",
+                "Instances per funko by state (healthy, unhealthy, starting).",
+                &["funko", "state"],
+            ),
+            discovery_events: counter_vec(
+                "faaso_discovery_events_total",
+                "Docker events handled by discovery, by kind.",
+                &["kind"],
+            ),
+            resyncs: IntCounter::new(
+                "faaso_discovery_resyncs_total",
+                "Full lists of Docker's containers (start, reconnects, periodic, after events).",
+            )
+            .expect("valid metric definition"),
+            build_info: gauge_vec(
+                "faaso_build_info",
+                "Always 1; the version label tells the gateway's version.",
+                &["version"],
+            ),
+            instance_series: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.requests.clone()),
+            Box::new(self.duration.clone()),
+            Box::new(self.in_flight.clone()),
+            Box::new(self.connect_errors.clone()),
+            Box::new(self.upstream_requests.clone()),
+            Box::new(self.retries.clone()),
+            Box::new(self.instances.clone()),
+            Box::new(self.discovery_events.clone()),
+            Box::new(self.resyncs.clone()),
+            Box::new(self.build_info.clone()),
+        ]
+    }
+
+    /// Sets `faaso_funko_instances` from a snapshot (after each rebuild and health round), and
+    /// removes the series of funkos that are gone.
+    pub fn publish_instances(&self, table: &RouteTable) {
+        let mut series = self
+            .instance_series
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut present = HashSet::with_capacity(table.len());
+        for funko in table.funkos() {
+            let (mut healthy, mut unhealthy, mut starting) = (0, 0, 0);
+            for instance in &funko.instances {
+                match crate::balancer::state_of(instance) {
+                    crate::balancer::InstanceHealth::Healthy => healthy += 1,
+                    crate::balancer::InstanceHealth::Unhealthy => unhealthy += 1,
+                    crate::balancer::InstanceHealth::Starting => starting += 1,
+                }
+            }
+            for (state, count) in [
+                ("healthy", healthy),
+                ("unhealthy", unhealthy),
+                ("starting", starting),
+            ] {
+                self.instances
+                    .with_label_values(&[&*funko.name, state])
+                    .set(count);
+            }
+            present.insert(funko.name.to_string());
+        }
+        for gone in series.difference(&present) {
+            for state in ["healthy", "unhealthy", "starting"] {
+                let _ = self.instances.remove_label_values(&[gone, state]);
+            }
+        }
+        *series = present;
+    }
+}
+
+/// Status codes whose counters each funko caches; others are looked up by label.
+const CACHED_CODES: [u16; 18] = [
+    200, 201, 204, 301, 302, 304, 400, 401, 403, 404, 405, 409, 413, 429, 500, 502, 503, 504,
+];
+
+/// One funko's metric handles, resolved once.
+pub struct FunkoMetrics {
+    name: Arc<str>,
+    duration: Histogram,
+    pub in_flight: IntGauge,
+    pub connect_errors: IntCounter,
+    pub retries: IntCounter,
+    pub upstream_reused: IntCounter,
+    pub upstream_new: IntCounter,
+    codes: [OnceLock<IntCounter>; CACHED_CODES.len()],
+}
+
+impl FunkoMetrics {
+    pub fn new(name: &str) -> FunkoMetrics {
+        let m = metrics();
+        FunkoMetrics {
+            name: Arc::from(name),
+            duration: m.duration.with_label_values(&[name]),
+            in_flight: m.in_flight.with_label_values(&[name]),
+            connect_errors: m.connect_errors.with_label_values(&[name]),
+            retries: m.retries.with_label_values(&[name]),
+            upstream_reused: m.upstream_requests.with_label_values(&[name, "true"]),
+            upstream_new: m.upstream_requests.with_label_values(&[name, "false"]),
+            codes: Default::default(),
+        }
+    }
+
+    /// The handles for requests to funkos that do not exist.
+    pub fn unknown() -> Arc<FunkoMetrics> {
+        static UNKNOWN: OnceLock<Arc<FunkoMetrics>> = OnceLock::new();
+        Arc::clone(UNKNOWN.get_or_init(|| Arc::new(FunkoMetrics::new(UNKNOWN_FUNKO))))
+    }
+
+    /// Counts a finished request with its status and duration.
+    pub fn request_done(&self, code: u16, seconds: f64) {
+        self.duration.observe(seconds);
+        match CACHED_CODES.iter().position(|c| *c == code) {
+            Some(slot) => self.codes[slot]
+                .get_or_init(|| {
+                    metrics()
+                        .requests
+                        .with_label_values(&[&*self.name, &code.to_string()])
+                })
+                .inc(),
+            None => metrics()
+                .requests
+                .with_label_values(&[&*self.name, &code.to_string()])
+                .inc(),
+        }
+    }
+}
+
+impl std::fmt::Debug for FunkoMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FunkoMetrics").field("name", &self.name).finish()
+    }
+}
+
+/// Serves the default registry as Prometheus text at `/metrics`.
+pub struct MetricsApp;
+
+#[async_trait]
+impl ServeHttp for MetricsApp {
+    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        let path = session.req_header().uri.path();
+        if path != "/metrics" {
+            return plain(404, b"not found; metrics are at /metrics\n".to_vec(), "text/plain");
+        }
+        let encoder = TextEncoder::new();
+        let mut buffer = Vec::with_capacity(16 * 1024);
+        match encoder.encode(&prometheus::gather(), &mut buffer) {
+            Ok(()) => plain(200, buffer, encoder.format_type()),
+            Err(err) => plain(500, format!("cannot encode metrics: {err}\n").into_bytes(), "text/plain"),
+        }
+    }
+}
+
+fn plain(status: u16, body: Vec<u8>, content_type: &str) -> http::Response<Vec<u8>> {
+    let mut response = http::Response::new(body);
+    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+    if let Ok(value) = http::HeaderValue::from_str(content_type) {
+        response.headers_mut().insert(http::header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+/// The metrics HTTP server, to be added as a Pingora listening service.
+pub fn server() -> HttpServer<MetricsApp> {
+    HttpServer::new_app(MetricsApp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str, line_start: &str) -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn funko_handles_count_by_code() {
+        let funko = FunkoMetrics::new("metrics_unit_test");
+        funko.request_done(200, 0.01);
+        funko.request_done(200, 0.02);
+        funko.request_done(418, 0.5);
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&prometheus::gather(), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            value(&text, r#"faaso_http_requests_total{code="200",funko="metrics_unit_test"}"#),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(&text, r#"faaso_http_requests_total{code="418",funko="metrics_unit_test"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&text, r#"faaso_http_request_duration_seconds_count{funko="metrics_unit_test"}"#),
+            Some(3.0)
+        );
+        assert!(text.contains(&format!(r#"faaso_build_info{{version="{}"}} 1"#, faaso::VERSION)));
+    }
+}
