@@ -83,6 +83,27 @@ fn usable(instance: &Instance, ready_only: bool) -> bool {
     }
 }
 
+/// An instance's state as the `faaso_funko_instances` metric reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceHealth {
+    Healthy,
+    Unhealthy,
+    Starting,
+}
+
+/// Classifies an instance: out (failed checks or Docker `unhealthy`) is unhealthy; Docker's
+/// `starting` is starting; anything else that is up is healthy.
+pub fn state_of(instance: &Instance) -> InstanceHealth {
+    if !instance.state.is_up() {
+        return InstanceHealth::Unhealthy;
+    }
+    match instance.docker_health {
+        DockerHealth::Unhealthy => InstanceHealth::Unhealthy,
+        DockerHealth::Starting => InstanceHealth::Starting,
+        DockerHealth::Healthy | DockerHealth::None => InstanceHealth::Healthy,
+    }
+}
+
 thread_local! {
     static RNG: Cell<u64> = Cell::new(seed());
 }

@@ -46,6 +46,12 @@ pub struct Config {
     pub resync_interval: Duration,
     /// How long SIGTERM waits for requests in flight before exiting.
     pub grace_period: Duration,
+    /// Whether metrics are collected and served.
+    pub metrics: bool,
+    /// One log line per request (target `faaso::access`).
+    pub access_log: bool,
+    /// Log filter: a level (`info`) or `tracing` directives (`info,faaso::access=off`).
+    pub log_level: String,
     /// PID file, used by `-d` and by `-u` upgrades.
     pub pid_file: PathBuf,
     /// Socket the old process hands its listeners over on during a `-u` upgrade.
@@ -118,6 +124,9 @@ pub const KEYS: &[Key] = &[
     key("health_interval", None),
     key("resync_interval", None),
     key("grace_period", None),
+    key("metrics", Some("FAASO_METRICS")),
+    key("access_log", Some("FAASO_ACCESS_LOG")),
+    key("log_level", Some("FAASO_LOG")),
     key("pid_file", None),
     key("upgrade_sock", None),
 ];
@@ -148,6 +157,9 @@ impl Config {
             health_interval: Duration::from_secs(5),
             resync_interval: Duration::from_secs(10),
             grace_period: Duration::from_secs(10),
+            metrics: true,
+            access_log: true,
+            log_level: "info".to_string(),
             pid_file: PathBuf::from("/tmp/faaso-gateway.pid"),
             upgrade_sock: PathBuf::from("/tmp/faaso-gateway-upgrade.sock"),
         }
@@ -251,6 +263,18 @@ impl Config {
             "resync_interval" => self.resync_interval = parse_duration(value).map_err(bad)?,
             "grace_period" => self.grace_period = parse_duration(value).map_err(bad)?,
             "max_body_bytes" => self.max_body_bytes = parse_bytes(value).map_err(bad)?,
+            "access_log" => self.access_log = parse_bool(value).map_err(bad)?,
+            "metrics" => self.metrics = parse_bool(value).map_err(bad)?,
+            "log_level" => {
+                let value = value.trim();
+                if value.is_empty() || tracing_subscriber::EnvFilter::try_new(value).is_err() {
+                    return Err(bad(format!(
+                        "expected a level (error, warn, info, debug, trace) or tracing \
+                         directives, got {value:?}"
+                    )));
+                }
+                self.log_level = value.to_string();
+            }
             _ => {
                 return Err(ConfigError::UnknownKey {
                     origin: source.clone(),
@@ -278,7 +302,7 @@ impl Config {
                 return Err(zero(key));
             }
         }
-        if self.listen == self.metrics_listen {
+        if self.metrics && self.listen == self.metrics_listen {
             return Err(ConfigError::Invalid {
                 key: "metrics_listen".to_string(),
                 message: format!("must differ from listen ({})", self.listen),
@@ -299,6 +323,14 @@ fn parse_dir(value: &str) -> Result<PathBuf, String> {
         return Err("expected a path, got an empty value".to_string());
     }
     Ok(PathBuf::from(value))
+}
+
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err(format!("expected true or false, got {value:?}")),
+    }
 }
 
 /// Parses `250ms`, `2s`, `1m`, `1h`, or a bare number of seconds.
@@ -363,6 +395,8 @@ mod tests {
         assert_eq!(config.max_body_bytes, 10 * 1024 * 1024);
         assert_eq!(config.health_interval, Duration::from_secs(5));
         assert_eq!(config.password, None);
+        assert!(config.access_log);
+        assert_eq!(config.log_level, "info");
         assert_eq!(
             config.secrets_dir,
             PathBuf::from("/home/u/.local/share/faaso/secrets")
@@ -387,6 +421,13 @@ mod tests {
         assert_eq!(config.connect_timeout, Duration::from_millis(500));
         assert_eq!(config.max_body_bytes, 1 << 20);
         assert_eq!(config.threads, 3);
+        config.apply_yaml("access_log: false\n", file()).unwrap();
+        assert!(!config.access_log);
+        assert!(config.apply_yaml("access_log: maybe\n", file()).is_err());
+        config
+            .apply_yaml("log_level: info,faaso::access=off\n", file())
+            .unwrap();
+        assert!(config.apply_yaml("log_level: \"=[\"\n", file()).is_err());
     }
 
     #[test]

@@ -131,7 +131,17 @@ impl Discovery {
         stopping: &mut Stopping,
     ) -> Result<bool, SyncError> {
         match event {
-            Some(Ok(event)) => Ok(stopping.apply(&event, &self.network)),
+            Some(Ok(event)) => {
+                let relevant = stopping.apply(&event, &self.network);
+                if relevant {
+                    let kind = event_kind(event.action.as_deref().unwrap_or(""));
+                    crate::metrics::metrics()
+                        .discovery_events
+                        .with_label_values(&[kind])
+                        .inc();
+                }
+                Ok(relevant)
+            }
             Some(Err(err)) => Err(SyncError::Stream(err)),
             None => Err(SyncError::StreamEnded),
         }
@@ -182,6 +192,9 @@ impl Discovery {
                 previous: &previous,
             },
         );
+        let metrics = crate::metrics::metrics();
+        metrics.publish_instances(&table);
+        metrics.resyncs.inc();
         self.table.store(Arc::new(table));
         self.ready.store(true, Ordering::Release);
         Ok(())
@@ -229,6 +242,31 @@ impl Stopping {
             _ => false,
         }
     }
+}
+
+/// The metric label for an event: its action without details (`health_status: healthy` →
+/// `health_status`), from a fixed set so the label cannot grow without bound.
+fn event_kind(action: &str) -> &'static str {
+    const KINDS: &[&str] = &[
+        "start",
+        "die",
+        "stop",
+        "kill",
+        "pause",
+        "unpause",
+        "destroy",
+        "create",
+        "rename",
+        "health_status",
+        "connect",
+        "disconnect",
+    ];
+    let action = action.split(':').next().unwrap_or("");
+    KINDS
+        .iter()
+        .find(|k| **k == action)
+        .copied()
+        .unwrap_or("other")
 }
 
 /// The funko of an image tag `faaso-<name>:<tag>`.
@@ -306,6 +344,13 @@ mod tests {
         assert!(s.apply(&event(NETWORK, "connect", "n1", &net), "faaso-net"));
         let other = [("name", "bridge"), ("container", "c1")];
         assert!(!s.apply(&event(NETWORK, "connect", "n2", &other), "faaso-net"));
+    }
+
+    #[test]
+    fn event_kinds_are_bounded() {
+        assert_eq!(event_kind("health_status: healthy"), "health_status");
+        assert_eq!(event_kind("start"), "start");
+        assert_eq!(event_kind("exec_create: sh -c x"), "other");
     }
 
     #[test]

@@ -76,6 +76,7 @@ impl BackgroundService for HealthChecker {
                 .buffer_unordered(CONCURRENCY)
                 .collect::<()>()
                 .await;
+            crate::metrics::metrics().publish_instances(&table);
         }
     }
 }

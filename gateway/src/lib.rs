@@ -8,6 +8,7 @@
 //! - [`balancer`]: picks an instance (power of two choices on requests in flight).
 //! - [`headers`]: forwarding headers and request ids (pure).
 //! - [`errors`]: proxy failures → HTTP status and message, in one place.
+//! - [`metrics`]: Prometheus metrics (per-funko handles kept with the snapshot) and `/metrics`.
 //! - [`responses`]: JSON error bodies and responses the gateway writes itself.
 //! - [`discovery`]: the background service that follows Docker and publishes snapshots.
 //! - [`health`]: the background service that checks `GET /ping` on every instance.
@@ -22,6 +23,7 @@ pub mod drain;
 pub mod errors;
 pub mod headers;
 pub mod health;
+pub mod metrics;
 pub mod proxy;
 pub mod responses;
 pub mod router;

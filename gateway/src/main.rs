@@ -60,6 +60,18 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
     Ok(config.validate()?)
 }
 
+/// The log filter: `RUST_LOG` when set (for debugging), else `log_level` from the config.
+fn log_filter(log_level: &str) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(log_level))
+        .unwrap_or_else(|err| {
+            eprintln!(
+                "faaso-gateway: log_level {log_level:?} is not a valid filter ({err}); using info"
+            );
+            tracing_subscriber::EnvFilter::new("info")
+        })
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let config = match load_config(&args) {
@@ -72,10 +84,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter(&config.log_level))
         .init();
     if args.test {
         println!("faaso-gateway: configuration OK");

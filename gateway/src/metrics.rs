@@ -148,6 +148,14 @@ impl Metrics {
         ]
     }
 
+    /// The names of every metric family the gateway defines (whether or not it has series yet).
+    pub fn family_names(&self) -> Vec<String> {
+        self.collectors()
+            .iter()
+            .flat_map(|c| c.desc().into_iter().map(|d| d.fq_name.clone()))
+            .collect()
+    }
+
     /// Sets `faaso_funko_instances` from a snapshot (after each rebuild and health round), and
     /// removes the series of funkos that are gone.
     pub fn publish_instances(&self, table: &RouteTable) {
@@ -190,29 +198,29 @@ const CACHED_CODES: [u16; 18] = [
     200, 201, 204, 301, 302, 304, 400, 401, 403, 404, 405, 409, 413, 429, 500, 502, 503, 504,
 ];
 
-/// One funko's metric handles, resolved once.
+/// One funko's metric handles, each resolved on first use and then kept: a funko that gets no
+/// traffic adds no series, and one that does never formats a label again.
 pub struct FunkoMetrics {
     name: Arc<str>,
-    duration: Histogram,
-    pub in_flight: IntGauge,
-    pub connect_errors: IntCounter,
-    pub retries: IntCounter,
-    pub upstream_reused: IntCounter,
-    pub upstream_new: IntCounter,
+    duration: OnceLock<Histogram>,
+    in_flight: OnceLock<IntGauge>,
+    connect_errors: OnceLock<IntCounter>,
+    retries: OnceLock<IntCounter>,
+    upstream_reused: OnceLock<IntCounter>,
+    upstream_new: OnceLock<IntCounter>,
     codes: [OnceLock<IntCounter>; CACHED_CODES.len()],
 }
 
 impl FunkoMetrics {
     pub fn new(name: &str) -> FunkoMetrics {
-        let m = metrics();
         FunkoMetrics {
             name: Arc::from(name),
-            duration: m.duration.with_label_values(&[name]),
-            in_flight: m.in_flight.with_label_values(&[name]),
-            connect_errors: m.connect_errors.with_label_values(&[name]),
-            retries: m.retries.with_label_values(&[name]),
-            upstream_reused: m.upstream_requests.with_label_values(&[name, "true"]),
-            upstream_new: m.upstream_requests.with_label_values(&[name, "false"]),
+            duration: OnceLock::new(),
+            in_flight: OnceLock::new(),
+            connect_errors: OnceLock::new(),
+            retries: OnceLock::new(),
+            upstream_reused: OnceLock::new(),
+            upstream_new: OnceLock::new(),
             codes: Default::default(),
         }
     }
@@ -223,9 +231,45 @@ impl FunkoMetrics {
         Arc::clone(UNKNOWN.get_or_init(|| Arc::new(FunkoMetrics::new(UNKNOWN_FUNKO))))
     }
 
+    fn in_flight(&self) -> &IntGauge {
+        self.in_flight
+            .get_or_init(|| metrics().in_flight.with_label_values(&[&*self.name]))
+    }
+
+    /// Counts a failed connection attempt.
+    pub fn connect_error(&self) {
+        self.connect_errors
+            .get_or_init(|| metrics().connect_errors.with_label_values(&[&*self.name]))
+            .inc();
+    }
+
+    /// Counts a retry.
+    pub fn retry(&self) {
+        self.retries
+            .get_or_init(|| metrics().retries.with_label_values(&[&*self.name]))
+            .inc();
+    }
+
+    /// Counts a request sent upstream on a pooled (`reused`) or new connection.
+    pub fn upstream_request(&self, reused: bool) {
+        let (slot, label) = if reused {
+            (&self.upstream_reused, "true")
+        } else {
+            (&self.upstream_new, "false")
+        };
+        slot.get_or_init(|| {
+            metrics()
+                .upstream_requests
+                .with_label_values(&[&*self.name, label])
+        })
+        .inc();
+    }
+
     /// Counts a finished request with its status and duration.
     pub fn request_done(&self, code: u16, seconds: f64) {
-        self.duration.observe(seconds);
+        self.duration
+            .get_or_init(|| metrics().duration.with_label_values(&[&*self.name]))
+            .observe(seconds);
         match CACHED_CODES.iter().position(|c| *c == code) {
             Some(slot) => self.codes[slot]
                 .get_or_init(|| {
@@ -244,7 +288,31 @@ impl FunkoMetrics {
 
 impl std::fmt::Debug for FunkoMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FunkoMetrics").field("name", &self.name).finish()
+        f.debug_struct("FunkoMetrics")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// Counts a request in `faaso_http_requests_in_flight` until dropped, and gives access to the
+/// funko's handles for the rest of the request.
+#[derive(Debug)]
+pub struct RequestMetrics(Arc<FunkoMetrics>);
+
+impl RequestMetrics {
+    pub fn new(funko: Arc<FunkoMetrics>) -> RequestMetrics {
+        funko.in_flight().inc();
+        RequestMetrics(funko)
+    }
+
+    pub fn funko(&self) -> &FunkoMetrics {
+        &self.0
+    }
+}
+
+impl Drop for RequestMetrics {
+    fn drop(&mut self) {
+        self.0.in_flight().dec();
     }
 }
 
@@ -256,13 +324,21 @@ impl ServeHttp for MetricsApp {
     async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
         let path = session.req_header().uri.path();
         if path != "/metrics" {
-            return plain(404, b"not found; metrics are at /metrics\n".to_vec(), "text/plain");
+            return plain(
+                404,
+                b"not found; metrics are at /metrics\n".to_vec(),
+                "text/plain",
+            );
         }
         let encoder = TextEncoder::new();
         let mut buffer = Vec::with_capacity(16 * 1024);
         match encoder.encode(&prometheus::gather(), &mut buffer) {
             Ok(()) => plain(200, buffer, encoder.format_type()),
-            Err(err) => plain(500, format!("cannot encode metrics: {err}\n").into_bytes(), "text/plain"),
+            Err(err) => plain(
+                500,
+                format!("cannot encode metrics: {err}\n").into_bytes(),
+                "text/plain",
+            ),
         }
     }
 }
@@ -271,7 +347,9 @@ fn plain(status: u16, body: Vec<u8>, content_type: &str) -> http::Response<Vec<u
     let mut response = http::Response::new(body);
     *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
     if let Ok(value) = http::HeaderValue::from_str(content_type) {
-        response.headers_mut().insert(http::header::CONTENT_TYPE, value);
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, value);
     }
     response
 }
@@ -292,6 +370,60 @@ mod tests {
             .and_then(|v| v.parse().ok())
     }
 
+    /// Identifiers in a PromQL expression that look like FaaSO metric names, histogram
+    /// suffixes removed.
+    fn metric_names(expr: &str) -> Vec<&str> {
+        expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|word| word.starts_with("faaso_"))
+            .map(|word| {
+                ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .find_map(|suffix| word.strip_suffix(suffix))
+                    .filter(|base| base.ends_with("_seconds"))
+                    .unwrap_or(word)
+            })
+            .collect()
+    }
+
+    fn collect_exprs(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    match (key.as_str(), value) {
+                        ("expr", serde_json::Value::String(expr)) => out.push(expr.clone()),
+                        _ => collect_exprs(value, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| collect_exprs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_dashboard_names_only_defined_metrics() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../conf/grafana/faaso.json");
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let defined = metrics().family_names();
+        assert_eq!(defined.len(), 10, "{defined:?}");
+        let mut exprs = Vec::new();
+        collect_exprs(&dashboard, &mut exprs);
+        assert!(exprs.len() >= 8, "only {} expressions", exprs.len());
+        for expr in &exprs {
+            let names = metric_names(expr);
+            assert!(!names.is_empty(), "no metric in {expr}");
+            for name in names {
+                assert!(
+                    defined.iter().any(|d| d == name),
+                    "{name} in {expr} is not defined"
+                );
+            }
+        }
+        assert_eq!(dashboard["title"], "FaaSO");
+        assert!(metric_names("rate(faaso_nope_total[1m])") == ["faaso_nope_total"]);
+    }
+
     #[test]
     fn funko_handles_count_by_code() {
         let funko = FunkoMetrics::new("metrics_unit_test");
@@ -299,20 +431,34 @@ mod tests {
         funko.request_done(200, 0.02);
         funko.request_done(418, 0.5);
         let mut out = Vec::new();
-        TextEncoder::new().encode(&prometheus::gather(), &mut out).unwrap();
+        TextEncoder::new()
+            .encode(&prometheus::gather(), &mut out)
+            .unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
-            value(&text, r#"faaso_http_requests_total{code="200",funko="metrics_unit_test"}"#),
+            value(
+                &text,
+                r#"faaso_http_requests_total{code="200",funko="metrics_unit_test"}"#
+            ),
             Some(2.0)
         );
         assert_eq!(
-            value(&text, r#"faaso_http_requests_total{code="418",funko="metrics_unit_test"}"#),
+            value(
+                &text,
+                r#"faaso_http_requests_total{code="418",funko="metrics_unit_test"}"#
+            ),
             Some(1.0)
         );
         assert_eq!(
-            value(&text, r#"faaso_http_request_duration_seconds_count{funko="metrics_unit_test"}"#),
+            value(
+                &text,
+                r#"faaso_http_request_duration_seconds_count{funko="metrics_unit_test"}"#
+            ),
             Some(3.0)
         );
-        assert!(text.contains(&format!(r#"faaso_build_info{{version="{}"}} 1"#, faaso::VERSION)));
+        assert!(text.contains(&format!(
+            r#"faaso_build_info{{version="{}"}} 1"#,
+            faaso::VERSION
+        )));
     }
 }

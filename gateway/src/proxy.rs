@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -21,6 +22,7 @@ use pingora::proxy::FailToProxy;
 use crate::balancer::{self, Tried};
 use crate::errors;
 use crate::headers;
+use crate::metrics::{FunkoMetrics, RequestMetrics};
 use crate::responses::{error_body, write_json};
 use crate::router::{Route, route};
 use crate::table::{Funko, InFlight, SharedTable};
@@ -33,6 +35,10 @@ pub struct ProxySettings {
     pub read_timeout: std::time::Duration,
     pub write_timeout: std::time::Duration,
     pub idle_timeout: std::time::Duration,
+    /// Whether each request is logged (target `faaso::access`).
+    pub access_log: bool,
+    /// Whether requests are counted in the metrics.
+    pub metrics: bool,
 }
 
 /// The gateway's proxy logic.
@@ -43,8 +49,17 @@ pub struct Gateway {
 }
 
 /// Per-request state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RequestCtx {
+    /// When the request arrived.
+    started: Instant,
+    /// The funko's metrics for this request (`_unknown` for unknown funkos); `None` for the
+    /// gateway's own routes.
+    metrics: Option<RequestMetrics>,
+    /// Whether this is a funko request (counted and logged), not one of the gateway's own.
+    funko_request: bool,
+    /// Whether the last upstream connection was a pooled one.
+    reused: Option<bool>,
     /// The funko's entry from the snapshot taken when the request arrived (stable on retries).
     funko: Option<Arc<Funko>>,
     /// The instance picked last (position in `funko.instances`).
@@ -61,9 +76,34 @@ pub struct RequestCtx {
     _drain: crate::drain::RequestGuard,
 }
 
+impl Default for RequestCtx {
+    fn default() -> Self {
+        RequestCtx {
+            started: Instant::now(),
+            metrics: None,
+            funko_request: false,
+            reused: None,
+            funko: None,
+            current: None,
+            tried: Tried::default(),
+            in_flight: None,
+            request_id: String::new(),
+            body_bytes: 0,
+            _drain: crate::drain::RequestGuard::new(),
+        }
+    }
+}
+
 impl RequestCtx {
     fn funko_name(&self) -> Option<&str> {
         self.funko.as_deref().map(|f| &*f.name)
+    }
+
+    fn instance_name(&self) -> &str {
+        match (&self.funko, self.current) {
+            (Some(funko), Some(index)) => &funko.instances[index].name,
+            _ => "",
+        }
     }
 }
 
@@ -101,17 +141,24 @@ impl ProxyHttp for Gateway {
                 return Ok(true);
             }
         };
-        let Some(entry) = self.table.load().get(funko.name).cloned() else {
-            let body = error_body("no such funko", Some(funko.name));
-            write_json(session, 404, body, &[]).await?;
-            return Ok(true);
-        };
+        ctx.funko_request = true;
         ctx.request_id = match headers::client_request_id(
             header.headers.get("x-request-id").map(|v| v.as_bytes()),
         ) {
             Some(id) => id.to_string(),
             None => headers::new_request_id(),
         };
+        let Some(entry) = self.table.load().get(funko.name).cloned() else {
+            if self.settings.metrics {
+                ctx.metrics = Some(RequestMetrics::new(FunkoMetrics::unknown()));
+            }
+            let body = error_body("no such funko", Some(funko.name));
+            write_json(session, 404, body, &[("X-Request-Id", &ctx.request_id)]).await?;
+            return Ok(true);
+        };
+        if self.settings.metrics {
+            ctx.metrics = Some(RequestMetrics::new(Arc::clone(&entry.metrics)));
+        }
         if !balancer::any_available(&entry.instances) {
             ctx.funko = Some(entry);
             return Err(Error::explain(
@@ -152,6 +199,9 @@ impl ProxyHttp for Gateway {
             ));
         };
         let instance = &funko.instances[index];
+        if ctx.current.is_some() && self.settings.metrics {
+            funko.metrics.retry();
+        }
         ctx.tried.insert(index);
         ctx.current = Some(index);
         // Replacing the guard ends the count on the instance tried before.
@@ -255,11 +305,61 @@ impl ProxyHttp for Gateway {
         if let (Some(funko), Some(index)) = (&ctx.funko, ctx.current) {
             let instance = &funko.instances[index];
             instance.state.connect_failed();
+            if self.settings.metrics {
+                funko.metrics.connect_error();
+            }
             tracing::warn!(instance = %instance.name, %peer, error = %e, "connect failed; instance out until it passes a check");
         }
         // Pingora bounds the attempts (3: the first and up to 2 retries).
         e.set_retry(true);
         e
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.reused = Some(reused);
+        if let Some(metrics) = &ctx.metrics {
+            metrics.funko().upstream_request(reused);
+        }
+        Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        if !ctx.funko_request {
+            // The gateway's own routes (/healthz, /readyz, ...) are neither counted nor logged.
+            return;
+        }
+        // 499: the client went away before a response (as nginx reports it).
+        let code = session
+            .response_written()
+            .map_or(499, |response| response.status.as_u16());
+        let elapsed = ctx.started.elapsed();
+        if let Some(metrics) = &ctx.metrics {
+            metrics.funko().request_done(code, elapsed.as_secs_f64());
+        }
+        if self.settings.access_log {
+            let request = session.req_header();
+            tracing::info!(
+                target: "faaso::access",
+                method = %request.method,
+                path = %request.uri,
+                funko = ctx.funko_name().unwrap_or(crate::metrics::UNKNOWN_FUNKO),
+                instance = ctx.instance_name(),
+                status = code,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                bytes = session.body_bytes_sent(),
+                request_id = %ctx.request_id,
+                reused = ctx.reused.unwrap_or(false),
+            );
+        }
     }
 
     async fn fail_to_proxy(

@@ -1,5 +1,6 @@
-//! Assembles the Pingora server from the configuration: the proxy service on `listen` and the
-//! discovery and health-check background services, sharing one routing snapshot. Pingora's own
+//! Assembles the Pingora server from the configuration: the proxy service on `listen`, the
+//! metrics service on `metrics_listen`, and the discovery, health-check and drain background
+//! services, sharing one routing snapshot. Pingora's own
 //! process options (threads, grace period, PID file, upgrade socket, retries) come from
 //! [`Config`] rather than from a second config file.
 
@@ -10,6 +11,7 @@ use arc_swap::ArcSwap;
 use pingora::server::Server;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::services::background::background_service;
+use pingora::services::listening::Service;
 
 use crate::config::Config;
 use crate::discovery::Discovery;
@@ -92,10 +94,19 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
             read_timeout: config.read_timeout,
             write_timeout: config.write_timeout,
             idle_timeout: config.idle_timeout,
+            access_log: config.access_log,
+            metrics: config.metrics,
         },
     };
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     proxy.add_tcp(&config.listen.to_string());
     server.add_service(proxy);
+
+    if config.metrics {
+        crate::metrics::metrics();
+        let mut metrics = Service::new("metrics".to_string(), crate::metrics::server());
+        metrics.add_tcp(&config.metrics_listen.to_string());
+        server.add_service(metrics);
+    }
     server
 }

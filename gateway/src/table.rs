@@ -17,6 +17,8 @@ use arc_swap::ArcSwap;
 use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
 use faaso::conventions::{DEFAULT_PORT, PORT_LABEL, parse_instance_name};
 
+use crate::metrics::FunkoMetrics;
+
 /// The current snapshot, swapped atomically by discovery and read lock-free by requests.
 pub type SharedTable = Arc<ArcSwap<RouteTable>>;
 
@@ -32,6 +34,8 @@ pub struct RouteTable {
 pub struct Funko {
     pub name: Arc<str>,
     pub instances: Vec<Arc<Instance>>,
+    /// The funko's metric handles, resolved once and carried over on rebuilds.
+    pub metrics: Arc<FunkoMetrics>,
 }
 
 /// Docker's own health status of a container, from its `HEALTHCHECK`.
@@ -188,9 +192,14 @@ pub fn build(containers: &[ContainerSummary], input: &BuildInput<'_>) -> RouteTa
         .map(|(name, mut instances)| {
             // A stable order makes balancing and debugging predictable across rebuilds.
             instances.sort_by(|a, b| a.name.cmp(&b.name));
+            let metrics = match input.previous.get(name) {
+                Some(previous) => Arc::clone(&previous.metrics),
+                None => Arc::new(FunkoMetrics::new(name)),
+            };
             let funko = Funko {
                 name: Arc::from(name),
                 instances,
+                metrics,
             };
             (Box::from(name), Arc::new(funko))
         })

@@ -2,5 +2,6 @@
 //! One test binary for the workspace's cross-crate scenarios; one module per area.
 
 mod lifecycle;
+mod metrics;
 mod routing;
 mod smoke;

@@ -95,26 +95,46 @@ impl GatewayProcess {
         None
     }
 
+    /// What the gateway logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
     /// The config file the gateway runs with.
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("faaso.yml")
     }
 }
 
+/// Starts the gateway with its log appended to `gateway.log` next to the config.
 fn spawn(config_path: &std::path::Path, extra_args: &[&str]) -> Child {
+    let log_path = config_path.with_file_name("gateway.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .expect("gateway log can be opened");
     Command::new(crate::bins::path("faaso-gateway"))
         .arg("--config")
         .arg(config_path)
         .args(extra_args)
         .env_remove("FAASO_LISTEN")
         .env_remove("FAASO_METRICS_LISTEN")
+        .env_remove("RUST_LOG")
         .stdin(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("faaso-gateway can be started")
 }
 
 impl Drop for GatewayProcess {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- gateway log ---\n{}--- end of gateway log ---",
+                self.log()
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -8,12 +8,14 @@
 //! - [`bins`]: finds the workspace's built binaries (`faaso-gateway`, `faaso`).
 //! - [`gateway`]: starts a `faaso-gateway` process on free ports with a private config.
 //! - [`http`]: a small HTTP client helper that retries until a server answers.
+//! - [`prom`]: reading `/metrics` text, and a real Prometheus server for tests.
 //! - [`relay`]: a Docker socket relay a test can cut, to break the gateway's event stream.
 
 pub mod bins;
 pub mod docker;
 pub mod gateway;
 pub mod http;
+pub mod prom;
 pub mod relay;
 pub mod testfunko;
 

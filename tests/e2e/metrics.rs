@@ -1,0 +1,252 @@
+//! Metrics as Prometheus sees them: exact counts on `/metrics`, the same numbers through a real
+//! Prometheus server's query API, and the shipped Prometheus config checked by `promtool`.
+//! (The Grafana dashboard is checked against the metric definitions in `gateway/src/metrics.rs`.)
+
+use std::time::{Duration, Instant};
+
+use faaso_tests::docker::{Cleanup, start_instance};
+use faaso_tests::gateway::GatewayProcess;
+use faaso_tests::http::{client, wait_for_status};
+use faaso_tests::prom::{self, PrometheusServer, tool_or_skip};
+use faaso_tests::{require_docker, unique_name, workspace_root};
+
+const OK: usize = 20;
+const UNAVAILABLE: usize = 7;
+const UNKNOWN: usize = 3;
+
+/// A gateway routing one fresh funko, after known traffic: `OK` 200s and `UNAVAILABLE` 503s
+/// (answered by the test funko), and `UNKNOWN` requests to funkos that do not exist. The funko
+/// is first reached on `/status/204`, so that waiting adds nothing to the counts under test.
+async fn gateway_with_traffic(cleanup: &Cleanup) -> (GatewayProcess, String, usize) {
+    let docker = faaso::docker::connect().await.unwrap();
+    let funko = unique_name("metrics");
+    start_instance(&docker, cleanup, &funko, &[]).await;
+    let gateway = GatewayProcess::start("").await;
+    let client = client();
+    let mut warmup = 0;
+    let probe = format!("{}/funko/{funko}/status/204", gateway.url);
+    let start = Instant::now();
+    loop {
+        let response = client.get(&probe).send().await.unwrap();
+        warmup += 1;
+        if response.status().as_u16() == 204 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "funko not routed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..OK {
+        let url = format!("{}/funko/{funko}/ping", gateway.url);
+        assert_eq!(client.get(url).send().await.unwrap().status().as_u16(), 200);
+    }
+    for _ in 0..UNAVAILABLE {
+        let url = format!("{}/funko/{funko}/status/503", gateway.url);
+        assert_eq!(client.get(url).send().await.unwrap().status().as_u16(), 503);
+    }
+    for _ in 0..UNKNOWN {
+        let url = format!("{}/funko/{}/x", gateway.url, unique_name("nosuch"));
+        assert_eq!(client.get(url).send().await.unwrap().status().as_u16(), 404);
+    }
+    (gateway, funko, warmup)
+}
+
+async fn scrape(gateway: &GatewayProcess) -> String {
+    let url = format!("{}/metrics", gateway.metrics_url);
+    wait_for_status(&url, 200, Duration::from_secs(5)).await
+}
+
+#[tokio::test]
+async fn metrics_count_exactly_what_was_sent() {
+    let _docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let (gateway, funko, warmup) = gateway_with_traffic(&cleanup).await;
+    let text = scrape(&gateway).await;
+    let value = |name: &str, labels: &[(&str, &str)]| prom::value(&text, name, labels);
+    let requests = "faaso_http_requests_total";
+    assert_eq!(
+        value(requests, &[("funko", &funko), ("code", "200")]),
+        Some(OK as f64)
+    );
+    assert_eq!(
+        value(requests, &[("funko", &funko), ("code", "503")]),
+        Some(UNAVAILABLE as f64)
+    );
+    let non_204 = value(requests, &[("funko", &funko), ("code", "204")]).unwrap_or(0.0);
+    let total = OK + UNAVAILABLE + warmup;
+    let count = value(
+        "faaso_http_request_duration_seconds_count",
+        &[("funko", &funko)],
+    );
+    assert_eq!(
+        count,
+        Some(total as f64),
+        "histogram count (204s seen: {non_204})"
+    );
+    assert_eq!(
+        value(requests, &[("funko", "_unknown"), ("code", "404")]),
+        Some(UNKNOWN as f64)
+    );
+    assert_eq!(
+        value("faaso_http_requests_in_flight", &[("funko", &funko)]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(
+            "faaso_funko_instances",
+            &[("funko", &funko), ("state", "healthy")]
+        ),
+        Some(1.0)
+    );
+    // Every request went upstream; the client kept its connection, so the pool was reused.
+    let reused = value(
+        "faaso_upstream_requests_total",
+        &[("funko", &funko), ("reused", "true")],
+    )
+    .unwrap_or(0.0);
+    let fresh = value(
+        "faaso_upstream_requests_total",
+        &[("funko", &funko), ("reused", "false")],
+    )
+    .unwrap_or(0.0);
+    assert_eq!(reused + fresh, total as f64);
+    assert!(
+        reused >= (OK + UNAVAILABLE) as f64 - 2.0,
+        "reused {reused}, new {fresh}"
+    );
+    assert!(value("faaso_discovery_resyncs_total", &[]).unwrap_or(0.0) >= 1.0);
+    let version = faaso::VERSION;
+    assert_eq!(
+        value("faaso_build_info", &[("version", version)]),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn discovery_events_are_counted() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let gateway = GatewayProcess::start("").await;
+    wait_for_status(
+        &format!("{}/readyz", gateway.url),
+        200,
+        Duration::from_secs(10),
+    )
+    .await;
+    let funko = unique_name("events");
+    start_instance(&docker, &cleanup, &funko, &[]).await;
+    wait_for_status(
+        &format!("{}/funko/{funko}/ping", gateway.url),
+        200,
+        Duration::from_secs(10),
+    )
+    .await;
+    let text = scrape(&gateway).await;
+    assert!(
+        prom::value(&text, "faaso_discovery_events_total", &[("kind", "start")]).unwrap_or(0.0)
+            >= 1.0,
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_real_prometheus_scrapes_the_same_counts() {
+    let _docker = require_docker!();
+    let Some(prometheus) = tool_or_skip(module_path!(), "prometheus", "prometheus") else {
+        return;
+    };
+    let cleanup = Cleanup::new();
+    let (gateway, funko, _) = gateway_with_traffic(&cleanup).await;
+    let server = PrometheusServer::start(
+        &prometheus,
+        gateway.metrics_url.trim_start_matches("http://"),
+    )
+    .await;
+    let expr = format!(r#"faaso_http_requests_total{{funko="{funko}",code="200"}}"#);
+    let start = Instant::now();
+    let seen = loop {
+        if let Some(value) = server.query(&expr).await {
+            break value;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "Prometheus never scraped {expr}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    println!("Prometheus saw {expr} = {seen} after {:?}", start.elapsed());
+    assert_eq!(seen, OK as f64);
+    let unknown = server
+        .query(r#"sum(faaso_http_requests_total{funko="_unknown"})"#)
+        .await;
+    assert_eq!(unknown, Some(UNKNOWN as f64));
+}
+
+#[test]
+fn the_sample_prometheus_config_is_valid() {
+    let Some(promtool) = tool_or_skip(module_path!(), "promtool", "prometheus") else {
+        return;
+    };
+    let config = workspace_root().join("conf/prometheus.yml");
+    let out = std::process::Command::new(promtool)
+        .args(["check", "config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn access_log_and_metrics_can_be_turned_off() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let funko = unique_name("quiet");
+    start_instance(&docker, &cleanup, &funko, &[]).await;
+
+    let logged = GatewayProcess::start("").await;
+    let url = format!("{}/funko/{funko}/ping", logged.url);
+    wait_for_status(&url, 200, Duration::from_secs(10)).await;
+    let response = client()
+        .get(&url)
+        .header("X-Request-Id", "log-me-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    // The access line is written when the request ends, just after the response.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = logged.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("faaso::access") && l.contains("request_id=log-me-1"))
+        .unwrap_or_else(|| panic!("no access line in:\n{log}"));
+    for field in [
+        "method=GET",
+        &format!("path=/funko/{funko}/ping"),
+        "status=200",
+        "reused=",
+        "duration_ms=",
+        "bytes=2",
+        "instance=\"faaso-",
+    ] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
+
+    let quiet = GatewayProcess::start("access_log: false\nmetrics: false\n").await;
+    let url = format!("{}/funko/{funko}/ping", quiet.url);
+    wait_for_status(&url, 200, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!quiet.log().contains("faaso::access"), "{}", quiet.log());
+    let metrics = client()
+        .get(format!("{}/metrics", quiet.metrics_url))
+        .send()
+        .await;
+    assert!(metrics.is_err(), "metrics are served although turned off");
+}
