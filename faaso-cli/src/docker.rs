@@ -3,12 +3,16 @@
 //! - [`connect`]: connect through `DOCKER_HOST` or the local socket and negotiate the API version
 //!   (engines as old as API 1.41 are supported); failures carry a hint.
 //! - [`ensure_network`]: create `faaso-net` when it is missing.
+//! - [`build_image`]: build a tar context into a tagged image, streaming Docker's output.
+//! - [`tag_image`]: add a tag to an image.
 //!
 //! Later operations (build, scale, status, logs) are added here so that every Docker call of the
 //! CLI and of the gateway's admin API goes through one module.
 
 use bollard::Docker;
 use bollard::models::NetworkCreateRequest;
+use bollard::query_parameters::{BuildImageOptions, TagImageOptions};
+use futures_util::StreamExt;
 
 /// A Docker operation that failed, with what we were doing and a hint for the user.
 #[derive(Debug, thiserror::Error)]
@@ -87,4 +91,74 @@ pub async fn ensure_network(docker: &Docker, name: &str) -> Result<(), DockerErr
         Err(_) if docker.inspect_network(name, None).await.is_ok() => Ok(()),
         Err(source) => Err(DockerError::call(format!("create network {name}"))(source)),
     }
+}
+
+/// One piece of Docker's build output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildOutput {
+    /// A line of the build log.
+    Line(String),
+    /// The build failed with this message.
+    Error(String),
+    /// The built image's id.
+    ImageId(String),
+}
+
+/// Builds `tar` (an uncompressed build context) as image `tag`, passing Docker's output to
+/// `on_output` as it arrives. A failed build is reported through `on_output` as
+/// [`BuildOutput::Error`] and returns `Ok`; `Err` means Docker itself could not be used.
+pub async fn build_image(
+    docker: &Docker,
+    tar: Vec<u8>,
+    tag: &str,
+    no_cache: bool,
+    mut on_output: impl FnMut(BuildOutput),
+) -> Result<(), DockerError> {
+    let options = BuildImageOptions {
+        t: Some(tag.to_string()),
+        nocache: no_cache,
+        rm: true,
+        forcerm: true,
+        ..Default::default()
+    };
+    let mut stream = docker.build_image(options, None, Some(bollard::body_full(tar.into())));
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(detail) = info.error_detail {
+                    on_output(BuildOutput::Error(detail.message.unwrap_or_default()));
+                }
+                if let Some(text) = info.stream {
+                    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                        on_output(BuildOutput::Line(line.to_string()));
+                    }
+                }
+                if let Some(id) = info.aux.and_then(|image| image.id) {
+                    on_output(BuildOutput::ImageId(id));
+                }
+            }
+            Err(bollard::errors::Error::DockerStreamError { error }) => {
+                on_output(BuildOutput::Error(error));
+            }
+            Err(source) => return Err(DockerError::call(format!("build {tag}"))(source)),
+        }
+    }
+    Ok(())
+}
+
+/// Tags `image` as `repo:tag`.
+pub async fn tag_image(
+    docker: &Docker,
+    image: &str,
+    repo: &str,
+    tag: &str,
+) -> Result<(), DockerError> {
+    let options = TagImageOptions {
+        repo: Some(repo.to_string()),
+        tag: Some(tag.to_string()),
+    };
+    docker
+        .tag_image(image, Some(options))
+        .await
+        .map_err(DockerError::call(format!("tag {image} as {repo}:{tag}")))
 }

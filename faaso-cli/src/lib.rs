@@ -3,13 +3,29 @@
 //! # Layout
 //! - [`conventions`]: funko, image, instance and network names (the "protocol" with Docker).
 //! - [`dirs`]: where secrets and saved state live on the host.
+//! - [`funko`]: a funko folder's `funko.yml`, validated with file, line and column in errors.
+//! - [`runtime`]: built-in runtimes (embedded from `runtimes/`) and runtime folders.
+//! - [`options`]: runtime options checked against the runtime's `options.yml`, with defaults.
+//! - [`render`]: Handlebars rendering of `.hbs` files in strict mode.
+//! - [`dockerignore`]: `.dockerignore` rules.
+//! - [`context`]: build contexts (runtime + funko) as a tar or an exported folder.
+//! - [`scaffold`]: `faaso new`.
+//! - [`builder`]: `faaso build`: context → image with both tags, progress events.
 //! - [`docker`]: the one module that calls the Docker engine.
 //!
-//! The CLI binary (`src/main.rs`) is a thin layer of clap commands over these modules.
+//! The CLI binary (`src/main.rs`, `src/commands/`) is a thin layer of clap commands over these.
 
+pub mod builder;
+pub mod context;
 pub mod conventions;
 pub mod dirs;
 pub mod docker;
+pub mod dockerignore;
+pub mod funko;
+pub mod options;
+pub mod render;
+pub mod runtime;
+pub mod scaffold;
 
 /// The version of this crate, shown by `faaso version` and the gateway's admin API.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

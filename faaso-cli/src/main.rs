@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod commands;
+mod ui;
 
 fn main() -> ExitCode {
     let cli = commands::Cli::parse();
@@ -26,9 +27,22 @@ fn main() -> ExitCode {
             if verbose > 0 {
                 eprintln!("error: {err:?}");
             } else {
-                eprintln!("error: {err:#}");
+                eprintln!("error: {}", one_line(&err));
             }
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes on one line, leaving out causes the message already contains.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
 }

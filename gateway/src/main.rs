@@ -77,7 +77,7 @@ fn main() -> ExitCode {
     let config = match load_config(&args) {
         Ok(config) => config,
         Err(err) => {
-            eprintln!("faaso-gateway: {err:#}");
+            eprintln!("faaso-gateway: {err}");
             return ExitCode::from(2);
         }
     };

@@ -1,0 +1,158 @@
+//! `faaso build`: funko folder → build context → Docker image `faaso-<name>`, tagged `latest`
+//! and `<unix-seconds>`, with Docker's output turned into progress events.
+
+use std::path::Path;
+
+use bollard::Docker;
+
+use crate::context::{BuildContext, ContextError};
+use crate::conventions::{InvalidName, image_repo, validate_name};
+use crate::docker::{self, BuildOutput, DockerError};
+use crate::funko::{FunkoError, FunkoSpec};
+
+/// What to build.
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    /// Use this name instead of the one in `funko.yml`.
+    pub name: Option<String>,
+    /// Build every step again instead of using Docker's cache.
+    pub no_cache: bool,
+}
+
+/// Progress of a build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildEvent {
+    /// Docker started step `number` of `total`.
+    Step {
+        number: usize,
+        total: usize,
+        instruction: String,
+    },
+    /// A line of build output.
+    Output(String),
+}
+
+/// A finished build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Built {
+    pub name: String,
+    /// `faaso-<name>:latest` and `faaso-<name>:<unix-seconds>`.
+    pub tags: Vec<String>,
+    pub image_id: Option<String>,
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Funko(#[from] FunkoError),
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    #[error("--name: {0}")]
+    Name(#[from] InvalidName),
+    #[error("cannot make the build context: {0}")]
+    Tar(std::io::Error),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error("building {name} failed at {step}: {message}")]
+    Step {
+        name: String,
+        step: String,
+        message: String,
+    },
+}
+
+/// Loads a funko and assembles its build context; the name is `name` when given.
+pub fn prepare(folder: &Path, name: Option<&str>) -> Result<(FunkoSpec, BuildContext), BuildError> {
+    let mut spec = FunkoSpec::load(folder)?;
+    if let Some(name) = name {
+        validate_name(name)?;
+        spec.name = name.to_string();
+    }
+    let context = BuildContext::assemble(&spec)?;
+    Ok((spec, context))
+}
+
+/// Builds the funko in `folder`.
+pub async fn build(
+    docker: &Docker,
+    folder: &Path,
+    request: &BuildRequest,
+    on_event: impl FnMut(BuildEvent),
+) -> Result<Built, BuildError> {
+    let (spec, context) = prepare(folder, request.name.as_deref())?;
+    let tar = context.to_tar().map_err(BuildError::Tar)?;
+    build_tar(docker, &spec.name, tar, request.no_cache, on_event).await
+}
+
+/// Builds an assembled context (a tar) as the image of funko `name`.
+pub async fn build_tar(
+    docker: &Docker,
+    name: &str,
+    tar: Vec<u8>,
+    no_cache: bool,
+    mut on_event: impl FnMut(BuildEvent),
+) -> Result<Built, BuildError> {
+    let repo = image_repo(name);
+    let latest = format!("{repo}:latest");
+    let mut step = String::from("the start");
+    let mut failure = None;
+    let mut image_id = None;
+    docker::build_image(docker, tar, &latest, no_cache, |output| match output {
+        BuildOutput::Line(line) => {
+            if let Some((number, total, instruction)) = parse_step(&line) {
+                step = format!("step {number}/{total} ({instruction})");
+                on_event(BuildEvent::Step {
+                    number,
+                    total,
+                    instruction: instruction.to_string(),
+                });
+            }
+            on_event(BuildEvent::Output(line));
+        }
+        BuildOutput::Error(message) => failure = Some(message.trim().to_string()),
+        BuildOutput::ImageId(id) => image_id = Some(id),
+    })
+    .await?;
+    if let Some(message) = failure {
+        return Err(BuildError::Step {
+            name: name.to_string(),
+            step,
+            message,
+        });
+    }
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let stamped = seconds.to_string();
+    docker::tag_image(docker, &latest, &repo, &stamped).await?;
+    Ok(Built {
+        name: name.to_string(),
+        tags: vec![latest, format!("{repo}:{stamped}")],
+        image_id,
+    })
+}
+
+/// `Step 3/7 : RUN make` → `(3, 7, "RUN make")`.
+fn parse_step(line: &str) -> Option<(usize, usize, &str)> {
+    let rest = line.strip_prefix("Step ")?;
+    let (counts, instruction) = rest.split_once(" : ")?;
+    let (number, total) = counts.split_once('/')?;
+    Some((
+        number.parse().ok()?,
+        total.parse().ok()?,
+        instruction.trim(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_parsed() {
+        assert_eq!(parse_step("Step 3/7 : RUN make"), Some((3, 7, "RUN make")));
+        assert_eq!(parse_step(" ---> Running in abc"), None);
+        assert_eq!(parse_step("Step x/7 : RUN"), None);
+    }
+}

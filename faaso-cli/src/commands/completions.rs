@@ -1,0 +1,20 @@
+//! `faaso completions`: shell completion scripts.
+
+use clap::{Args, CommandFactory};
+use clap_complete::Shell;
+
+/// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+#[derive(Debug, Args)]
+#[command(after_help = "Example: faaso completions bash > /etc/bash_completion.d/faaso")]
+pub struct CompletionsArgs {
+    /// The shell
+    shell: Shell,
+}
+
+impl CompletionsArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        let mut command = super::Cli::command();
+        clap_complete::generate(self.shell, &mut command, "faaso", &mut std::io::stdout());
+        Ok(())
+    }
+}

@@ -1,0 +1,388 @@
+//! Build contexts: the runtime's build files (templates rendered), then the funko's own files on
+//! top, as one in-memory tree that becomes a tar for Docker or a folder for `faaso export`.
+//!
+//! The funko's `.dockerignore` is honoured. Symbolic links are kept when they point inside the
+//! folder and refused when they lead out of it: a build must not read files from elsewhere.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::dockerignore::Rules;
+use crate::funko::{FUNKO_YML, FunkoSpec};
+use crate::options::{OptionsError, Schema};
+use crate::render::{RenderError, Renderer};
+use crate::runtime::{Runtime, RuntimeError};
+
+/// One entry of a build context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    File { data: Vec<u8>, mode: u32 },
+    Symlink { target: PathBuf },
+}
+
+/// A complete build context.
+#[derive(Debug, Clone, Default)]
+pub struct BuildContext {
+    entries: BTreeMap<String, Entry>,
+}
+
+/// Why a build context cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Options(#[from] OptionsError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: symbolic link to {target} leads out of the funko folder")]
+    EscapingLink { path: PathBuf, target: PathBuf },
+    #[error("{path}: already exists (export writes a new folder)")]
+    DestinationExists { path: PathBuf },
+    #[error(
+        "the build context has no Dockerfile (set `runtime:` in funko.yml, or add a Dockerfile)"
+    )]
+    NoDockerfile,
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ContextError + '_ {
+    move |source| ContextError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl BuildContext {
+    /// Assembles the context of a funko: its runtime (if any), then its files.
+    pub fn assemble(spec: &FunkoSpec) -> Result<BuildContext, ContextError> {
+        let mut context = BuildContext::default();
+        if let Some(reference) = &spec.runtime {
+            let runtime = Runtime::resolve(reference, &spec.folder)?;
+            let data = template_data(spec, &runtime)?;
+            let renderer = Renderer::new();
+            for (path, content) in runtime.build_files() {
+                let (path, content) = renderer.file(path, content, &data)?;
+                context.entries.insert(
+                    path,
+                    Entry::File {
+                        data: content,
+                        mode: 0o644,
+                    },
+                );
+            }
+        }
+        context.add_folder(&spec.folder)?;
+        if !context.entries.contains_key("Dockerfile") {
+            return Err(ContextError::NoDockerfile);
+        }
+        Ok(context)
+    }
+
+    /// Adds the files of `folder` (honouring its `.dockerignore`) on top of what is there.
+    fn add_folder(&mut self, folder: &Path) -> Result<(), ContextError> {
+        let ignore_path = folder.join(".dockerignore");
+        let rules = match std::fs::read_to_string(&ignore_path) {
+            Ok(text) => Rules::parse(&text),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Rules::default(),
+            Err(source) => {
+                return Err(ContextError::Io {
+                    path: ignore_path,
+                    source,
+                });
+            }
+        };
+        let root = folder.canonicalize().map_err(io_error(folder))?;
+        self.walk(&root, &root, &rules)
+    }
+
+    fn walk(&mut self, root: &Path, dir: &Path, rules: &Rules) -> Result<(), ContextError> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .map_err(io_error(dir))?
+            .collect::<Result<_, _>>()
+            .map_err(io_error(dir))?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let path = entry.path();
+            let relative = relative_path(root, &path);
+            let metadata = std::fs::symlink_metadata(&path).map_err(io_error(&path))?;
+            let excluded = rules.excludes(&relative);
+            if metadata.is_dir() {
+                if !excluded || rules.may_reinclude_below(&relative) {
+                    self.walk(root, &path, rules)?;
+                }
+                continue;
+            }
+            if excluded {
+                continue;
+            }
+            if metadata.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).map_err(io_error(&path))?;
+                if !stays_inside(root, path.parent().unwrap_or(root), &target) {
+                    return Err(ContextError::EscapingLink { path, target });
+                }
+                self.entries.insert(relative, Entry::Symlink { target });
+            } else if metadata.is_file() {
+                let data = std::fs::read(&path).map_err(io_error(&path))?;
+                self.entries.insert(
+                    relative,
+                    Entry::File {
+                        data,
+                        mode: file_mode(&metadata),
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The paths in the context, sorted.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
+    /// The content of a file in the context.
+    pub fn file(&self, path: &str) -> Option<&[u8]> {
+        match self.entries.get(path)? {
+            Entry::File { data, .. } => Some(data),
+            Entry::Symlink { .. } => None,
+        }
+    }
+
+    /// The context as an uncompressed tar, deterministic (sorted, fixed times and owners).
+    pub fn to_tar(&self) -> Result<Vec<u8>, std::io::Error> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, entry) in &self.entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_mtime(0);
+            header.set_uid(0);
+            header.set_gid(0);
+            match entry {
+                Entry::File { data, mode } => {
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(*mode);
+                    header.set_size(data.len() as u64);
+                    builder.append_data(&mut header, path, data.as_slice())?;
+                }
+                Entry::Symlink { target } => {
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_mode(0o777);
+                    header.set_size(0);
+                    builder.append_link(&mut header, path, target)?;
+                }
+            }
+        }
+        builder.into_inner()
+    }
+
+    /// Writes the context as a new folder `dest`. It is written next to `dest` first and moved
+    /// into place at the end, so a failure leaves nothing half-written.
+    pub fn write_to(&self, dest: &Path) -> Result<(), ContextError> {
+        if dest.exists() || dest.symlink_metadata().is_ok() {
+            return Err(ContextError::DestinationExists {
+                path: dest.to_path_buf(),
+            });
+        }
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let staging = tempfile::Builder::new()
+            .prefix(".faaso-export-")
+            .tempdir_in(&parent)
+            .map_err(io_error(&parent))?;
+        for (path, entry) in &self.entries {
+            let target = staging.path().join(path);
+            if let Some(dir) = target.parent() {
+                std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+            }
+            match entry {
+                Entry::File { data, mode } => {
+                    std::fs::write(&target, data).map_err(io_error(&target))?;
+                    set_mode(&target, *mode).map_err(io_error(&target))?;
+                }
+                Entry::Symlink { target: link } => {
+                    #[cfg(unix)]
+                    std::os::unix::fs::symlink(link, &target).map_err(io_error(&target))?;
+                    #[cfg(not(unix))]
+                    let _ = link;
+                }
+            }
+        }
+        let staged = staging.keep();
+        std::fs::rename(&staged, dest).map_err(|source| {
+            let _ = std::fs::remove_dir_all(&staged);
+            ContextError::Io {
+                path: dest.to_path_buf(),
+                source,
+            }
+        })
+    }
+}
+
+/// `{name, runtime, options}` with the options checked and completed from `options.yml`.
+fn template_data(spec: &FunkoSpec, runtime: &Runtime) -> Result<Value, ContextError> {
+    let file = spec.folder.join(FUNKO_YML);
+    let options = match runtime.options_schema() {
+        Some(schema) => Value::Object(Schema::parse(&runtime.name, schema)?.apply(
+            &spec.options,
+            &file,
+            &runtime.name,
+        )?),
+        None => serde_json::to_value(&spec.options).unwrap_or(Value::Null),
+    };
+    Ok(json!({ "name": spec.name, "runtime": runtime.name, "options": options }))
+}
+
+fn relative_path(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .replace('\\', "/")
+}
+
+/// Whether a link target, resolved lexically from the link's folder, stays below `root`.
+fn stays_inside(root: &Path, link_dir: &Path, target: &Path) -> bool {
+    if target.is_absolute() {
+        return false;
+    }
+    let mut resolved: Vec<Component> = link_dir.components().collect();
+    for component in target.components() {
+        match component {
+            Component::ParentDir => {
+                resolved.pop();
+            }
+            Component::Normal(_) => resolved.push(component),
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    resolved.iter().collect::<PathBuf>().starts_with(root)
+}
+
+#[cfg(unix)]
+fn file_mode(metadata: &std::fs::Metadata) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    // Only the executable bit matters to a build; owners and groups do not travel.
+    if metadata.permissions().mode() & 0o111 != 0 {
+        0o755
+    } else {
+        0o644
+    }
+}
+
+#[cfg(not(unix))]
+fn file_mode(_: &std::fs::Metadata) -> u32 {
+    0o644
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_: &Path, _: u32) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn funko(dir: &Path, yml: &str) -> FunkoSpec {
+        std::fs::write(dir.join("funko.yml"), yml).unwrap();
+        FunkoSpec::load(dir).unwrap()
+    }
+
+    #[test]
+    fn runtime_then_funko_files_with_dockerignore() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("funko.py"), "app = 1\n").unwrap();
+        std::fs::write(dir.path().join("requirements.txt"), "requests\n").unwrap();
+        std::fs::write(dir.path().join(".dockerignore"), "*.log\n").unwrap();
+        std::fs::write(dir.path().join("debug.log"), "noise").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/x.txt"), "x").unwrap();
+        let spec = funko(
+            dir.path(),
+            "name: hello\nruntime: flask\noptions:\n  workers: 3\n",
+        );
+        let context = BuildContext::assemble(&spec).unwrap();
+        let paths: Vec<&str> = context.paths().collect();
+        assert!(
+            paths.contains(&"Dockerfile") && paths.contains(&"faaso_app.py"),
+            "{paths:?}"
+        );
+        assert!(paths.contains(&"sub/x.txt"));
+        assert!(!paths.contains(&"debug.log"));
+        assert!(
+            !paths
+                .iter()
+                .any(|p| p.starts_with("template/") || *p == "README.md" || p.ends_with(".hbs"))
+        );
+        let dockerfile = String::from_utf8(context.file("Dockerfile").unwrap().to_vec()).unwrap();
+        assert!(dockerfile.contains("\"--workers\", \"3\""), "{dockerfile}");
+        assert_eq!(
+            context.file("requirements.txt").unwrap(),
+            b"requests\n",
+            "the funko's file wins"
+        );
+        let tar = context.to_tar().unwrap();
+        let mut archive = tar::Archive::new(tar.as_slice());
+        assert_eq!(archive.entries().unwrap().count(), paths.len());
+    }
+
+    #[test]
+    fn links_out_of_the_folder_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        std::fs::write(dir.path().join("a.txt"), "a").unwrap();
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("a.txt", dir.path().join("inside")).unwrap();
+            let spec = funko(dir.path(), "name: linky\n");
+            assert!(BuildContext::assemble(&spec).is_ok());
+            std::os::unix::fs::symlink("../../etc/passwd", dir.path().join("outside")).unwrap();
+            let err = BuildContext::assemble(&spec).unwrap_err().to_string();
+            assert!(
+                err.contains("outside: symbolic link to ../../etc/passwd leads out"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn export_refuses_an_existing_destination_and_writes_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = funko(dir.path(), "name: bin\nruntime: binary\n");
+        let context = BuildContext::assemble(&spec).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let err = context.write_to(out.path()).unwrap_err().to_string();
+        assert!(err.contains("already exists"), "{err}");
+        let dest = out.path().join("ctx");
+        context.write_to(&dest).unwrap();
+        assert!(dest.join("Dockerfile").is_file());
+        assert_eq!(
+            std::fs::read_dir(out.path()).unwrap().count(),
+            1,
+            "no staging folder left"
+        );
+    }
+
+    #[test]
+    fn no_runtime_and_no_dockerfile() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = funko(dir.path(), "name: plain\n");
+        let err = BuildContext::assemble(&spec).unwrap_err().to_string();
+        assert!(err.contains("no Dockerfile"), "{err}");
+    }
+}

@@ -1,0 +1,206 @@
+//! The funko folder and its `funko.yml`: loading, validation, and errors that point at the
+//! file, line and column at fault.
+//!
+//! ```yaml
+//! name: hello
+//! runtime: flask          # a built-in runtime, or a path; absent = the folder is a build context
+//! options: {}             # runtime-defined, checked against the runtime's options.yml
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::conventions::{InvalidName, validate_name};
+
+/// The file every funko folder has.
+pub const FUNKO_YML: &str = "funko.yml";
+
+/// A loaded and validated `funko.yml`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunkoSpec {
+    /// The folder holding `funko.yml`.
+    pub folder: PathBuf,
+    pub name: String,
+    /// The runtime as written: a built-in name or a path (relative to the folder).
+    pub runtime: Option<String>,
+    /// The runtime options, as a mapping (empty when absent).
+    pub options: serde_yaml::Mapping,
+}
+
+/// Why a funko folder cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum FunkoError {
+    #[error("{path}: no such folder")]
+    MissingFolder { path: PathBuf },
+    #[error("{path}: not a folder")]
+    NotAFolder { path: PathBuf },
+    #[error("{path}: not found (a funko folder needs a funko.yml; `faaso new` makes one)")]
+    NoFunkoYml { path: PathBuf },
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Yaml {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {source}")]
+    Name {
+        path: PathBuf,
+        #[source]
+        source: InvalidName,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    name: String,
+    #[serde(default)]
+    runtime: Option<String>,
+    #[serde(default)]
+    options: Option<serde_yaml::Value>,
+}
+
+impl FunkoSpec {
+    /// Loads `<folder>/funko.yml`.
+    pub fn load(folder: &Path) -> Result<FunkoSpec, FunkoError> {
+        if !folder.exists() {
+            return Err(FunkoError::MissingFolder {
+                path: folder.to_path_buf(),
+            });
+        }
+        if !folder.is_dir() {
+            return Err(FunkoError::NotAFolder {
+                path: folder.to_path_buf(),
+            });
+        }
+        let path = folder.join(FUNKO_YML);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(FunkoError::NoFunkoYml { path });
+            }
+            Err(source) => return Err(FunkoError::Read { path, source }),
+        };
+        FunkoSpec::parse(&text, folder, &path)
+    }
+
+    /// Parses `funko.yml` text; `path` is only used in messages.
+    pub fn parse(text: &str, folder: &Path, path: &Path) -> Result<FunkoSpec, FunkoError> {
+        let raw: RawSpec = serde_yaml::from_str(text).map_err(|err| {
+            let (line, column) = err
+                .location()
+                .map_or((1, 1), |loc| (loc.line(), loc.column()));
+            // serde_yaml appends " at line L column C"; the prefix already says it.
+            let message = err.to_string();
+            let message = message
+                .split(" at line ")
+                .next()
+                .unwrap_or(&message)
+                .to_string();
+            FunkoError::Yaml {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message,
+            }
+        })?;
+        validate_name(&raw.name).map_err(|source| FunkoError::Name {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let options = match raw.options {
+            None | Some(serde_yaml::Value::Null) => serde_yaml::Mapping::new(),
+            Some(serde_yaml::Value::Mapping(mapping)) => mapping,
+            Some(_) => {
+                return Err(FunkoError::Yaml {
+                    path: path.to_path_buf(),
+                    line: line_of(text, "options"),
+                    column: 1,
+                    message: "options must be a mapping of option names to values".to_string(),
+                });
+            }
+        };
+        let runtime = raw.runtime.filter(|r| !r.trim().is_empty());
+        Ok(FunkoSpec {
+            folder: folder.to_path_buf(),
+            name: raw.name,
+            runtime,
+            options,
+        })
+    }
+}
+
+/// The 1-based line where `key:` starts, for messages about a whole value.
+fn line_of(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|line| line.starts_with(&format!("{key}:")))
+        .map_or(1, |n| n + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<FunkoSpec, FunkoError> {
+        FunkoSpec::parse(text, Path::new("f"), Path::new("f/funko.yml"))
+    }
+
+    #[test]
+    fn loads_a_spec() {
+        let spec = parse("name: hello\nruntime: flask\noptions:\n  workers: 3\n").unwrap();
+        assert_eq!(spec.name, "hello");
+        assert_eq!(spec.runtime.as_deref(), Some("flask"));
+        assert_eq!(spec.options.len(), 1);
+        let bare = parse("name: bare\n").unwrap();
+        assert_eq!(bare.runtime, None);
+        assert!(bare.options.is_empty());
+    }
+
+    #[test]
+    fn errors_point_at_file_line_and_column() {
+        let err = parse("name: hello\nruntime: [flask\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("f/funko.yml:"), "{err}");
+        assert!(!err.contains(" at line "), "{err}");
+        let err = parse("name: hello\nrutnime: flask\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("f/funko.yml:2:1: unknown field `rutnime`"),
+            "{err}"
+        );
+        let err = parse("name: Hello-World\n").unwrap_err().to_string();
+        assert!(err.contains("invalid funko name \"Hello-World\""), "{err}");
+        let err = parse("name: x\noptions: [1]\n").unwrap_err().to_string();
+        assert!(
+            err.starts_with("f/funko.yml:2:1: options must be a mapping"),
+            "{err}"
+        );
+        let err = parse("runtime: flask\n").unwrap_err().to_string();
+        assert!(err.contains("missing field `name`"), "{err}");
+    }
+
+    #[test]
+    fn folder_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = FunkoSpec::load(&dir.path().join("nope")).unwrap_err();
+        assert!(
+            missing.to_string().ends_with("nope: no such folder"),
+            "{missing}"
+        );
+        let empty = FunkoSpec::load(dir.path()).unwrap_err();
+        assert!(
+            empty.to_string().contains("funko.yml: not found"),
+            "{empty}"
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! The `faaso` command against a real Docker engine: `new` → `build` → a container of the image
+//! answers `/ping`; failed builds name their step; runtimes with base images from a registry
+//! are built when their base image is present locally.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use faaso::conventions::{NETWORK, instance_name, random_suffix};
+use faaso_tests::docker::{Cleanup, ip_on_network, run_container};
+use faaso_tests::http::wait_for_status;
+use faaso_tests::{bins, require_docker, testfunko, unique_name};
+
+fn faaso(dir: &Path, args: &[&str]) -> Output {
+    Command::new(bins::path("faaso"))
+        .current_dir(dir)
+        .env_remove("FAASO_SERVER")
+        .args(args)
+        .output()
+        .expect("faaso can be run")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn new_build_run_with_the_binary_runtime() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique_name("built");
+    let out = faaso(dir.path(), &["new", "-r", "binary", &name]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::fs::copy(
+        testfunko::build_executable(),
+        dir.path().join(&name).join("funko"),
+    )
+    .unwrap();
+
+    cleanup.image(format!("faaso-{name}:latest"));
+    let out = faaso(dir.path(), &["build", &name]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}{stdout}", text(&out.stderr));
+    let tags: Vec<&str> = stdout
+        .trim()
+        .strip_prefix("built ")
+        .unwrap_or_else(|| panic!("unexpected output {stdout:?}"))
+        .split(", ")
+        .collect();
+    assert_eq!(tags.len(), 2, "{stdout}");
+    assert_eq!(tags[0], format!("faaso-{name}:latest"));
+    let stamp = tags[1].strip_prefix(&format!("faaso-{name}:")).unwrap();
+    assert!(stamp.parse::<u64>().unwrap() > 1_700_000_000, "{stamp}");
+    for tag in &tags {
+        cleanup.image(tag.to_string());
+        docker
+            .inspect_image(tag)
+            .await
+            .unwrap_or_else(|e| panic!("{tag}: {e}"));
+    }
+
+    let container = instance_name(&name, &random_suffix());
+    run_container(&docker, &cleanup, &container, tags[0], NETWORK, &[], &[]).await;
+    let ip = ip_on_network(&docker, &container, NETWORK).await;
+    let ping = wait_for_status(
+        &format!("http://{ip}:3000/ping"),
+        200,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(ping, "OK");
+    let info = docker.inspect_container(&container, None).await.unwrap();
+    let user = info.config.and_then(|c| c.user).unwrap_or_default();
+    assert_eq!(user, "65534:65534", "runs as nobody");
+
+    // --name builds the same folder under another name; --no-cache is accepted.
+    let other = unique_name("renamed");
+    cleanup.image(format!("faaso-{other}:latest"));
+    let out = faaso(
+        dir.path(),
+        &["build", "--no-cache", "--name", &other, &name],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for tag in text(&out.stdout)
+        .trim()
+        .trim_start_matches("built ")
+        .split(", ")
+    {
+        cleanup.image(tag.to_string());
+        assert!(tag.starts_with(&format!("faaso-{other}:")), "{tag}");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_build_names_its_step() {
+    let _docker = require_docker!();
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique_name("broken");
+    let out = faaso(dir.path(), &["new", "-r", "binary", &name]);
+    assert!(out.status.success());
+    // No executable in the folder: the COPY step fails.
+    let out = faaso(dir.path(), &["build", &name]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        error.contains(&format!("building {name} failed at step")),
+        "{error}"
+    );
+    assert!(error.contains("COPY funko /funko"), "{error}");
+}
+
+/// Builds a runtime whose base images come from a registry, when they are present locally
+/// (no registry is reachable in CI, so elsewhere this is skipped with the reason).
+async fn build_if_base_images_exist(runtime: &str, base_images: &[&str]) {
+    let docker = require_docker!();
+    for image in base_images {
+        if docker.inspect_image(image).await.is_err() {
+            eprintln!(
+                "skipping the {runtime} build: base image {image} is not present locally (no registry here)"
+            );
+            return;
+        }
+    }
+    let cleanup = Cleanup::new();
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique_name(runtime);
+    assert!(
+        faaso(dir.path(), &["new", "-r", runtime, &name])
+            .status
+            .success()
+    );
+    cleanup.image(format!("faaso-{name}:latest"));
+    let out = faaso(dir.path(), &["build", &name]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let latest = format!("faaso-{name}:latest");
+    let container = instance_name(&name, &random_suffix());
+    run_container(&docker, &cleanup, &container, &latest, NETWORK, &[], &[]).await;
+    let ip = ip_on_network(&docker, &container, NETWORK).await;
+    wait_for_status(
+        &format!("http://{ip}:3000/ping"),
+        200,
+        Duration::from_secs(60),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn flask_runtime_builds_when_its_base_image_is_present() {
+    build_if_base_images_exist("flask", &["python:3.12-slim"]).await;
+}
+
+#[tokio::test]
+async fn express_runtime_builds_when_its_base_image_is_present() {
+    build_if_base_images_exist("express", &["node:22-slim"]).await;
+}
+
+#[tokio::test]
+async fn axum_runtime_builds_when_its_base_images_are_present() {
+    build_if_base_images_exist("axum", &["rust:1-bookworm", "debian:bookworm-slim"]).await;
+}
