@@ -218,14 +218,15 @@ fn exported_sources_parse() {
         ("node", &["--check"], "express/out/funko.js"),
         ("node", &["--check"], "express/out/faaso-server.js"),
     ];
+    // Copies, so that compilers leave nothing (like __pycache__) in the golden folders.
+    let scratch = tempfile::tempdir().unwrap();
     for (tool, args, file) in checks {
-        let path = golden_dir().join("export").join(file);
+        let path = scratch.path().join(file.replace('/', "_"));
+        std::fs::copy(golden_dir().join("export").join(file), &path).unwrap();
         let Ok(out) = std::process::Command::new(tool).args(args).arg(&path).output() else {
             eprintln!("skipping the syntax check of {file}: {tool} is not installed");
             continue;
         };
         assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
     }
-    // py_compile leaves __pycache__ next to the sources.
-    let _ = std::fs::remove_dir_all(golden_dir().join("export/flask/out/__pycache__"));
 }
