@@ -201,10 +201,7 @@ fn exported_dockerfiles_are_well_formed() {
             !user.contains("root") && user != &"USER 0",
             "{runtime}: {user}"
         );
-        assert!(
-            lines.contains(&"EXPOSE 3000"),
-            "{runtime}: no EXPOSE 3000"
-        );
+        assert!(lines.contains(&"EXPOSE 3000"), "{runtime}: no EXPOSE 3000");
     }
 }
 
@@ -223,10 +220,18 @@ fn exported_sources_parse() {
     for (tool, args, file) in checks {
         let path = scratch.path().join(file.replace('/', "_"));
         std::fs::copy(golden_dir().join("export").join(file), &path).unwrap();
-        let Ok(out) = std::process::Command::new(tool).args(args).arg(&path).output() else {
+        let Ok(out) = std::process::Command::new(tool)
+            .args(args)
+            .arg(&path)
+            .output()
+        else {
             eprintln!("skipping the syntax check of {file}: {tool} is not installed");
             continue;
         };
-        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
