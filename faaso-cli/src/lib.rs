@@ -11,6 +11,13 @@
 //! - [`context`]: build contexts (runtime + funko) as a tar or an exported folder.
 //! - [`scaffold`]: `faaso new`.
 //! - [`builder`]: `faaso build`: context → image with both tags, progress events.
+//! - [`lifecycle`]: scale, up, down, purge and restore, under a per-funko lock.
+//! - [`deploy`]: zero-downtime rollout of the newest image.
+//! - [`status`]: funkos, instances and images as data (table or JSON).
+//! - [`logs`]: the merged logs of a funko's instances.
+//! - [`secrets`]: secret files per funko, mounted at `/secrets`.
+//! - [`state`]: saved scale per funko, and the per-funko lock.
+//! - [`probe`]: the `GET /ping` health probe.
 //! - [`docker`]: the one module that calls the Docker engine.
 //!
 //! The CLI binary (`src/main.rs`, `src/commands/`) is a thin layer of clap commands over these.
@@ -18,14 +25,21 @@
 pub mod builder;
 pub mod context;
 pub mod conventions;
+pub mod deploy;
 pub mod dirs;
 pub mod docker;
 pub mod dockerignore;
 pub mod funko;
+pub mod lifecycle;
+pub mod logs;
 pub mod options;
+pub mod probe;
 pub mod render;
 pub mod runtime;
 pub mod scaffold;
+pub mod secrets;
+pub mod state;
+pub mod status;
 
 /// The version of this crate, shown by `faaso version` and the gateway's admin API.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

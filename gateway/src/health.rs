@@ -3,8 +3,8 @@
 //! success brings it back. Instances that are out (also those a failed connect took out) are
 //! checked every second, so they come back quickly once they answer.
 //!
-//! The check speaks minimal HTTP/1.1 over a fresh TCP connection (`Connection: close`), so it
-//! never disturbs the proxy's connection pool.
+//! The check is [`faaso::probe::ping`]: minimal HTTP/1.1 over a fresh TCP connection
+//! (`Connection: close`), so it never disturbs the proxy's connection pool.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,8 +15,6 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::table::{Instance, SharedTable};
@@ -97,90 +95,7 @@ fn record(instance: &Instance, passed: Result<(), String>) {
     }
 }
 
-/// One check: `GET /ping` must answer 2xx within `timeout`.
+/// One check: `GET /ping` must answer 2xx within `timeout` (shared with `faaso deploy`).
 pub async fn check(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
-    match tokio::time::timeout(timeout, ping(addr)).await {
-        Ok(result) => result,
-        Err(_) => Err(format!("no answer within {timeout:?}")),
-    }
-}
-
-async fn ping(addr: SocketAddr) -> Result<(), String> {
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let request = format!(
-        "GET /ping HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: faaso-gateway\r\nConnection: close\r\n\r\n"
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| format!("send: {e}"))?;
-    let mut head = [0u8; 32];
-    let mut read = 0;
-    // "HTTP/1.1 200" is 12 bytes.
-    while read < 12 {
-        let n = stream
-            .read(&mut head[read..])
-            .await
-            .map_err(|e| format!("read: {e}"))?;
-        if n == 0 {
-            return Err("connection closed before a status line".to_string());
-        }
-        read += n;
-    }
-    parse_status(&head[..read])
-}
-
-/// Accepts `HTTP/1.x 2xx`.
-fn parse_status(head: &[u8]) -> Result<(), String> {
-    let text = String::from_utf8_lossy(head);
-    let mut parts = text.split(' ');
-    let version = parts.next().unwrap_or("");
-    let status = parts.next().unwrap_or("");
-    if !version.starts_with("HTTP/1.") {
-        return Err(format!("not an HTTP answer: {text:?}"));
-    }
-    match status.parse::<u16>() {
-        Ok(code) if (200..300).contains(&code) => Ok(()),
-        Ok(code) => Err(format!("/ping answered {code}")),
-        Err(_) => Err(format!("bad status line: {text:?}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_lines() {
-        assert!(parse_status(b"HTTP/1.1 200 OK\r\n").is_ok());
-        assert!(parse_status(b"HTTP/1.0 204 ").is_ok());
-        assert_eq!(
-            parse_status(b"HTTP/1.1 500 Oops"),
-            Err("/ping answered 500".into())
-        );
-        assert!(parse_status(b"SSH-2.0-OpenSSH").is_err());
-    }
-
-    #[tokio::test]
-    async fn checks_a_real_listener() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            for status in ["200 OK", "503 Busy"] {
-                let (mut socket, _) = listener.accept().await.unwrap();
-                let mut buf = [0u8; 256];
-                let _ = socket.read(&mut buf).await.unwrap();
-                let response = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
-                socket.write_all(response.as_bytes()).await.unwrap();
-            }
-        });
-        assert_eq!(check(addr, Duration::from_secs(2)).await, Ok(()));
-        assert!(check(addr, Duration::from_secs(2)).await.is_err());
-        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let closed_addr = closed.local_addr().unwrap();
-        drop(closed);
-        assert!(check(closed_addr, Duration::from_secs(2)).await.is_err());
-    }
+    faaso::probe::ping(addr, timeout).await
 }

@@ -9,6 +9,7 @@
 //! - [`headers`]: forwarding headers and request ids (pure).
 //! - [`errors`]: proxy failures → HTTP status and message, in one place.
 //! - [`metrics`]: Prometheus metrics (per-funko handles kept with the snapshot) and `/metrics`.
+//! - [`restore`]: brings funkos back to their saved scale at start.
 //! - [`responses`]: JSON error bodies and responses the gateway writes itself.
 //! - [`discovery`]: the background service that follows Docker and publishes snapshots.
 //! - [`health`]: the background service that checks `GET /ping` on every instance.
@@ -26,6 +27,7 @@ pub mod health;
 pub mod metrics;
 pub mod proxy;
 pub mod responses;
+pub mod restore;
 pub mod router;
 pub mod server;
 pub mod table;

@@ -18,6 +18,7 @@ use crate::discovery::Discovery;
 use crate::drain::Drain;
 use crate::health::HealthChecker;
 use crate::proxy::{Gateway, ProxySettings};
+use crate::restore::Restore;
 use crate::table::{RouteTable, SharedTable};
 
 /// Pingora's process flags that FaaSO keeps: `-u` upgrade, `-d` daemon, `-t` test config.
@@ -68,6 +69,16 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
         ready: Arc::clone(&ready),
     };
     server.add_service(background_service("discovery", discovery));
+
+    server.add_service(background_service(
+        "restore saved scales",
+        Restore {
+            docker_host: config.docker_host.clone(),
+            network: config.network.clone(),
+            state_dir: config.state_dir.clone(),
+            secrets_dir: config.secrets_dir.clone(),
+        },
+    ));
 
     let health = HealthChecker {
         table: Arc::clone(&table),

@@ -31,7 +31,13 @@ impl GatewayProcess {
     /// Starts the gateway with `extra_yaml` appended to its generated config, and waits until
     /// `/healthz` answers.
     pub async fn start(extra_yaml: &str) -> GatewayProcess {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        GatewayProcess::start_in(dir, extra_yaml).await
+    }
+
+    /// Like [`GatewayProcess::start`], with its config, state and secrets in `dir` (shared with
+    /// an earlier gateway, or with `faaso` commands through [`crate::cli::Faaso::in_dir`]).
+    pub async fn start_in(dir: Arc<tempfile::TempDir>, extra_yaml: &str) -> GatewayProcess {
         let port = free_port();
         let metrics_port = free_port();
         let config = format!(
@@ -51,7 +57,7 @@ impl GatewayProcess {
             child: spawn(&config_path, &[]),
             url: format!("http://127.0.0.1:{port}"),
             metrics_url: format!("http://127.0.0.1:{metrics_port}"),
-            dir: Arc::new(dir),
+            dir,
         };
         crate::http::wait_for_status(
             &format!("{}/healthz", gateway.url),

@@ -6,12 +6,14 @@
 //! - [`testfunko`]: builds the test funko as a static executable and packages it `FROM scratch`
 //!   into an image (no registry is reachable, so every image a test needs is made here).
 //! - [`bins`]: finds the workspace's built binaries (`faaso-gateway`, `faaso`).
+//! - [`cli`]: runs `faaso` with private state and secrets folders.
 //! - [`gateway`]: starts a `faaso-gateway` process on free ports with a private config.
 //! - [`http`]: a small HTTP client helper that retries until a server answers.
 //! - [`prom`]: reading `/metrics` text, and a real Prometheus server for tests.
 //! - [`relay`]: a Docker socket relay a test can cut, to break the gateway's event stream.
 
 pub mod bins;
+pub mod cli;
 pub mod docker;
 pub mod gateway;
 pub mod http;

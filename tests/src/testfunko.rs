@@ -17,7 +17,7 @@ use crate::bins::target_dir;
 use crate::workspace_root;
 
 /// The image repository of the test funko.
-pub const REPO: &str = "faaso-testfunko";
+pub const REPO: &str = "testfunko";
 
 /// Builds the static test funko executable (a no-op when it is up to date) and returns its path.
 pub fn build_executable() -> PathBuf {
@@ -39,7 +39,8 @@ pub fn build_executable() -> PathBuf {
     target_dir.join(triple).join("release/testfunko")
 }
 
-/// Makes sure the test funko image exists and returns its tag (`faaso-testfunko:<hash>`).
+/// Makes sure the test funko image exists and returns its tag (`testfunko:<hash>`; not a
+/// `faaso-` name, so no gateway takes it for a funko).
 pub async fn image(docker: &Docker) -> String {
     let lock_path = target_dir().join("testfunko.lock");
     std::fs::create_dir_all(target_dir()).expect("target dir can be created");
@@ -108,4 +109,30 @@ fn append(builder: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8], mode: u3
     builder
         .append_data(&mut header, path, data)
         .expect("tar entry can be written");
+}
+
+/// Builds a variant of the test funko image (for example with `ENV TESTFUNKO_VERSION=2`) as
+/// `tag`: a new image id, as a new release of a funko would have. `FROM` a local image needs no
+/// registry.
+pub async fn variant(docker: &Docker, tag: &str, instructions: &str) {
+    let base = image(docker).await;
+    let dockerfile = format!("FROM {base}\n{instructions}\n");
+    let mut context = tar::Builder::new(Vec::new());
+    append(&mut context, "Dockerfile", dockerfile.as_bytes(), 0o644);
+    let context = context.into_inner().expect("tar can be finished");
+    let options = BuildImageOptions {
+        t: Some(tag.to_string()),
+        rm: true,
+        ..Default::default()
+    };
+    let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) if info.error_detail.is_some() => {
+                panic!("building {tag} failed: {:?}", info.error_detail)
+            }
+            Ok(_) => {}
+            Err(err) => panic!("building {tag} failed: {err}"),
+        }
+    }
 }

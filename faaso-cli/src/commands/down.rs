@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::Global;
+use super::{Global, local_lifecycle, reporter};
 
 /// Stop a funko: scale it to 0 instances
 #[derive(Debug, Args)]
@@ -12,8 +12,17 @@ pub struct DownArgs {
 }
 
 impl DownArgs {
-    pub async fn run(self, _global: &Global) -> anyhow::Result<()> {
-        let _ = self.name;
-        super::not_available("down")
+    pub async fn run(self, global: &Global) -> anyhow::Result<()> {
+        let ui = global.ui();
+        let lifecycle = local_lifecycle(global, &ui).await?;
+        if !lifecycle.funko_exists(&self.name).await? {
+            anyhow::bail!(
+                "funko {} does not exist (no image, no containers)",
+                self.name
+            );
+        }
+        lifecycle.scale(&self.name, 0, &mut reporter(ui)).await?;
+        println!("{}: down", self.name);
+        Ok(())
     }
 }

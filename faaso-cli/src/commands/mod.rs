@@ -115,3 +115,24 @@ pub fn local_engine(global: &Global, ui: &Ui) -> anyhow::Result<()> {
 pub fn not_available(command: &str) -> anyhow::Result<()> {
     anyhow::bail!("`faaso {command}` is not available yet in this version")
 }
+
+/// The lifecycle on the local Docker engine, with the same state and secrets folders as the
+/// gateway uses by default (`FAASO_STATE_DIR`, `FAASO_SECRETS_DIR`).
+pub async fn local_lifecycle(
+    global: &Global,
+    ui: &Ui,
+) -> anyhow::Result<faaso::lifecycle::Lifecycle> {
+    local_engine(global, ui)?;
+    let docker = faaso::docker::connect().await?;
+    let env = faaso::dirs::process_env;
+    Ok(faaso::lifecycle::Lifecycle::new(
+        docker,
+        faaso::state::StateDir::new(faaso::dirs::state_dir(env)),
+        faaso::secrets::SecretsDir::new(faaso::dirs::secrets_dir(env)),
+    ))
+}
+
+/// Prints progress lines of an operation (hidden with `-q`).
+pub fn reporter(ui: Ui) -> impl FnMut(String) + Send {
+    move |line| ui.note(line)
+}

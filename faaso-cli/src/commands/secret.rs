@@ -1,13 +1,19 @@
 //! `faaso secret`: add, remove and list a funko's secrets.
 
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use faaso::secrets::SecretsDir;
 
 use super::Global;
 
 /// Manage secrets: files a funko reads at /secrets/<secret>
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Secrets live in $FAASO_SECRETS_DIR/<funko>/<secret> (folders 0700, files 0600); \
+running instances see changes at once. Values are never printed."
+)]
 pub struct SecretArgs {
     #[command(subcommand)]
     action: SecretAction,
@@ -30,8 +36,55 @@ enum SecretAction {
 }
 
 impl SecretArgs {
-    pub async fn run(self, _global: &Global) -> anyhow::Result<()> {
-        let _ = self.action;
-        super::not_available("secret")
+    pub async fn run(self, global: &Global) -> anyhow::Result<()> {
+        let ui = global.ui();
+        super::local_engine(global, &ui)?;
+        let secrets = SecretsDir::new(faaso::dirs::secrets_dir(faaso::dirs::process_env));
+        match self.action {
+            SecretAction::Add {
+                funko,
+                secret,
+                from_file,
+            } => {
+                faaso::conventions::validate_name(&funko)?;
+                faaso::secrets::validate_secret_name(&secret)?;
+                let value = read_value(&secret, from_file.as_deref())?;
+                secrets.add(&funko, &secret, &value)?;
+                println!("{funko}: secret {secret} set ({} bytes)", value.len());
+            }
+            SecretAction::Rm { funko, secret } => {
+                secrets.remove(&funko, &secret)?;
+                println!("{funko}: secret {secret} removed");
+            }
+            SecretAction::List { funko } => {
+                for (funko, names) in secrets.list(funko.as_deref())? {
+                    for name in names {
+                        println!("{funko}\t{name}");
+                    }
+                }
+            }
+        }
+        Ok(())
     }
+}
+
+/// The secret's value: from a file, from a terminal without echo, or all of stdin.
+fn read_value(secret: &str, from_file: Option<&std::path::Path>) -> anyhow::Result<Vec<u8>> {
+    if let Some(path) = from_file {
+        return std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+    }
+    if std::io::stdin().is_terminal() {
+        let value = rpassword::prompt_password(format!("value of {secret}: "))?;
+        return Ok(value.into_bytes());
+    }
+    let mut value = Vec::new();
+    std::io::stdin().read_to_end(&mut value)?;
+    // A trailing newline from `echo` is not part of the value.
+    if value.ends_with(b"\n") {
+        value.pop();
+        if value.ends_with(b"\r") {
+            value.pop();
+        }
+    }
+    Ok(value)
 }

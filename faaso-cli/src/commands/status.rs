@@ -1,11 +1,13 @@
-//! `faaso status`: scale, instances and images of funkos.
+//! `faaso status`: scale, instances and images of funkos, as a table or JSON.
 
 use clap::Args;
+use faaso::status::{FunkoStatus, human_age};
 
-use super::Global;
+use super::{Global, local_lifecycle};
 
 /// Show funkos: scale, instances (health, current or out of date) and images
 #[derive(Debug, Args)]
+#[command(after_help = "The JSON schema is documented in faaso-cli/src/status.rs and the README.")]
 pub struct StatusArgs {
     /// Funkos to show (default: all)
     names: Vec<String>,
@@ -15,8 +17,87 @@ pub struct StatusArgs {
 }
 
 impl StatusArgs {
-    pub async fn run(self, _global: &Global) -> anyhow::Result<()> {
-        let _ = (self.names, self.json);
-        super::not_available("status")
+    pub async fn run(self, global: &Global) -> anyhow::Result<()> {
+        let ui = global.ui();
+        let lifecycle = local_lifecycle(global, &ui).await?;
+        let status = lifecycle.status(&self.names).await?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&status)?);
+        } else {
+            print!("{}", table(&status));
+        }
+        Ok(())
     }
+}
+
+/// The human view: one block per funko with aligned columns.
+fn table(funkos: &[FunkoStatus]) -> String {
+    if funkos.is_empty() {
+        return "no funkos\n".to_string();
+    }
+    let mut out = String::new();
+    for funko in funkos {
+        let scale = funko
+            .scale
+            .map_or_else(|| "-".to_string(), |s| s.to_string());
+        out.push_str(&format!(
+            "{}  scale {scale}, {} running\n",
+            funko.name, funko.running
+        ));
+        let mut rows = vec![vec![
+            "  INSTANCE".to_string(),
+            "STATE".into(),
+            "HEALTH".into(),
+            "IMAGE".into(),
+            "AGE".into(),
+            "IP".into(),
+        ]];
+        for i in &funko.instances {
+            rows.push(vec![
+                format!("  {}", i.name),
+                i.state.clone(),
+                i.health.clone().unwrap_or_else(|| "-".into()),
+                if i.current {
+                    "current".into()
+                } else {
+                    "out of date".into()
+                },
+                human_age(i.age_seconds),
+                i.ip.clone().unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        if funko.instances.is_empty() {
+            out.push_str("  no instances\n");
+        } else {
+            out.push_str(&align(&rows));
+        }
+        for image in &funko.images {
+            out.push_str(&format!("  image {} {}\n", image.id, image.tags.join(" ")));
+        }
+    }
+    out
+}
+
+fn align(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|v| v.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, v)| format!("{v:width$}", width = widths[c]))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }

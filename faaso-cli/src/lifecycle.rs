@@ -1,0 +1,393 @@
+//! Running funkos on Docker: scale (and `up`/`down` on top of it), purge, and restoring saved
+//! scales. The same code serves the CLI's local mode and the gateway's admin API.
+//!
+//! Every operation that changes a funko's containers holds the funko's lock (see
+//! [`crate::state`]), so two concurrent runs cannot overshoot, and saves the desired scale. Each
+//! reports what it does through a `report` callback, one line at a time.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
+
+use crate::conventions::{self, NETWORK, validate_name};
+use crate::docker::{self, DockerError, InstanceSpec};
+use crate::secrets::{SecretError, SecretsDir, numeric_user};
+use crate::state::{FunkoState, StateDir, StateError};
+
+/// What an operation failed on.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error(transparent)]
+    Name(#[from] conventions::InvalidName),
+    #[error("funko {funko} has no image {image}; build it first with `faaso build`")]
+    NoImage { funko: String, image: String },
+    #[error("funko {funko} does not exist (no image, no containers)")]
+    Unknown { funko: String },
+    #[error("funko {funko} has no running instance; start it with `faaso up {funko}`")]
+    NotRunning { funko: String },
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("new instance {instance} did not become ready: {reason}{logs}")]
+    NotReady {
+        instance: String,
+        reason: String,
+        logs: String,
+    },
+}
+
+/// Where and how funkos run.
+#[derive(Debug, Clone)]
+pub struct Lifecycle {
+    pub docker: Docker,
+    pub network: String,
+    pub state: StateDir,
+    pub secrets: SecretsDir,
+    /// SIGTERM grace before SIGKILL when an instance is stopped.
+    pub stop_grace: Duration,
+    /// How long a new instance may take to run (and be healthy, or answer `/ping`).
+    pub ready_timeout: Duration,
+    /// How long to wait for another operation on the same funko.
+    pub lock_timeout: Duration,
+}
+
+/// A running instance, as the lifecycle sees it.
+#[derive(Debug, Clone)]
+pub struct RunningInstance {
+    pub id: String,
+    pub name: String,
+    pub image_id: String,
+    pub created: i64,
+}
+
+impl Lifecycle {
+    /// A lifecycle on `docker` with the default network and the given folders.
+    pub fn new(docker: Docker, state: StateDir, secrets: SecretsDir) -> Lifecycle {
+        Lifecycle {
+            docker,
+            network: NETWORK.to_string(),
+            state,
+            secrets,
+            stop_grace: Duration::from_secs(10),
+            ready_timeout: Duration::from_secs(60),
+            lock_timeout: Duration::from_secs(300),
+        }
+    }
+
+    /// The id of `faaso-<funko>:latest` and the image's `USER`.
+    pub(crate) async fn latest_image(
+        &self,
+        funko: &str,
+    ) -> Result<(String, String), LifecycleError> {
+        let image = conventions::image_latest(funko);
+        let info = docker::image_inspect(&self.docker, &image)
+            .await?
+            .ok_or_else(|| LifecycleError::NoImage {
+                funko: funko.to_string(),
+                image: image.clone(),
+            })?;
+        let user = info.config.and_then(|c| c.user).unwrap_or_default();
+        Ok((info.id.unwrap_or(image), user))
+    }
+
+    /// The funko's containers: running ones (oldest first) and the rest.
+    async fn containers(
+        &self,
+        funko: &str,
+    ) -> Result<(Vec<RunningInstance>, Vec<ContainerSummary>), LifecycleError> {
+        let mut running = Vec::new();
+        let mut other = Vec::new();
+        for container in docker::list_instances(&self.docker, funko).await? {
+            if container.state == Some(ContainerSummaryStateEnum::RUNNING) {
+                running.push(RunningInstance {
+                    id: container.id.clone().unwrap_or_default(),
+                    name: container
+                        .names
+                        .as_ref()
+                        .and_then(|n| n.first())
+                        .map(|n| n.trim_start_matches('/').to_string())
+                        .unwrap_or_default(),
+                    image_id: container.image_id.clone().unwrap_or_default(),
+                    created: container.created.unwrap_or_default(),
+                });
+            } else {
+                other.push(container);
+            }
+        }
+        running.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.name.cmp(&b.name)));
+        Ok((running, other))
+    }
+
+    /// The running instances of a funko, oldest first.
+    pub async fn running(&self, funko: &str) -> Result<Vec<RunningInstance>, LifecycleError> {
+        Ok(self.containers(funko).await?.0)
+    }
+
+    /// Sets the number of running instances to `scale`: prunes exited leftovers, starts new
+    /// instances (waiting until they run, and are healthy where the image has a health check)
+    /// or stops the oldest, and saves the scale.
+    pub async fn scale(
+        &self,
+        funko: &str,
+        scale: u32,
+        report: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(), LifecycleError> {
+        validate_name(funko)?;
+        let _lock = self.state.lock(funko, self.lock_timeout).await?;
+        self.scale_locked(funko, scale, report).await
+    }
+
+    async fn scale_locked(
+        &self,
+        funko: &str,
+        scale: u32,
+        report: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(), LifecycleError> {
+        let (running, leftovers) = self.containers(funko).await?;
+        for container in leftovers {
+            if let Some(id) = &container.id {
+                docker::remove_container(&self.docker, id).await?;
+                report(format!(
+                    "removed exited container {}",
+                    display_name(&container)
+                ));
+            }
+        }
+        let target = scale as usize;
+        if running.len() < target {
+            let (image, user) = self.latest_image(funko).await?;
+            for _ in running.len()..target {
+                let name = self.start_instance(funko, &image, &user).await?;
+                if let Err(err) = self.wait_ready(&name, false).await {
+                    let _ = docker::remove_container(&self.docker, &name).await;
+                    return Err(err);
+                }
+                report(format!("started {name}"));
+            }
+        } else {
+            for instance in running.iter().take(running.len() - target) {
+                docker::stop_and_remove(&self.docker, &instance.id, self.stop_seconds()).await?;
+                report(format!("stopped {}", instance.name));
+            }
+        }
+        self.state.save(funko, FunkoState { scale })?;
+        report(format!(
+            "{funko}: {scale} instance{}",
+            if scale == 1 { "" } else { "s" }
+        ));
+        Ok(())
+    }
+
+    /// Makes sure at least `scale` instances run (default: the saved scale, else 1).
+    /// Returns the scale now in effect.
+    pub async fn up(
+        &self,
+        funko: &str,
+        scale: Option<u32>,
+        report: &mut (dyn FnMut(String) + Send),
+    ) -> Result<u32, LifecycleError> {
+        validate_name(funko)?;
+        let _lock = self.state.lock(funko, self.lock_timeout).await?;
+        let wanted = match scale {
+            Some(n) => n,
+            None => self.state.load(funko)?.map_or(1, |s| s.scale.max(1)),
+        };
+        let running = self.running(funko).await?.len() as u32;
+        let target = wanted.max(running);
+        self.scale_locked(funko, target, report).await?;
+        Ok(target)
+    }
+
+    /// The saved scale (if any) and the number of running instances.
+    pub async fn current_scale(&self, funko: &str) -> Result<(Option<u32>, usize), LifecycleError> {
+        validate_name(funko)?;
+        let saved = self.state.load(funko)?.map(|s| s.scale);
+        let running = self.running(funko).await?.len();
+        if saved.is_none() && running == 0 && !self.funko_exists(funko).await? {
+            return Err(LifecycleError::Unknown {
+                funko: funko.to_string(),
+            });
+        }
+        Ok((saved, running))
+    }
+
+    /// Whether the funko has an image or any container.
+    pub async fn funko_exists(&self, funko: &str) -> Result<bool, LifecycleError> {
+        Ok(!docker::list_images(&self.docker, funko).await?.is_empty()
+            || !docker::list_instances(&self.docker, funko)
+                .await?
+                .is_empty())
+    }
+
+    /// Stops and removes all containers and images of a funko and forgets its scale. Its
+    /// secrets are kept.
+    pub async fn purge(
+        &self,
+        funko: &str,
+        report: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(), LifecycleError> {
+        validate_name(funko)?;
+        let _lock = self.state.lock(funko, self.lock_timeout).await?;
+        if !self.funko_exists(funko).await? && self.state.load(funko)?.is_none() {
+            return Err(LifecycleError::Unknown {
+                funko: funko.to_string(),
+            });
+        }
+        for container in docker::list_instances(&self.docker, funko).await? {
+            if let Some(id) = &container.id {
+                docker::stop_and_remove(&self.docker, id, self.stop_seconds()).await?;
+                report(format!("removed container {}", display_name(&container)));
+            }
+        }
+        for image in docker::list_images(&self.docker, funko).await? {
+            for tag in &image.repo_tags {
+                docker::remove_image(&self.docker, tag).await?;
+                report(format!("removed image {tag}"));
+            }
+        }
+        self.state.remove(funko)?;
+        report(format!("purged {funko} (its secrets are kept)"));
+        Ok(())
+    }
+
+    /// Brings every funko with a saved scale back to it, when its image exists (the gateway
+    /// does this at start). Failures are reported and do not stop the others.
+    pub async fn restore(
+        &self,
+        report: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(), LifecycleError> {
+        for (funko, state) in self.state.all()? {
+            if state.scale == 0 {
+                continue;
+            }
+            let image = conventions::image_latest(&funko);
+            if docker::image_inspect(&self.docker, &image).await?.is_none() {
+                report(format!("{funko}: not restored, no image {image}"));
+                continue;
+            }
+            if let Err(err) = self.scale(&funko, state.scale, report).await {
+                report(format!(
+                    "{funko}: restoring scale {} failed: {err}",
+                    state.scale
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates and starts one instance of `image`, with the funko's secrets mounted.
+    pub(crate) async fn start_instance(
+        &self,
+        funko: &str,
+        image: &str,
+        image_user: &str,
+    ) -> Result<String, LifecycleError> {
+        let secrets_dir = self.secrets.ensure_funko_dir(funko)?;
+        if let Some((uid, gid)) = numeric_user(image_user) {
+            self.secrets.give_to(funko, uid, gid)?;
+        }
+        let name = conventions::instance_name(funko, &conventions::random_suffix());
+        let spec = InstanceSpec {
+            funko: funko.to_string(),
+            name: name.clone(),
+            image: image.to_string(),
+            network: self.network.clone(),
+            secrets_dir,
+        };
+        docker::create_instance(&self.docker, &spec).await?;
+        Ok(name)
+    }
+
+    /// Waits until an instance runs and is healthy (when the image has a health check); with
+    /// `ping`, also until it answers `GET /ping` on its network address.
+    pub(crate) async fn wait_ready(&self, name: &str, ping: bool) -> Result<(), LifecycleError> {
+        let start = std::time::Instant::now();
+        let mut last = String::from("not started");
+        while start.elapsed() < self.ready_timeout {
+            match docker::inspect_state(&self.docker, name, &self.network).await? {
+                None => {
+                    last = "the container is gone".to_string();
+                    break;
+                }
+                Some(state) if state.status == "exited" || state.status == "dead" => {
+                    last = format!("it exited with code {}", state.exit_code.unwrap_or(-1));
+                    break;
+                }
+                Some(state) if state.status == "running" => {
+                    let healthy = match state.health.as_deref() {
+                        Some("healthy") | None => true,
+                        Some(other) => {
+                            last = format!("Docker health is {other}");
+                            false
+                        }
+                    };
+                    if healthy && !ping {
+                        return Ok(());
+                    }
+                    if healthy {
+                        let addr = state
+                            .ip
+                            .as_deref()
+                            .and_then(|ip| ip.parse().ok())
+                            .map(|ip| SocketAddr::new(ip, conventions::DEFAULT_PORT));
+                        match addr {
+                            Some(addr) => {
+                                match crate::probe::ping(addr, Duration::from_secs(2)).await {
+                                    Ok(()) => return Ok(()),
+                                    Err(reason) => last = format!("GET /ping: {reason}"),
+                                }
+                            }
+                            None => last = format!("no address on {}", self.network),
+                        }
+                    }
+                }
+                Some(state) => last = format!("state {}", state.status),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if start.elapsed() >= self.ready_timeout {
+            last = format!("{last} (after {:?})", self.ready_timeout);
+        }
+        Err(LifecycleError::NotReady {
+            instance: name.to_string(),
+            reason: last,
+            logs: self.last_log_lines(name, 10).await,
+        })
+    }
+
+    /// The last lines of a container's log, as text for an error message.
+    async fn last_log_lines(&self, name: &str, lines: usize) -> String {
+        use futures_util::StreamExt;
+        let stream = docker::container_logs(&self.docker, name, false, &lines.to_string(), false);
+        let chunks: Vec<String> = stream.filter_map(|r| async move { r.ok() }).collect().await;
+        let text = chunks.concat();
+        let text = text.trim();
+        if text.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; its last log lines: {}",
+                text.lines().collect::<Vec<_>>().join(" | ")
+            )
+        }
+    }
+
+    pub(crate) fn stop_seconds(&self) -> i32 {
+        i32::try_from(self.stop_grace.as_secs()).unwrap_or(i32::MAX)
+    }
+}
+
+fn display_name(container: &ContainerSummary) -> String {
+    container
+        .names
+        .as_ref()
+        .and_then(|n| n.first())
+        .map(|n| n.trim_start_matches('/').to_string())
+        .or_else(|| container.id.clone())
+        .unwrap_or_default()
+}

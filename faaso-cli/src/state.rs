@@ -1,0 +1,192 @@
+//! Saved state under `state_dir`: each funko's desired scale (`<state_dir>/funkos/<name>.yml`,
+//! written atomically on every change, restored by the gateway at start), and the per-funko lock
+//! (`<state_dir>/locks/<name>.lock`) that keeps two scale or deploy runs on one funko from
+//! overshooting.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// State that could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct StateError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+fn state_error(path: &Path) -> impl Fn(std::io::Error) -> StateError + '_ {
+    move |err| StateError {
+        path: path.to_path_buf(),
+        message: err.to_string(),
+    }
+}
+
+/// What is saved per funko.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunkoState {
+    /// Instances the funko should have.
+    pub scale: u32,
+}
+
+/// The state folder.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: impl Into<PathBuf>) -> StateDir {
+        StateDir { root: root.into() }
+    }
+
+    fn funko_path(&self, funko: &str) -> PathBuf {
+        self.root.join("funkos").join(format!("{funko}.yml"))
+    }
+
+    /// The saved state of a funko, if any.
+    pub fn load(&self, funko: &str) -> Result<Option<FunkoState>, StateError> {
+        let path = self.funko_path(funko);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(state_error(&path)(err)),
+        };
+        serde_yaml::from_str(&text)
+            .map(Some)
+            .map_err(|err| StateError {
+                path,
+                message: err.to_string(),
+            })
+    }
+
+    /// Saves a funko's state: written to a temporary file and renamed over the old one.
+    pub fn save(&self, funko: &str, state: FunkoState) -> Result<(), StateError> {
+        let path = self.funko_path(funko);
+        let dir = path.parent().unwrap_or(&self.root);
+        std::fs::create_dir_all(dir).map_err(state_error(dir))?;
+        let mut file = tempfile::NamedTempFile::new_in(dir).map_err(state_error(dir))?;
+        let text = serde_yaml::to_string(&state).map_err(|err| StateError {
+            path: path.clone(),
+            message: err.to_string(),
+        })?;
+        file.write_all(text.as_bytes())
+            .map_err(state_error(&path))?;
+        file.persist(&path)
+            .map_err(|err| state_error(&path)(err.error))?;
+        Ok(())
+    }
+
+    /// Forgets a funko's state.
+    pub fn remove(&self, funko: &str) -> Result<(), StateError> {
+        let path = self.funko_path(funko);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(state_error(&path)(err)),
+        }
+    }
+
+    /// Every funko with saved state, with its state.
+    pub fn all(&self) -> Result<Vec<(String, FunkoState)>, StateError> {
+        let dir = self.root.join("funkos");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(state_error(&dir)(err)),
+        };
+        let mut all = Vec::new();
+        for entry in entries.flatten() {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            let Some(funko) = file_name.strip_suffix(".yml") else {
+                continue;
+            };
+            if !crate::conventions::is_valid_name(funko) {
+                continue;
+            }
+            if let Some(state) = self.load(funko)? {
+                all.push((funko.to_string(), state));
+            }
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(all)
+    }
+
+    /// Takes the funko's lock, waiting for another holder (checked every 50 ms) up to
+    /// `timeout`. Released when the guard is dropped (or the process exits).
+    pub async fn lock(&self, funko: &str, timeout: Duration) -> Result<FunkoLock, StateError> {
+        let dir = self.root.join("locks");
+        std::fs::create_dir_all(&dir).map_err(state_error(&dir))?;
+        let path = dir.join(format!("{funko}.lock"));
+        let file = File::create(&path).map_err(state_error(&path))?;
+        let start = std::time::Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(FunkoLock { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < timeout => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(StateError {
+                        path,
+                        message: format!(
+                            "another operation on {funko} holds the lock (waited {timeout:?})"
+                        ),
+                    });
+                }
+                Err(std::fs::TryLockError::Error(err)) => return Err(state_error(&path)(err)),
+            }
+        }
+    }
+}
+
+/// A held per-funko lock.
+#[derive(Debug)]
+pub struct FunkoLock {
+    _file: File,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saves_and_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        assert_eq!(state.load("hello").unwrap(), None);
+        state.save("hello", FunkoState { scale: 3 }).unwrap();
+        state.save("other", FunkoState { scale: 0 }).unwrap();
+        assert_eq!(state.load("hello").unwrap(), Some(FunkoState { scale: 3 }));
+        assert_eq!(state.all().unwrap().len(), 2);
+        state.remove("hello").unwrap();
+        assert_eq!(state.load("hello").unwrap(), None);
+        std::fs::write(dir.path().join("funkos/broken.yml"), "scale: lots\n").unwrap();
+        let err = state.load("broken").unwrap_err().to_string();
+        assert!(err.contains("broken.yml"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_lock_excludes_a_second_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let held = state.lock("hello", Duration::from_secs(1)).await.unwrap();
+        let err = state
+            .lock("hello", Duration::from_millis(120))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("holds the lock"), "{err}");
+        let _other = state
+            .lock("other", Duration::from_millis(10))
+            .await
+            .unwrap();
+        drop(held);
+        state
+            .lock("hello", Duration::from_millis(10))
+            .await
+            .unwrap();
+    }
+}

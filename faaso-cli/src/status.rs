@@ -1,0 +1,267 @@
+//! `faaso status`: what runs, per funko, as data that prints as a table or as JSON (the JSON
+//! is also what the admin API's `GET funkos` returns).
+//!
+//! JSON schema (an array, one object per funko, sorted by name):
+//!
+//! ```text
+//! [{
+//!   "name": "hello",                      funko name
+//!   "scale": 2,                           saved desired scale, or null
+//!   "running": 2,                         instances running now
+//!   "instances": [{
+//!     "name": "faaso-hello-ab12cd",       container name
+//!     "id": "3f2a9c1e0b7d",               short container id
+//!     "state": "running",                 Docker state
+//!     "health": "healthy",                Docker health: healthy, unhealthy, starting, or null
+//!     "current": true,                    runs the image tagged latest
+//!     "created": 1764403200,              unix seconds
+//!     "age_seconds": 125,
+//!     "ip": "172.18.0.5"                  address on faaso-net, or null
+//!   }],
+//!   "images": [{
+//!     "id": "9c1e0b7d3f2a",               short image id
+//!     "tags": ["faaso-hello:latest", "faaso-hello:1764403100"],
+//!     "created": 1764403100,              unix seconds
+//!     "latest": true                      tagged latest
+//!   }]
+//! }]
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bollard::models::{ContainerSummary, ImageSummary};
+use serde::Serialize;
+
+use crate::conventions::{image_repo, parse_instance_name, validate_name};
+use crate::deploy::short_id;
+use crate::docker;
+use crate::lifecycle::{Lifecycle, LifecycleError};
+
+/// One funko's status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FunkoStatus {
+    pub name: String,
+    pub scale: Option<u32>,
+    pub running: usize,
+    pub instances: Vec<InstanceStatus>,
+    pub images: Vec<ImageStatus>,
+}
+
+/// One instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstanceStatus {
+    pub name: String,
+    pub id: String,
+    pub state: String,
+    pub health: Option<String>,
+    pub current: bool,
+    pub created: i64,
+    pub age_seconds: i64,
+    pub ip: Option<String>,
+}
+
+/// One image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageStatus {
+    pub id: String,
+    pub tags: Vec<String>,
+    pub created: i64,
+    pub latest: bool,
+}
+
+impl Lifecycle {
+    /// The status of the named funkos, or of every funko FaaSO knows (containers, images or
+    /// saved state) when `names` is empty. A named funko that does not exist is an error.
+    pub async fn status(&self, names: &[String]) -> Result<Vec<FunkoStatus>, LifecycleError> {
+        for name in names {
+            validate_name(name)?;
+        }
+        let containers = docker::list_all_instances(&self.docker).await?;
+        let images = docker::list_all_images(&self.docker).await?;
+        let saved: BTreeMap<String, u32> = self
+            .state
+            .all()?
+            .into_iter()
+            .map(|(n, s)| (n, s.scale))
+            .collect();
+        let mut funkos: BTreeSet<String> = saved.keys().cloned().collect();
+        funkos.extend(
+            containers
+                .iter()
+                .filter_map(|c| funko_of_container(c).map(str::to_string)),
+        );
+        funkos.extend(
+            images
+                .iter()
+                .flat_map(|i| i.repo_tags.iter())
+                .filter_map(|t| funko_of_tag(t).map(str::to_string)),
+        );
+        let wanted: Vec<String> = if names.is_empty() {
+            funkos.into_iter().collect()
+        } else {
+            for name in names {
+                if !funkos.contains(name) {
+                    return Err(LifecycleError::Unknown {
+                        funko: name.clone(),
+                    });
+                }
+            }
+            names.to_vec()
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Ok(wanted
+            .into_iter()
+            .map(|name| {
+                build_status(
+                    &name,
+                    saved.get(&name).copied(),
+                    &containers,
+                    &images,
+                    &self.network,
+                    now,
+                )
+            })
+            .collect())
+    }
+}
+
+fn funko_of_container(container: &ContainerSummary) -> Option<&str> {
+    let name = container.names.as_ref()?.first()?;
+    parse_instance_name(name).map(|parsed| parsed.funko)
+}
+
+fn funko_of_tag(tag: &str) -> Option<&str> {
+    let repo = tag.rsplit_once(':').map_or(tag, |(repo, _)| repo);
+    let name = repo.strip_prefix(crate::conventions::PREFIX)?;
+    crate::conventions::is_valid_name(name).then_some(name)
+}
+
+fn build_status(
+    name: &str,
+    scale: Option<u32>,
+    containers: &[ContainerSummary],
+    images: &[ImageSummary],
+    network: &str,
+    now: i64,
+) -> FunkoStatus {
+    let repo = image_repo(name);
+    let latest_tag = format!("{repo}:latest");
+    let mut own_images: Vec<&ImageSummary> = images
+        .iter()
+        .filter(|i| i.repo_tags.iter().any(|t| funko_of_tag(t) == Some(name)))
+        .collect();
+    own_images.sort_by_key(|i| std::cmp::Reverse(i.created));
+    let latest_id = own_images
+        .iter()
+        .find(|i| i.repo_tags.contains(&latest_tag))
+        .map(|i| i.id.clone());
+    let mut instances: Vec<InstanceStatus> = containers
+        .iter()
+        .filter(|c| funko_of_container(c) == Some(name))
+        .map(|c| {
+            let created = c.created.unwrap_or_default();
+            InstanceStatus {
+                name: c
+                    .names
+                    .as_ref()
+                    .and_then(|n| n.first())
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_default(),
+                id: c
+                    .id
+                    .as_deref()
+                    .map(short_id)
+                    .unwrap_or_default()
+                    .to_string(),
+                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                health: health_of(c.status.as_deref().unwrap_or("")),
+                current: latest_id.is_some() && c.image_id == latest_id,
+                created,
+                age_seconds: (now - created).max(0),
+                ip: c
+                    .network_settings
+                    .as_ref()
+                    .and_then(|s| s.networks.as_ref())
+                    .and_then(|n| n.get(network))
+                    .and_then(|e| e.ip_address.clone())
+                    .filter(|ip| !ip.is_empty()),
+            }
+        })
+        .collect();
+    instances.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.name.cmp(&b.name)));
+    let running = instances.iter().filter(|i| i.state == "running").count();
+    let images = own_images
+        .into_iter()
+        .map(|i| {
+            let mut tags: Vec<String> = i
+                .repo_tags
+                .iter()
+                .filter(|t| t.starts_with(&format!("{repo}:")))
+                .cloned()
+                .collect();
+            tags.sort_by(|a, b| {
+                b.ends_with(":latest")
+                    .cmp(&a.ends_with(":latest"))
+                    .then_with(|| b.cmp(a))
+            });
+            ImageStatus {
+                id: short_id(&i.id).to_string(),
+                latest: i.repo_tags.contains(&latest_tag),
+                tags,
+                created: i.created,
+            }
+        })
+        .collect();
+    FunkoStatus {
+        name: name.to_string(),
+        scale,
+        running,
+        instances,
+        images,
+    }
+}
+
+/// Docker's health from a container list's status text (`Up 5 minutes (healthy)`).
+fn health_of(status: &str) -> Option<String> {
+    if status.ends_with("(healthy)") {
+        Some("healthy".into())
+    } else if status.ends_with("(unhealthy)") {
+        Some("unhealthy".into())
+    } else if status.ends_with("(health: starting)") {
+        Some("starting".into())
+    } else {
+        None
+    }
+}
+
+/// Seconds as a short age: `45s`, `12m`, `3h`, `2d`.
+pub fn human_age(seconds: i64) -> String {
+    match seconds {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_and_tags() {
+        assert_eq!(human_age(5), "5s");
+        assert_eq!(human_age(125), "2m");
+        assert_eq!(human_age(7200), "2h");
+        assert_eq!(human_age(200_000), "2d");
+        assert_eq!(funko_of_tag("faaso-hello:latest"), Some("hello"));
+        assert_eq!(funko_of_tag("nginx:1"), None);
+        assert_eq!(
+            health_of("Up 2 minutes (healthy)").as_deref(),
+            Some("healthy")
+        );
+        assert_eq!(health_of("Up 2 minutes"), None);
+    }
+}

@@ -1,0 +1,447 @@
+//! Running funkos with the `faaso` command on a real Docker engine: scale, concurrent scale,
+//! deploy under load and its rollback, restore by the gateway, secrets, status, logs, and bad
+//! input.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::ContainerSummaryStateEnum;
+use faaso_tests::cli::Faaso;
+use faaso_tests::docker::Cleanup;
+use faaso_tests::gateway::GatewayProcess;
+use faaso_tests::http::{client, wait_for_status};
+use faaso_tests::{require_docker, testfunko, unique_name};
+
+/// A funko named `<prefix>_<random>` whose `latest` image is the test funko (version 1), with
+/// its containers and images removed at the end.
+async fn funko(docker: &Docker, cleanup: &Cleanup, prefix: &str) -> String {
+    let name = unique_name(prefix);
+    let tag = format!("faaso-{name}:latest");
+    testfunko::variant(docker, &tag, "ENV TESTFUNKO_VERSION=1").await;
+    cleanup.image(tag);
+    name
+}
+
+/// Running containers of a funko; registers them all for cleanup.
+async fn running(docker: &Docker, cleanup: &Cleanup, funko: &str) -> usize {
+    let containers = faaso::docker::list_instances(docker, funko).await.unwrap();
+    for c in &containers {
+        if let Some(id) = &c.id {
+            cleanup.container(id.clone());
+        }
+    }
+    containers
+        .iter()
+        .filter(|c| c.state == Some(ContainerSummaryStateEnum::RUNNING))
+        .count()
+}
+
+#[tokio::test]
+async fn scale_sets_exact_counts() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let dir = tempfile::tempdir().unwrap();
+    let faaso = Faaso::in_dir(dir.path());
+    let name = funko(&docker, &cleanup, "scale").await;
+    for count in [0, 3, 1, 0] {
+        faaso.ok(&["scale", &name, &count.to_string()]);
+        assert_eq!(
+            running(&docker, &cleanup, &name).await,
+            count,
+            "after scale {count}"
+        );
+        let shown = faaso.ok(&["scale", &name]);
+        assert_eq!(
+            shown.trim(),
+            format!("{name}: scale {count}, {count} running")
+        );
+    }
+    faaso.ok(&["up", &name]);
+    assert_eq!(
+        running(&docker, &cleanup, &name).await,
+        1,
+        "up starts 1 by default"
+    );
+    faaso.ok(&["up", &name, "--scale", "2"]);
+    assert_eq!(running(&docker, &cleanup, &name).await, 2);
+    faaso.ok(&["up", &name, "--scale", "1"]);
+    assert_eq!(
+        running(&docker, &cleanup, &name).await,
+        2,
+        "up never scales down"
+    );
+    faaso.ok(&["down", &name]);
+    assert_eq!(running(&docker, &cleanup, &name).await, 0);
+}
+
+#[tokio::test]
+async fn concurrent_scales_never_overshoot() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let dir = tempfile::tempdir().unwrap();
+    let faaso = Faaso::in_dir(dir.path());
+    let name = funko(&docker, &cleanup, "race").await;
+    let mut first = faaso.spawn(&["scale", &name, "2"]);
+    let mut second = faaso.spawn(&["scale", &name, "4"]);
+    let mut most = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let containers = faaso::docker::list_instances(&docker, &name).await.unwrap();
+        most = most.max(containers.len());
+        let done = first.try_wait().unwrap().is_some() && second.try_wait().unwrap().is_some();
+        if done || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(first.wait().unwrap().success() && second.wait().unwrap().success());
+    let end = running(&docker, &cleanup, &name).await;
+    println!("concurrent scale 2 and 4: ended at {end}, at most {most} containers seen");
+    assert!(end == 2 || end == 4, "ended at {end}");
+    assert!(most <= 4, "{most} containers at one time");
+}
+
+#[tokio::test]
+async fn deploy_under_load_fails_no_request() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let gateway = GatewayProcess::start("health_interval: 1s\n").await;
+    let faaso = Faaso::in_dir(gateway.dir.path());
+    let name = funko(&docker, &cleanup, "deploy").await;
+    faaso.ok(&["up", &name, "--scale", "2"]);
+    running(&docker, &cleanup, &name).await;
+    let url = format!("{}/funko/{name}/version", gateway.url);
+    wait_for_status(&url, 200, Duration::from_secs(10)).await;
+
+    testfunko::variant(
+        &docker,
+        &format!("faaso-{name}:latest"),
+        "ENV TESTFUNKO_VERSION=2",
+    )
+    .await;
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn({
+        let url = url.clone();
+        let done = Arc::clone(&done);
+        async move {
+            let client = client();
+            let mut results = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            // From before the deploy starts until it has finished, and at least 200 requests.
+            while !(done.load(std::sync::atomic::Ordering::SeqCst) && results.len() >= 200)
+                && Instant::now() < deadline
+            {
+                let result = match client.get(&url).send().await {
+                    Ok(r) if r.status().is_success() => Ok(r.text().await.unwrap_or_default()),
+                    Ok(r) => Err(format!("status {}", r.status())),
+                    Err(e) => Err(e.to_string()),
+                };
+                results.push(result);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            results
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let deployed = tokio::task::spawn_blocking({
+        let faaso = Faaso::in_dir(gateway.dir.path());
+        let name = name.clone();
+        move || faaso.ok(&["deploy", &name])
+    })
+    .await
+    .unwrap();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(deployed.contains("2 instances replaced"), "{deployed}");
+    let results = load.await.unwrap();
+    running(&docker, &cleanup, &name).await;
+    let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    let new = results.iter().filter(|r| r.as_deref() == Ok("2")).count();
+    println!(
+        "deploy under load: {} requests ({new} answered by the new release), {} failed",
+        results.len(),
+        failed.len()
+    );
+    assert!(new > 0, "no request reached the new release");
+    assert!(results.len() >= 200, "only {} requests", results.len());
+    assert!(failed.is_empty(), "failures: {failed:?}");
+
+    let status: serde_json::Value =
+        serde_json::from_str(&faaso.ok(&["status", "--json", &name])).unwrap();
+    let instances = status[0]["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 2);
+    assert!(instances.iter().all(|i| i["current"] == true), "{status}");
+    assert_eq!(
+        client()
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "2"
+    );
+}
+
+#[tokio::test]
+async fn a_release_that_fails_ping_is_rolled_back() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let gateway = GatewayProcess::start("").await;
+    let faaso = Faaso::in_dir(gateway.dir.path());
+    let name = funko(&docker, &cleanup, "rollback").await;
+    faaso.ok(&["up", &name, "--scale", "2"]);
+    running(&docker, &cleanup, &name).await;
+    let before: Vec<String> = faaso::docker::list_instances(&docker, &name)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|c| c.id)
+        .collect();
+
+    testfunko::variant(
+        &docker,
+        &format!("faaso-{name}:latest"),
+        "ENV TESTFUNKO_VERSION=2 TESTFUNKO_PING_STATUS=500",
+    )
+    .await;
+    let out = faaso.run(&["deploy", &name, "--timeout", "3"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert!(
+        error.contains("did not become ready") && error.contains("/ping answered 500"),
+        "{error}"
+    );
+    assert!(
+        error.contains("listening on 0.0.0.0:3000"),
+        "the new instance's log lines: {error}"
+    );
+
+    let after: Vec<String> = faaso::docker::list_instances(&docker, &name)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|c| c.id)
+        .collect();
+    assert_eq!(after, before, "the old instances, and only they, are left");
+    let url = format!("{}/funko/{name}/version", gateway.url);
+    assert_eq!(
+        wait_for_status(&url, 200, Duration::from_secs(5)).await,
+        "1"
+    );
+}
+
+#[tokio::test]
+async fn the_gateway_restores_saved_scales() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let faaso = Faaso::in_dir(dir.path());
+    let name = funko(&docker, &cleanup, "restore").await;
+    faaso.ok(&["scale", &name, "2"]);
+    // Everything is gone, as after a host reboot without restart policies.
+    for container in faaso::docker::list_instances(&docker, &name).await.unwrap() {
+        faaso::docker::remove_container(&docker, container.id.as_deref().unwrap())
+            .await
+            .unwrap();
+    }
+    assert_eq!(running(&docker, &cleanup, &name).await, 0);
+
+    let gateway = GatewayProcess::start_in(Arc::clone(&dir), "").await;
+    let start = Instant::now();
+    while running(&docker, &cleanup, &name).await < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not restored:\n{}",
+            gateway.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "restored 2 instances {:?} after the gateway started",
+        start.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(running(&docker, &cleanup, &name).await, 2);
+    wait_for_status(
+        &format!("{}/funko/{name}/ping", gateway.url),
+        200,
+        Duration::from_secs(10),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn secrets_reach_running_instances_and_are_never_shown() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let gateway = GatewayProcess::start("").await;
+    let faaso = Faaso::in_dir(gateway.dir.path());
+    let name = funko(&docker, &cleanup, "secret").await;
+    faaso.ok(&["up", &name]);
+    running(&docker, &cleanup, &name).await;
+    wait_for_status(
+        &format!("{}/funko/{name}/ping", gateway.url),
+        200,
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // Added after the instance started: visible at once through the mounted folder.
+    let mut add = faaso.command();
+    add.args(["secret", "add", &name, "db_password"])
+        .stdin(std::process::Stdio::piped());
+    let mut child = add.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"hunter2\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("hunter2"));
+    let url = format!(
+        "{}/funko/{name}/file?path=/secrets/db_password",
+        gateway.url
+    );
+    assert_eq!(
+        wait_for_status(&url, 200, Duration::from_secs(5)).await,
+        "hunter2"
+    );
+
+    let from_file = gateway.dir.path().join("token.txt");
+    std::fs::write(&from_file, "tok").unwrap();
+    faaso.ok(&[
+        "secret",
+        "add",
+        &name,
+        "api_token",
+        "--from-file",
+        from_file.to_str().unwrap(),
+    ]);
+    let listed = faaso.ok(&["secret", "list", &name]);
+    assert_eq!(listed, format!("{name}\tapi_token\n{name}\tdb_password\n"));
+    assert!(!listed.contains("hunter2") && !listed.contains("tok\n"));
+    faaso.ok(&["secret", "rm", &name, "db_password"]);
+    let gone = client().get(&url).send().await.unwrap();
+    assert_eq!(gone.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn status_json_follows_the_documented_schema_and_logs_merge_instances() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let dir = tempfile::tempdir().unwrap();
+    let faaso = Faaso::in_dir(dir.path());
+    let name = funko(&docker, &cleanup, "status").await;
+    faaso.ok(&["up", &name, "--scale", "2"]);
+    running(&docker, &cleanup, &name).await;
+
+    let status: serde_json::Value =
+        serde_json::from_str(&faaso.ok(&["status", "--json", &name])).unwrap();
+    let funko = &status[0];
+    assert_eq!(funko["name"], name.as_str());
+    assert_eq!(funko["scale"], 2);
+    assert_eq!(funko["running"], 2);
+    for instance in funko["instances"].as_array().unwrap() {
+        assert!(
+            instance["name"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("faaso-{name}-"))
+        );
+        assert_eq!(instance["id"].as_str().unwrap().len(), 12);
+        assert_eq!(instance["state"], "running");
+        assert!(instance["health"].is_null());
+        assert_eq!(instance["current"], true);
+        assert!(instance["created"].as_i64().unwrap() > 1_700_000_000);
+        assert!(instance["age_seconds"].as_i64().unwrap() >= 0);
+        assert!(instance["ip"].as_str().unwrap().contains('.'));
+        assert_eq!(instance.as_object().unwrap().len(), 8, "{instance}");
+    }
+    let image = &funko["images"][0];
+    assert_eq!(image["tags"][0], format!("faaso-{name}:latest"));
+    assert_eq!(image["latest"], true);
+    assert!(image["created"].as_i64().is_some() && image["id"].as_str().is_some());
+    assert_eq!(funko.as_object().unwrap().len(), 5, "{funko}");
+
+    let table = faaso.ok(&["status", &name]);
+    assert!(
+        table.starts_with(&format!("{name}  scale 2, 2 running\n")),
+        "{table}"
+    );
+    assert!(
+        table.contains("INSTANCE") && table.contains("current"),
+        "{table}"
+    );
+
+    let logs = faaso.ok(&["logs", &name]);
+    let prefixes: std::collections::HashSet<&str> = logs
+        .lines()
+        .filter(|l| l.ends_with("testfunko: listening on 0.0.0.0:3000"))
+        .filter_map(|l| l.split(" | ").next())
+        .collect();
+    assert_eq!(prefixes.len(), 2, "lines from both instances:\n{logs}");
+}
+
+#[tokio::test]
+async fn bad_input_changes_nothing() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let dir = tempfile::tempdir().unwrap();
+    let faaso = Faaso::in_dir(dir.path());
+    let name = funko(&docker, &cleanup, "badin").await;
+    faaso.ok(&["up", &name]);
+    assert_eq!(running(&docker, &cleanup, &name).await, 1);
+
+    let expect = |args: &[&str], code: i32, text: &str| {
+        let out = faaso.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "faaso {args:?}: {stderr}");
+        assert!(
+            stderr.contains(text),
+            "faaso {args:?}: {text:?} not in {stderr}"
+        );
+    };
+    let unknown = unique_name("nosuch");
+    expect(
+        &["scale", &unknown, "2"],
+        1,
+        &format!("funko {unknown} has no image faaso-{unknown}:latest"),
+    );
+    expect(
+        &["scale", &unknown],
+        1,
+        &format!("funko {unknown} does not exist"),
+    );
+    expect(
+        &["deploy", &unknown],
+        1,
+        &format!("funko {unknown} has no image"),
+    );
+    expect(&["scale", &name, "-1"], 2, "unexpected argument '-1'");
+    expect(&["scale", &name, "many"], 2, "invalid value 'many'");
+    expect(
+        &["secret", "add", &name, "../escape"],
+        1,
+        "invalid secret name \"../escape\"",
+    );
+    expect(&["purge", &name], 1, "refusing to purge");
+    expect(&["status", "Bad-Name"], 1, "invalid funko name");
+    assert_eq!(
+        running(&docker, &cleanup, &name).await,
+        1,
+        "nothing changed"
+    );
+    assert!(!dir.path().join("secrets").join("escape").exists());
+    faaso.ok(&["purge", "--yes", &name]);
+    assert_eq!(running(&docker, &cleanup, &name).await, 0);
+    assert!(
+        docker
+            .inspect_image(&format!("faaso-{name}:latest"))
+            .await
+            .is_err(),
+        "image removed"
+    );
+}

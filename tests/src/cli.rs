@@ -1,0 +1,61 @@
+//! Running the `faaso` binary in tests, with private state and secrets folders (the same
+//! variables the gateway reads, so a test can share them with a gateway it starts).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The `faaso` command with its folders.
+pub struct Faaso {
+    pub state_dir: PathBuf,
+    pub secrets_dir: PathBuf,
+}
+
+impl Faaso {
+    /// Folders below `dir` (`state/`, `secrets/`), as [`crate::gateway::GatewayProcess`] uses.
+    pub fn in_dir(dir: &Path) -> Faaso {
+        Faaso {
+            state_dir: dir.join("state"),
+            secrets_dir: dir.join("secrets"),
+        }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(crate::bins::path("faaso"));
+        command
+            .env_remove("FAASO_SERVER")
+            .env("FAASO_STATE_DIR", &self.state_dir)
+            .env("FAASO_SECRETS_DIR", &self.secrets_dir)
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `faaso <args>` and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command()
+            .args(args)
+            .output()
+            .expect("faaso can be run")
+    }
+
+    /// Runs `faaso <args>` and panics with its stderr unless it succeeds; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "faaso {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `faaso <args>` in the background (for concurrent runs).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("faaso can be run")
+    }
+}
