@@ -95,13 +95,11 @@ impl Drop for Cleanup {
                     let _ = docker.remove_container(&name, Some(options)).await;
                 }
                 for image in images {
-                    let _ = docker
-                        .remove_image(
-                            &image,
-                            None::<bollard::query_parameters::RemoveImageOptions>,
-                            None,
-                        )
-                        .await;
+                    let options = bollard::query_parameters::RemoveImageOptions {
+                        force: true,
+                        ..Default::default()
+                    };
+                    let _ = docker.remove_image(&image, Some(options), None).await;
                 }
             });
         });
