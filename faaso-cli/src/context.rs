@@ -86,6 +86,16 @@ impl BuildContext {
         Ok(context)
     }
 
+    /// A folder that is itself a complete build context (an uploaded one, say).
+    pub fn from_folder(folder: &Path) -> Result<BuildContext, ContextError> {
+        let mut context = BuildContext::default();
+        context.add_folder(folder)?;
+        if !context.entries.contains_key("Dockerfile") {
+            return Err(ContextError::NoDockerfile);
+        }
+        Ok(context)
+    }
+
     /// Adds the files of `folder` (honouring its `.dockerignore`) on top of what is there.
     fn add_folder(&mut self, folder: &Path) -> Result<(), ContextError> {
         let ignore_path = folder.join(".dockerignore");

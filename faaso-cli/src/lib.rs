@@ -18,6 +18,8 @@
 //! - [`secrets`]: secret files per funko, mounted at `/secrets`.
 //! - [`state`]: saved scale per funko, and the per-funko lock.
 //! - [`probe`]: the `GET /ping` health probe.
+//! - [`remote`]: the admin API client for remote mode.
+//! - [`login`]: the saved login (gateway URL and password, mode 0600).
 //! - [`docker`]: the one module that calls the Docker engine.
 //!
 //! The CLI binary (`src/main.rs`, `src/commands/`) is a thin layer of clap commands over these.
@@ -31,9 +33,11 @@ pub mod docker;
 pub mod dockerignore;
 pub mod funko;
 pub mod lifecycle;
+pub mod login;
 pub mod logs;
 pub mod options;
 pub mod probe;
+pub mod remote;
 pub mod render;
 pub mod runtime;
 pub mod scaffold;

@@ -30,7 +30,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bollard::models::{ContainerSummary, ImageSummary};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::conventions::{image_repo, parse_instance_name, validate_name};
 use crate::deploy::short_id;
@@ -38,7 +38,7 @@ use crate::docker;
 use crate::lifecycle::{Lifecycle, LifecycleError};
 
 /// One funko's status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FunkoStatus {
     pub name: String,
     pub scale: Option<u32>,
@@ -48,7 +48,7 @@ pub struct FunkoStatus {
 }
 
 /// One instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceStatus {
     pub name: String,
     pub id: String,
@@ -61,7 +61,7 @@ pub struct InstanceStatus {
 }
 
 /// One image.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageStatus {
     pub id: String,
     pub tags: Vec<String>,

@@ -22,8 +22,12 @@ pub struct Config {
     pub network: String,
     /// Docker engine address; `None` means `DOCKER_HOST` or the local socket.
     pub docker_host: Option<String>,
-    /// Admin API password; `None` refuses every admin request.
+    /// Admin API password; `None` (and no hash) refuses every admin request.
     pub password: Option<String>,
+    /// Admin API password as an argon2 hash (`faaso-gateway --hash-password`).
+    pub password_hash: Option<String>,
+    /// Largest build-context upload (compressed); unpacked it may be 5 times that.
+    pub max_upload_bytes: u64,
     /// Host directory holding `<funko>/<secret>` files.
     pub secrets_dir: PathBuf,
     /// Host directory holding saved state (desired scale per funko).
@@ -113,6 +117,7 @@ pub const KEYS: &[Key] = &[
     key("network", Some("FAASO_NETWORK")),
     key("docker_host", Some("DOCKER_HOST")),
     key("password", Some("FAASO_PASSWORD")),
+    key("password_hash", Some("FAASO_PASSWORD_HASH")),
     key("secrets_dir", Some("FAASO_SECRETS_DIR")),
     key("state_dir", Some("FAASO_STATE_DIR")),
     key("threads", Some("FAASO_THREADS")),
@@ -121,6 +126,7 @@ pub const KEYS: &[Key] = &[
     key("write_timeout", None),
     key("idle_timeout", None),
     key("max_body_bytes", None),
+    key("max_upload_bytes", None),
     key("health_interval", None),
     key("resync_interval", None),
     key("grace_period", None),
@@ -146,6 +152,8 @@ impl Config {
             network: faaso::conventions::NETWORK.to_string(),
             docker_host: None,
             password: None,
+            password_hash: None,
+            max_upload_bytes: 200 * 1024 * 1024,
             secrets_dir: data_dir.join("secrets"),
             state_dir: data_dir.join("state"),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -245,6 +253,15 @@ impl Config {
             }
             "docker_host" => self.docker_host = Some(value.to_string()),
             "password" => self.password = Some(value.to_string()),
+            "password_hash" => {
+                if argon2::PasswordHash::new(value).is_err() {
+                    return Err(bad(
+                        "expected an argon2 hash like $argon2id$v=19$...; make one with `faaso-gateway --hash-password`".to_string(),
+                    ));
+                }
+                self.password_hash = Some(value.to_string());
+            }
+            "max_upload_bytes" => self.max_upload_bytes = parse_bytes(value).map_err(bad)?,
             "secrets_dir" => self.secrets_dir = parse_dir(value).map_err(bad)?,
             "state_dir" => self.state_dir = parse_dir(value).map_err(bad)?,
             "pid_file" => self.pid_file = parse_dir(value).map_err(bad)?,
@@ -395,6 +412,7 @@ mod tests {
         assert_eq!(config.max_body_bytes, 10 * 1024 * 1024);
         assert_eq!(config.health_interval, Duration::from_secs(5));
         assert_eq!(config.password, None);
+        assert_eq!(config.max_upload_bytes, 200 << 20);
         assert!(config.access_log);
         assert_eq!(config.log_level, "info");
         assert_eq!(
@@ -421,6 +439,14 @@ mod tests {
         assert_eq!(config.connect_timeout, Duration::from_millis(500));
         assert_eq!(config.max_body_bytes, 1 << 20);
         assert_eq!(config.threads, 3);
+        let err = config
+            .apply_yaml("password_hash: plain\n", file())
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("key `password_hash`: expected an argon2 hash"),
+            "{err}"
+        );
         config.apply_yaml("access_log: false\n", file()).unwrap();
         assert!(!config.access_log);
         assert!(config.apply_yaml("access_log: maybe\n", file()).is_err());

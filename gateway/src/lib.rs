@@ -2,6 +2,7 @@
 //! `/<rest>` on one of the funko's Docker containers.
 //!
 //! # Layout
+//! - [`admin`]: the admin API (auth, streamed NDJSON results, safe uploads) for remote `faaso`.
 //! - [`config`]: defaults, YAML file, environment and flags, validated with the key named.
 //! - [`router`]: path → funko and upstream path (pure).
 //! - [`table`]: the immutable routing snapshot and per-instance health and load.
@@ -17,6 +18,7 @@
 //! - [`proxy`]: the thin `ProxyHttp` implementation that ties them together.
 //! - [`server`]: assembles the Pingora server from a [`config::Config`].
 
+pub mod admin;
 pub mod balancer;
 pub mod config;
 pub mod discovery;

@@ -38,6 +38,9 @@ struct Args {
     /// Check the configuration and exit
     #[arg(short, long)]
     test: bool,
+    /// Read a password on stdin and print its argon2 hash for `password_hash`, then exit
+    #[arg(long)]
+    hash_password: bool,
 }
 
 fn load_config(args: &Args) -> anyhow::Result<Config> {
@@ -74,6 +77,25 @@ fn log_filter(log_level: &str) -> tracing_subscriber::EnvFilter {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.hash_password {
+        let mut password = String::new();
+        if let Err(err) = std::io::stdin().read_line(&mut password) {
+            eprintln!("faaso-gateway: cannot read the password: {err}");
+            return ExitCode::from(1);
+        }
+        return match faaso_gateway::admin::auth::hash_password(
+            password.trim_end_matches(['\n', '\r']),
+        ) {
+            Ok(hash) => {
+                println!("{hash}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("faaso-gateway: {err}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let config = match load_config(&args) {
         Ok(config) => config,
         Err(err) => {

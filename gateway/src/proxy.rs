@@ -44,6 +44,7 @@ pub struct ProxySettings {
 /// The gateway's proxy logic.
 pub struct Gateway {
     pub table: SharedTable,
+    pub admin: crate::admin::Admin,
     pub ready: Arc<AtomicBool>,
     pub settings: ProxySettings,
 }
@@ -136,7 +137,11 @@ impl ProxyHttp for Gateway {
                 write_json(session, status, Bytes::from_static(body), &[]).await?;
                 return Ok(true);
             }
-            Route::Admin | Route::NotFound => {
+            Route::Admin => {
+                self.admin.handle(session).await?;
+                return Ok(true);
+            }
+            Route::NotFound => {
                 write_json(session, 404, error_body("not found", None), &[]).await?;
                 return Ok(true);
             }

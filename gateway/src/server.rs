@@ -13,6 +13,9 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
+use crate::admin::auth::{Auth, Secret};
+use crate::admin::upload::Limits;
+use crate::admin::{Admin, AdminSettings};
 use crate::config::Config;
 use crate::discovery::Discovery;
 use crate::drain::Drain;
@@ -96,8 +99,28 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
         },
     ));
 
+    let secret = match (&config.password_hash, &config.password) {
+        (Some(hash), _) => Secret::Hash(hash.clone()),
+        (None, Some(password)) => Secret::Plain(password.clone()),
+        (None, None) => Secret::None,
+    };
+    let admin = Admin {
+        auth: Auth::new(secret),
+        settings: AdminSettings {
+            docker_host: config.docker_host.clone(),
+            network: config.network.clone(),
+            state_dir: config.state_dir.clone(),
+            secrets_dir: config.secrets_dir.clone(),
+            upload: Limits {
+                max_body: config.max_upload_bytes,
+                max_unpacked: config.max_upload_bytes.saturating_mul(5),
+                max_entries: 100_000,
+            },
+        },
+    };
     let gateway = Gateway {
         table,
+        admin,
         ready,
         settings: ProxySettings {
             max_body_bytes: config.max_body_bytes,

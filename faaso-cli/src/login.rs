@@ -1,0 +1,103 @@
+//! The saved login: `$XDG_CONFIG_HOME/faaso/config.yml` (else `~/.config/faaso/config.yml`)
+//! with the gateway's URL and the admin password, written atomically with mode 0600.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// What `faaso login` saves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedLogin {
+    pub server: String,
+    pub password: String,
+}
+
+/// The config file's path.
+pub fn config_path(env: impl Fn(&str) -> Option<String>) -> PathBuf {
+    let non_empty = |key| env(key).filter(|v: &String| !v.is_empty());
+    let base = match (non_empty("XDG_CONFIG_HOME"), non_empty("HOME")) {
+        (Some(xdg), _) => PathBuf::from(xdg),
+        (None, Some(home)) => PathBuf::from(home).join(".config"),
+        (None, None) => PathBuf::from("."),
+    };
+    base.join("faaso").join("config.yml")
+}
+
+/// A login that cannot be read or saved.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct LoginError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// The saved login, if there is one.
+pub fn load(path: &Path) -> Result<Option<SavedLogin>, LoginError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_yaml::from_str(&text)
+            .map(Some)
+            .map_err(|err| LoginError {
+                path: path.to_path_buf(),
+                message: err.to_string(),
+            }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(LoginError {
+            path: path.to_path_buf(),
+            message: err.to_string(),
+        }),
+    }
+}
+
+/// Saves a login with mode 0600 (the folder 0700).
+pub fn save(path: &Path, login: &SavedLogin) -> Result<(), LoginError> {
+    let fail = |message: String| LoginError {
+        path: path.to_path_buf(),
+        message,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+    let text = serde_yaml::to_string(login).map_err(|e| fail(e.to_string()))?;
+    // NamedTempFile is created 0600 and renamed over the old file: never readable by others.
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(e.to_string()))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| fail(e.to_string()))?;
+    file.persist(path).map_err(|e| fail(e.error.to_string()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_with_private_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path =
+            config_path(|k| (k == "XDG_CONFIG_HOME").then(|| dir.path().display().to_string()));
+        assert_eq!(load(&path).unwrap(), None);
+        let login = SavedLogin {
+            server: "http://gw:8888".into(),
+            password: "pw".into(),
+        };
+        save(&path, &login).unwrap();
+        assert_eq!(load(&path).unwrap(), Some(login));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        assert_eq!(
+            config_path(|k| (k == "HOME").then(|| "/h".to_string())),
+            PathBuf::from("/h/.config/faaso/config.yml")
+        );
+    }
+}

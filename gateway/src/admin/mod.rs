@@ -1,0 +1,449 @@
+//! The admin API under `/admin/api/`: what `faaso` uses in remote mode. Every request is
+//! authenticated ([`auth`]); operations run through the same `faaso` library code as the CLI's
+//! local mode; long ones stream NDJSON ([`stream`]); build contexts arrive as `.tar.gz`
+//! uploads, unpacked safely ([`upload`]).
+//!
+//! | method and path | does |
+//! |---|---|
+//! | `GET version` | `{"version": ...}` |
+//! | `GET funkos`, `GET funkos/<name>` | status (as `faaso status --json`) |
+//! | `POST funkos/<name>/build[?no_cache=1]` | body: build context `.tar.gz`; streamed |
+//! | `PUT funkos/<name>/scale` `{"scale": N}` | streamed |
+//! | `POST funkos/<name>/deploy[?timeout=S]` | streamed |
+//! | `DELETE funkos/<name>` | purge; streamed |
+//! | `GET funkos/<name>/logs?follow=1&tail=N` | streamed log lines |
+//! | `GET secrets`, `PUT`/`DELETE secrets/<funko>/<secret>` | names only, never values |
+
+pub mod auth;
+pub mod stream;
+pub mod upload;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use faaso::lifecycle::Lifecycle;
+use faaso::secrets::SecretsDir;
+use faaso::state::StateDir;
+use pingora::prelude::*;
+use serde_json::json;
+
+use crate::responses::{error_body, write_json};
+use auth::{Auth, Verdict};
+use stream::{Line, stream_operation};
+use upload::{Limits, Unpacker, UploadError};
+
+/// Largest JSON body (scale) and secret value accepted.
+const MAX_SMALL_BODY: usize = 64 * 1024;
+
+/// Settings of the admin API.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub docker_host: Option<String>,
+    pub network: String,
+    pub state_dir: PathBuf,
+    pub secrets_dir: PathBuf,
+    pub upload: Limits,
+}
+
+/// The admin API.
+pub struct Admin {
+    pub auth: Auth,
+    pub settings: AdminSettings,
+}
+
+/// A request answered with an error before any streaming.
+struct Reject {
+    status: u16,
+    message: String,
+}
+
+fn reject(status: u16, message: impl Into<String>) -> Reject {
+    Reject {
+        status,
+        message: message.into(),
+    }
+}
+
+impl Admin {
+    /// Answers one request under `/admin`.
+    pub async fn handle(&self, session: &mut Session) -> Result<()> {
+        let header = session.req_header();
+        let path = header.uri.path().to_string();
+        let query = header.uri.query().unwrap_or("").to_string();
+        let method = header.method.clone();
+        let Some(rest) = path.strip_prefix("/admin/api/") else {
+            return write_json(
+                session,
+                404,
+                error_body("not found; the admin API is under /admin/api/", None),
+                &[],
+            )
+            .await;
+        };
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let authorization = session
+            .req_header()
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes().to_vec());
+        match self.auth.check(authorization.as_deref(), client) {
+            Verdict::Allowed => {}
+            Verdict::NotConfigured => {
+                let body = error_body(
+                    "the admin API is disabled: set FAASO_PASSWORD (or password_hash in the config)",
+                    None,
+                );
+                return write_json(session, 503, body, &[]).await;
+            }
+            Verdict::Denied => {
+                let body = error_body("authentication required (user admin)", None);
+                return write_json(
+                    session,
+                    401,
+                    body,
+                    &[("WWW-Authenticate", "Basic realm=\"faaso\"")],
+                )
+                .await;
+            }
+            Verdict::Limited(seconds) => {
+                let body = error_body(
+                    "too many failed logins from this address; wait a minute",
+                    None,
+                );
+                return write_json(session, 429, body, &[("Retry-After", &seconds.to_string())])
+                    .await;
+            }
+        }
+        let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        let result = self.route(session, &method, &segments, &query).await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(rejected) => {
+                // The body may be partly unread: close the connection after the answer.
+                session.set_keepalive(None);
+                write_json(
+                    session,
+                    rejected.status,
+                    error_body(&rejected.message, None),
+                    &[],
+                )
+                .await
+            }
+        }
+    }
+
+    async fn route(
+        &self,
+        session: &mut Session,
+        method: &http::Method,
+        segments: &[&str],
+        query: &str,
+    ) -> std::result::Result<(), Reject> {
+        use http::Method;
+        match (method, segments) {
+            (&Method::GET, ["version"]) => {
+                respond(session, 200, json!({ "version": faaso::VERSION })).await
+            }
+            (&Method::GET, ["funkos"]) => {
+                let status = self
+                    .lifecycle()
+                    .await?
+                    .status(&[])
+                    .await
+                    .map_err(|e| reject(500, e.to_string()))?;
+                respond(session, 200, json!(status)).await
+            }
+            (&Method::GET, ["funkos", name]) => {
+                let name = valid(name)?;
+                let status = self
+                    .lifecycle()
+                    .await?
+                    .status(std::slice::from_ref(&name))
+                    .await
+                    .map_err(lifecycle_reject)?;
+                respond(session, 200, json!(status.first())).await
+            }
+            (&Method::POST, ["funkos", name, "build"]) => {
+                self.build(session, &valid(name)?, query).await
+            }
+            (&Method::PUT, ["funkos", name, "scale"]) => {
+                let name = valid(name)?;
+                let body = read_small_body(session).await?;
+                let scale = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("scale").and_then(|s| s.as_u64()))
+                    .and_then(|s| u32::try_from(s).ok())
+                    .ok_or_else(|| {
+                        reject(400, "expected a JSON body {\"scale\": N} with N from 0 up")
+                    })?;
+                let lifecycle = self.lifecycle().await?;
+                if scale == 0
+                    && !lifecycle
+                        .funko_exists(&name)
+                        .await
+                        .map_err(lifecycle_reject)?
+                {
+                    return Err(reject(
+                        404,
+                        format!("funko {name} does not exist (no image, no containers)"),
+                    ));
+                }
+                stream_operation(session, move |mut out| async move {
+                    lifecycle
+                        .scale(&name, scale, &mut |line| out.log(line))
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .map_err(|e| reject(500, e.to_string()))
+            }
+            (&Method::POST, ["funkos", name, "deploy"]) => {
+                let name = valid(name)?;
+                let mut lifecycle = self.lifecycle().await?;
+                if let Some(seconds) = query_param(query, "timeout").and_then(|t| t.parse().ok()) {
+                    lifecycle.ready_timeout = Duration::from_secs(seconds);
+                }
+                stream_operation(session, move |mut out| async move {
+                    let deployed = lifecycle
+                        .deploy(&name, &mut |line| out.log(line))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    out.log(format!(
+                        "{name}: {} replaced, {} already current",
+                        deployed.replaced, deployed.current
+                    ));
+                    Ok(())
+                })
+                .await
+                .map_err(|e| reject(500, e.to_string()))
+            }
+            (&Method::DELETE, ["funkos", name]) => {
+                let name = valid(name)?;
+                let lifecycle = self.lifecycle().await?;
+                stream_operation(session, move |mut out| async move {
+                    lifecycle
+                        .purge(&name, &mut |line| out.log(line))
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .map_err(|e| reject(500, e.to_string()))
+            }
+            (&Method::GET, ["funkos", name, "logs"]) => {
+                let name = valid(name)?;
+                let follow = matches!(query_param(query, "follow").as_deref(), Some("1" | "true"));
+                let tail = query_param(query, "tail").and_then(|t| t.parse().ok());
+                let lifecycle = self.lifecycle().await?;
+                if !lifecycle
+                    .funko_exists(&name)
+                    .await
+                    .map_err(lifecycle_reject)?
+                {
+                    return Err(reject(
+                        404,
+                        format!("funko {name} does not exist (no image, no containers)"),
+                    ));
+                }
+                stream_operation(session, move |mut out| async move {
+                    lifecycle
+                        .logs(&name, follow, tail, &mut |line| {
+                            out.send(Line::Log {
+                                instance: line.instance,
+                                line: line.line,
+                            })
+                        })
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .map_err(|e| reject(500, e.to_string()))
+            }
+            (&Method::GET, ["secrets"]) => {
+                let listed = self
+                    .secrets()
+                    .list(None)
+                    .map_err(|e| reject(500, e.to_string()))?;
+                let map: serde_json::Map<String, serde_json::Value> = listed
+                    .into_iter()
+                    .map(|(f, names)| (f, json!(names)))
+                    .collect();
+                respond(session, 200, json!({ "secrets": map })).await
+            }
+            (&Method::PUT, ["secrets", funko, secret]) => {
+                let funko = valid(funko)?;
+                faaso::secrets::validate_secret_name(secret)
+                    .map_err(|e| reject(400, e.to_string()))?;
+                let value = read_small_body(session).await?;
+                self.secrets()
+                    .add(&funko, secret, &value)
+                    .map_err(|e| reject(500, e.to_string()))?;
+                respond(
+                    session,
+                    200,
+                    json!({ "ok": true, "funko": funko, "secret": secret, "bytes": value.len() }),
+                )
+                .await
+            }
+            (&Method::DELETE, ["secrets", funko, secret]) => {
+                let funko = valid(funko)?;
+                faaso::secrets::validate_secret_name(secret)
+                    .map_err(|e| reject(400, e.to_string()))?;
+                match self.secrets().remove(&funko, secret) {
+                    Ok(()) => respond(session, 200, json!({ "ok": true })).await,
+                    Err(err @ faaso::secrets::SecretError::NotFound { .. }) => {
+                        Err(reject(404, err.to_string()))
+                    }
+                    Err(err) => Err(reject(500, err.to_string())),
+                }
+            }
+            (_, ["version" | "funkos" | "secrets", ..]) => {
+                Err(reject(405, format!("{method} is not allowed here")))
+            }
+            _ => Err(reject(404, "no such admin API route")),
+        }
+    }
+
+    /// `POST funkos/<name>/build`: unpack the uploaded context, then build it, streaming.
+    async fn build(
+        &self,
+        session: &mut Session,
+        name: &str,
+        query: &str,
+    ) -> std::result::Result<(), Reject> {
+        let limits = self.settings.upload;
+        if let Some(length) = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            && length
+                .to_str()
+                .ok()
+                .and_then(|l| l.parse::<u64>().ok())
+                .is_some_and(|l| l > limits.max_body)
+        {
+            return Err(reject(
+                413,
+                UploadError::TooLarge(limits.max_body).to_string(),
+            ));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("faaso-upload-")
+            .tempdir()
+            .map_err(|e| reject(500, format!("cannot make a temporary folder: {e}")))?;
+        let context_dir = dir.path().join("context");
+        std::fs::create_dir(&context_dir).map_err(|e| reject(500, e.to_string()))?;
+        let mut unpacker = Unpacker::start(context_dir.clone(), limits);
+        loop {
+            let chunk = session
+                .read_request_body()
+                .await
+                .map_err(|e| reject(400, format!("reading the upload failed: {e}")))?;
+            let Some(chunk) = chunk else { break };
+            unpacker
+                .feed(chunk)
+                .await
+                .map_err(|e| reject(e.status(), e.to_string()))?;
+        }
+        unpacker
+            .finish()
+            .await
+            .map_err(|e| reject(e.status(), e.to_string()))?;
+        let context = faaso::context::BuildContext::from_folder(&context_dir)
+            .map_err(|e| reject(400, e.to_string()))?;
+        let tar = context.to_tar().map_err(|e| reject(500, e.to_string()))?;
+        drop(dir);
+        let no_cache = matches!(
+            query_param(query, "no_cache").as_deref(),
+            Some("1" | "true")
+        );
+        let docker = self.docker().await?;
+        let name = name.to_string();
+        stream_operation(session, move |mut out| async move {
+            let built = faaso::builder::build_tar(&docker, &name, tar, no_cache, |event| {
+                if let faaso::builder::BuildEvent::Output(line) = event {
+                    out.log(line);
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            out.log(format!("built {}", built.tags.join(", ")));
+            Ok(())
+        })
+        .await
+        .map_err(|e| reject(500, e.to_string()))
+    }
+
+    async fn docker(&self) -> std::result::Result<bollard::Docker, Reject> {
+        faaso::docker::connect_to(self.settings.docker_host.as_deref())
+            .await
+            .map_err(|e| reject(503, e.to_string()))
+    }
+
+    async fn lifecycle(&self) -> std::result::Result<Lifecycle, Reject> {
+        let mut lifecycle = Lifecycle::new(
+            self.docker().await?,
+            StateDir::new(&self.settings.state_dir),
+            self.secrets(),
+        );
+        lifecycle.network = self.settings.network.clone();
+        Ok(lifecycle)
+    }
+
+    fn secrets(&self) -> SecretsDir {
+        SecretsDir::new(&self.settings.secrets_dir)
+    }
+}
+
+fn valid(name: &str) -> std::result::Result<String, Reject> {
+    faaso::conventions::validate_name(name)
+        .map(|()| name.to_string())
+        .map_err(|e| reject(400, e.to_string()))
+}
+
+fn lifecycle_reject(err: faaso::lifecycle::LifecycleError) -> Reject {
+    match err {
+        faaso::lifecycle::LifecycleError::Unknown { .. } => reject(404, err.to_string()),
+        faaso::lifecycle::LifecycleError::Name(_) => reject(400, err.to_string()),
+        other => reject(500, other.to_string()),
+    }
+}
+
+async fn respond(
+    session: &mut Session,
+    status: u16,
+    body: serde_json::Value,
+) -> std::result::Result<(), Reject> {
+    write_json(session, status, Bytes::from(body.to_string()), &[])
+        .await
+        .map_err(|e| reject(500, e.to_string()))
+}
+
+async fn read_small_body(session: &mut Session) -> std::result::Result<Vec<u8>, Reject> {
+    let mut body = Vec::new();
+    while let Some(chunk) = session
+        .read_request_body()
+        .await
+        .map_err(|e| reject(400, format!("reading the body failed: {e}")))?
+    {
+        if body.len() + chunk.len() > MAX_SMALL_BODY {
+            return Err(reject(
+                413,
+                format!("body larger than {MAX_SMALL_BODY} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A query parameter's value (no percent-decoding needed for the admin API's numbers and flags).
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then(|| value.to_string())
+    })
+}
