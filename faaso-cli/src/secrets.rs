@@ -94,6 +94,16 @@ impl SecretsDir {
             path: path.clone(),
             source: err.error,
         })?;
+        // A folder handed to the funko's user (see `give_to`) hands its new files over too.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let owner = std::fs::metadata(&dir).map_err(io(&dir))?;
+            if owner.uid() != 0 && is_root() {
+                std::os::unix::fs::lchown(&path, Some(owner.uid()), Some(owner.gid()))
+                    .map_err(io(&path))?;
+            }
+        }
         Ok(())
     }
 

@@ -8,6 +8,10 @@ use std::process::{Command, Output, Stdio};
 pub struct Faaso {
     pub state_dir: PathBuf,
     pub secrets_dir: PathBuf,
+    /// `XDG_CONFIG_HOME` (where `faaso login` saves).
+    pub config_home: PathBuf,
+    /// Extra environment, for example `FAASO_SERVER` and `FAASO_PASSWORD`.
+    pub env: Vec<(String, String)>,
 }
 
 impl Faaso {
@@ -16,6 +20,8 @@ impl Faaso {
         Faaso {
             state_dir: dir.join("state"),
             secrets_dir: dir.join("secrets"),
+            config_home: dir.join("config"),
+            env: Vec::new(),
         }
     }
 
@@ -25,6 +31,9 @@ impl Faaso {
             .env_remove("FAASO_SERVER")
             .env("FAASO_STATE_DIR", &self.state_dir)
             .env("FAASO_SECRETS_DIR", &self.secrets_dir)
+            .env("XDG_CONFIG_HOME", &self.config_home)
+            .env_remove("FAASO_PASSWORD")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         command
     }

@@ -1,14 +1,19 @@
-//! `faaso build`: build funko folders into images `faaso-<name>`.
+//! `faaso build`: build funko folders into images `faaso-<name>`, here or on a gateway.
 
 use std::path::PathBuf;
 
 use clap::Args;
 use faaso::builder::{BuildEvent, BuildRequest};
+use faaso::remote::StreamLine;
 
-use super::Global;
+use super::{Global, Target};
 
 /// Build funkos into Docker images (faaso-<name>:latest and faaso-<name>:<unix-seconds>)
 #[derive(Debug, Args)]
+#[command(
+    after_help = "In remote mode the build context (runtime merged in) is uploaded to the \
+gateway, which builds it on its Docker engine."
+)]
 pub struct BuildArgs {
     /// Funko folders to build
     #[arg(required = true)]
@@ -30,28 +35,60 @@ impl BuildArgs {
                 self.folders.len()
             );
         }
-        super::local_engine(global, &ui)?;
-        let docker = faaso::docker::connect().await?;
+        let target = super::target(global, &ui).await?;
         let request = BuildRequest {
             name: self.name.clone(),
             no_cache: self.no_cache,
         };
         for folder in &self.folders {
             let progress = ui.progress(&format!("building {}", folder.display()));
-            let result = faaso::builder::build(&docker, folder, &request, |event| match event {
-                BuildEvent::Step {
-                    number,
-                    total,
-                    instruction,
-                } => {
-                    progress.step(format!("[{number}/{total}] {instruction}"));
+            let result = match &target {
+                Target::Local(lifecycle) => faaso::builder::build(
+                    &lifecycle.docker,
+                    folder,
+                    &request,
+                    |event| match event {
+                        BuildEvent::Step {
+                            number,
+                            total,
+                            instruction,
+                        } => {
+                            progress.step(format!("[{number}/{total}] {instruction}"));
+                        }
+                        BuildEvent::Output(line) => progress.output(&line),
+                    },
+                )
+                .await
+                .map(|built| built.tags)
+                .map_err(anyhow::Error::from),
+                Target::Remote(remote) => {
+                    let (spec, context) = faaso::builder::prepare(folder, request.name.as_deref())?;
+                    let upload = faaso::remote::gzip(&context.to_tar()?)?;
+                    progress.step(format!(
+                        "uploading {} KiB to {}",
+                        upload.len() / 1024,
+                        remote.server
+                    ));
+                    let mut tags = Vec::new();
+                    let mut on_line = |StreamLine::Log { line, .. }| {
+                        if let Some(built) = line.strip_prefix("built ") {
+                            tags = built.split(", ").map(str::to_string).collect();
+                        } else if line.starts_with("Step ") {
+                            progress.step(&line);
+                            progress.output(&line);
+                        } else {
+                            progress.output(&line);
+                        }
+                    };
+                    remote
+                        .build(&spec.name, upload, self.no_cache, &mut on_line)
+                        .await
+                        .map(|()| tags)
+                        .map_err(anyhow::Error::from)
                 }
-                BuildEvent::Output(line) => progress.output(&line),
-            })
-            .await;
+            };
             progress.finish();
-            let built = result?;
-            println!("built {}", built.tags.join(", "));
+            println!("built {}", result?.join(", "));
         }
         Ok(())
     }

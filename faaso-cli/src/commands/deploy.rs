@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::{Global, local_lifecycle, reporter};
+use super::{Global, Target, remote_reporter, reporter};
 
 /// Roll out the newest image: start new instances, wait until healthy, then stop old ones
 #[derive(Debug, Args)]
@@ -21,16 +21,38 @@ pub struct DeployArgs {
 impl DeployArgs {
     pub async fn run(self, global: &Global) -> anyhow::Result<()> {
         let ui = global.ui();
-        let mut lifecycle = local_lifecycle(global, &ui).await?;
-        lifecycle.ready_timeout = std::time::Duration::from_secs(self.timeout);
-        let deployed = lifecycle.deploy(&self.name, &mut reporter(ui)).await?;
-        println!(
-            "{}: {} instance{} replaced, {} already current",
-            self.name,
-            deployed.replaced,
-            if deployed.replaced == 1 { "" } else { "s" },
-            deployed.current
-        );
+        faaso::conventions::validate_name(&self.name)?;
+        match super::target(global, &ui).await? {
+            Target::Local(mut lifecycle) => {
+                lifecycle.ready_timeout = std::time::Duration::from_secs(self.timeout);
+                let deployed = lifecycle.deploy(&self.name, &mut reporter(ui)).await?;
+                println!(
+                    "{}: {} instance{} replaced, {} already current",
+                    self.name,
+                    deployed.replaced,
+                    if deployed.replaced == 1 { "" } else { "s" },
+                    deployed.current
+                );
+            }
+            Target::Remote(remote) => {
+                let mut summary = None;
+                let mut report = remote_reporter(ui);
+                let mut on_line = |line: faaso::remote::StreamLine| {
+                    let faaso::remote::StreamLine::Log { line: text, .. } = &line;
+                    if text.contains(" replaced, ") {
+                        summary = Some(text.clone());
+                    } else {
+                        report(line);
+                    }
+                };
+                remote
+                    .deploy(&self.name, self.timeout, &mut on_line)
+                    .await?;
+                if let Some(summary) = summary {
+                    println!("{summary}");
+                }
+            }
+        }
         Ok(())
     }
 }

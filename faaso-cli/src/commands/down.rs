@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::{Global, local_lifecycle, reporter};
+use super::{Global, Target, remote_reporter, reporter};
 
 /// Stop a funko: scale it to 0 instances
 #[derive(Debug, Args)]
@@ -14,14 +14,23 @@ pub struct DownArgs {
 impl DownArgs {
     pub async fn run(self, global: &Global) -> anyhow::Result<()> {
         let ui = global.ui();
-        let lifecycle = local_lifecycle(global, &ui).await?;
-        if !lifecycle.funko_exists(&self.name).await? {
-            anyhow::bail!(
-                "funko {} does not exist (no image, no containers)",
-                self.name
-            );
+        faaso::conventions::validate_name(&self.name)?;
+        match super::target(global, &ui).await? {
+            Target::Local(lifecycle) => {
+                if !lifecycle.funko_exists(&self.name).await? {
+                    anyhow::bail!(
+                        "funko {} does not exist (no image, no containers)",
+                        self.name
+                    );
+                }
+                lifecycle.scale(&self.name, 0, &mut reporter(ui)).await?;
+            }
+            Target::Remote(remote) => {
+                remote
+                    .scale(&self.name, 0, &mut remote_reporter(ui))
+                    .await?
+            }
         }
-        lifecycle.scale(&self.name, 0, &mut reporter(ui)).await?;
         println!("{}: down", self.name);
         Ok(())
     }

@@ -1,15 +1,62 @@
 //! `faaso login`: check the gateway's admin password and save it.
 
+use std::io::{IsTerminal, Read};
+
 use clap::Args;
+use faaso::login::{SavedLogin, config_path, save};
+use faaso::remote::{Remote, RemoteError};
 
 use super::Global;
 
 /// Check the admin password of a gateway and save it (mode 0600, in your config folder)
 #[derive(Debug, Args)]
+#[command(
+    after_help = "The server comes from --server or FAASO_SERVER. The password is read \
+from the terminal without echo, or from stdin. It is saved in $XDG_CONFIG_HOME/faaso/config.yml \
+(~/.config/faaso/config.yml), readable only by you."
+)]
 pub struct LoginArgs {}
 
 impl LoginArgs {
-    pub async fn run(self, _global: &Global) -> anyhow::Result<()> {
-        super::not_available("login")
+    pub async fn run(self, global: &Global) -> anyhow::Result<()> {
+        let ui = global.ui();
+        let Some(server) = &global.server else {
+            anyhow::bail!("give the gateway with --server URL (or FAASO_SERVER)");
+        };
+        let password = if std::io::stdin().is_terminal() {
+            rpassword::prompt_password(format!("admin password for {server}: "))?
+        } else {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text)?;
+            text.trim_end_matches(['\n', '\r']).to_string()
+        };
+        let remote = Remote::new(server, Some(password.clone()));
+        let version = match remote.version().await {
+            Ok(version) => version,
+            Err(RemoteError::Unauthorized) => {
+                anyhow::bail!("wrong password for {server}; nothing saved")
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let path = config_path(faaso::dirs::process_env);
+        save(
+            &path,
+            &SavedLogin {
+                server: remote.server.clone(),
+                password,
+            },
+        )?;
+        if version != faaso::VERSION {
+            ui.note(format!(
+                "warning: the gateway runs version {version}, this client is {}",
+                faaso::VERSION
+            ));
+        }
+        println!(
+            "logged in to {} (version {version}); saved in {}",
+            remote.server,
+            path.display()
+        );
+        Ok(())
     }
 }

@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::{Global, local_lifecycle};
+use super::{Global, Target, remote_reporter};
 
 /// Show the logs of all instances of a funko, each line prefixed with its instance
 #[derive(Debug, Args)]
@@ -20,10 +20,26 @@ pub struct LogsArgs {
 impl LogsArgs {
     pub async fn run(self, global: &Global) -> anyhow::Result<()> {
         let ui = global.ui();
-        let lifecycle = local_lifecycle(global, &ui).await?;
-        let mut print = |line: faaso::logs::LogLine| println!("{} | {}", line.instance, line.line);
+        faaso::conventions::validate_name(&self.name)?;
+        let logs = async {
+            match super::target(global, &ui).await? {
+                Target::Local(lifecycle) => {
+                    let mut print =
+                        |line: faaso::logs::LogLine| println!("{} | {}", line.instance, line.line);
+                    lifecycle
+                        .logs(&self.name, self.follow, self.tail, &mut print)
+                        .await?;
+                }
+                Target::Remote(remote) => {
+                    remote
+                        .logs(&self.name, self.follow, self.tail, &mut remote_reporter(ui))
+                        .await?;
+                }
+            }
+            anyhow::Ok(())
+        };
         tokio::select! {
-            result = lifecycle.logs(&self.name, self.follow, self.tail, &mut print) => Ok(result?),
+            result = logs => result,
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     }

@@ -98,31 +98,61 @@ impl Cli {
     }
 }
 
-/// Where a command that can act locally or remotely acts, said in one line.
-pub fn local_engine(global: &Global, ui: &Ui) -> anyhow::Result<()> {
-    match (&global.server, global.local) {
-        (Some(server), false) => anyhow::bail!(
-            "remote mode ({server}) is not available yet; use --local to act on this machine's Docker engine"
-        ),
-        _ => {
-            ui.note("using the local Docker engine");
-            Ok(())
-        }
+/// Where a command acts: this machine's Docker engine, or a gateway's admin API.
+pub enum Target {
+    Local(faaso::lifecycle::Lifecycle),
+    Remote(faaso::remote::Remote),
+}
+
+/// Chooses where to act, and says so in one line: `--local` → local; else `--server` /
+/// `FAASO_SERVER`, else the server saved by `faaso login` → remote; else local. A remote's
+/// version is compared with ours (a mismatch is a warning).
+pub async fn target(global: &Global, ui: &Ui) -> anyhow::Result<Target> {
+    if let Some(remote) = remote(global, ui).await? {
+        return Ok(Target::Remote(remote));
     }
+    Ok(Target::Local(local_lifecycle(global, ui).await?))
 }
 
-/// The answer of commands whose implementation has not landed yet.
-pub fn not_available(command: &str) -> anyhow::Result<()> {
-    anyhow::bail!("`faaso {command}` is not available yet in this version")
+/// The remote to act on, if any (see [`target`]).
+pub async fn remote(global: &Global, ui: &Ui) -> anyhow::Result<Option<faaso::remote::Remote>> {
+    if global.local {
+        return Ok(None);
+    }
+    let env = faaso::dirs::process_env;
+    let saved = faaso::login::load(&faaso::login::config_path(env))?;
+    let Some(server) = global
+        .server
+        .clone()
+        .or_else(|| saved.as_ref().map(|s| s.server.clone()))
+    else {
+        return Ok(None);
+    };
+    let password = env("FAASO_PASSWORD").filter(|p| !p.is_empty()).or_else(|| {
+        saved
+            .as_ref()
+            .filter(|s| s.server.trim_end_matches('/') == server.trim_end_matches('/'))
+            .map(|s| s.password.clone())
+    });
+    let remote = faaso::remote::Remote::new(&server, password);
+    ui.note(format!("using the gateway at {}", remote.server));
+    let version = remote.version().await?;
+    if version != faaso::VERSION {
+        ui.note(format!(
+            "warning: the gateway runs version {version}, this client is {}",
+            faaso::VERSION
+        ));
+    }
+    Ok(Some(remote))
 }
 
-/// The lifecycle on the local Docker engine, with the same state and secrets folders as the
-/// gateway uses by default (`FAASO_STATE_DIR`, `FAASO_SECRETS_DIR`).
+/// The lifecycle on the local Docker engine (said in one line), with the same state and
+/// secrets folders as the gateway uses by default (`FAASO_STATE_DIR`, `FAASO_SECRETS_DIR`).
 pub async fn local_lifecycle(
-    global: &Global,
+    _global: &Global,
     ui: &Ui,
 ) -> anyhow::Result<faaso::lifecycle::Lifecycle> {
-    local_engine(global, ui)?;
+    ui.note("using the local Docker engine");
     let docker = faaso::docker::connect().await?;
     let env = faaso::dirs::process_env;
     Ok(faaso::lifecycle::Lifecycle::new(
@@ -130,6 +160,14 @@ pub async fn local_lifecycle(
         faaso::state::StateDir::new(faaso::dirs::state_dir(env)),
         faaso::secrets::SecretsDir::new(faaso::dirs::secrets_dir(env)),
     ))
+}
+
+/// Prints the lines of a remote operation as local mode prints its progress.
+pub fn remote_reporter(ui: Ui) -> impl FnMut(faaso::remote::StreamLine) + Send {
+    move |faaso::remote::StreamLine::Log { instance, line }| match instance {
+        Some(instance) => println!("{instance} | {line}"),
+        None => ui.note(line),
+    }
 }
 
 /// Prints progress lines of an operation (hidden with `-q`).

@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use clap::Args;
 
-use super::{Global, local_lifecycle, reporter};
+use super::{Global, Target, remote_reporter, reporter};
 
 /// Stop and remove all containers and images of funkos (secrets are kept)
 #[derive(Debug, Args)]
@@ -26,9 +26,12 @@ impl PurgeArgs {
         if !self.yes {
             confirm(&self.names)?;
         }
-        let lifecycle = local_lifecycle(global, &ui).await?;
+        let target = super::target(global, &ui).await?;
         for name in &self.names {
-            lifecycle.purge(name, &mut reporter(ui)).await?;
+            match &target {
+                Target::Local(lifecycle) => lifecycle.purge(name, &mut reporter(ui)).await?,
+                Target::Remote(remote) => remote.purge(name, &mut remote_reporter(ui)).await?,
+            }
             println!("{name}: purged");
         }
         Ok(())

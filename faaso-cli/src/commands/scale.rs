@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::{Global, local_lifecycle, reporter};
+use super::{Global, Target, remote_reporter, reporter};
 
 /// Print a funko's scale, or set it
 #[derive(Debug, Args)]
@@ -16,29 +16,44 @@ pub struct ScaleArgs {
 impl ScaleArgs {
     pub async fn run(self, global: &Global) -> anyhow::Result<()> {
         let ui = global.ui();
-        let lifecycle = local_lifecycle(global, &ui).await?;
-        match self.count {
-            Some(count) => {
-                if count > 0 || lifecycle.funko_exists(&self.name).await? {
-                    lifecycle
-                        .scale(&self.name, count, &mut reporter(ui))
-                        .await?;
-                } else {
+        faaso::conventions::validate_name(&self.name)?;
+        let target = super::target(global, &ui).await?;
+        match (self.count, target) {
+            (Some(count), Target::Local(lifecycle)) => {
+                if count == 0 && !lifecycle.funko_exists(&self.name).await? {
                     anyhow::bail!(
                         "funko {} does not exist (no image, no containers)",
                         self.name
                     );
                 }
+                lifecycle
+                    .scale(&self.name, count, &mut reporter(ui))
+                    .await?;
                 println!("{}: scale {count}", self.name);
             }
-            None => {
+            (Some(count), Target::Remote(remote)) => {
+                remote
+                    .scale(&self.name, count, &mut remote_reporter(ui))
+                    .await?;
+                println!("{}: scale {count}", self.name);
+            }
+            (None, Target::Local(lifecycle)) => {
                 let (saved, running) = lifecycle.current_scale(&self.name).await?;
-                match saved {
-                    Some(scale) => println!("{}: scale {scale}, {running} running", self.name),
-                    None => println!("{}: no saved scale, {running} running", self.name),
-                }
+                print_scale(&self.name, saved, running);
+            }
+            (None, Target::Remote(remote)) => {
+                let status = remote.status(std::slice::from_ref(&self.name)).await?;
+                let (saved, running) = status.first().map_or((None, 0), |s| (s.scale, s.running));
+                print_scale(&self.name, saved, running);
             }
         }
         Ok(())
+    }
+}
+
+fn print_scale(name: &str, saved: Option<u32>, running: usize) {
+    match saved {
+        Some(scale) => println!("{name}: scale {scale}, {running} running"),
+        None => println!("{name}: no saved scale, {running} running"),
     }
 }

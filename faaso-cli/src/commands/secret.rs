@@ -38,7 +38,19 @@ enum SecretAction {
 impl SecretArgs {
     pub async fn run(self, global: &Global) -> anyhow::Result<()> {
         let ui = global.ui();
-        super::local_engine(global, &ui)?;
+        // Check names before asking for a value or choosing where to act.
+        match &self.action {
+            SecretAction::Add { funko, secret, .. } | SecretAction::Rm { funko, secret } => {
+                faaso::conventions::validate_name(funko)?;
+                faaso::secrets::validate_secret_name(secret)?;
+            }
+            SecretAction::List { funko: Some(funko) } => faaso::conventions::validate_name(funko)?,
+            SecretAction::List { funko: None } => {}
+        }
+        let remote = super::remote(global, &ui).await?;
+        if remote.is_none() {
+            ui.note("using the local secrets folder");
+        }
         let secrets = SecretsDir::new(faaso::dirs::secrets_dir(faaso::dirs::process_env));
         match self.action {
             SecretAction::Add {
@@ -46,20 +58,32 @@ impl SecretArgs {
                 secret,
                 from_file,
             } => {
-                faaso::conventions::validate_name(&funko)?;
-                faaso::secrets::validate_secret_name(&secret)?;
                 let value = read_value(&secret, from_file.as_deref())?;
-                secrets.add(&funko, &secret, &value)?;
-                println!("{funko}: secret {secret} set ({} bytes)", value.len());
+                let bytes = value.len();
+                match &remote {
+                    Some(remote) => remote.put_secret(&funko, &secret, value).await?,
+                    None => secrets.add(&funko, &secret, &value)?,
+                }
+                println!("{funko}: secret {secret} set ({bytes} bytes)");
             }
             SecretAction::Rm { funko, secret } => {
-                secrets.remove(&funko, &secret)?;
+                match &remote {
+                    Some(remote) => remote.delete_secret(&funko, &secret).await?,
+                    None => secrets.remove(&funko, &secret)?,
+                }
                 println!("{funko}: secret {secret} removed");
             }
             SecretAction::List { funko } => {
-                for (funko, names) in secrets.list(funko.as_deref())? {
+                let listed = match &remote {
+                    Some(remote) => remote.secrets().await?,
+                    None => secrets.list(funko.as_deref())?,
+                };
+                for (owner, names) in listed {
+                    if funko.as_ref().is_some_and(|f| *f != owner) {
+                        continue;
+                    }
                     for name in names {
-                        println!("{funko}\t{name}");
+                        println!("{owner}\t{name}");
                     }
                 }
             }

@@ -3,7 +3,7 @@
 use clap::Args;
 use faaso::status::{FunkoStatus, human_age};
 
-use super::{Global, local_lifecycle};
+use super::{Global, Target};
 
 /// Show funkos: scale, instances (health, current or out of date) and images
 #[derive(Debug, Args)]
@@ -19,8 +19,13 @@ pub struct StatusArgs {
 impl StatusArgs {
     pub async fn run(self, global: &Global) -> anyhow::Result<()> {
         let ui = global.ui();
-        let lifecycle = local_lifecycle(global, &ui).await?;
-        let status = lifecycle.status(&self.names).await?;
+        for name in &self.names {
+            faaso::conventions::validate_name(name)?;
+        }
+        let status = match super::target(global, &ui).await? {
+            Target::Local(lifecycle) => lifecycle.status(&self.names).await?,
+            Target::Remote(remote) => remote.status(&self.names).await?,
+        };
         if self.json {
             println!("{}", serde_json::to_string_pretty(&status)?);
         } else {

@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::{Global, local_lifecycle, reporter};
+use super::{Global, Target, remote_reporter, reporter};
 
 /// Start a funko: ensure at least N instances run (default 1, or the saved scale)
 #[derive(Debug, Args)]
@@ -17,10 +17,28 @@ pub struct UpArgs {
 impl UpArgs {
     pub async fn run(self, global: &Global) -> anyhow::Result<()> {
         let ui = global.ui();
-        let lifecycle = local_lifecycle(global, &ui).await?;
-        let scale = lifecycle
-            .up(&self.name, self.scale, &mut reporter(ui))
-            .await?;
+        faaso::conventions::validate_name(&self.name)?;
+        let scale = match super::target(global, &ui).await? {
+            Target::Local(lifecycle) => {
+                lifecycle
+                    .up(&self.name, self.scale, &mut reporter(ui))
+                    .await?
+            }
+            Target::Remote(remote) => {
+                let status = remote.status(std::slice::from_ref(&self.name)).await?;
+                let (saved, running) = status
+                    .first()
+                    .map_or((None, 0), |s| (s.scale, s.running as u32));
+                let wanted = self
+                    .scale
+                    .unwrap_or_else(|| saved.unwrap_or(1).max(1))
+                    .max(running);
+                remote
+                    .scale(&self.name, wanted, &mut remote_reporter(ui))
+                    .await?;
+                wanted
+            }
+        };
         println!(
             "{}: up, {scale} instance{}",
             self.name,

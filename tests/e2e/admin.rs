@@ -1,0 +1,354 @@
+//! The admin API and the CLI's remote mode, against a gateway started by the test: auth, login,
+//! the whole remote workflow, and hostile uploads.
+
+use std::io::Write;
+use std::time::Duration;
+
+use faaso_tests::cli::Faaso;
+use faaso_tests::docker::Cleanup;
+use faaso_tests::gateway::GatewayProcess;
+use faaso_tests::http::{client, wait_for_status};
+use faaso_tests::{require_docker, testfunko, unique_name};
+
+const PASSWORD: &str = "correct horse";
+
+async fn get(url: &str, password: Option<&str>) -> reqwest::Response {
+    let request = client().get(url);
+    let request = match password {
+        Some(password) => request.basic_auth("admin", Some(password)),
+        None => request,
+    };
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn auth_none_wrong_right_unset_and_brute_force() {
+    let _docker = require_docker!();
+    let gateway = GatewayProcess::start(&format!("password: {PASSWORD}\n")).await;
+    let url = format!("{}/admin/api/version", gateway.url);
+    let none = get(&url, None).await;
+    assert_eq!(none.status().as_u16(), 401);
+    assert!(
+        none.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
+    assert!(none.json::<serde_json::Value>().await.unwrap()["error"].is_string());
+    assert_eq!(get(&url, Some("wrong")).await.status().as_u16(), 401);
+    let right = get(&url, Some(PASSWORD)).await;
+    assert_eq!(right.status().as_u16(), 200);
+    assert_eq!(
+        right.json::<serde_json::Value>().await.unwrap()["version"],
+        faaso::VERSION
+    );
+
+    // Ten failures a minute, then 429 even with the right password.
+    for _ in 0..10 {
+        assert_eq!(get(&url, Some("guess")).await.status().as_u16(), 401);
+    }
+    let limited = get(&url, Some(PASSWORD)).await;
+    assert_eq!(limited.status().as_u16(), 429);
+    assert!(limited.headers().contains_key("retry-after"));
+
+    let unset = GatewayProcess::start("").await;
+    let response = get(&format!("{}/admin/api/version", unset.url), Some(PASSWORD)).await;
+    assert_eq!(response.status().as_u16(), 503);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("set FAASO_PASSWORD"),
+        "{body}"
+    );
+
+    // An argon2 hash works like the password.
+    let mut hasher = std::process::Command::new(faaso_tests::bins::path("faaso-gateway"))
+        .arg("--hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(hasher.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    let hash = String::from_utf8(hasher.wait_with_output().unwrap().stdout).unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let hashed = GatewayProcess::start(&format!("password_hash: '{}'\n", hash.trim())).await;
+    let url = format!("{}/admin/api/version", hashed.url);
+    assert_eq!(get(&url, Some(PASSWORD)).await.status().as_u16(), 200);
+    assert_eq!(get(&url, Some("wrong")).await.status().as_u16(), 401);
+}
+
+#[tokio::test]
+async fn login_checks_and_saves_privately() {
+    let _docker = require_docker!();
+    let gateway = GatewayProcess::start(&format!("password: {PASSWORD}\n")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let faaso = Faaso::in_dir(dir.path());
+    let login = |password: &str| {
+        let mut child = faaso
+            .command()
+            .args(["login", "--server", &gateway.url])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let bad = login("nope");
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("wrong password"));
+    let saved = dir.path().join("config/faaso/config.yml");
+    assert!(!saved.exists(), "nothing saved after a wrong password");
+    let good = login(PASSWORD);
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    // Later commands use the saved login without --server.
+    let version = faaso.ok(&["version"]);
+    assert!(
+        version.contains(&format!("server {}", gateway.url)),
+        "{version}"
+    );
+}
+
+#[tokio::test]
+async fn the_whole_workflow_works_remotely() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let gateway = GatewayProcess::start(&format!("password: {PASSWORD}\n")).await;
+    // The client has its own (empty) folders: everything happens on the gateway's side.
+    let client_dir = tempfile::tempdir().unwrap();
+    let mut faaso = Faaso::in_dir(client_dir.path());
+    faaso.env = vec![
+        ("FAASO_SERVER".into(), gateway.url.clone()),
+        ("FAASO_PASSWORD".into(), PASSWORD.into()),
+    ];
+    let name = unique_name("remote");
+    cleanup.image(format!("faaso-{name}:latest"));
+    faaso.ok(&[
+        "new",
+        "-r",
+        "binary",
+        client_dir.path().join(&name).to_str().unwrap(),
+    ]);
+    std::fs::copy(
+        testfunko::build_executable(),
+        client_dir.path().join(&name).join("funko"),
+    )
+    .unwrap();
+
+    let built = faaso.ok(&["build", client_dir.path().join(&name).to_str().unwrap()]);
+    assert!(
+        built.starts_with(&format!("built faaso-{name}:latest, faaso-{name}:")),
+        "{built}"
+    );
+    for tag in built.trim().trim_start_matches("built ").split(", ") {
+        cleanup.image(tag.to_string());
+        docker.inspect_image(tag).await.unwrap();
+    }
+    faaso.ok(&["up", &name, "--scale", "2"]);
+    for c in faaso::docker::list_instances(&docker, &name).await.unwrap() {
+        cleanup.container(c.id.unwrap());
+    }
+    let url = format!("{}/funko/{name}/ping", gateway.url);
+    assert_eq!(
+        wait_for_status(&url, 200, Duration::from_secs(10)).await,
+        "OK"
+    );
+
+    let status: serde_json::Value =
+        serde_json::from_str(&faaso.ok(&["status", "--json", &name])).unwrap();
+    assert_eq!(status[0]["running"], 2);
+    assert_eq!(status[0]["scale"], 2);
+    assert!(faaso.ok(&["scale", &name]).contains("scale 2, 2 running"));
+    let logs = faaso.ok(&["logs", &name]);
+    assert_eq!(
+        logs.lines().filter(|l| l.contains("listening on")).count(),
+        2,
+        "{logs}"
+    );
+
+    let mut add = faaso.command();
+    let mut child = add
+        .args(["secret", "add", &name, "api_key"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"very-secret-value")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("very-secret-value"));
+    let listed = faaso.ok(&["secret", "list", &name]);
+    assert_eq!(listed, format!("{name}\tapi_key\n"));
+    let secrets = get(
+        &format!("{}/admin/api/secrets", gateway.url),
+        Some(PASSWORD),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(!secrets.contains("very-secret-value"), "{secrets}");
+    let read = format!("{}/funko/{name}/file?path=/secrets/api_key", gateway.url);
+    assert_eq!(
+        wait_for_status(&read, 200, Duration::from_secs(5)).await,
+        "very-secret-value"
+    );
+    faaso.ok(&["secret", "rm", &name, "api_key"]);
+    assert!(faaso.ok(&["secret", "list", &name]).is_empty());
+
+    // A new build, rolled out remotely.
+    faaso.ok(&["build", client_dir.path().join(&name).to_str().unwrap()]);
+    let deployed = faaso.ok(&["deploy", &name]);
+    assert!(
+        deployed.contains("2 replaced") || deployed.contains("0 replaced"),
+        "{deployed}"
+    );
+    faaso.ok(&["purge", "--yes", &name]);
+    assert!(
+        faaso::docker::list_instances(&docker, &name)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        docker
+            .inspect_image(&format!("faaso-{name}:latest"))
+            .await
+            .is_err()
+    );
+    // A server-side failure exits 1 with the server's message.
+    let out = faaso.run(&["scale", &name, "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("funko {name} has no image")));
+}
+
+fn tar_gz(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
+    let mut tar = Vec::new();
+    for (path, kind, data, link) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+        header.set_entry_type(*kind);
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        if let Some(link) = link {
+            header.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        }
+        header.set_cksum();
+        tar.extend_from_slice(header.as_bytes());
+        tar.extend_from_slice(data);
+        tar.resize(tar.len().div_ceil(512) * 512, 0);
+    }
+    tar.resize(tar.len() + 1024, 0);
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(&tar).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[tokio::test]
+async fn hostile_uploads_are_refused() {
+    let _docker = require_docker!();
+    let gateway =
+        GatewayProcess::start(&format!("password: {PASSWORD}\nmax_upload_bytes: 64KiB\n")).await;
+    let sentinel = format!("faaso-escape-{}", faaso::conventions::random_suffix());
+    let escape_path = format!("../../../../../../tmp/{sentinel}");
+    let absolute_path = format!("/tmp/{sentinel}");
+    let dockerfile: &[u8] = b"FROM scratch\n";
+    // Incompressible bytes (xorshift), so the upload itself is over the limit.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let random: Vec<u8> = (0..200_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        (
+            "a ../ entry",
+            tar_gz(&[
+                ("Dockerfile", tar::EntryType::Regular, dockerfile, None),
+                (&escape_path, tar::EntryType::Regular, b"x", None),
+            ]),
+            400,
+        ),
+        (
+            "an absolute path",
+            tar_gz(&[(&absolute_path, tar::EntryType::Regular, b"x", None)]),
+            400,
+        ),
+        (
+            "a symlink out",
+            tar_gz(&[
+                ("Dockerfile", tar::EntryType::Regular, dockerfile, None),
+                ("etc", tar::EntryType::Symlink, b"", Some("../../../../etc")),
+            ]),
+            400,
+        ),
+        (
+            "a device",
+            tar_gz(&[("dev", tar::EntryType::Char, b"", None)]),
+            400,
+        ),
+        (
+            "an oversize body",
+            tar_gz(&[("big", tar::EntryType::Regular, &random, None)]),
+            413,
+        ),
+        (
+            "a broken gzip",
+            b"\x1f\x8b\x08\x00garbage that is not deflate".to_vec(),
+            400,
+        ),
+        (
+            "a gzip bomb",
+            tar_gz(&[("zeros", tar::EntryType::Regular, &vec![0u8; 2 << 20], None)]),
+            413,
+        ),
+    ];
+    for (what, body, expected) in cases {
+        let response = client()
+            .post(format!("{}/admin/api/funkos/hostile/build", gateway.url))
+            .basic_auth("admin", Some(PASSWORD))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        assert_eq!(status, expected, "{what}: {body}");
+        assert!(body["error"].is_string(), "{what}: {body}");
+        println!("{what}: {status} {}", body["error"]);
+        assert!(
+            !std::path::Path::new(&absolute_path).exists(),
+            "{what} wrote outside"
+        );
+    }
+    // The private temporary folders are gone.
+    let leftovers = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("faaso-upload-"))
+        .count();
+    assert_eq!(leftovers, 0, "upload folders left in the temp dir");
+}
