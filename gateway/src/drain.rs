@@ -68,6 +68,8 @@ impl BackgroundService for Drain {
                 left = in_flight(),
                 "drained, exiting"
             );
+            // Give the log writer thread a moment to write the last lines.
+            std::thread::sleep(Duration::from_millis(20));
             std::process::exit(0);
         });
     }

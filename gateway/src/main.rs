@@ -103,9 +103,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Log lines (one per request with the access log) are written by a dedicated thread, so
+    // request threads never wait on stderr. The guard lives as long as the process: Pingora
+    // exits without returning here.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
+    std::mem::forget(guard);
     tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_env_filter(log_filter(&config.log_level))
         .init();
     if args.test {

@@ -1,0 +1,370 @@
+#!/usr/bin/env python3
+"""FaaSO benchmark harness: the gateway against nginx, HAProxy and Caddy, in one run.
+
+One backend container (the test funko, built static and shipped FROM scratch) runs on
+faaso-net. The gateway routes /funko/bench/ to it through Docker discovery; nginx, HAProxy
+and Caddy proxy the same path to the same container with keep-alive to the backend; "direct"
+hits the container itself (the ceiling). wrk drives each at 64 and 256 connections. Printed:
+requests/s, p50, p99, errors, peak RSS of the proxy, and the gateway's ratio to each; also
+the gateway with access log and metrics off, and discovery latency (docker start of a new
+instance → its first 200 through the gateway). Results also go to JSON.
+
+Usage:  python3 benches/run.py [--duration S] [--connections 64,256] [--trials N]
+                               [--json PATH] [--smoke]
+Needs Docker, wrk, nginx, haproxy and caddy (apt-get install wrk nginx-light haproxy caddy;
+installed when missing and running as root).
+"""
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import statistics
+import string
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NETWORK = "faaso-net"
+PACKAGES = {"wrk": "wrk", "nginx": "nginx-light", "haproxy": "haproxy", "caddy": "caddy"}
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def run(cmd, **kwargs):
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kwargs).stdout
+
+
+def suffix():
+    return "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(6))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_tools():
+    missing = [pkg for tool, pkg in PACKAGES.items() if shutil.which(tool) is None]
+    if missing:
+        if os.geteuid() != 0:
+            sys.exit(f"missing tools; install them: apt-get install {' '.join(missing)}")
+        log(f"installing {' '.join(missing)}")
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+def build(target_dir):
+    log("building the gateway (release) and the static test funko")
+    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "faaso-gateway"], cwd=ROOT, check=True)
+    triple = f"{platform.machine()}-unknown-linux-gnu"
+    env = {**os.environ, "RUSTFLAGS": "-C target-feature=+crt-static"}
+    env.pop("CARGO_ENCODED_RUSTFLAGS", None)
+    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "faaso-testfunko", "--target", triple,
+                    "--target-dir", os.path.join(target_dir, "testfunko")], cwd=ROOT, check=True, env=env)
+    exe = os.path.join(target_dir, "testfunko", triple, "release", "testfunko")
+    with tempfile.TemporaryDirectory() as ctx:
+        shutil.copy(exe, os.path.join(ctx, "testfunko"))
+        with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+            f.write('FROM scratch\nCOPY testfunko /testfunko\nENTRYPOINT ["/testfunko"]\n')
+        run(["docker", "build", "-q", "-t", "testfunko:bench", ctx])
+    return os.path.join(target_dir, "release", "faaso-gateway")
+
+
+def docker_api(method, path):
+    """A call to the Docker engine's API over its Unix socket (no CLI start-up in timings)."""
+    sock_path = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock").removeprefix("unix://")
+    conn = http.client.HTTPConnection("localhost")
+    conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.sock.connect(sock_path)
+    conn.request(method, path, headers={"Content-Length": "0"})
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    if response.status >= 300:
+        raise RuntimeError(f"docker {method} {path}: {response.status} {body!r}")
+    return body
+
+
+def container_ip(name):
+    return run(["docker", "inspect", "-f", "{{(index .NetworkSettings.Networks \"" + NETWORK + "\").IPAddress}}",
+                name]).strip()
+
+
+def wait_http(url, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            host, _, path = url.removeprefix("http://").partition("/")
+            h, p = host.split(":")
+            conn = http.client.HTTPConnection(h, int(p), timeout=2)
+            conn.request("GET", "/" + path)
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout}s")
+
+
+def peak_rss_mb(pids):
+    """Peak resident memory (VmHWM) summed over the proxy's processes, in MB."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return round(total / 1024, 1)
+
+
+def process_tree(pid):
+    pids = [pid]
+    try:
+        out = run(["pgrep", "-P", str(pid)])
+        for child in out.split():
+            pids += process_tree(int(child))
+    except subprocess.CalledProcessError:
+        pass
+    return pids
+
+
+def parse_ms(value):
+    units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    for unit in ("us", "ms", "s"):
+        if value.endswith(unit):
+            return float(value[: -len(unit)]) * units[unit]
+    return float(value)
+
+
+def wrk(url, connections, duration):
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url],
+                         text=True, capture_output=True).stdout
+    result = {"rps": 0.0, "p50_ms": None, "p99_ms": None, "errors": 0, "requests": 0}
+    for line in out.splitlines():
+        parts = line.split()
+        if line.startswith("Requests/sec:"):
+            result["rps"] = float(parts[1])
+        elif parts[:1] == ["50%"]:
+            result["p50_ms"] = parse_ms(parts[1])
+        elif parts[:1] == ["99%"]:
+            result["p99_ms"] = parse_ms(parts[1])
+        elif "requests in" in line:
+            result["requests"] = int(parts[0])
+        elif line.strip().startswith("Non-2xx"):
+            result["errors"] += int(parts[-1])
+        elif line.strip().startswith("Socket errors"):
+            result["errors"] += sum(int(p.strip(",")) for p in parts if p.strip(",").isdigit())
+    return result
+
+
+class Proxies:
+    """The processes under test; everything is stopped on exit."""
+
+    def __init__(self, work):
+        self.work = work
+        self.procs = {}
+        self.containers = []
+
+    def start(self, name, cmd, log_name=None):
+        out = open(os.path.join(self.work, log_name or f"{name}.log"), "w")
+        self.procs[name] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return self.procs[name]
+
+    def stop(self):
+        for proc in self.procs.values():
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for name in self.containers:
+            subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def write_anchor_configs(work, backend, ports):
+    with open(os.path.join(work, "nginx.conf"), "w") as f:
+        f.write(f"""worker_processes 2; daemon off; pid {work}/nginx.pid; error_log {work}/nginx.err;
+events {{ worker_connections 4096; }}
+http {{ access_log off;
+  upstream be {{ server {backend}; keepalive 64; }}
+  server {{ listen 127.0.0.1:{ports['nginx']};
+    location /funko/bench/ {{ proxy_pass http://be/; proxy_http_version 1.1; proxy_set_header Connection ""; }} }} }}
+""")
+    with open(os.path.join(work, "haproxy.cfg"), "w") as f:
+        f.write(f"""global
+  nbthread 2
+  maxconn 8000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:{ports['haproxy']}
+  http-request replace-path /funko/bench(/.*)? \\1
+  default_backend be
+backend be
+  server s1 {backend}
+""")
+    with open(os.path.join(work, "Caddyfile"), "w") as f:
+        f.write(f"""{{
+  admin off
+  auto_https off
+}}
+http://127.0.0.1:{ports['caddy']} {{
+  handle_path /funko/bench/* {{
+    reverse_proxy {backend}
+  }}
+}}
+""")
+
+
+def gateway_config(work, name, port, metrics_port, quiet):
+    path = os.path.join(work, f"{name}.yml")
+    with open(path, "w") as f:
+        f.write(f"listen: 127.0.0.1:{port}\nmetrics_listen: 127.0.0.1:{metrics_port}\n"
+                f"state_dir: {work}/{name}-state\nsecrets_dir: {work}/{name}-secrets\n"
+                f"pid_file: {work}/{name}.pid\nupgrade_sock: {work}/{name}.sock\nthreads: 2\n")
+        if quiet:
+            f.write("access_log: false\nmetrics: false\n")
+    return path
+
+
+def discovery_latency(gateway_url, trials, proxies):
+    """Seconds from `docker start` of a new instance to its first 200 through the gateway."""
+    host, port = gateway_url.removeprefix("http://").split(":")
+    samples = []
+    for n in range(trials):
+        funko = f"benchdisc_{suffix()}"
+        name = f"faaso-{funko}-{suffix()}"
+        run(["docker", "create", "--name", name, "--network", NETWORK, "testfunko:bench"])
+        proxies.containers.append(name)
+        conn = http.client.HTTPConnection(host, int(port), timeout=5)
+        start = time.perf_counter()
+        docker_api("POST", f"/containers/{name}/start")
+        while True:
+            try:
+                conn.request("GET", f"/funko/{funko}/ping")
+                response = conn.getresponse()
+                response.read()
+                if response.status == 200:
+                    break
+            except (OSError, http.client.HTTPException):
+                conn = http.client.HTTPConnection(host, int(port), timeout=5)
+            if time.perf_counter() - start > 10:
+                raise RuntimeError(f"{funko} not routable after 10 s")
+            time.sleep(0.002)
+        samples.append(time.perf_counter() - start)
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    samples.sort()
+    p99 = samples[min(len(samples) - 1, int(round(0.99 * (len(samples) - 1))))]
+    return {"trials": trials, "p50_ms": round(statistics.median(samples) * 1000, 1),
+            "p99_ms": round(p99 * 1000, 1), "max_ms": round(samples[-1] * 1000, 1)}
+
+
+def fmt(value, digits=1):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run (default 8)")
+    parser.add_argument("--connections", default="64,256", help="connection counts (default 64,256)")
+    parser.add_argument("--trials", type=int, default=20, help="discovery latency trials (default 20)")
+    parser.add_argument("--json", default=os.path.join(ROOT, "target", "bench", "results.json"))
+    parser.add_argument("--smoke", action="store_true", help="1 s runs at 64 connections, 3 trials (for CI)")
+    args = parser.parse_args()
+    if args.smoke:
+        args.duration, args.connections, args.trials = 1, "64", 3
+    connections = [int(c) for c in args.connections.split(",")]
+
+    ensure_tools()
+    target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    gateway_bin = build(target_dir)
+    work = tempfile.mkdtemp(prefix="faaso-bench-")
+    proxies = Proxies(work)
+    try:
+        subprocess.run(["docker", "network", "create", NETWORK], capture_output=True)
+        backend_name = f"faaso-bench-{suffix()}"
+        run(["docker", "run", "-d", "--name", backend_name, "--network", NETWORK, "testfunko:bench"])
+        proxies.containers.append(backend_name)
+        backend = f"{container_ip(backend_name)}:3000"
+        ports = {name: free_port() for name in ["gateway", "gateway_metrics", "quiet", "quiet_metrics",
+                                                "nginx", "haproxy", "caddy"]}
+        write_anchor_configs(work, backend, ports)
+        gateway = proxies.start("gateway", [gateway_bin, "--config",
+                                            gateway_config(work, "gateway", ports["gateway"], ports["gateway_metrics"], False)])
+        quiet = proxies.start("quiet", [gateway_bin, "--config",
+                                        gateway_config(work, "quiet", ports["quiet"], ports["quiet_metrics"], True)])
+        nginx = proxies.start("nginx", ["nginx", "-c", os.path.join(work, "nginx.conf")])
+        haproxy = proxies.start("haproxy", ["haproxy", "-f", os.path.join(work, "haproxy.cfg"), "-q"])
+        caddy = proxies.start("caddy", ["caddy", "run", "--config", os.path.join(work, "Caddyfile"),
+                                        "--adapter", "caddyfile"])
+        os.environ["GOMAXPROCS"] = "2"
+        targets = {
+            "direct": (f"http://{backend}/ping", None),
+            "gateway": (f"http://127.0.0.1:{ports['gateway']}/funko/bench/ping", gateway),
+            "nginx": (f"http://127.0.0.1:{ports['nginx']}/funko/bench/ping", nginx),
+            "haproxy": (f"http://127.0.0.1:{ports['haproxy']}/funko/bench/ping", haproxy),
+            "caddy": (f"http://127.0.0.1:{ports['caddy']}/funko/bench/ping", caddy),
+            "gateway, log+metrics off": (f"http://127.0.0.1:{ports['quiet']}/funko/bench/ping", quiet),
+        }
+        for name, (url, _) in targets.items():
+            wait_http(url)
+        results = []
+        for c in connections:
+            for name, (url, proc) in targets.items():
+                if name.startswith("gateway, ") and c != connections[0]:
+                    continue
+                log(f"wrk -c{c} -d{args.duration}s {name}")
+                r = wrk(url, c, args.duration)
+                r.update({"target": name, "connections": c,
+                          "peak_rss_mb": peak_rss_mb(process_tree(proc.pid)) if proc else None})
+                results.append(r)
+        log(f"discovery latency: {args.trials} trials")
+        discovery = discovery_latency(f"http://127.0.0.1:{ports['gateway']}", args.trials, proxies)
+    finally:
+        proxies.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    gateway_rps = {r["connections"]: r["rps"] for r in results if r["target"] == "gateway"}
+    for r in results:
+        r["gateway_ratio"] = round(gateway_rps[r["connections"]] / r["rps"], 2) if r["rps"] else None
+    machine = f"{os.cpu_count()} cores, {platform.machine()}, {platform.platform()}"
+    lines = [f"| target | conns | req/s | p50 ms | p99 ms | errors | peak RSS MB | gateway ÷ this |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['target']} | {r['connections']} | {r['rps']:.0f} | {fmt(r['p50_ms'], 2)} | "
+                     f"{fmt(r['p99_ms'], 2)} | {r['errors']} | {fmt(r['peak_rss_mb'])} | {fmt(r['gateway_ratio'], 2)} |")
+    lines.append("")
+    lines.append(f"Discovery (docker start → first 200 through the gateway, {discovery['trials']} trials): "
+                 f"p50 {discovery['p50_ms']} ms, p99 {discovery['p99_ms']} ms.")
+    lines.append(f"wrk -t1, {args.duration} s per run; machine: {machine}.")
+    print("\n".join(lines))
+    os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump({"machine": machine, "duration_s": args.duration, "results": results,
+                   "discovery": discovery}, f, indent=2)
+    log(f"results written to {args.json}")
+    failed = [r for r in results if r["rps"] == 0 or r["errors"] > 0]
+    if failed:
+        sys.exit(f"runs with errors or no throughput: {[(r['target'], r['connections']) for r in failed]}")
+
+
+if __name__ == "__main__":
+    main()
