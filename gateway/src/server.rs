@@ -46,6 +46,7 @@ pub fn server_conf(config: &Config) -> ServerConf {
         grace_period_seconds: Some(config.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
         max_retries: ATTEMPTS,
+        work_stealing: false,
         ..ServerConf::default()
     }
 }
