@@ -86,6 +86,15 @@ impl BuildContext {
         Ok(context)
     }
 
+    /// A tree of plain files (path, content), for example a rendered template.
+    pub fn from_files(files: impl IntoIterator<Item = (String, Vec<u8>)>) -> BuildContext {
+        let entries = files
+            .into_iter()
+            .map(|(path, data)| (path, Entry::File { data, mode: 0o644 }))
+            .collect();
+        BuildContext { entries }
+    }
+
     /// A folder that is itself a complete build context (an uploaded one, say).
     pub fn from_folder(folder: &Path) -> Result<BuildContext, ContextError> {
         let mut context = BuildContext::default();
@@ -192,8 +201,9 @@ impl BuildContext {
         builder.into_inner()
     }
 
-    /// Writes the context as a new folder `dest`. It is written next to `dest` first and moved
-    /// into place at the end, so a failure leaves nothing half-written.
+    /// Writes the tree as a new folder `dest` (a build context for `faaso export`, a new funko
+    /// for `faaso new`). It is written next to `dest` first and moved into place at the end, so
+    /// a failure leaves nothing half-written.
     pub fn write_to(&self, dest: &Path) -> Result<(), ContextError> {
         if dest.exists() || dest.symlink_metadata().is_ok() {
             return Err(ContextError::DestinationExists {

@@ -182,42 +182,35 @@ pub async fn list_instances(
     docker: &Docker,
     funko: &str,
 ) -> Result<Vec<ContainerSummary>, DockerError> {
-    let prefix = conventions::image_repo(funko);
-    let options = ListContainersOptions {
-        all: true,
-        filters: Some(HashMap::from([("name".to_string(), vec![prefix])])),
-        ..Default::default()
-    };
-    let containers = docker
-        .list_containers(Some(options))
-        .await
-        .map_err(DockerError::call(format!("list the containers of {funko}")))?;
-    Ok(containers
-        .into_iter()
-        .filter(|c| {
-            c.names
-                .as_ref()
-                .and_then(|names| names.first())
-                .and_then(|name| parse_instance_name(name))
-                .is_some_and(|parsed| parsed.funko == funko)
-        })
-        .collect())
+    list_instances_where(docker, &conventions::image_repo(funko), |f| f == funko).await
 }
 
 /// Every container that follows the instance convention, of any funko.
 pub async fn list_all_instances(docker: &Docker) -> Result<Vec<ContainerSummary>, DockerError> {
+    list_instances_where(docker, conventions::PREFIX, |_| true).await
+}
+
+/// Containers whose name contains `name_filter` (Docker's filter) and parses as an instance
+/// of a funko accepted by `funko`.
+async fn list_instances_where(
+    docker: &Docker,
+    name_filter: &str,
+    funko: impl Fn(&str) -> bool,
+) -> Result<Vec<ContainerSummary>, DockerError> {
     let options = ListContainersOptions {
         all: true,
         filters: Some(HashMap::from([(
             "name".to_string(),
-            vec![conventions::PREFIX.to_string()],
+            vec![name_filter.to_string()],
         )])),
         ..Default::default()
     };
     let containers = docker
         .list_containers(Some(options))
         .await
-        .map_err(DockerError::call("list containers"))?;
+        .map_err(DockerError::call(format!(
+            "list containers named {name_filter}*"
+        )))?;
     Ok(containers
         .into_iter()
         .filter(|c| {
@@ -225,7 +218,7 @@ pub async fn list_all_instances(docker: &Docker) -> Result<Vec<ContainerSummary>
                 .as_ref()
                 .and_then(|names| names.first())
                 .and_then(|name| parse_instance_name(name))
-                .is_some()
+                .is_some_and(|parsed| funko(parsed.funko))
         })
         .collect())
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+use crate::context::{BuildContext, ContextError};
 use crate::conventions::{InvalidName, validate_name};
 use crate::options::{OptionsError, Schema};
 use crate::render::{RenderError, Renderer};
@@ -30,12 +31,8 @@ pub enum NewError {
     Options(#[from] OptionsError),
     #[error(transparent)]
     Render(#[from] RenderError),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Write(ContextError),
 }
 
 /// Creates `folder` as a funko of `runtime` (a built-in name or a path). Returns the name.
@@ -75,38 +72,13 @@ pub fn new_funko(runtime: &str, folder: &Path) -> Result<String, NewError> {
         let yml = format!("name: {name}\nruntime: {}\noptions: {{}}\n", runtime.name);
         files.push((crate::funko::FUNKO_YML.to_string(), yml.into_bytes()));
     }
-    write_folder(folder, &files)?;
+    BuildContext::from_files(files)
+        .write_to(folder)
+        .map_err(|err| match err {
+            ContextError::DestinationExists { path } => NewError::Exists { path },
+            other => NewError::Write(other),
+        })?;
     Ok(name)
-}
-
-fn write_folder(folder: &Path, files: &[(String, Vec<u8>)]) -> Result<(), NewError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| NewError::Io { path, source }
-    };
-    let parent = match folder.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let staging = tempfile::Builder::new()
-        .prefix(".faaso-new-")
-        .tempdir_in(&parent)
-        .map_err(io(&parent))?;
-    for (path, content) in files {
-        let target = staging.path().join(path);
-        if let Some(dir) = target.parent() {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
-        }
-        std::fs::write(&target, content).map_err(io(&target))?;
-    }
-    let staged = staging.keep();
-    std::fs::rename(&staged, folder).map_err(|source| {
-        let _ = std::fs::remove_dir_all(&staged);
-        NewError::Io {
-            path: folder.to_path_buf(),
-            source,
-        }
-    })
 }
 
 #[cfg(test)]
