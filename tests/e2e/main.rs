@@ -3,6 +3,7 @@
 
 mod admin;
 mod cli;
+mod container;
 mod funkos;
 mod lifecycle;
 mod metrics;
