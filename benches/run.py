@@ -4,13 +4,19 @@
 One backend container (the test funko, built static and shipped FROM scratch) runs on
 faaso-net. The gateway routes /funko/bench/ to it through Docker discovery; nginx, HAProxy
 and Caddy proxy the same path to the same container with keep-alive to the backend; "direct"
-hits the container itself (the ceiling). wrk drives each at 64 and 256 connections. Printed:
-requests/s, p50, p99, errors, peak RSS of the proxy, and the gateway's ratio to each; also
-the gateway with access log and metrics off, and discovery latency (docker start of a new
-instance → its first 200 through the gateway). Results also go to JSON.
+hits the container itself (the ceiling); two bare Pingora proxies (one shared service, and
+one service per core as the gateway is built) show Pingora's own floor. wrk drives each at 64
+and 256 connections with a tiny response, and at 64 connections with 1 KiB and 64 KiB
+responses. Printed: requests/s, p50, p99, errors, CPU time per request of the proxy's
+processes (user + system, over the run, divided by the requests answered: the efficiency
+figure that does not depend on sharing the cores with wrk and the backend), peak RSS, and the
+gateway's ratio to each; also the gateway with access log and metrics off, and discovery
+latency (docker start of a new instance → its first 200 through the gateway). With
+--rounds N every run is repeated N times, interleaved, and the median (by req/s) is kept.
+Results also go to JSON.
 
-Usage:  python3 benches/run.py [--duration S] [--connections 64,256] [--trials N]
-                               [--json PATH] [--smoke]
+Usage:  python3 benches/run.py [--duration S] [--connections 64,256] [--rounds N]
+                               [--trials N] [--json PATH] [--smoke]
 Needs Docker, wrk, nginx, haproxy and caddy (apt-get install wrk nginx-light haproxy caddy;
 installed when missing and running as root).
 """
@@ -144,6 +150,20 @@ def process_tree(pid):
     return pids
 
 
+def cpu_seconds(pids):
+    """User + system CPU seconds used so far by the processes (and their reaped children)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            # After the command: state is field 3; utime 14, stime 15 (1-based in proc(5)).
+            total += int(fields[11]) + int(fields[12])
+        except (FileNotFoundError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def parse_ms(value):
     units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
     for unit in ("us", "ms", "s"):
@@ -152,10 +172,14 @@ def parse_ms(value):
     return float(value)
 
 
-def wrk(url, connections, duration):
+def wrk(url, connections, duration, pids=None):
+    """One wrk run; with `pids`, also the CPU time those processes used per request."""
+    before = cpu_seconds(pids) if pids else None
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url],
                          text=True, capture_output=True).stdout
-    result = {"rps": 0.0, "p50_ms": None, "p99_ms": None, "errors": 0, "requests": 0}
+    used = cpu_seconds(pids) - before if pids else None
+    result = {"rps": 0.0, "p50_ms": None, "p99_ms": None, "errors": 0, "requests": 0,
+              "cpu_us_per_request": None}
     for line in out.splitlines():
         parts = line.split()
         if line.startswith("Requests/sec:"):
@@ -170,6 +194,8 @@ def wrk(url, connections, duration):
             result["errors"] += int(parts[-1])
         elif line.strip().startswith("Socket errors"):
             result["errors"] += sum(int(p.strip(",")) for p in parts if p.strip(",").isdigit())
+    if used is not None and result["requests"]:
+        result["cpu_us_per_request"] = round(used / result["requests"] * 1e6, 1)
     return result
 
 
@@ -289,16 +315,26 @@ def fmt(value, digits=1):
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+SIZES = {"tiny": "/ping", "1KiB": "/bytes/1024", "64KiB": "/bytes/65536"}
+
+
+def median_run(runs):
+    """The run with the median req/s of several rounds."""
+    runs = sorted(runs, key=lambda r: r["rps"])
+    return runs[len(runs) // 2]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run (default 8)")
     parser.add_argument("--connections", default="64,256", help="connection counts (default 64,256)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of every run; the median is kept (default 1)")
     parser.add_argument("--trials", type=int, default=20, help="discovery latency trials (default 20)")
     parser.add_argument("--json", default=os.path.join(ROOT, "target", "bench", "results.json"))
     parser.add_argument("--smoke", action="store_true", help="1 s runs at 64 connections, 3 trials (for CI)")
     args = parser.parse_args()
     if args.smoke:
-        args.duration, args.connections, args.trials = 1, "64", 3
+        args.duration, args.connections, args.trials, args.rounds = 1, "64", 3, 1
     connections = [int(c) for c in args.connections.split(",")]
 
     ensure_tools()
@@ -313,69 +349,90 @@ def main():
         proxies.containers.append(backend_name)
         backend = f"{container_ip(backend_name)}:3000"
         ports = {name: free_port() for name in ["gateway", "gateway_metrics", "quiet", "quiet_metrics",
-                                                "nginx", "haproxy", "caddy", "bare"]}
+                                                "nginx", "haproxy", "caddy", "bare", "bare_per_core"]}
         write_anchor_configs(work, backend, ports)
         gateway = proxies.start("gateway", [gateway_bin, "--config",
                                             gateway_config(work, "gateway", ports["gateway"], ports["gateway_metrics"], False)])
         quiet = proxies.start("quiet", [gateway_bin, "--config",
                                         gateway_config(work, "quiet", ports["quiet"], ports["quiet_metrics"], True)])
-        bare = proxies.start("bare", [bare_bin, f"127.0.0.1:{ports['bare']}", backend])
+        bare = proxies.start("bare", [bare_bin, f"127.0.0.1:{ports['bare']}", backend, "shared"])
+        bare_per_core = proxies.start("bare_per_core", [bare_bin, f"127.0.0.1:{ports['bare_per_core']}", backend,
+                                                        "per-core"])
         nginx = proxies.start("nginx", ["nginx", "-c", os.path.join(work, "nginx.conf")])
         haproxy = proxies.start("haproxy", ["haproxy", "-f", os.path.join(work, "haproxy.cfg"), "-q"])
+        os.environ["GOMAXPROCS"] = "2"
         caddy = proxies.start("caddy", ["caddy", "run", "--config", os.path.join(work, "Caddyfile"),
                                         "--adapter", "caddyfile"])
-        os.environ["GOMAXPROCS"] = "2"
+        gw = f"http://127.0.0.1:{ports['gateway']}/funko/bench"
+        # name: (base URL, process, runs at every connection count and size)
         targets = {
-            "direct": (f"http://{backend}/ping", None),
-            "gateway": (f"http://127.0.0.1:{ports['gateway']}/funko/bench/ping", gateway),
-            "nginx": (f"http://127.0.0.1:{ports['nginx']}/funko/bench/ping", nginx),
-            "haproxy": (f"http://127.0.0.1:{ports['haproxy']}/funko/bench/ping", haproxy),
-            "caddy": (f"http://127.0.0.1:{ports['caddy']}/funko/bench/ping", caddy),
-            "gateway, log+metrics off": (f"http://127.0.0.1:{ports['quiet']}/funko/bench/ping", quiet),
-            "pingora, bare proxy": (f"http://127.0.0.1:{ports['bare']}/ping", bare),
+            "direct": (f"http://{backend}", None, True),
+            "gateway": (gw, gateway, True),
+            "nginx": (f"http://127.0.0.1:{ports['nginx']}/funko/bench", nginx, True),
+            "haproxy": (f"http://127.0.0.1:{ports['haproxy']}/funko/bench", haproxy, True),
+            "caddy": (f"http://127.0.0.1:{ports['caddy']}/funko/bench", caddy, True),
+            "pingora, bare per-core": (f"http://127.0.0.1:{ports['bare_per_core']}", bare_per_core, True),
+            "pingora, bare shared": (f"http://127.0.0.1:{ports['bare']}", bare, False),
+            "gateway, log+metrics off": (f"http://127.0.0.1:{ports['quiet']}/funko/bench", quiet, False),
         }
-        for name, (url, _) in targets.items():
-            wait_http(url)
-        results = []
+        for name, (base, _, _) in targets.items():
+            wait_http(base + "/ping")
+        plan = []
         for c in connections:
-            for name, (url, proc) in targets.items():
-                if (name.startswith("gateway, ") or name.startswith("pingora")) and c != connections[0]:
+            for size in SIZES:
+                if size != "tiny" and c != connections[0]:
                     continue
-                log(f"wrk -c{c} -d{args.duration}s {name}")
-                r = wrk(url, c, args.duration)
-                r.update({"target": name, "connections": c,
-                          "peak_rss_mb": peak_rss_mb(process_tree(proc.pid)) if proc else None})
-                results.append(r)
+                for name, (base, proc, everywhere) in targets.items():
+                    if not everywhere and (c != connections[0] or size != "tiny"):
+                        continue
+                    plan.append((name, c, size, base + SIZES[size], proc))
+        runs = {}
+        for round_no in range(args.rounds):
+            for name, c, size, url, proc in plan:
+                log(f"round {round_no + 1}/{args.rounds}: wrk -c{c} -d{args.duration}s {name} ({size})")
+                pids = process_tree(proc.pid) if proc else None
+                r = wrk(url, c, args.duration, pids)
+                r.update({"target": name, "connections": c, "size": size,
+                          "peak_rss_mb": peak_rss_mb(pids) if proc else None})
+                runs.setdefault((name, c, size), []).append(r)
+        results = [median_run(runs[(name, c, size)]) for name, c, size, _, _ in plan]
         log(f"discovery latency: {args.trials} trials")
         discovery = discovery_latency(f"http://127.0.0.1:{ports['gateway']}", args.trials, proxies)
     finally:
         proxies.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    gateway_rps = {r["connections"]: r["rps"] for r in results if r["target"] == "gateway"}
+    gateway_runs = {(r["connections"], r["size"]): r for r in results if r["target"] == "gateway"}
     for r in results:
-        r["gateway_ratio"] = round(gateway_rps[r["connections"]] / r["rps"], 2) if r["rps"] else None
+        g = gateway_runs[(r["connections"], r["size"])]
+        r["gateway_ratio"] = round(g["rps"] / r["rps"], 2) if r["rps"] else None
+        if g["cpu_us_per_request"] and r["cpu_us_per_request"]:
+            r["gateway_cpu_ratio"] = round(g["cpu_us_per_request"] / r["cpu_us_per_request"], 2)
+        else:
+            r["gateway_cpu_ratio"] = None
     machine = f"{os.cpu_count()} cores, {platform.machine()}, {platform.platform()}"
-    lines = [f"| target | conns | req/s | p50 ms | p99 ms | errors | peak RSS MB | gateway ÷ this |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| target | conns | response | req/s | p50 ms | p99 ms | errors | CPU µs/req | peak RSS MB "
+             "| gateway ÷ this (req/s) | gateway ÷ this (CPU/req) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['target']} | {r['connections']} | {r['rps']:.0f} | {fmt(r['p50_ms'], 2)} | "
-                     f"{fmt(r['p99_ms'], 2)} | {r['errors']} | {fmt(r['peak_rss_mb'])} | {fmt(r['gateway_ratio'], 2)} |")
+        lines.append(f"| {r['target']} | {r['connections']} | {r['size']} | {r['rps']:.0f} | {fmt(r['p50_ms'], 2)} | "
+                     f"{fmt(r['p99_ms'], 2)} | {r['errors']} | {fmt(r['cpu_us_per_request'])} | "
+                     f"{fmt(r['peak_rss_mb'])} | {fmt(r['gateway_ratio'], 2)} | {fmt(r['gateway_cpu_ratio'], 2)} |")
     lines.append("")
     lines.append(f"Discovery (docker start → first 200 through the gateway, {discovery['trials']} trials): "
                  f"p50 {discovery['p50_ms']} ms, p99 {discovery['p99_ms']} ms; after the engine's start call "
                  f"returned: p50 {discovery['after_start_returned_p50_ms']} ms, "
                  f"p99 {discovery['after_start_returned_p99_ms']} ms.")
-    lines.append(f"wrk -t1, {args.duration} s per run; machine: {machine}.")
+    lines.append(f"wrk -t1, {args.duration} s per run, median of {args.rounds} round(s); machine: {machine}.")
     print("\n".join(lines))
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as f:
-        json.dump({"machine": machine, "duration_s": args.duration, "results": results,
+        json.dump({"machine": machine, "duration_s": args.duration, "rounds": args.rounds, "results": results,
                    "discovery": discovery}, f, indent=2)
     log(f"results written to {args.json}")
     failed = [r for r in results if r["rps"] == 0 or r["errors"] > 0]
     if failed:
-        sys.exit(f"runs with errors or no throughput: {[(r['target'], r['connections']) for r in failed]}")
+        sys.exit(f"runs with errors or no throughput: {[(r['target'], r['connections'], r['size']) for r in failed]}")
 
 
 if __name__ == "__main__":

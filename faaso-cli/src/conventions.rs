@@ -119,23 +119,8 @@ pub fn instance_name(funko: &str, suffix: &str) -> String {
 /// A fresh random instance suffix: 6 characters from `[a-z0-9]`.
 pub fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    // RandomState is seeded from the OS per process and per instance: good enough for names
-    // that only need to differ, without a dependency on a random number crate.
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    let mut bits = hasher.finish();
     (0..SUFFIX_LEN)
-        .map(|_| {
-            let c = ALPHABET[(bits % ALPHABET.len() as u64) as usize];
-            bits /= ALPHABET.len() as u64;
-            c as char
-        })
+        .map(|_| char::from(ALPHABET[fastrand::usize(..ALPHABET.len())]))
         .collect()
 }
 

@@ -13,7 +13,7 @@ use bollard::models::{
 use criterion::{Criterion, criterion_group, criterion_main};
 use faaso_gateway::balancer::{Tried, pick};
 use faaso_gateway::router::{Route, route};
-use faaso_gateway::table::{BuildInput, RouteTable, build};
+use faaso_gateway::table::{BuildInput, PeerTimeouts, RouteTable, build};
 
 const FUNKOS: usize = 1_000;
 const INSTANCES: usize = 10;
@@ -56,6 +56,7 @@ fn table(containers: &[ContainerSummary], previous: &RouteTable) -> RouteTable {
             image_funkos: &[],
             stopping: &HashSet::new(),
             previous,
+            timeouts: PeerTimeouts::default(),
         },
     )
 }

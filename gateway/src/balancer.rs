@@ -11,7 +11,6 @@
 //!
 //! Nothing here allocates; it runs on every request.
 
-use std::cell::Cell;
 use std::sync::Arc;
 
 use crate::table::{DockerHealth, Instance};
@@ -63,9 +62,9 @@ pub fn pick(instances: &[Arc<Instance>], tried: Tried) -> Option<usize> {
     if count == 1 {
         return nth(0);
     }
-    let first = random_below(count);
+    let first = fastrand::usize(..count);
     // A second, different draw: offset by 1..count so it never equals the first.
-    let second = (first + 1 + random_below(count - 1)) % count;
+    let second = (first + 1 + fastrand::usize(..count - 1)) % count;
     let (a, b) = (nth(first)?, nth(second)?);
     let load = |index: usize| instances[index].state.in_flight();
     Some(if load(b) < load(a) { b } else { a })
@@ -104,46 +103,24 @@ pub fn state_of(instance: &Instance) -> InstanceHealth {
     }
 }
 
-thread_local! {
-    static RNG: Cell<u64> = Cell::new(seed());
-}
-
-fn seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_usize(&RNG as *const _ as usize);
-    hasher.finish() | 1
-}
-
-/// A uniform-enough random number in `0..n` (xorshift64*; not for secrets).
-fn random_below(n: usize) -> usize {
-    RNG.with(|rng| {
-        let mut x = rng.get();
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        rng.set(x);
-        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as usize % n
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::InstanceState;
+    use crate::table::{InstanceState, PeerTimeouts};
 
     fn instances(healths: &[DockerHealth]) -> Vec<Arc<Instance>> {
         healths
             .iter()
             .enumerate()
             .map(|(n, health)| {
-                Arc::new(Instance {
-                    id: format!("id{n}"),
-                    name: format!("faaso-f-{n:06}"),
-                    addr: format!("10.0.0.{}:3000", n + 1).parse().unwrap(),
-                    docker_health: *health,
-                    state: Arc::new(InstanceState::default()),
-                })
+                Arc::new(Instance::new(
+                    format!("id{n}"),
+                    format!("faaso-f-{n:06}"),
+                    format!("10.0.0.{}:3000", n + 1).parse().unwrap(),
+                    *health,
+                    Arc::new(InstanceState::default()),
+                    PeerTimeouts::default(),
+                ))
             })
             .collect()
     }

@@ -27,13 +27,15 @@ use futures_util::{FutureExt, StreamExt};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::table::{self, BuildInput, SharedTable};
+use crate::table::{self, BuildInput, PeerTimeouts, SharedTable};
 
 /// The discovery service.
 pub struct Discovery {
     pub docker_host: Option<String>,
     pub network: String,
     pub resync_interval: Duration,
+    /// Connection settings of the instances' peers.
+    pub timeouts: PeerTimeouts,
     pub table: SharedTable,
     /// Set once the first full sync has been published (`/readyz`).
     pub ready: Arc<AtomicBool>,
@@ -190,6 +192,7 @@ impl Discovery {
                 image_funkos: &image_funkos,
                 stopping: &stopping.0,
                 previous: &previous,
+                timeouts: self.timeouts,
             },
         );
         let metrics = crate::metrics::metrics();

@@ -9,6 +9,7 @@
 //! - [`balancer`]: picks an instance (power of two choices on requests in flight).
 //! - [`headers`]: forwarding headers and request ids (pure).
 //! - [`errors`]: proxy failures → HTTP status and message, in one place.
+//! - [`access_log`]: one line per funko request, formatted without `tracing`'s formatter.
 //! - [`metrics`]: Prometheus metrics (per-funko handles kept with the snapshot) and `/metrics`.
 //! - [`restore`]: brings funkos back to their saved scale at start.
 //! - [`responses`]: JSON error bodies and responses the gateway writes itself.
@@ -18,6 +19,7 @@
 //! - [`proxy`]: the thin `ProxyHttp` implementation that ties them together.
 //! - [`server`]: assembles the Pingora server from a [`config::Config`].
 
+pub mod access_log;
 pub mod admin;
 pub mod balancer;
 pub mod config;

@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use faaso_gateway::config::{Config, Source};
 use faaso_gateway::server::{self, ProcessFlags};
 
@@ -104,12 +107,17 @@ fn main() -> ExitCode {
         }
     };
     // Log lines (one per request with the access log) are written by a dedicated thread, so
-    // request threads never wait on stderr. The guard lives as long as the process: Pingora
-    // exits without returning here.
+    // request threads never wait on stderr. That thread buffers: under load it writes many
+    // lines per system call, and it flushes whenever it has caught up. The guard lives as long
+    // as the process: Pingora exits without returning here.
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
-        .finish(std::io::stderr());
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     std::mem::forget(guard);
+    faaso_gateway::access_log::install(writer.clone());
     tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(writer)

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::Uri;
+use http::{HeaderValue, Uri};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
@@ -24,30 +24,31 @@ use crate::errors;
 use crate::headers;
 use crate::metrics::{FunkoMetrics, RequestMetrics};
 use crate::responses::{error_body, write_json};
-use crate::router::{Route, route};
+use crate::router::{PrefixForm, Route, route, upstream_target};
 use crate::table::{Funko, InFlight, SharedTable};
 
-/// Settings the proxy needs on every request, taken from the config once.
+/// Settings the proxy needs on every request, taken from the config once (the upstream
+/// timeouts live in each instance's peer, see [`crate::table::PeerTimeouts`]).
 #[derive(Debug, Clone)]
 pub struct ProxySettings {
     pub max_body_bytes: u64,
-    pub connect_timeout: std::time::Duration,
-    pub read_timeout: std::time::Duration,
-    pub write_timeout: std::time::Duration,
-    pub idle_timeout: std::time::Duration,
     /// Whether each request is logged (target `faaso::access`).
     pub access_log: bool,
     /// Whether requests are counted in the metrics.
     pub metrics: bool,
 }
 
-/// The gateway's proxy logic.
+/// The gateway's proxy logic; each worker has a clone (the state behind it is shared).
+#[derive(Clone)]
 pub struct Gateway {
     pub table: SharedTable,
-    pub admin: crate::admin::Admin,
+    pub admin: Arc<crate::admin::Admin>,
     pub ready: Arc<AtomicBool>,
-    pub settings: ProxySettings,
+    pub settings: Arc<ProxySettings>,
 }
+
+/// The request id header, looked up without parsing a name.
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// Per-request state.
 #[derive(Debug)]
@@ -69,8 +70,12 @@ pub struct RequestCtx {
     tried: Tried,
     /// Counts this request on the current instance until the request ends.
     in_flight: Option<InFlight>,
+    /// Where the instance's target starts in the request target (after the prefix).
+    upstream_at: usize,
+    /// The prefix's form, for `X-Forwarded-Prefix`.
+    form: PrefixForm,
     /// The request id sent upstream and returned to the client.
-    request_id: String,
+    request_id: Option<HeaderValue>,
     /// Request body bytes seen so far.
     body_bytes: u64,
     /// Counts the request for draining on shutdown.
@@ -88,7 +93,9 @@ impl Default for RequestCtx {
             current: None,
             tried: Tried::default(),
             in_flight: None,
-            request_id: String::new(),
+            upstream_at: 0,
+            form: PrefixForm::Funko,
+            request_id: None,
             body_bytes: 0,
             _drain: crate::drain::RequestGuard::new(),
         }
@@ -147,20 +154,21 @@ impl ProxyHttp for Gateway {
             }
         };
         ctx.funko_request = true;
-        ctx.request_id = match headers::client_request_id(
-            header.headers.get("x-request-id").map(|v| v.as_bytes()),
-        ) {
-            Some(id) => id.to_string(),
-            None => headers::new_request_id(),
-        };
+        ctx.upstream_at = funko.prefix.len();
+        ctx.form = funko.form;
+        let request_id = headers::client_request_id(header.headers.get(X_REQUEST_ID))
+            .unwrap_or_else(headers::new_request_id);
         let Some(entry) = self.table.load().get(funko.name).cloned() else {
             if self.settings.metrics {
                 ctx.metrics = Some(RequestMetrics::new(FunkoMetrics::unknown()));
             }
             let body = error_body("no such funko", Some(funko.name));
-            write_json(session, 404, body, &[("X-Request-Id", &ctx.request_id)]).await?;
+            let id = request_id.to_str().unwrap_or_default();
+            write_json(session, 404, body, &[("X-Request-Id", id)]).await?;
+            ctx.request_id = Some(request_id);
             return Ok(true);
         };
+        ctx.request_id = Some(request_id);
         if self.settings.metrics {
             ctx.metrics = Some(RequestMetrics::new(Arc::clone(&entry.metrics)));
         }
@@ -211,13 +219,7 @@ impl ProxyHttp for Gateway {
         ctx.current = Some(index);
         // Replacing the guard ends the count on the instance tried before.
         ctx.in_flight = Some(instance.state.start_request());
-        let mut peer = HttpPeer::new(instance.addr, false, String::new());
-        let options = &mut peer.options;
-        options.connection_timeout = Some(self.settings.connect_timeout);
-        options.read_timeout = Some(self.settings.read_timeout);
-        options.write_timeout = Some(self.settings.write_timeout);
-        options.idle_timeout = Some(self.settings.idle_timeout);
-        Ok(Box::new(peer))
+        Ok(Box::new(instance.peer.clone()))
     }
 
     async fn upstream_request_filter(
@@ -226,18 +228,15 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        // request_filter routed this request; only the offset of the instance's target is kept.
         let target = upstream.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let Route::Funko(funko) = route(target) else {
-            return Err(Error::explain(
-                ErrorType::InternalError,
-                "funko route changed",
-            ));
-        };
-        let prefix = funko.prefix.to_string();
-        let uri: Uri = funko
-            .upstream_path_and_query()
-            .parse()
-            .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "malformed request target"))?;
+        let uri = target
+            .get(ctx.upstream_at..)
+            .map(upstream_target)
+            .and_then(|rest| Uri::try_from(&*rest).ok())
+            .ok_or_else(|| {
+                Error::explain(ErrorType::HTTPStatus(400), "malformed request target")
+            })?;
         upstream.set_uri(uri);
         let client_ip = session
             .client_addr()
@@ -253,7 +252,7 @@ impl ProxyHttp for Gateway {
         if let Some(value) = forwarded_for {
             upstream.insert_header("X-Forwarded-For", value)?;
         }
-        upstream.insert_header("X-Forwarded-Proto", "http")?;
+        upstream.insert_header("X-Forwarded-Proto", headers::PROTO_HTTP)?;
         if let Some(host) = session
             .req_header()
             .headers
@@ -262,8 +261,13 @@ impl ProxyHttp for Gateway {
         {
             upstream.insert_header("X-Forwarded-Host", host)?;
         }
-        upstream.insert_header("X-Forwarded-Prefix", prefix)?;
-        upstream.insert_header("X-Request-Id", ctx.request_id.as_str())?;
+        if let Some(funko) = &ctx.funko {
+            let prefix = funko.forwarded_prefix[ctx.form as usize].clone();
+            upstream.insert_header("X-Forwarded-Prefix", prefix)?;
+        }
+        if let Some(id) = &ctx.request_id {
+            upstream.insert_header("X-Request-Id", id.clone())?;
+        }
         Ok(())
     }
 
@@ -289,8 +293,8 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if !ctx.request_id.is_empty() {
-            upstream_response.insert_header("X-Request-Id", ctx.request_id.as_str())?;
+        if let Some(id) = &ctx.request_id {
+            upstream_response.insert_header("X-Request-Id", id.clone())?;
         }
         Ok(())
     }
@@ -350,20 +354,21 @@ impl ProxyHttp for Gateway {
         if let Some(metrics) = &ctx.metrics {
             metrics.funko().request_done(code, elapsed.as_secs_f64());
         }
-        if self.settings.access_log {
+        if self.settings.access_log && crate::access_log::enabled() {
             let request = session.req_header();
-            tracing::info!(
-                target: "faaso::access",
-                method = %request.method,
-                path = %request.uri,
-                funko = ctx.funko_name().unwrap_or(crate::metrics::UNKNOWN_FUNKO),
-                instance = ctx.instance_name(),
-                status = code,
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
-                bytes = session.body_bytes_sent(),
-                request_id = %ctx.request_id,
-                reused = ctx.reused.unwrap_or(false),
-            );
+            let path = request.uri.path_and_query().map_or("/", |pq| pq.as_str());
+            let request_id = ctx.request_id.as_ref().and_then(|id| id.to_str().ok());
+            crate::access_log::write(&crate::access_log::Entry {
+                method: request.method.as_str(),
+                path,
+                funko: ctx.funko_name().unwrap_or(crate::metrics::UNKNOWN_FUNKO),
+                instance: ctx.instance_name(),
+                status: code,
+                duration: elapsed,
+                bytes: session.body_bytes_sent(),
+                request_id: request_id.unwrap_or(""),
+                reused: ctx.reused.unwrap_or(false),
+            });
         }
     }
 
@@ -387,8 +392,8 @@ impl ProxyHttp for Gateway {
             if code == 503 {
                 extra.push(("Retry-After", "1"));
             }
-            if !ctx.request_id.is_empty() {
-                extra.push(("X-Request-Id", &ctx.request_id));
+            if let Some(id) = ctx.request_id.as_ref().and_then(|id| id.to_str().ok()) {
+                extra.push(("X-Request-Id", id));
             }
             if let Err(err) = write_json(session, code, body, &extra).await {
                 tracing::debug!(error = %err, "could not send the error response");

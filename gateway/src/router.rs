@@ -26,19 +26,36 @@ pub struct FunkoRoute<'a> {
     pub name: &'a str,
     /// The stripped prefix, `/funko/<name>` or `/faaso/<name>` (sent as `X-Forwarded-Prefix`).
     pub prefix: &'a str,
-    /// The path and query the instance sees: always starts with `/`.
+    /// Which of the two forms the prefix has.
+    pub form: PrefixForm,
+    /// What follows the prefix in the request target: empty, `?query`, or `/rest...`.
     pub upstream: &'a str,
+}
+
+/// The two spellings of a funko route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrefixForm {
+    /// `/funko/<name>`
+    Funko = 0,
+    /// `/faaso/<name>` (the original FaaSO's documented form)
+    Faaso = 1,
 }
 
 impl FunkoRoute<'_> {
     /// The upstream path and query, with `/` for an empty rest.
     pub fn upstream_path_and_query(&self) -> std::borrow::Cow<'_, str> {
-        if self.upstream.starts_with('/') {
-            self.upstream.into()
-        } else {
-            // "" or "?query": the rest was empty.
-            format!("/{}", self.upstream).into()
-        }
+        upstream_target(self.upstream)
+    }
+}
+
+/// The target an instance sees for what followed the prefix (`rest` is
+/// [`FunkoRoute::upstream`], found again by its offset in the request target): `rest` itself,
+/// or `/` before it when it was empty or only a query.
+pub fn upstream_target(rest: &str) -> std::borrow::Cow<'_, str> {
+    if rest.starts_with('/') {
+        rest.into()
+    } else {
+        format!("/{rest}").into()
     }
 }
 
@@ -47,7 +64,10 @@ pub fn route(path_and_query: &str) -> Route<'_> {
     let path = path_and_query
         .split_once('?')
         .map_or(path_and_query, |(p, _)| p);
-    for prefix in ["/funko/", "/faaso/"] {
+    for (prefix, form) in [
+        ("/funko/", PrefixForm::Funko),
+        ("/faaso/", PrefixForm::Faaso),
+    ] {
         if let Some(rest) = path_and_query.strip_prefix(prefix) {
             let end = rest.find(['/', '?']).unwrap_or(rest.len());
             let name = &rest[..end];
@@ -58,6 +78,7 @@ pub fn route(path_and_query: &str) -> Route<'_> {
             return Route::Funko(FunkoRoute {
                 name,
                 prefix: &path_and_query[..prefix_len],
+                form,
                 upstream: &path_and_query[prefix_len..],
             });
         }

@@ -1,13 +1,27 @@
-//! Assembles the Pingora server from the configuration: the proxy service on `listen`, the
-//! metrics service on `metrics_listen`, and the discovery, health-check and drain background
-//! services, sharing one routing snapshot. Pingora's own
-//! process options (threads, grace period, PID file, upgrade socket, retries) come from
-//! [`Config`] rather than from a second config file.
+//! Assembles the Pingora server from the configuration: one proxy service per worker on
+//! `listen`, the metrics service on `metrics_listen`, and the discovery, health-check, restore
+//! and drain background services, sharing one routing snapshot. Pingora's own process options
+//! (grace period, PID file, upgrade socket, retries) come from [`Config`] rather than from a
+//! second config file.
+//!
+//! # One data path per core
+//! Each of the `threads` workers is a proxy service of its own on a single-thread runtime, with
+//! its own listening socket (`SO_REUSEPORT`: the kernel spreads new connections over the
+//! sockets), its own accept loop and its own upstream connection pool. A request therefore
+//! stays on one thread from accept to instance and back, and a pooled connection is always
+//! reused by the thread that pooled it: no cross-thread wake-ups on the request path.
+//!
+//! Pingora keys listening sockets by their address text (that is how `-u` hands them to the
+//! next process), so two services with the same `listen` would share one socket. Each worker
+//! therefore listens on its own spelling of the same address ([`worker_listen_keys`]: the port
+//! with leading zeros), which resolves to the same address but names a socket of its own.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use arc_swap::ArcSwap;
+use pingora::listeners::TcpSocketOptions;
 use pingora::server::Server;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::services::background::background_service;
@@ -22,7 +36,7 @@ use crate::drain::Drain;
 use crate::health::HealthChecker;
 use crate::proxy::{Gateway, ProxySettings};
 use crate::restore::Restore;
-use crate::table::{RouteTable, SharedTable};
+use crate::table::{PeerTimeouts, RouteTable, SharedTable};
 
 /// Pingora's process flags that FaaSO keeps: `-u` upgrade, `-d` daemon, `-t` test config.
 #[derive(Debug, Clone, Copy, Default)]
@@ -35,10 +49,16 @@ pub struct ProcessFlags {
 /// Attempts per request: the first and up to 2 retries.
 const ATTEMPTS: usize = 3;
 
+/// Most listening sockets per address. Pingora hands listeners to the next process with their
+/// address texts in a 2 KiB message, so the spellings must stay short; workers beyond this
+/// share sockets (each socket then has several accept loops).
+pub const MAX_SOCKETS_PER_ADDRESS: usize = 16;
+
 /// Pingora's server settings derived from ours.
 pub fn server_conf(config: &Config) -> ServerConf {
     ServerConf {
-        threads: config.threads,
+        // Per service: each proxy worker and the metrics service run on one thread.
+        threads: 1,
         pid_file: config.pid_file.display().to_string(),
         upgrade_sock: config.upgrade_sock.display().to_string(),
         // Pingora keeps serving accepted connections for the grace period; the drain service
@@ -49,6 +69,29 @@ pub fn server_conf(config: &Config) -> ServerConf {
         work_stealing: false,
         ..ServerConf::default()
     }
+}
+
+/// The address text each worker listens on: `addr` itself for the first, then the same
+/// address with the port spelled with 1, 2, ... leading zeros (same socket address, another
+/// key in Pingora's listener table). Workers beyond [`MAX_SOCKETS_PER_ADDRESS`] reuse keys.
+pub fn worker_listen_keys(addr: SocketAddr, workers: usize) -> Vec<String> {
+    let (ip, port) = match addr {
+        SocketAddr::V4(v4) => (v4.ip().to_string(), v4.port()),
+        SocketAddr::V6(v6) => (format!("[{}]", v6.ip()), v6.port()),
+    };
+    (0..workers)
+        .map(|worker| {
+            let zeros = worker % MAX_SOCKETS_PER_ADDRESS;
+            format!("{ip}:{}{port}", "0".repeat(zeros))
+        })
+        .collect()
+}
+
+/// Socket options of every worker's listener.
+fn listener_options() -> TcpSocketOptions {
+    let mut options = TcpSocketOptions::default();
+    options.so_reuseport = Some(true);
+    options
 }
 
 /// Builds the server with all services added; the caller runs it.
@@ -64,11 +107,16 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
 
     let table: SharedTable = Arc::new(ArcSwap::from_pointee(RouteTable::default()));
     let ready = Arc::new(AtomicBool::new(false));
-
     let discovery = Discovery {
         docker_host: config.docker_host.clone(),
         network: config.network.clone(),
         resync_interval: config.resync_interval,
+        timeouts: PeerTimeouts {
+            connect: config.connect_timeout,
+            read: config.read_timeout,
+            write: config.write_timeout,
+            idle: config.idle_timeout,
+        },
         table: Arc::clone(&table),
         ready: Arc::clone(&ready),
     };
@@ -121,27 +169,72 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
     };
     let gateway = Gateway {
         table,
-        admin,
+        admin: Arc::new(admin),
         ready,
-        settings: ProxySettings {
+        settings: Arc::new(ProxySettings {
             max_body_bytes: config.max_body_bytes,
-            connect_timeout: config.connect_timeout,
-            read_timeout: config.read_timeout,
-            write_timeout: config.write_timeout,
-            idle_timeout: config.idle_timeout,
             access_log: config.access_log,
             metrics: config.metrics,
-        },
+        }),
     };
-    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
-    proxy.add_tcp(&config.listen.to_string());
-    server.add_service(proxy);
+    for (worker, key) in worker_listen_keys(config.listen, config.threads)
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("proxy worker {worker}");
+        let mut proxy = pingora::proxy::http_proxy_service_with_name(
+            &server.configuration,
+            gateway.clone(),
+            &name,
+        );
+        proxy.threads = Some(1);
+        proxy.add_tcp_with_settings(&key, listener_options());
+        server.add_service(proxy);
+    }
 
     if config.metrics {
         crate::metrics::metrics();
         let mut metrics = Service::new("metrics".to_string(), crate::metrics::server());
+        metrics.threads = Some(1);
         metrics.add_tcp(&config.metrics_listen.to_string());
         server.add_service(metrics);
     }
     server
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::ToSocketAddrs;
+
+    #[test]
+    fn worker_keys_are_distinct_spellings_of_one_address() {
+        for addr in ["0.0.0.0:8888", "127.0.0.1:1", "[::]:8888", "[::1]:65535"] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            let keys = worker_listen_keys(addr, 40);
+            assert_eq!(keys[0], addr.to_string());
+            let distinct: std::collections::HashSet<_> = keys.iter().collect();
+            assert_eq!(distinct.len(), MAX_SOCKETS_PER_ADDRESS);
+            for key in &keys {
+                let resolved: Vec<SocketAddr> = key.to_socket_addrs().unwrap().collect();
+                assert_eq!(resolved, [addr], "{key}");
+                assert!(!key.contains(' '), "keys are sent space-separated: {key}");
+            }
+        }
+    }
+
+    #[test]
+    fn keys_fit_pingoras_hand_over_message() {
+        // The longest address text, with a TLS listener and the metrics listener beside it.
+        let addr: SocketAddr = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
+            .parse()
+            .unwrap();
+        let one: usize = worker_listen_keys(addr, 1024)
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .iter()
+            .map(|key| key.len() + 1)
+            .sum();
+        assert!(2 * one + 64 < 2048, "{one} bytes per address");
+    }
 }

@@ -12,10 +12,13 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
 use faaso::conventions::{DEFAULT_PORT, PORT_LABEL, parse_instance_name};
+use http::HeaderValue;
+use pingora::upstreams::peer::HttpPeer;
 
 use crate::metrics::FunkoMetrics;
 
@@ -36,6 +39,26 @@ pub struct Funko {
     pub instances: Vec<Arc<Instance>>,
     /// The funko's metric handles, resolved once and carried over on rebuilds.
     pub metrics: Arc<FunkoMetrics>,
+    /// `X-Forwarded-Prefix` values, made once: `/funko/<name>` and `/faaso/<name>`.
+    pub forwarded_prefix: [HeaderValue; 2],
+}
+
+impl Funko {
+    /// A funko entry; the header values derived from the name are made here, once.
+    pub fn new(name: &str, instances: Vec<Arc<Instance>>, metrics: Arc<FunkoMetrics>) -> Funko {
+        // Names come from container and image names that passed the naming rule, so they are
+        // valid header text; an empty value is the fallback that can never be sent wrong.
+        let prefix = |route: &str| {
+            HeaderValue::try_from(format!("/{route}/{name}"))
+                .unwrap_or(HeaderValue::from_static(""))
+        };
+        Funko {
+            name: Arc::from(name),
+            instances,
+            metrics,
+            forwarded_prefix: [prefix("funko"), prefix("faaso")],
+        }
+    }
 }
 
 /// Docker's own health status of a container, from its `HEALTHCHECK`.
@@ -56,6 +79,56 @@ pub struct Instance {
     pub addr: SocketAddr,
     pub docker_health: DockerHealth,
     pub state: Arc<InstanceState>,
+    /// The upstream peer with the gateway's timeouts, made once per snapshot (a request only
+    /// clones it).
+    pub peer: HttpPeer,
+}
+
+/// Connection settings of every instance's [`HttpPeer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerTimeouts {
+    pub connect: Duration,
+    pub read: Duration,
+    pub write: Duration,
+    /// How long an idle pooled connection is kept.
+    pub idle: Duration,
+}
+
+impl Default for PeerTimeouts {
+    fn default() -> Self {
+        PeerTimeouts {
+            connect: Duration::from_secs(2),
+            read: Duration::from_secs(60),
+            write: Duration::from_secs(60),
+            idle: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Instance {
+    pub fn new(
+        id: String,
+        name: String,
+        addr: SocketAddr,
+        docker_health: DockerHealth,
+        state: Arc<InstanceState>,
+        timeouts: PeerTimeouts,
+    ) -> Instance {
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        let options = &mut peer.options;
+        options.connection_timeout = Some(timeouts.connect);
+        options.read_timeout = Some(timeouts.read);
+        options.write_timeout = Some(timeouts.write);
+        options.idle_timeout = Some(timeouts.idle);
+        Instance {
+            id,
+            name,
+            addr,
+            docker_health,
+            state,
+            peer,
+        }
+    }
 }
 
 /// What the gateway learns about an instance between rebuilds.
@@ -164,6 +237,8 @@ pub struct BuildInput<'a> {
     pub stopping: &'a HashSet<String>,
     /// The table being replaced, whose instance states are carried over.
     pub previous: &'a RouteTable,
+    /// Connection settings of the instances' peers.
+    pub timeouts: PeerTimeouts,
 }
 
 /// Builds a table from Docker's container list (`all=true`, so stopped containers still make
@@ -196,12 +271,10 @@ pub fn build(containers: &[ContainerSummary], input: &BuildInput<'_>) -> RouteTa
                 Some(previous) => Arc::clone(&previous.metrics),
                 None => Arc::new(FunkoMetrics::new(name)),
             };
-            let funko = Funko {
-                name: Arc::from(name),
-                instances,
-                metrics,
-            };
-            (Box::from(name), Arc::new(funko))
+            (
+                Box::from(name),
+                Arc::new(Funko::new(name, instances, metrics)),
+            )
         })
         .collect();
     RouteTable { funkos }
@@ -233,13 +306,14 @@ fn instance_of<'c>(
         .get(id)
         .map(|state| Arc::clone(state))
         .unwrap_or_default();
-    let instance = Instance {
-        id: id.to_string(),
-        name: container_name.trim_start_matches('/').to_string(),
-        addr: SocketAddr::new(ip, port),
-        docker_health: docker_health(container.status.as_deref().unwrap_or("")),
+    let instance = Instance::new(
+        id.to_string(),
+        container_name.trim_start_matches('/').to_string(),
+        SocketAddr::new(ip, port),
+        docker_health(container.status.as_deref().unwrap_or("")),
         state,
-    };
+        input.timeouts,
+    );
     Some((parsed.funko, Some(instance)))
 }
 
@@ -314,6 +388,7 @@ pub(crate) mod tests {
                 image_funkos: &["imageonly".to_string()],
                 stopping: &HashSet::from(["stopping1".to_string()]),
                 previous,
+                timeouts: PeerTimeouts::default(),
             },
         )
     }
