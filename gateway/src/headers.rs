@@ -1,6 +1,7 @@
-//! Header rewrites between client and instance, as pure functions:
-//! `X-Forwarded-For` (appended to), `X-Forwarded-Proto`, `X-Forwarded-Host`,
-//! `X-Forwarded-Prefix` and `X-Request-Id` (kept when the client sent a sane one, else made).
+//! Header rewrites between client and instance, as pure functions: [`rewrite_request`] turns
+//! the client's request into the instance's (prefix stripped, `X-Forwarded-For` appended to,
+//! `X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Forwarded-Prefix` and `X-Request-Id` set); the
+//! request id is kept when the client sent a sane one, else made.
 //!
 //! Values are [`HeaderValue`]s, which share their bytes when cloned: a request id is made (or
 //! taken from the client) once and then sent upstream and back without another copy.
@@ -8,13 +9,59 @@
 use std::io::Write;
 use std::net::IpAddr;
 
-use http::HeaderValue;
+use http::{HeaderValue, Uri};
+use pingora::http::RequestHeader;
+use pingora::prelude::{Error, ErrorType, Result};
+
+use crate::router::upstream_target;
 
 /// Longest client-supplied request id that is kept.
 const MAX_REQUEST_ID: usize = 128;
 
 /// `X-Forwarded-Proto` of the plain listener.
 pub const PROTO_HTTP: HeaderValue = HeaderValue::from_static("http");
+
+/// What the gateway tells an instance about the request, besides the request itself.
+#[derive(Debug)]
+pub struct Forwarding<'a> {
+    /// Where the instance's target starts in the request target (after `/funko/<name>`).
+    pub upstream_at: usize,
+    /// The client's address.
+    pub client: Option<IpAddr>,
+    /// `X-Forwarded-Prefix`: `/funko/<name>` or `/faaso/<name>`.
+    pub prefix: Option<&'a HeaderValue>,
+    /// `X-Request-Id`.
+    pub request_id: Option<&'a HeaderValue>,
+}
+
+/// Rewrites `request` (a copy of the client's) into what the instance gets.
+pub fn rewrite_request(request: &mut RequestHeader, forwarding: &Forwarding<'_>) -> Result<()> {
+    let target = request.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let uri = target
+        .get(forwarding.upstream_at..)
+        .map(upstream_target)
+        .and_then(|rest| Uri::try_from(&*rest).ok())
+        .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(400), "malformed request target"))?;
+    request.set_uri(uri);
+    let chain = forwarded_for(
+        request.headers.get("x-forwarded-for").map(|v| v.as_bytes()),
+        forwarding.client,
+    );
+    if let Some(value) = chain {
+        request.insert_header("X-Forwarded-For", value)?;
+    }
+    request.insert_header("X-Forwarded-Proto", PROTO_HTTP)?;
+    if let Some(host) = request.headers.get(http::header::HOST).cloned() {
+        request.insert_header("X-Forwarded-Host", host)?;
+    }
+    if let Some(prefix) = forwarding.prefix {
+        request.insert_header("X-Forwarded-Prefix", prefix.clone())?;
+    }
+    if let Some(id) = forwarding.request_id {
+        request.insert_header("X-Request-Id", id.clone())?;
+    }
+    Ok(())
+}
 
 /// The `X-Forwarded-For` value: the client's chain with the client's address appended.
 pub fn forwarded_for(existing: Option<&[u8]>, client: Option<IpAddr>) -> Option<HeaderValue> {
@@ -109,6 +156,43 @@ mod tests {
         );
         assert_eq!(forwarded_for(Some(b" "), None), None);
         assert_eq!(forwarded_for(Some(b"1.1.1.1"), None).unwrap(), "1.1.1.1");
+    }
+
+    #[test]
+    fn requests_are_rewritten_for_the_instance() {
+        let mut request = RequestHeader::build("GET", b"/funko/hello/a/b?x=1", None).unwrap();
+        request.insert_header("Host", "gw.example").unwrap();
+        request.insert_header("X-Forwarded-For", "1.1.1.1").unwrap();
+        let prefix = HeaderValue::from_static("/funko/hello");
+        let id = HeaderValue::from_static("abc");
+        let forwarding = Forwarding {
+            upstream_at: "/funko/hello".len(),
+            client: Some("10.0.0.7".parse().unwrap()),
+            prefix: Some(&prefix),
+            request_id: Some(&id),
+        };
+        rewrite_request(&mut request, &forwarding).unwrap();
+        assert_eq!(request.uri, "/a/b?x=1");
+        let header = |name: &str| request.headers.get(name).unwrap().to_str().unwrap();
+        assert_eq!(header("x-forwarded-for"), "1.1.1.1, 10.0.0.7");
+        assert_eq!(header("x-forwarded-proto"), "http");
+        assert_eq!(header("x-forwarded-host"), "gw.example");
+        assert_eq!(header("x-forwarded-prefix"), "/funko/hello");
+        assert_eq!(header("x-request-id"), "abc");
+
+        let mut bare = RequestHeader::build("GET", b"/faaso/hello?q", None).unwrap();
+        rewrite_request(
+            &mut bare,
+            &Forwarding {
+                upstream_at: "/faaso/hello".len(),
+                client: None,
+                prefix: None,
+                request_id: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(bare.uri, "/?q");
+        assert!(bare.headers.get("x-forwarded-for").is_none());
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! - [`responses`]: JSON error bodies and responses the gateway writes itself.
 //! - [`discovery`]: the background service that follows Docker and publishes snapshots.
 //! - [`health`]: the background service that checks `GET /ping` on every instance.
+//! - [`tunnel`]: WebSocket and other `Upgrade` requests, relayed by the gateway itself.
 //! - [`drain`]: counts requests in flight and exits once they are done on shutdown.
 //! - [`proxy`]: the thin `ProxyHttp` implementation that ties them together.
 //! - [`server`]: assembles the Pingora server from a [`config::Config`].
@@ -35,3 +36,4 @@ pub mod restore;
 pub mod router;
 pub mod server;
 pub mod table;
+pub mod tunnel;

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{HeaderValue, Uri};
+use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
@@ -24,8 +24,9 @@ use crate::errors;
 use crate::headers;
 use crate::metrics::{FunkoMetrics, RequestMetrics};
 use crate::responses::{error_body, write_json};
-use crate::router::{PrefixForm, Route, route, upstream_target};
-use crate::table::{Funko, InFlight, SharedTable};
+use crate::router::{PrefixForm, Route, route};
+use crate::table::{Funko, InFlight, Instance, SharedTable};
+use crate::tunnel;
 
 /// Settings the proxy needs on every request, taken from the config once (the upstream
 /// timeouts live in each instance's peer, see [`crate::table::PeerTimeouts`]).
@@ -107,11 +108,112 @@ impl RequestCtx {
         self.funko.as_deref().map(|f| &*f.name)
     }
 
+    /// What the instance is told about this request (request_filter routed it).
+    fn forwarding(&self, session: &Session) -> headers::Forwarding<'_> {
+        headers::Forwarding {
+            upstream_at: self.upstream_at,
+            client: session
+                .client_addr()
+                .and_then(|addr| addr.as_inet())
+                .map(|addr| addr.ip()),
+            prefix: self
+                .funko
+                .as_deref()
+                .map(|funko| &funko.forwarded_prefix[self.form as usize]),
+            request_id: self.request_id.as_ref(),
+        }
+    }
+
     fn instance_name(&self) -> &str {
         match (&self.funko, self.current) {
             (Some(funko), Some(index)) => &funko.instances[index].name,
             _ => "",
         }
+    }
+}
+
+impl Gateway {
+    /// Picks the instance for the next attempt (skipping those tried) and counts the request on
+    /// it; on a retry, counts the retry.
+    fn next_instance(&self, ctx: &mut RequestCtx) -> Result<Arc<Instance>> {
+        let Some(funko) = ctx.funko.clone() else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no funko in context",
+            ));
+        };
+        let Some(index) = balancer::pick(&funko.instances, ctx.tried) else {
+            let status = if ctx.current.is_some() { 502 } else { 503 };
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(status),
+                "no instance left to try",
+            ));
+        };
+        let instance = Arc::clone(&funko.instances[index]);
+        if ctx.current.is_some() && self.settings.metrics {
+            funko.metrics.retry();
+        }
+        ctx.tried.insert(index);
+        ctx.current = Some(index);
+        // Replacing the guard ends the count on the instance tried before.
+        ctx.in_flight = Some(instance.state.start_request());
+        Ok(instance)
+    }
+
+    /// A connection to an instance failed: it is out until it passes a check.
+    fn connect_failed(&self, ctx: &RequestCtx, error: &dyn std::fmt::Display) {
+        if let (Some(funko), Some(index)) = (&ctx.funko, ctx.current) {
+            let instance = &funko.instances[index];
+            instance.state.connect_failed();
+            if self.settings.metrics {
+                funko.metrics.connect_error();
+            }
+            tracing::warn!(instance = %instance.name, addr = %instance.addr, %error, "connect failed; instance out until it passes a check");
+        }
+    }
+
+    /// Serves an `Upgrade` request through [`tunnel`]: an instance is picked (and others tried
+    /// when a connect fails, as for any request), then the tunnel runs until it closes.
+    async fn tunnel(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        let mut attempts = 0;
+        let (instance, stream) = loop {
+            attempts += 1;
+            let instance = self.next_instance(ctx)?;
+            let timeout = instance
+                .peer
+                .options
+                .connection_timeout
+                .unwrap_or(std::time::Duration::from_secs(2));
+            match tunnel::connect(instance.addr, timeout).await {
+                Ok(stream) => break (instance, stream),
+                Err(err) => {
+                    self.connect_failed(ctx, &err);
+                    if attempts >= crate::server::ATTEMPTS {
+                        return Err(err);
+                    }
+                }
+            }
+        };
+        ctx.reused = Some(false);
+        if let Some(metrics) = &ctx.metrics {
+            metrics.funko().upstream_request(false);
+        }
+        let mut request = session.req_header().clone();
+        headers::rewrite_request(&mut request, &ctx.forwarding(session))?;
+        let options = &instance.peer.options;
+        let timeouts = tunnel::Timeouts {
+            connect: options
+                .connection_timeout
+                .unwrap_or(std::time::Duration::from_secs(2)),
+            read: options
+                .read_timeout
+                .unwrap_or(std::time::Duration::from_secs(60)),
+            write: options
+                .write_timeout
+                .unwrap_or(std::time::Duration::from_secs(60)),
+        };
+        tunnel::relay(session, stream, request, timeouts, ctx.request_id.as_ref()).await?;
+        Ok(())
     }
 }
 
@@ -190,6 +292,10 @@ impl ProxyHttp for Gateway {
                 return Err(Error::explain(ErrorType::HTTPStatus(413), "body too large"));
             }
         }
+        if session.is_upgrade_req() {
+            self.tunnel(session, ctx).await?;
+            return Ok(true);
+        }
         Ok(false)
     }
 
@@ -198,27 +304,7 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let Some(funko) = ctx.funko.clone() else {
-            return Err(Error::explain(
-                ErrorType::InternalError,
-                "no funko in context",
-            ));
-        };
-        let Some(index) = balancer::pick(&funko.instances, ctx.tried) else {
-            let status = if ctx.current.is_some() { 502 } else { 503 };
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(status),
-                "no instance left to try",
-            ));
-        };
-        let instance = &funko.instances[index];
-        if ctx.current.is_some() && self.settings.metrics {
-            funko.metrics.retry();
-        }
-        ctx.tried.insert(index);
-        ctx.current = Some(index);
-        // Replacing the guard ends the count on the instance tried before.
-        ctx.in_flight = Some(instance.state.start_request());
+        let instance = self.next_instance(ctx)?;
         Ok(Box::new(instance.peer.clone()))
     }
 
@@ -228,47 +314,7 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        // request_filter routed this request; only the offset of the instance's target is kept.
-        let target = upstream.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let uri = target
-            .get(ctx.upstream_at..)
-            .map(upstream_target)
-            .and_then(|rest| Uri::try_from(&*rest).ok())
-            .ok_or_else(|| {
-                Error::explain(ErrorType::HTTPStatus(400), "malformed request target")
-            })?;
-        upstream.set_uri(uri);
-        let client_ip = session
-            .client_addr()
-            .and_then(|addr| addr.as_inet())
-            .map(|addr| addr.ip());
-        let forwarded_for = headers::forwarded_for(
-            upstream
-                .headers
-                .get("x-forwarded-for")
-                .map(|v| v.as_bytes()),
-            client_ip,
-        );
-        if let Some(value) = forwarded_for {
-            upstream.insert_header("X-Forwarded-For", value)?;
-        }
-        upstream.insert_header("X-Forwarded-Proto", headers::PROTO_HTTP)?;
-        if let Some(host) = session
-            .req_header()
-            .headers
-            .get(http::header::HOST)
-            .cloned()
-        {
-            upstream.insert_header("X-Forwarded-Host", host)?;
-        }
-        if let Some(funko) = &ctx.funko {
-            let prefix = funko.forwarded_prefix[ctx.form as usize].clone();
-            upstream.insert_header("X-Forwarded-Prefix", prefix)?;
-        }
-        if let Some(id) = &ctx.request_id {
-            upstream.insert_header("X-Request-Id", id.clone())?;
-        }
-        Ok(())
+        headers::rewrite_request(upstream, &ctx.forwarding(session))
     }
 
     async fn request_body_filter(
@@ -307,18 +353,11 @@ impl ProxyHttp for Gateway {
     fn fail_to_connect(
         &self,
         _session: &mut Session,
-        peer: &HttpPeer,
+        _peer: &HttpPeer,
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let (Some(funko), Some(index)) = (&ctx.funko, ctx.current) {
-            let instance = &funko.instances[index];
-            instance.state.connect_failed();
-            if self.settings.metrics {
-                funko.metrics.connect_error();
-            }
-            tracing::warn!(instance = %instance.name, %peer, error = %e, "connect failed; instance out until it passes a check");
-        }
+        self.connect_failed(ctx, &e);
         // Pingora bounds the attempts (3: the first and up to 2 retries).
         e.set_retry(true);
         e

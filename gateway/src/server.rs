@@ -47,7 +47,7 @@ pub struct ProcessFlags {
 }
 
 /// Attempts per request: the first and up to 2 retries.
-const ATTEMPTS: usize = 3;
+pub const ATTEMPTS: usize = 3;
 
 /// Most listening sockets per address. Pingora hands listeners to the next process with their
 /// address texts in a 2 KiB message, so the spellings must stay short; workers beyond this

@@ -15,6 +15,9 @@
 //! - `/version`: the value of `TESTFUNKO_VERSION` (default `1`), to tell images apart
 //!
 //! `TESTFUNKO_DELAY_MS` adds that much latency to every request but `/ping` (a slow instance).
+//! `TESTFUNKO_EAGER_UPGRADE=1` makes every connection an upgraded one whose `101` is sent as soon
+//! as the connection is accepted, before the request is read (the fastest possible instance: the
+//! answer is there before the proxy has finished sending), then echoes raw bytes.
 //!
 //! It listens on `0.0.0.0:$PORT` (default 3000). On SIGTERM it stops accepting and exits once the
 //! requests in flight are answered (at most 5 s later), as a well-behaved funko should.
@@ -71,6 +74,13 @@ fn serve_connection(stream: TcpStream) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
+    if std::env::var_os("TESTFUNKO_EAGER_UPGRADE").is_some() {
+        writer.write_all(SWITCHING_PROTOCOLS)?;
+        writer.flush()?;
+        // The request's head, read only now, is not needed; what follows it is echoed.
+        http::read_request(&mut reader)?;
+        return io::copy(&mut reader, &mut writer).map(|_| ());
+    }
     loop {
         let Some(request) = http::read_request(&mut reader)? else {
             return Ok(());
@@ -148,10 +158,11 @@ fn answer(request: &Request, out: &mut TcpStream) -> io::Result<()> {
 
 /// Switches protocols (as a WebSocket server would) and echoes raw bytes until the client
 /// closes: enough to show that a proxy passes upgraded connections through.
+const SWITCHING_PROTOCOLS: &[u8] =
+    b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+
 fn upgrade_echo(out: &mut TcpStream) -> io::Result<()> {
-    out.write_all(
-        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-    )?;
+    out.write_all(SWITCHING_PROTOCOLS)?;
     out.flush()?;
     let mut input = out.try_clone()?;
     let mut buf = [0u8; 4096];

@@ -1,0 +1,163 @@
+//! WebSocket and other HTTP/1.1 `Upgrade` requests, carried by the gateway itself rather than
+//! by Pingora's proxy loop.
+//!
+//! Pingora 0.9 queues the end of an upgrade request's (empty) body before it reads the
+//! instance's answer; when a fast instance's `101` is read first, that queued end is taken for
+//! the end of the tunnel and the connection is closed right after the handshake
+//! (cloudflare/pingora#946). Here the order is ours: the request goes out, the answer comes
+//! back and is relayed, and only after a `101` do bytes flow, both ways, until either side
+//! closes. Everything else about the request is as for any funko request: the same instance
+//! choice, rewrites, metrics, access log line and drain accounting (the proxy does those).
+//!
+//! Pingora's own HTTP/1.1 sessions do the framing on both sides: the client's (downstream)
+//! session switches to pass-through when the `101` is written to it, the instance's when the
+//! `101` is read from it. An established tunnel has no idle timeout (a quiet WebSocket is
+//! normal); the handshake has the instance's connect and read timeouts.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderValue;
+use pingora::http::RequestHeader;
+use pingora::prelude::*;
+use pingora::protocols::http::v1::client::HttpSession as InstanceSession;
+use tokio::net::TcpStream;
+
+/// How a relayed upgrade request ended, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The instance answered `101`; the tunnel ran until one side closed.
+    Tunnel,
+    /// The instance refused the upgrade; its answer was relayed as a normal response.
+    Refused,
+}
+
+/// Timeouts of the handshake, from the instance's peer options.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub read: Duration,
+    pub write: Duration,
+}
+
+/// Opens a connection to an instance within `timeout`.
+pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream> {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => {
+            // Small frames both ways: no Nagle delay.
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
+        Ok(Err(err)) => Error::e_because(
+            ErrorType::ConnectError,
+            format!("connecting to {addr}"),
+            err,
+        ),
+        Err(_) => Error::e_explain(
+            ErrorType::ConnectTimedout,
+            format!("connecting to {addr}: no answer within {timeout:?}"),
+        ),
+    }
+}
+
+/// Sends `request` to the instance on `stream` and relays its answer to the client. When the
+/// answer is `101`, bytes are carried both ways until either side closes.
+///
+/// An `Err` means nothing was written to the client yet (the caller answers with an error);
+/// once the answer's header went out, failures end the relay quietly.
+pub async fn relay(
+    session: &mut Session,
+    stream: TcpStream,
+    request: RequestHeader,
+    timeouts: Timeouts,
+    request_id: Option<&HeaderValue>,
+) -> Result<Outcome> {
+    let mut instance = InstanceSession::new(Box::new(
+        pingora::protocols::l4::stream::Stream::from(stream),
+    ));
+    instance.read_timeout = Some(timeouts.read);
+    instance.write_timeout = Some(timeouts.write);
+    instance
+        .write_request_header(Box::new(request))
+        .await
+        .map_err(|e| e.into_up())?;
+    let mut response = loop {
+        instance.read_response().await.map_err(|e| e.into_up())?;
+        let Some(header) = instance.resp_header() else {
+            return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header");
+        };
+        // 1xx answers other than 101 (100 Continue, 103 Early Hints) precede the real one.
+        if header.status.is_informational() && header.status != 101 {
+            continue;
+        }
+        break Box::new(header.clone());
+    };
+    if let Some(id) = request_id {
+        response.insert_header("X-Request-Id", id.clone())?;
+    }
+    session.write_response_header(response, false).await?;
+
+    if session.was_upgraded() && instance.was_upgraded() {
+        instance.maybe_upgrade_body_writer();
+        instance.read_timeout = None;
+        session.set_read_timeout(None);
+        if let Err(err) = carry(session, &mut instance).await {
+            tracing::debug!(error = %err, "tunnel ended with an error");
+        }
+        let _ = session.write_response_body(None, true).await;
+        instance.shutdown().await;
+        Ok(Outcome::Tunnel)
+    } else {
+        // A refused upgrade is a normal response: its body goes to the client as it comes.
+        loop {
+            match instance.read_body_bytes().await {
+                Ok(Some(data)) => {
+                    if session
+                        .write_response_body(Some(data), false)
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    let _ = session.write_response_body(None, true).await;
+                    break;
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, "reading a refused upgrade's body failed");
+                    break;
+                }
+            }
+        }
+        Ok(Outcome::Refused)
+    }
+}
+
+/// Carries bytes both ways until either side closes or fails.
+async fn carry(session: &mut Session, instance: &mut InstanceSession) -> Result<()> {
+    loop {
+        // Both reads are cancel-safe: a read that loses the race has consumed nothing.
+        let step = tokio::select! {
+            from_client = session.downstream_session.read_request_body() => {
+                Step::FromClient(from_client?)
+            }
+            from_instance = instance.read_body_bytes() => Step::FromInstance(from_instance?),
+        };
+        match step {
+            Step::FromClient(Some(data)) => {
+                instance.write_body(&data).await?;
+            }
+            Step::FromInstance(Some(data)) => {
+                session.write_response_body(Some(data), false).await?;
+            }
+            Step::FromClient(None) | Step::FromInstance(None) => return Ok(()),
+        }
+    }
+}
+
+enum Step {
+    FromClient(Option<Bytes>),
+    FromInstance(Option<Bytes>),
+}
