@@ -226,9 +226,18 @@ impl FunkoMetrics {
     }
 
     /// The handles for requests to funkos that do not exist.
-    pub fn unknown() -> Arc<FunkoMetrics> {
-        static UNKNOWN: OnceLock<Arc<FunkoMetrics>> = OnceLock::new();
-        Arc::clone(UNKNOWN.get_or_init(|| Arc::new(FunkoMetrics::new(UNKNOWN_FUNKO))))
+    pub fn unknown() -> &'static FunkoMetrics {
+        static UNKNOWN: OnceLock<FunkoMetrics> = OnceLock::new();
+        UNKNOWN.get_or_init(|| FunkoMetrics::new(UNKNOWN_FUNKO))
+    }
+
+    /// A request began: `faaso_http_requests_in_flight` goes up until [`Self::request_ended`].
+    pub fn request_started(&self) {
+        self.in_flight().inc();
+    }
+
+    pub fn request_ended(&self) {
+        self.in_flight().dec();
     }
 
     fn in_flight(&self) -> &IntGauge {
@@ -291,28 +300,6 @@ impl std::fmt::Debug for FunkoMetrics {
         f.debug_struct("FunkoMetrics")
             .field("name", &self.name)
             .finish()
-    }
-}
-
-/// Counts a request in `faaso_http_requests_in_flight` until dropped, and gives access to the
-/// funko's handles for the rest of the request.
-#[derive(Debug)]
-pub struct RequestMetrics(Arc<FunkoMetrics>);
-
-impl RequestMetrics {
-    pub fn new(funko: Arc<FunkoMetrics>) -> RequestMetrics {
-        funko.in_flight().inc();
-        RequestMetrics(funko)
-    }
-
-    pub fn funko(&self) -> &FunkoMetrics {
-        &self.0
-    }
-}
-
-impl Drop for RequestMetrics {
-    fn drop(&mut self) {
-        self.0.in_flight().dec();
     }
 }
 

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -22,7 +22,7 @@ use pingora::proxy::FailToProxy;
 use crate::balancer::{self, Tried};
 use crate::errors;
 use crate::headers;
-use crate::metrics::{FunkoMetrics, RequestMetrics};
+use crate::metrics::FunkoMetrics;
 use crate::responses::{error_body, write_json};
 use crate::router::{PrefixForm, Route, route};
 use crate::table::{Funko, InFlight, Instance, SharedTable};
@@ -56,9 +56,9 @@ const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-
 pub struct RequestCtx {
     /// When the request arrived.
     started: Instant,
-    /// The funko's metrics for this request (`_unknown` for unknown funkos); `None` for the
-    /// gateway's own routes.
-    metrics: Option<RequestMetrics>,
+    /// Whether this request is counted in the metrics (under its funko, or `_unknown`); it is
+    /// in `faaso_http_requests_in_flight` until the context is dropped.
+    counted: bool,
     /// Whether this is a funko request (counted and logged), not one of the gateway's own.
     funko_request: bool,
     /// Whether the last upstream connection was a pooled one.
@@ -87,7 +87,7 @@ impl Default for RequestCtx {
     fn default() -> Self {
         RequestCtx {
             started: Instant::now(),
-            metrics: None,
+            counted: false,
             funko_request: false,
             reused: None,
             funko: None,
@@ -103,7 +103,35 @@ impl Default for RequestCtx {
     }
 }
 
+impl Drop for RequestCtx {
+    fn drop(&mut self) {
+        if let Some(metrics) = self.metrics() {
+            metrics.request_ended();
+        }
+    }
+}
+
 impl RequestCtx {
+    /// Starts counting this request in the metrics of its funko (or `_unknown`).
+    fn count(&mut self) {
+        self.counted = true;
+        if let Some(metrics) = self.metrics() {
+            metrics.request_started();
+        }
+    }
+
+    /// The metric handles this request counts in; `None` when it is not counted. They come
+    /// from the funko's snapshot entry, so no reference count is touched per request.
+    fn metrics(&self) -> Option<&FunkoMetrics> {
+        if !self.counted {
+            return None;
+        }
+        Some(match &self.funko {
+            Some(funko) => &funko.metrics,
+            None => FunkoMetrics::unknown(),
+        })
+    }
+
     fn funko_name(&self) -> Option<&str> {
         self.funko.as_deref().map(|f| &*f.name)
     }
@@ -135,8 +163,8 @@ impl RequestCtx {
 impl Gateway {
     /// Picks the instance for the next attempt (skipping those tried) and counts the request on
     /// it; on a retry, counts the retry.
-    fn next_instance(&self, ctx: &mut RequestCtx) -> Result<Arc<Instance>> {
-        let Some(funko) = ctx.funko.clone() else {
+    fn next_instance<'c>(&self, ctx: &'c mut RequestCtx) -> Result<&'c Instance> {
+        let Some(funko) = ctx.funko.as_ref() else {
             return Err(Error::explain(
                 ErrorType::InternalError,
                 "no funko in context",
@@ -149,7 +177,7 @@ impl Gateway {
                 "no instance left to try",
             ));
         };
-        let instance = Arc::clone(&funko.instances[index]);
+        let instance = &funko.instances[index];
         if ctx.current.is_some() && self.settings.metrics {
             funko.metrics.retry();
         }
@@ -176,16 +204,17 @@ impl Gateway {
     /// when a connect fails, as for any request), then the tunnel runs until it closes.
     async fn tunnel(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         let mut attempts = 0;
-        let (instance, stream) = loop {
+        let (timeouts, stream) = loop {
             attempts += 1;
             let instance = self.next_instance(ctx)?;
-            let timeout = instance
-                .peer
-                .options
-                .connection_timeout
-                .unwrap_or(std::time::Duration::from_secs(2));
-            match tunnel::connect(instance.addr, timeout).await {
-                Ok(stream) => break (instance, stream),
+            let options = &instance.peer.options;
+            let timeouts = tunnel::Timeouts {
+                connect: options.connection_timeout.unwrap_or(Duration::from_secs(2)),
+                read: options.read_timeout.unwrap_or(Duration::from_secs(60)),
+                write: options.write_timeout.unwrap_or(Duration::from_secs(60)),
+            };
+            match tunnel::connect(instance.addr, timeouts.connect).await {
+                Ok(stream) => break (timeouts, stream),
                 Err(err) => {
                     self.connect_failed(ctx, &err);
                     if attempts >= crate::server::ATTEMPTS {
@@ -195,23 +224,11 @@ impl Gateway {
             }
         };
         ctx.reused = Some(false);
-        if let Some(metrics) = &ctx.metrics {
-            metrics.funko().upstream_request(false);
+        if let Some(metrics) = ctx.metrics() {
+            metrics.upstream_request(false);
         }
         let mut request = session.req_header().clone();
         headers::rewrite_request(&mut request, &ctx.forwarding(session))?;
-        let options = &instance.peer.options;
-        let timeouts = tunnel::Timeouts {
-            connect: options
-                .connection_timeout
-                .unwrap_or(std::time::Duration::from_secs(2)),
-            read: options
-                .read_timeout
-                .unwrap_or(std::time::Duration::from_secs(60)),
-            write: options
-                .write_timeout
-                .unwrap_or(std::time::Duration::from_secs(60)),
-        };
         tunnel::relay(session, stream, request, timeouts, ctx.request_id.as_ref()).await?;
         Ok(())
     }
@@ -262,7 +279,7 @@ impl ProxyHttp for Gateway {
             .unwrap_or_else(headers::new_request_id);
         let Some(entry) = self.table.load().get(funko.name).cloned() else {
             if self.settings.metrics {
-                ctx.metrics = Some(RequestMetrics::new(FunkoMetrics::unknown()));
+                ctx.count();
             }
             let body = error_body("no such funko", Some(funko.name));
             let id = request_id.to_str().unwrap_or_default();
@@ -271,17 +288,17 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         };
         ctx.request_id = Some(request_id);
+        ctx.funko = Some(entry);
         if self.settings.metrics {
-            ctx.metrics = Some(RequestMetrics::new(Arc::clone(&entry.metrics)));
+            ctx.count();
         }
-        if !balancer::any_available(&entry.instances) {
-            ctx.funko = Some(entry);
+        let instances = ctx.funko.as_ref().map_or(&[][..], |f| &f.instances[..]);
+        if !balancer::any_available(instances) {
             return Err(Error::explain(
                 ErrorType::HTTPStatus(503),
                 "no healthy instance",
             ));
         }
-        ctx.funko = Some(entry);
         if let Some(length) = header.headers.get(http::header::CONTENT_LENGTH) {
             let length = length
                 .to_str()
@@ -374,8 +391,8 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.reused = Some(reused);
-        if let Some(metrics) = &ctx.metrics {
-            metrics.funko().upstream_request(reused);
+        if let Some(metrics) = ctx.metrics() {
+            metrics.upstream_request(reused);
         }
         Ok(())
     }
@@ -390,8 +407,8 @@ impl ProxyHttp for Gateway {
             .response_written()
             .map_or(499, |response| response.status.as_u16());
         let elapsed = ctx.started.elapsed();
-        if let Some(metrics) = &ctx.metrics {
-            metrics.funko().request_done(code, elapsed.as_secs_f64());
+        if let Some(metrics) = ctx.metrics() {
+            metrics.request_done(code, elapsed.as_secs_f64());
         }
         if self.settings.access_log && crate::access_log::enabled() {
             let request = session.req_header();
