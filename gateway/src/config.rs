@@ -319,6 +319,13 @@ impl Config {
                 return Err(zero(key));
             }
         }
+        if self.listen.port() == 0 {
+            // Every worker binds the address: port 0 would give each a different port.
+            return Err(ConfigError::Invalid {
+                key: "listen".to_string(),
+                message: "needs a port (0 would give every worker a different one)".to_string(),
+            });
+        }
         if self.metrics && self.listen == self.metrics_listen {
             return Err(ConfigError::Invalid {
                 key: "metrics_listen".to_string(),
@@ -483,6 +490,14 @@ mod tests {
         assert!(err.to_string().contains("mapping"), "{err}");
         let err = config.apply_yaml("a: [\n", file()).unwrap_err();
         assert!(err.to_string().contains("invalid YAML"), "{err}");
+    }
+
+    #[test]
+    fn validate_refuses_port_zero() {
+        let mut config = Config::defaults(no_env);
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let err = config.validate().unwrap_err();
+        assert!(err.to_string().contains("listen"), "{err}");
     }
 
     #[test]
