@@ -272,6 +272,7 @@ async fn hostile_uploads_are_refused() {
     let sentinel = format!("faaso-escape-{}", faaso::conventions::random_suffix());
     let escape_path = format!("../../../../../../tmp/{sentinel}");
     let absolute_path = format!("/tmp/{sentinel}");
+    let chained_dir = format!("esc/tmp/{sentinel}/");
     let dockerfile: &[u8] = b"FROM scratch\n";
     // Incompressible bytes (xorshift), so the upload itself is over the limit.
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -311,6 +312,23 @@ async fn hostile_uploads_are_refused() {
             400,
         ),
         (
+            // `up -> .` and `up/up/up/esc -> ../../..` both look inside by their text; written
+            // through, `esc/tmp/<sentinel>/` would be /tmp/<sentinel> on the host.
+            "chained symbolic links",
+            tar_gz(&[
+                ("Dockerfile", tar::EntryType::Regular, dockerfile, None),
+                ("up", tar::EntryType::Symlink, b"", Some(".")),
+                (
+                    "up/up/up/esc",
+                    tar::EntryType::Symlink,
+                    b"",
+                    Some("../../.."),
+                ),
+                (&chained_dir, tar::EntryType::Directory, b"", None),
+            ]),
+            400,
+        ),
+        (
             "an oversize body",
             tar_gz(&[("big", tar::EntryType::Regular, &random, None)]),
             413,
@@ -339,16 +357,141 @@ async fn hostile_uploads_are_refused() {
         assert_eq!(status, expected, "{what}: {body}");
         assert!(body["error"].is_string(), "{what}: {body}");
         println!("{what}: {status} {}", body["error"]);
-        assert!(
-            !std::path::Path::new(&absolute_path).exists(),
-            "{what} wrote outside"
-        );
+        // An escape lands in /tmp, or (through `esc`, three levels above the upload folder)
+        // in the gateway's own temporary folder.
+        for outside in [
+            std::path::PathBuf::from(&absolute_path),
+            gateway.temp_dir().join(&sentinel),
+        ] {
+            assert!(!outside.exists(), "{what} wrote {}", outside.display());
+        }
     }
-    // The private temporary folders are gone.
-    let leftovers = std::fs::read_dir(std::env::temp_dir())
+    assert_eq!(upload_folders(&gateway), 0, "upload folders left behind");
+}
+
+/// The gateway's upload folders still in its temporary folder.
+fn upload_folders(gateway: &GatewayProcess) -> usize {
+    std::fs::read_dir(gateway.temp_dir())
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with("faaso-upload-"))
-        .count();
-    assert_eq!(leftovers, 0, "upload folders left in the temp dir");
+        .count()
+}
+
+/// A `.tar.gz` made of one header block and `zeros` zero bytes after it, compressed by the
+/// system's `gzip` (quick even for hundreds of MiB).
+fn header_then_zeros(header: &tar::Header, zeros: usize) -> Vec<u8> {
+    let mut gzip = std::process::Command::new("gzip")
+        .args(["-1", "-c"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gzip can be run");
+    let mut stdin = gzip.stdin.take().unwrap();
+    let head = header.as_bytes().to_vec();
+    let writer = std::thread::spawn(move || {
+        stdin.write_all(&head).unwrap();
+        let block = vec![0u8; 1 << 20];
+        for _ in 0..zeros / block.len() {
+            stdin.write_all(&block).unwrap();
+        }
+    });
+    let output = gzip.wait_with_output().unwrap();
+    writer.join().unwrap();
+    output.stdout
+}
+
+/// Archives whose GNU long-name, long-link or PAX header declares 1 GiB and carries 256 MiB
+/// (about 250 KB compressed each) are refused without the gateway's memory growing with them.
+#[tokio::test]
+async fn header_bombs_do_not_grow_memory() {
+    let _docker = require_docker!();
+    let gateway = GatewayProcess::start(&format!("password: {PASSWORD}\n")).await;
+    // Warm up: the first admin request allocates what every one needs.
+    get(
+        &format!("{}/admin/api/version", gateway.url),
+        Some(PASSWORD),
+    )
+    .await;
+    let before = gateway.peak_rss();
+    for kind in [b'L', b'K', b'x'] {
+        let mut header = tar::Header::new_gnu();
+        header.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+        header.set_entry_type(tar::EntryType::new(kind));
+        header.set_size(1 << 30);
+        header.set_cksum();
+        let body = header_then_zeros(&header, 256 << 20);
+        let response = client()
+            .post(format!("{}/admin/api/funkos/bomb/build", gateway.url))
+            .basic_auth("admin", Some(PASSWORD))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        println!("header {}: {status} {text}", kind as char);
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains("extension header"), "{text}");
+    }
+    let grown = gateway.peak_rss().saturating_sub(before);
+    println!("peak RSS grew by {} KiB", grown / 1024);
+    assert!(grown < 64 << 20, "peak RSS grew by {} MiB", grown >> 20);
+    assert_eq!(upload_folders(&gateway), 0, "upload folders left behind");
+}
+
+/// A client that goes away in the middle of an upload leaves nothing behind: the unpacker
+/// stops, and its folder is removed after its last write (never recreated by a late write).
+#[tokio::test]
+async fn an_interrupted_upload_leaves_nothing() {
+    let _docker = require_docker!();
+    let gateway = GatewayProcess::start(&format!("password: {PASSWORD}\n")).await;
+    // Many small files: the unpacker is still busy when the client disappears.
+    let files: Vec<(String, Vec<u8>)> = (0..3000)
+        .map(|n| {
+            (
+                format!("src/file{n}.txt"),
+                vec![b'a' + (n % 26) as u8; 2000],
+            )
+        })
+        .collect();
+    let entries: Vec<(&str, tar::EntryType, &[u8], Option<&str>)> = files
+        .iter()
+        .map(|(path, data)| (path.as_str(), tar::EntryType::Regular, &data[..], None))
+        .collect();
+    let archive = tar_gz(&entries);
+    let addr = gateway.url.trim_start_matches("http://").to_string();
+    for _ in 0..3 {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /admin/api/funkos/cut/build HTTP/1.1\r\nHost: {addr}\r\n\
+             Authorization: Basic {}\r\nContent-Length: {}\r\n\r\n",
+            base64_auth(),
+            archive.len()
+        );
+        use tokio::io::AsyncWriteExt;
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream
+            .write_all(&archive[..archive.len() * 2 / 3])
+            .await
+            .unwrap();
+        // Gone, with two thirds sent.
+        drop(stream);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while upload_folders(&gateway) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "upload folders still there after 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Nothing comes back after the folders were removed.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(upload_folders(&gateway), 0, "an upload folder reappeared");
+}
+
+fn base64_auth() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("admin:{PASSWORD}"))
 }

@@ -106,6 +106,23 @@ impl GatewayProcess {
         std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
     }
 
+    /// The gateway's own temporary folder (`TMPDIR`).
+    pub fn temp_dir(&self) -> PathBuf {
+        self.dir.path().join("tmp")
+    }
+
+    /// The gateway's peak resident memory so far (`VmHWM`), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the gateway's /proc status can be read");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .expect("VmHWM in /proc status")
+    }
+
     /// The config file the gateway runs with.
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("faaso.yml")
@@ -120,17 +137,25 @@ fn spawn(config_path: &std::path::Path, extra_args: &[&str]) -> Child {
         .append(true)
         .open(&log_path)
         .expect("gateway log can be opened");
-    Command::new(crate::bins::path("faaso-gateway"))
+    // A temporary folder of its own: tests look for what the gateway leaves there.
+    let tmp = config_path.with_file_name("tmp");
+    std::fs::create_dir_all(&tmp).expect("the gateway's temporary folder can be made");
+    let mut command = Command::new(crate::bins::path("faaso-gateway"));
+    command
         .arg("--config")
         .arg(config_path)
         .args(extra_args)
-        .env_remove("FAASO_LISTEN")
-        .env_remove("FAASO_METRICS_LISTEN")
+        .env("TMPDIR", &tmp)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("faaso-gateway can be started")
+        .stderr(log);
+    // Nothing from the machine's environment configures a test's gateway.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("FAASO_") {
+            command.env_remove(key);
+        }
+    }
+    command.spawn().expect("faaso-gateway can be started")
 }
 
 impl Drop for GatewayProcess {

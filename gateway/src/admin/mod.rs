@@ -330,32 +330,31 @@ impl Admin {
                 UploadError::TooLarge(limits.max_body).to_string(),
             ));
         }
-        let dir = tempfile::Builder::new()
-            .prefix("faaso-upload-")
-            .tempdir()
-            .map_err(|e| reject(500, format!("cannot make a temporary folder: {e}")))?;
-        let context_dir = dir.path().join("context");
-        std::fs::create_dir(&context_dir).map_err(|e| reject(500, e.to_string()))?;
-        let mut unpacker = Unpacker::start(context_dir.clone(), limits);
+        let mut unpacker =
+            Unpacker::start(limits).map_err(|e| reject(e.status(), e.to_string()))?;
         loop {
-            let chunk = session
-                .read_request_body()
-                .await
-                .map_err(|e| reject(400, format!("reading the upload failed: {e}")))?;
-            let Some(chunk) = chunk else { break };
-            unpacker
-                .feed(chunk)
-                .await
-                .map_err(|e| reject(e.status(), e.to_string()))?;
+            let chunk = match session.read_request_body().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(e) => {
+                    // Wait until the unpacker has stopped and removed its folder.
+                    unpacker.abandon().await;
+                    return Err(reject(400, format!("reading the upload failed: {e}")));
+                }
+            };
+            if let Err(e) = unpacker.feed(chunk).await {
+                unpacker.abandon().await;
+                return Err(reject(e.status(), e.to_string()));
+            }
         }
-        unpacker
+        let upload = unpacker
             .finish()
             .await
             .map_err(|e| reject(e.status(), e.to_string()))?;
-        let context = faaso::context::BuildContext::from_folder(&context_dir)
+        let context = faaso::context::BuildContext::from_folder(&upload.context)
             .map_err(|e| reject(400, e.to_string()))?;
         let tar = context.to_tar().map_err(|e| reject(500, e.to_string()))?;
-        drop(dir);
+        drop(upload);
         let no_cache = matches!(
             query_param(query, "no_cache").as_deref(),
             Some("1" | "true")
