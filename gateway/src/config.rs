@@ -56,6 +56,8 @@ pub struct Config {
     pub access_log: bool,
     /// Log filter: a level (`info`) or `tracing` directives (`info,faaso::access=off`).
     pub log_level: String,
+    /// Reverse proxies in front of the gateway whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// PID file, used by `-d` and by `-u` upgrades.
     pub pid_file: PathBuf,
     /// Socket the old process hands its listeners over on during a `-u` upgrade.
@@ -133,9 +135,13 @@ pub const KEYS: &[Key] = &[
     key("metrics", Some("FAASO_METRICS")),
     key("access_log", Some("FAASO_ACCESS_LOG")),
     key("log_level", Some("FAASO_LOG")),
+    key("trusted_proxies", Some("FAASO_TRUSTED_PROXIES")),
     key("pid_file", None),
     key("upgrade_sock", None),
 ];
+
+/// Keys that take a list: a YAML sequence, or comma-separated text (environment, flags).
+const LIST_KEYS: &[&str] = &["trusted_proxies"];
 
 const fn key(name: &'static str, env: Option<&'static str>) -> Key {
     Key { name, env }
@@ -168,6 +174,7 @@ impl Config {
             metrics: true,
             access_log: true,
             log_level: "info".to_string(),
+            trusted_proxies: Vec::new(),
             pid_file: PathBuf::from("/tmp/faaso-gateway.pid"),
             upgrade_sock: PathBuf::from("/tmp/faaso-gateway-upgrade.sock"),
         }
@@ -211,6 +218,23 @@ impl Config {
                 serde_yaml::Value::Number(n) => n.to_string(),
                 serde_yaml::Value::Bool(b) => b.to_string(),
                 serde_yaml::Value::Null => continue,
+                serde_yaml::Value::Sequence(items) if LIST_KEYS.contains(&key) => {
+                    let mut parts = Vec::with_capacity(items.len());
+                    for item in items {
+                        match item {
+                            serde_yaml::Value::String(s) => parts.push(s),
+                            serde_yaml::Value::Number(n) => parts.push(n.to_string()),
+                            _ => {
+                                return Err(ConfigError::BadValue {
+                                    origin: source,
+                                    key: key.to_string(),
+                                    message: "expected a list of values".to_string(),
+                                });
+                            }
+                        }
+                    }
+                    parts.join(",")
+                }
                 _ => {
                     return Err(ConfigError::BadValue {
                         origin: source,
@@ -281,6 +305,14 @@ impl Config {
             "grace_period" => self.grace_period = parse_duration(value).map_err(bad)?,
             "max_body_bytes" => self.max_body_bytes = parse_bytes(value).map_err(bad)?,
             "access_log" => self.access_log = parse_bool(value).map_err(bad)?,
+            "trusted_proxies" => {
+                self.trusted_proxies = value
+                    .split(',')
+                    .filter(|part| !part.trim().is_empty())
+                    .map(crate::client_ip::parse_trusted)
+                    .collect::<Result<_, _>>()
+                    .map_err(bad)?;
+            }
             "metrics" => self.metrics = parse_bool(value).map_err(bad)?,
             "log_level" => {
                 let value = value.trim();
@@ -490,6 +522,25 @@ mod tests {
         assert!(err.to_string().contains("mapping"), "{err}");
         let err = config.apply_yaml("a: [\n", file()).unwrap_err();
         assert!(err.to_string().contains("invalid YAML"), "{err}");
+    }
+
+    #[test]
+    fn trusted_proxies_from_a_list_or_text() {
+        let mut config = Config::defaults(no_env);
+        config
+            .apply_yaml("trusted_proxies: [10.0.0.0/8, 192.168.1.1]\n", file())
+            .unwrap();
+        assert_eq!(config.trusted_proxies.len(), 2);
+        config
+            .set("trusted_proxies", "::1, 172.16.0.0/12", &Source::Flag)
+            .unwrap();
+        assert_eq!(config.trusted_proxies.len(), 2);
+        let err = config
+            .apply_yaml("trusted_proxies: [not-an-address]\n", file())
+            .unwrap_err();
+        assert!(err.to_string().contains("trusted_proxies"), "{err}");
+        let err = config.apply_yaml("listen: [1, 2]\n", file()).unwrap_err();
+        assert!(err.to_string().contains("not a list"), "{err}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`admin`]: the admin API (auth, streamed NDJSON results, safe uploads) for remote `faaso`.
+//! - [`client_ip`]: the client's address, from `X-Forwarded-For` behind trusted proxies only.
 //! - [`config`]: defaults, YAML file, environment and flags, validated with the key named.
 //! - [`router`]: path → funko and upstream path (pure).
 //! - [`table`]: the immutable routing snapshot and per-instance health and load.
@@ -23,6 +24,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod balancer;
+pub mod client_ip;
 pub mod config;
 pub mod discovery;
 pub mod drain;

@@ -160,6 +160,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
             network: config.network.clone(),
             state_dir: config.state_dir.clone(),
             secrets_dir: config.secrets_dir.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
             upload: Limits {
                 max_body: config.max_upload_bytes,
                 max_unpacked: config.max_upload_bytes.saturating_mul(5),

@@ -64,19 +64,138 @@ async fn auth_none_wrong_right_unset_and_brute_force() {
     );
 
     // An argon2 hash works like the password.
+    let hash = argon2_hash(PASSWORD);
+    let hashed = GatewayProcess::start(&format!("password_hash: '{hash}'\n")).await;
+    let url = format!("{}/admin/api/version", hashed.url);
+    assert_eq!(get(&url, Some(PASSWORD)).await.status().as_u16(), 200);
+    assert_eq!(get(&url, Some("wrong")).await.status().as_u16(), 401);
+}
+
+/// `faaso-gateway --hash-password` for `password`.
+fn argon2_hash(password: &str) -> String {
     let mut hasher = std::process::Command::new(faaso_tests::bins::path("faaso-gateway"))
         .arg("--hash-password")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    writeln!(hasher.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    writeln!(hasher.stdin.take().unwrap(), "{password}").unwrap();
     let hash = String::from_utf8(hasher.wait_with_output().unwrap().stdout).unwrap();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
-    let hashed = GatewayProcess::start(&format!("password_hash: '{}'\n", hash.trim())).await;
-    let url = format!("{}/admin/api/version", hashed.url);
-    assert_eq!(get(&url, Some(PASSWORD)).await.status().as_u16(), 200);
-    assert_eq!(get(&url, Some("wrong")).await.status().as_u16(), 401);
+    hash.trim().to_string()
+}
+
+/// A stream of wrong passwords against an argon2 hash, from many clients behind a trusted
+/// proxy, does not stall funko traffic on the same (single) worker thread; a client that only
+/// claims other addresses stays limited; every admin request is in the audit log.
+#[tokio::test]
+async fn admin_auth_under_attack() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let funko = unique_name("attacked");
+    faaso_tests::docker::start_instance(&docker, &cleanup, &funko, &[]).await;
+    let hash = argon2_hash(PASSWORD);
+    let gateway = GatewayProcess::start(&format!(
+        "password_hash: '{hash}'\nthreads: 1\ntrusted_proxies: [127.0.0.1]\n"
+    ))
+    .await;
+    let ping = format!("{}/funko/{funko}/ping", gateway.url);
+    wait_for_status(&ping, 200, Duration::from_secs(10)).await;
+    let url = format!("{}/admin/api/version", gateway.url);
+
+    // 40 guesses, each from another client (the trusted proxy says so), 8 at a time.
+    let attack = tokio::spawn({
+        let url = url.clone();
+        async move {
+            let statuses = futures_util::future::join_all((0..40u8).map(|n| {
+                let url = url.clone();
+                async move {
+                    client()
+                        .get(&url)
+                        .basic_auth("admin", Some("guess"))
+                        .header("X-Forwarded-For", format!("203.0.113.{n}"))
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16())
+                }
+            }))
+            .await;
+            statuses
+                .into_iter()
+                .filter_map(Result::ok)
+                .collect::<Vec<_>>()
+        }
+    });
+    let mut slowest = Duration::ZERO;
+    let mut served = 0;
+    while !attack.is_finished() {
+        let started = std::time::Instant::now();
+        let response = client().get(&ping).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        slowest = slowest.max(started.elapsed());
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let statuses = attack.await.unwrap();
+    println!(
+        "{} guesses answered {statuses:?}; {served} funko requests meanwhile, slowest {slowest:?}",
+        statuses.len()
+    );
+    assert_eq!(statuses.len(), 40);
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(
+        served >= 5,
+        "only {served} funko requests during the attack"
+    );
+    assert!(
+        slowest < Duration::from_millis(750),
+        "a funko request waited {slowest:?} behind password checks"
+    );
+
+    // Without a trusted proxy, claiming other addresses does not escape the limit.
+    let plain = GatewayProcess::start(&format!("password: {PASSWORD}\n")).await;
+    let url = format!("{}/admin/api/version", plain.url);
+    for n in 0..10u8 {
+        let response = client()
+            .get(&url)
+            .basic_auth("admin", Some("guess"))
+            .header("X-Forwarded-For", format!("198.51.100.{n}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 401);
+    }
+    assert_eq!(get(&url, Some(PASSWORD)).await.status().as_u16(), 429);
+
+    // The audit trail: refusals at warn, with route, client, verdict and status.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = plain.log();
+        let refused = log
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains("faaso::admin"))
+            .count();
+        if refused >= 11 {
+            let line = log
+                .lines()
+                .find(|l| l.contains("faaso::admin") && l.contains("status=429"))
+                .expect("a 429 in the audit log");
+            for part in [
+                "method=GET",
+                "route=/admin/api/version",
+                "client=127.0.0.1",
+                "auth=limited",
+            ] {
+                assert!(line.contains(part), "{part} missing in {line}");
+            }
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{refused} refusals in the audit log:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

@@ -40,15 +40,29 @@ impl GatewayProcess {
     pub async fn start_in(dir: Arc<tempfile::TempDir>, extra_yaml: &str) -> GatewayProcess {
         let port = free_port();
         let metrics_port = free_port();
-        let config = format!(
+        let base = format!(
             "listen: 127.0.0.1:{port}\nmetrics_listen: 127.0.0.1:{metrics_port}\n\
              state_dir: {state}\nsecrets_dir: {secrets}\npid_file: {pid}\nupgrade_sock: {sock}\n\
-             threads: 2\n{extra_yaml}",
+             threads: 2\n",
             state = dir.path().join("state").display(),
             secrets = dir.path().join("secrets").display(),
             pid = dir.path().join("gateway.pid").display(),
             sock = dir.path().join("upgrade.sock").display(),
         );
+        // A key in `extra_yaml` replaces the base's line for it.
+        let overridden = |line: &str| {
+            line.split_once(':').is_some_and(|(key, _)| {
+                extra_yaml
+                    .lines()
+                    .any(|extra| extra.starts_with(&format!("{key}:")))
+            })
+        };
+        let mut config: String = base
+            .lines()
+            .filter(|line| !overridden(line))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        config.push_str(extra_yaml);
         let config_path = dir.path().join("faaso.yml");
         std::fs::File::create(&config_path)
             .and_then(|mut f| f.write_all(config.as_bytes()))

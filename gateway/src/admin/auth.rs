@@ -1,19 +1,25 @@
 //! Admin authentication: HTTP basic auth as user `admin`, checked against a password or an
-//! argon2 hash (`password_hash`) in constant time, with failed attempts limited per client
-//! address (10 a minute, then 429 until the minute is over).
+//! argon2 hash (`password_hash`), with failed attempts limited per client ([`limiter`]).
+//!
+//! Checking an argon2 hash takes tens of milliseconds of CPU: it runs on the blocking pool, at
+//! most [`MAX_CONCURRENT_VERIFICATIONS`] at a time, so a stream of guesses can neither stall the
+//! worker thread that carries funko traffic nor take every core. A plain password is compared
+//! through BLAKE2b digests in constant time (no length or position leaks).
+//!
+//! [`limiter`]: super::limiter
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use base64::Engine;
+use blake2::{Blake2b512, Digest};
+use subtle::ConstantTimeEq;
 
-/// Failed logins allowed per client address and window.
-pub const MAX_FAILURES: u32 = 10;
-/// The window failures are counted in.
-pub const WINDOW: Duration = Duration::from_secs(60);
+use super::limiter::Limiter;
+
+/// Argon2 checks running at once, at most; more wait their turn.
+pub const MAX_CONCURRENT_VERIFICATIONS: usize = 2;
 
 /// The configured secret.
 #[derive(Debug, Clone)]
@@ -31,91 +37,90 @@ pub enum Verdict {
     Allowed,
     /// No or wrong credentials (401).
     Denied,
-    /// Too many failures from this address (429); retry after this many seconds.
+    /// Too many failures from this client (429); retry after this many seconds.
     Limited(u64),
     /// No password configured (503).
     NotConfigured,
 }
 
-/// Checks credentials and counts failures.
+impl Verdict {
+    /// The word the audit log uses.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Verdict::Allowed => "allowed",
+            Verdict::Denied => "denied",
+            Verdict::Limited(_) => "limited",
+            Verdict::NotConfigured => "no-password",
+        }
+    }
+}
+
+/// Checks credentials and limits failures.
 #[derive(Debug)]
 pub struct Auth {
     secret: Secret,
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    limiter: Limiter,
+    verifying: tokio::sync::Semaphore,
 }
 
 impl Auth {
     pub fn new(secret: Secret) -> Auth {
         Auth {
             secret,
-            failures: Mutex::new(HashMap::new()),
+            limiter: Limiter::default(),
+            verifying: tokio::sync::Semaphore::new(MAX_CONCURRENT_VERIFICATIONS),
         }
     }
 
     /// Checks the `Authorization` header of a request from `client`.
-    pub fn check(&self, authorization: Option<&[u8]>, client: Option<IpAddr>) -> Verdict {
+    pub async fn check(&self, authorization: Option<&[u8]>, client: Option<IpAddr>) -> Verdict {
         if matches!(self.secret, Secret::None) {
             return Verdict::NotConfigured;
         }
-        let now = Instant::now();
+        // Counted before it is judged: concurrent guesses all count.
         if let Some(ip) = client
-            && let Some(wait) = self.limited(ip, now)
+            && let Err(wait) = self.limiter.begin(ip, Instant::now())
         {
             return Verdict::Limited(wait);
         }
-        let valid = authorization
-            .and_then(basic_password)
-            .is_some_and(|password| self.matches(&password));
-        if valid {
+        let Some(password) = authorization.and_then(basic_password) else {
+            return Verdict::Denied;
+        };
+        if self.verify(password).await {
             if let Some(ip) = client {
-                self.lock().remove(&ip);
+                self.limiter.succeeded(ip);
             }
             Verdict::Allowed
         } else {
-            if let Some(ip) = client {
-                self.record_failure(ip, now);
-            }
             Verdict::Denied
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (u32, Instant)>> {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn limited(&self, ip: IpAddr, now: Instant) -> Option<u64> {
-        let failures = self.lock();
-        let (count, since) = failures.get(&ip)?;
-        let elapsed = now.duration_since(*since);
-        (*count >= MAX_FAILURES && elapsed < WINDOW).then(|| (WINDOW - elapsed).as_secs().max(1))
-    }
-
-    fn record_failure(&self, ip: IpAddr, now: Instant) {
-        let mut failures = self.lock();
-        // Forget old windows now and then, so the map cannot grow without bound.
-        if failures.len() > 10_000 {
-            failures.retain(|_, (_, since)| now.duration_since(*since) < WINDOW);
-        }
-        let entry = failures.entry(ip).or_insert((0, now));
-        if now.duration_since(entry.1) >= WINDOW {
-            *entry = (0, now);
-        }
-        entry.0 += 1;
-    }
-
-    fn matches(&self, password: &str) -> bool {
+    async fn verify(&self, password: String) -> bool {
         match &self.secret {
             Secret::None => false,
-            Secret::Plain(expected) => constant_time_eq(password.as_bytes(), expected.as_bytes()),
-            Secret::Hash(hash) => PasswordHash::new(hash)
-                .map(|parsed| {
-                    Argon2::default()
-                        .verify_password(password.as_bytes(), &parsed)
-                        .is_ok()
+            Secret::Plain(expected) => digest(&password).ct_eq(&digest(expected)).into(),
+            Secret::Hash(hash) => {
+                let Ok(_permit) = self.verifying.acquire().await else {
+                    return false;
+                };
+                let hash = hash.clone();
+                tokio::task::spawn_blocking(move || {
+                    PasswordHash::new(&hash).is_ok_and(|parsed| {
+                        Argon2::default()
+                            .verify_password(password.as_bytes(), &parsed)
+                            .is_ok()
+                    })
                 })
-                .unwrap_or(false),
+                .await
+                .unwrap_or(false)
+            }
         }
     }
+}
+
+fn digest(text: &str) -> [u8; 64] {
+    Blake2b512::digest(text.as_bytes()).into()
 }
 
 /// The password of a `Basic` authorization for user `admin`.
@@ -133,15 +138,6 @@ fn basic_password(header: &[u8]) -> Option<String> {
     (user == "admin").then(|| password.to_string())
 }
 
-/// Equal in time that depends only on the lengths, not on where the bytes differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut difference = a.len() ^ b.len();
-    for (i, x) in a.iter().enumerate() {
-        difference |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
-    }
-    difference == 0
-}
-
 /// An argon2id PHC hash of `password` with a random salt, for `password_hash` in the config.
 pub fn hash_password(password: &str) -> Result<String, String> {
     use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
@@ -155,6 +151,7 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admin::limiter::MAX_FAILURES;
 
     fn basic(user: &str, password: &str) -> Vec<u8> {
         let encoded =
@@ -164,64 +161,86 @@ mod tests {
 
     const CLIENT: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)));
 
-    #[test]
-    fn plain_and_hashed_passwords() {
+    #[tokio::test]
+    async fn plain_and_hashed_passwords() {
         let auth = Auth::new(Secret::Plain("s3cret".into()));
+        let check = |header: Option<Vec<u8>>| {
+            let auth = &auth;
+            async move { auth.check(header.as_deref(), CLIENT).await }
+        };
         assert_eq!(
-            auth.check(Some(&basic("admin", "s3cret")), CLIENT),
+            check(Some(basic("admin", "s3cret"))).await,
             Verdict::Allowed
         );
-        assert_eq!(
-            auth.check(Some(&basic("admin", "wrong")), CLIENT),
-            Verdict::Denied
-        );
-        assert_eq!(
-            auth.check(Some(&basic("root", "s3cret")), CLIENT),
-            Verdict::Denied
-        );
-        assert_eq!(auth.check(None, CLIENT), Verdict::Denied);
-        assert_eq!(auth.check(Some(b"Bearer x"), CLIENT), Verdict::Denied);
+        assert_eq!(check(Some(basic("admin", "wrong"))).await, Verdict::Denied);
+        assert_eq!(check(Some(basic("admin", "s3cre"))).await, Verdict::Denied);
+        assert_eq!(check(Some(basic("root", "s3cret"))).await, Verdict::Denied);
+        assert_eq!(check(None).await, Verdict::Denied);
+        assert_eq!(check(Some(b"Bearer x".to_vec())).await, Verdict::Denied);
         let hashed = Auth::new(Secret::Hash(hash_password("s3cret").unwrap()));
         assert_eq!(
-            hashed.check(Some(&basic("admin", "s3cret")), CLIENT),
+            hashed.check(Some(&basic("admin", "s3cret")), CLIENT).await,
             Verdict::Allowed
         );
         assert_eq!(
-            hashed.check(Some(&basic("admin", "s3cre")), CLIENT),
+            hashed.check(Some(&basic("admin", "s3cre")), CLIENT).await,
             Verdict::Denied
         );
         assert_eq!(
-            Auth::new(Secret::None).check(Some(&basic("admin", "x")), CLIENT),
+            Auth::new(Secret::None)
+                .check(Some(&basic("admin", "x")), CLIENT)
+                .await,
             Verdict::NotConfigured
         );
     }
 
-    #[test]
-    fn failures_are_rate_limited_per_address() {
+    #[tokio::test]
+    async fn failures_are_limited_per_client() {
         let auth = Auth::new(Secret::Plain("s3cret".into()));
         for _ in 0..MAX_FAILURES {
             assert_eq!(
-                auth.check(Some(&basic("admin", "guess")), CLIENT),
+                auth.check(Some(&basic("admin", "guess")), CLIENT).await,
                 Verdict::Denied
             );
         }
         assert!(matches!(
-            auth.check(Some(&basic("admin", "s3cret")), CLIENT),
+            auth.check(Some(&basic("admin", "s3cret")), CLIENT).await,
             Verdict::Limited(_)
         ));
         let other = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2)));
         assert_eq!(
-            auth.check(Some(&basic("admin", "s3cret")), other),
+            auth.check(Some(&basic("admin", "s3cret")), other).await,
             Verdict::Allowed
         );
     }
 
-    #[test]
-    fn constant_time_comparison() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-        assert!(!constant_time_eq(b"", b"a"));
-        assert!(constant_time_eq(b"", b""));
+    /// Argon2 runs off the calling thread: a current-thread runtime keeps running other tasks
+    /// while hashes are checked.
+    #[tokio::test(flavor = "current_thread")]
+    async fn hashes_are_checked_off_the_worker_thread() {
+        let auth = std::sync::Arc::new(Auth::new(Secret::Hash(hash_password("s3cret").unwrap())));
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let ticker = {
+            let ticks = std::sync::Arc::clone(&ticks);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+        };
+        let started = std::time::Instant::now();
+        for n in 0..8u8 {
+            let client = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 1, 0, n)));
+            auth.check(Some(&basic("admin", "guess")), client).await;
+        }
+        let elapsed = started.elapsed();
+        ticker.abort();
+        let ticks = ticks.load(std::sync::atomic::Ordering::Relaxed);
+        // A blocked thread would not have ticked at all while eight hashes were checked.
+        assert!(
+            ticks as u128 >= elapsed.as_millis() / 16,
+            "{ticks} ticks in {elapsed:?}"
+        );
     }
 }

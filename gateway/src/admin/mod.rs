@@ -1,5 +1,6 @@
 //! The admin API under `/admin/api/`: what `faaso` uses in remote mode. Every request is
-//! authenticated ([`auth`]); operations run through the same `faaso` library code as the CLI's
+//! authenticated ([`auth`], failures limited by [`limiter`]) and logged (target
+//! `faaso::admin`); operations run through the same `faaso` library code as the CLI's
 //! local mode; long ones stream NDJSON ([`stream`]); build contexts arrive as `.tar.gz`
 //! uploads, unpacked safely ([`upload`]).
 //!
@@ -15,11 +16,13 @@
 //! | `GET secrets`, `PUT`/`DELETE secrets/<funko>/<secret>` | names only, never values |
 
 pub mod auth;
+pub mod limiter;
 pub mod stream;
 pub mod upload;
 
+use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use faaso::lifecycle::Lifecycle;
@@ -28,6 +31,7 @@ use faaso::state::StateDir;
 use pingora::prelude::*;
 use serde_json::json;
 
+use crate::client_ip::client_ip;
 use crate::responses::{error_body, write_json};
 use auth::{Auth, Verdict};
 use stream::{Line, stream_operation};
@@ -44,6 +48,8 @@ pub struct AdminSettings {
     pub state_dir: PathBuf,
     pub secrets_dir: PathBuf,
     pub upload: Limits,
+    /// Proxies whose `X-Forwarded-For` names the client (`trusted_proxies`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// The admin API.
@@ -66,12 +72,26 @@ fn reject(status: u16, message: impl Into<String>) -> Reject {
 }
 
 impl Admin {
-    /// Answers one request under `/admin`.
+    /// Answers one request under `/admin`, and logs it (target `faaso::admin`).
     pub async fn handle(&self, session: &mut Session) -> Result<()> {
+        let started = Instant::now();
         let header = session.req_header();
         let path = header.uri.path().to_string();
         let query = header.uri.query().unwrap_or("").to_string();
         let method = header.method.clone();
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let forwarded_for = header
+            .headers
+            .get("x-forwarded-for")
+            .map(|v| v.as_bytes().to_vec());
+        let client = client_ip(
+            peer,
+            forwarded_for.as_deref(),
+            &self.settings.trusted_proxies,
+        );
         let Some(rest) = path.strip_prefix("/admin/api/") else {
             return write_json(
                 session,
@@ -81,59 +101,51 @@ impl Admin {
             )
             .await;
         };
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        let authorization = session
-            .req_header()
+        let authorization = header
             .headers
             .get(http::header::AUTHORIZATION)
             .map(|v| v.as_bytes().to_vec());
-        match self.auth.check(authorization.as_deref(), client) {
-            Verdict::Allowed => {}
+        let verdict = self.auth.check(authorization.as_deref(), client).await;
+        let status = match verdict {
+            Verdict::Allowed => {
+                let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+                match self.route(session, &method, &segments, &query).await {
+                    Ok(()) => 200,
+                    Err(rejected) => {
+                        // The body may be partly unread: close the connection after the answer.
+                        session.set_keepalive(None);
+                        let body = error_body(&rejected.message, None);
+                        write_json(session, rejected.status, body, &[]).await?;
+                        rejected.status
+                    }
+                }
+            }
             Verdict::NotConfigured => {
                 let body = error_body(
                     "the admin API is disabled: set FAASO_PASSWORD (or password_hash in the config)",
                     None,
                 );
-                return write_json(session, 503, body, &[]).await;
+                write_json(session, 503, body, &[]).await?;
+                503
             }
             Verdict::Denied => {
                 let body = error_body("authentication required (user admin)", None);
-                return write_json(
-                    session,
-                    401,
-                    body,
-                    &[("WWW-Authenticate", "Basic realm=\"faaso\"")],
-                )
-                .await;
+                let challenge = [("WWW-Authenticate", "Basic realm=\"faaso\"")];
+                write_json(session, 401, body, &challenge).await?;
+                401
             }
             Verdict::Limited(seconds) => {
                 let body = error_body(
                     "too many failed logins from this address; wait a minute",
                     None,
                 );
-                return write_json(session, 429, body, &[("Retry-After", &seconds.to_string())])
-                    .await;
+                let retry = seconds.to_string();
+                write_json(session, 429, body, &[("Retry-After", &retry)]).await?;
+                429
             }
-        }
-        let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-        let result = self.route(session, &method, &segments, &query).await;
-        match result {
-            Ok(()) => Ok(()),
-            Err(rejected) => {
-                // The body may be partly unread: close the connection after the answer.
-                session.set_keepalive(None);
-                write_json(
-                    session,
-                    rejected.status,
-                    error_body(&rejected.message, None),
-                    &[],
-                )
-                .await
-            }
-        }
+        };
+        audit(&method, &path, client, verdict, status, started.elapsed());
+        Ok(())
     }
 
     async fn route(
@@ -394,6 +406,25 @@ impl Admin {
 
     fn secrets(&self) -> SecretsDir {
         SecretsDir::new(&self.settings.secrets_dir)
+    }
+}
+
+/// One audit line per admin request; refused logins and rate-limited clients at warn.
+fn audit(
+    method: &http::Method,
+    path: &str,
+    client: Option<IpAddr>,
+    verdict: Verdict,
+    status: u16,
+    elapsed: Duration,
+) {
+    let client = client.map_or_else(|| "-".to_string(), |ip| ip.to_string());
+    let duration_ms = elapsed.as_millis() as u64;
+    let auth = verdict.as_str();
+    if matches!(verdict, Verdict::Denied | Verdict::Limited(_)) {
+        tracing::warn!(target: "faaso::admin", %method, route = %path, %client, auth = %auth, status, duration_ms, "admin request refused");
+    } else {
+        tracing::info!(target: "faaso::admin", %method, route = %path, %client, auth = %auth, status, duration_ms, "admin request");
     }
 }
 
