@@ -18,8 +18,8 @@
 //! - [`secrets`]: secret files per funko, mounted at `/secrets`.
 //! - [`state`]: saved scale per funko, and the per-funko lock.
 //! - [`probe`]: the `GET /ping` health probe.
-//! - [`remote`]: the admin API client for remote mode.
-//! - [`login`]: the saved login (gateway URL and password, mode 0600).
+//! - [`remote`]: the admin API client for remote mode (feature `cli`).
+//! - [`login`]: the saved login (gateway URL, password, CA; mode 0600) (feature `cli`).
 //! - [`docker`]: the one module that calls the Docker engine.
 //!
 //! The CLI binary (`src/main.rs`, `src/commands/`) is a thin layer of clap commands over these.
@@ -33,10 +33,12 @@ pub mod docker;
 pub mod dockerignore;
 pub mod funko;
 pub mod lifecycle;
+#[cfg(feature = "cli")]
 pub mod login;
 pub mod logs;
 pub mod options;
 pub mod probe;
+#[cfg(feature = "cli")]
 pub mod remote;
 pub mod render;
 pub mod runtime;

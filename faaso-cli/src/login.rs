@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 pub struct SavedLogin {
     pub server: String,
     pub password: String,
+    /// A private CA's certificate for an `https://` server (`--cacert` at login).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// The config file's path.
@@ -84,6 +87,7 @@ mod tests {
         let login = SavedLogin {
             server: "http://gw:8888".into(),
             password: "pw".into(),
+            ca_cert: Some("/etc/faaso/ca.pem".into()),
         };
         save(&path, &login).unwrap();
         assert_eq!(load(&path).unwrap(), Some(login));

@@ -19,6 +19,10 @@ pub enum RemoteError {
     Failed(String),
     #[error("unexpected answer from the gateway: {0}")]
     Protocol(String),
+    #[error("CA certificate {path}: {message}")]
+    CaCert { path: String, message: String },
+    #[error("{url}: {message}")]
+    BadUrl { url: String, message: String },
 }
 
 /// One line of a streamed result.
@@ -39,13 +43,67 @@ pub struct Remote {
     client: reqwest::Client,
 }
 
-impl Remote {
-    pub fn new(server: &str, password: Option<String>) -> Remote {
-        Remote {
-            server: server.trim_end_matches('/').to_string(),
-            password,
-            client: reqwest::Client::new(),
+/// The server's URL as the client uses it: `http://` when no scheme is given, no trailing `/`.
+pub fn normalize_server(server: &str) -> Result<String, RemoteError> {
+    let server = server.trim();
+    let bad = |message: &str| RemoteError::BadUrl {
+        url: server.to_string(),
+        message: message.to_string(),
+    };
+    let url = match server.split_once("://") {
+        Some((scheme @ ("http" | "https"), rest)) => {
+            let rest = rest.trim_end_matches('/');
+            if rest.is_empty() {
+                return Err(bad("no host after the scheme"));
+            }
+            format!("{scheme}://{rest}")
         }
+        Some((scheme, _)) => {
+            return Err(bad(&format!(
+                "unsupported scheme {scheme:?}; use http:// or https://"
+            )));
+        }
+        None if server.trim_end_matches('/').is_empty() => {
+            return Err(bad("empty server address"));
+        }
+        None => format!("http://{}", server.trim_end_matches('/')),
+    };
+    reqwest::Url::parse(&url).map_err(|e| bad(&e.to_string()))?;
+    Ok(url)
+}
+
+impl Remote {
+    /// A client for `server` (`http://` assumed without a scheme). `ca_cert` adds a PEM CA
+    /// certificate (a private CA) to the system's trusted roots for `https://` servers.
+    pub fn new(
+        server: &str,
+        password: Option<String>,
+        ca_cert: Option<&std::path::Path>,
+    ) -> Result<Remote, RemoteError> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = ca_cert {
+            let fail = |message: String| RemoteError::CaCert {
+                path: path.display().to_string(),
+                message,
+            };
+            let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| fail(format!("not a PEM certificate: {}", root_cause(&e))))?;
+            if certificates.is_empty() {
+                return Err(fail("no certificate in the file".to_string()));
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let client = builder
+            .build()
+            .map_err(|e| RemoteError::Failed(format!("cannot set up HTTPS: {}", root_cause(&e))))?;
+        Ok(Remote {
+            server: normalize_server(server)?,
+            password,
+            client,
+        })
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -317,6 +375,21 @@ pub fn gzip(tar: &[u8]) -> std::io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn servers_without_a_scheme_are_http() {
+        assert_eq!(
+            normalize_server("127.0.0.1:8888").unwrap(),
+            "http://127.0.0.1:8888"
+        );
+        assert_eq!(
+            normalize_server("https://gw.example/").unwrap(),
+            "https://gw.example"
+        );
+        assert!(normalize_server("ftp://x").is_err());
+        assert!(normalize_server("").is_err());
+        assert!(normalize_server("http://").is_err());
+    }
 
     #[test]
     fn ndjson_lines() {

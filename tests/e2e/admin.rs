@@ -198,6 +198,69 @@ async fn admin_auth_under_attack() {
     }
 }
 
+/// The CLI talks to an `https://` gateway whose certificate a private CA signed: refused
+/// without the CA, accepted with `--cacert` (saved by `login`) or `FAASO_CA_CERT`.
+// Multi-threaded: the TLS front runs on the test's runtime while the CLI is waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_speaks_https_with_a_private_ca() {
+    let _docker = require_docker!();
+    let gateway = GatewayProcess::start(&format!("password: {PASSWORD}\n")).await;
+    let backend: std::net::SocketAddr = gateway.url.trim_start_matches("http://").parse().unwrap();
+    let ca = faaso_tests::tls::TestCa::new("FaaSO test CA");
+    let front =
+        faaso_tests::tls::TlsFront::start(&ca.issue(&["localhost", "127.0.0.1"]), backend).await;
+    let server = format!("https://localhost:{}", front.addr.port());
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = ca.write_pem(dir.path());
+    let faaso = Faaso::in_dir(dir.path());
+    let login = |extra: &[&str]| {
+        let mut child = faaso
+            .command()
+            .args(["login", "--server", &server])
+            .args(extra)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let untrusted = login(&[]);
+    let stderr = String::from_utf8_lossy(&untrusted.stderr);
+    assert_eq!(untrusted.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("certificate"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    let trusted = login(&["--cacert", ca_file.to_str().unwrap()]);
+    assert!(
+        trusted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    // The saved login keeps the CA: a later command needs no flag.
+    let version = faaso.ok(&["version"]);
+    assert!(version.contains(&format!("server {server}")), "{version}");
+    // The variable works too, without a saved login.
+    let other = tempfile::tempdir().unwrap();
+    let mut plain = Faaso::in_dir(other.path());
+    plain.env = vec![
+        ("FAASO_SERVER".into(), server.clone()),
+        ("FAASO_PASSWORD".into(), PASSWORD.into()),
+        ("FAASO_CA_CERT".into(), ca_file.display().to_string()),
+    ];
+    let version = plain.ok(&["version"]);
+    assert!(version.contains(&format!("server {server}")), "{version}");
+    // A CA file that is not one is a clear error.
+    let bogus = dir.path().join("bogus.pem");
+    std::fs::write(&bogus, "not a certificate").unwrap();
+    plain.env[2].1 = bogus.display().to_string();
+    let out = plain.run(&["version"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("bogus.pem"), "{stderr}");
+}
+
 #[tokio::test]
 async fn login_checks_and_saves_privately() {
     let _docker = require_docker!();

@@ -27,12 +27,18 @@ impl Faaso {
 
     pub fn command(&self) -> Command {
         let mut command = Command::new(crate::bins::path("faaso"));
+        // Nothing from the machine configures a test's CLI: no FAASO_* variable, and a config
+        // folder of its own (a saved `faaso login` of the machine is never used).
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("FAASO_") {
+                command.env_remove(key);
+            }
+        }
         command
-            .env_remove("FAASO_SERVER")
             .env("FAASO_STATE_DIR", &self.state_dir)
             .env("FAASO_SECRETS_DIR", &self.secrets_dir)
             .env("XDG_CONFIG_HOME", &self.config_home)
-            .env_remove("FAASO_PASSWORD")
+            .env("HOME", &self.config_home)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         command

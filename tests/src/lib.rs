@@ -20,6 +20,7 @@ pub mod http;
 pub mod prom;
 pub mod relay;
 pub mod testfunko;
+pub mod tls;
 
 /// The workspace root (the folder holding the top-level `Cargo.toml`).
 pub fn workspace_root() -> std::path::PathBuf {

@@ -11,9 +11,10 @@ use super::Global;
 /// Check the admin password of a gateway and save it (mode 0600, in your config folder)
 #[derive(Debug, Args)]
 #[command(
-    after_help = "The server comes from --server or FAASO_SERVER. The password is read \
-from the terminal without echo, or from stdin. It is saved in $XDG_CONFIG_HOME/faaso/config.yml \
-(~/.config/faaso/config.yml), readable only by you."
+    after_help = "The server comes from --server or FAASO_SERVER (http:// is assumed \
+without a scheme; for an https:// server with a private CA, add --cacert FILE). The password is \
+read from the terminal without echo, or from stdin. It is saved with the server and the CA file \
+in $XDG_CONFIG_HOME/faaso/config.yml (~/.config/faaso/config.yml), readable only by you."
 )]
 pub struct LoginArgs {}
 
@@ -30,7 +31,7 @@ impl LoginArgs {
             std::io::stdin().read_to_string(&mut text)?;
             text.trim_end_matches(['\n', '\r']).to_string()
         };
-        let remote = Remote::new(server, Some(password.clone()));
+        let remote = Remote::new(server, Some(password.clone()), global.cacert.as_deref())?;
         let version = match remote.version().await {
             Ok(version) => version,
             Err(RemoteError::Unauthorized) => {
@@ -44,6 +45,10 @@ impl LoginArgs {
             &SavedLogin {
                 server: remote.server.clone(),
                 password,
+                ca_cert: global
+                    .cacert
+                    .as_ref()
+                    .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone())),
             },
         )?;
         if version != faaso::VERSION {

@@ -41,6 +41,10 @@ pub struct Global {
     /// Act on the local Docker engine even when a server is configured
     #[arg(long, global = true)]
     pub local: bool,
+    /// PEM file of a private CA that signed the gateway's HTTPS certificate; default: the one
+    /// saved by `faaso login`
+    #[arg(long, global = true, env = "FAASO_CA_CERT", value_name = "FILE")]
+    pub cacert: Option<std::path::PathBuf>,
     /// Show more detail (build logs, error causes)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -131,10 +135,23 @@ pub async fn remote(global: &Global, ui: &Ui) -> anyhow::Result<Option<faaso::re
     let password = env("FAASO_PASSWORD").filter(|p| !p.is_empty()).or_else(|| {
         saved
             .as_ref()
-            .filter(|s| s.server.trim_end_matches('/') == server.trim_end_matches('/'))
+            .filter(|s| {
+                faaso::remote::normalize_server(&s.server).ok()
+                    == faaso::remote::normalize_server(&server).ok()
+            })
             .map(|s| s.password.clone())
     });
-    let remote = faaso::remote::Remote::new(&server, password);
+    let same_server = |s: &faaso::login::SavedLogin| {
+        faaso::remote::normalize_server(&s.server).ok()
+            == faaso::remote::normalize_server(&server).ok()
+    };
+    let ca_cert = global.cacert.clone().or_else(|| {
+        saved
+            .as_ref()
+            .filter(|s| same_server(s))
+            .and_then(|s| s.ca_cert.clone())
+    });
+    let remote = faaso::remote::Remote::new(&server, password, ca_cert.as_deref())?;
     ui.note(format!("using the gateway at {}", remote.server));
     let version = remote.version().await?;
     if version != faaso::VERSION {
