@@ -82,14 +82,21 @@ pub async fn build(
 ) -> Result<Built, BuildError> {
     let (spec, context) = prepare(folder, request.name.as_deref())?;
     let tar = context.to_tar().map_err(BuildError::Tar)?;
-    build_tar(docker, &spec.name, tar, request.no_cache, on_event).await
+    build_context(
+        docker,
+        &spec.name,
+        docker::ContextBody::Tar(tar),
+        request.no_cache,
+        on_event,
+    )
+    .await
 }
 
-/// Builds an assembled context (a tar) as the image of funko `name`.
-pub async fn build_tar(
+/// Builds an assembled context (a tar, or a stream of one) as the image of funko `name`.
+pub async fn build_context(
     docker: &Docker,
     name: &str,
-    tar: Vec<u8>,
+    tar: docker::ContextBody,
     no_cache: bool,
     mut on_event: impl FnMut(BuildEvent),
 ) -> Result<Built, BuildError> {

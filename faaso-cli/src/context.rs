@@ -3,6 +3,8 @@
 //!
 //! The funko's `.dockerignore` is honoured. Symbolic links are kept when they point inside the
 //! folder and refused when they lead out of it: a build must not read files from elsewhere.
+//! Files from a folder are read when the tar is written, not when the tree is made, so a large
+//! context is never held in memory ([`BuildContext::tar_stream`] writes it as it goes).
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -18,8 +20,19 @@ use crate::runtime::{Runtime, RuntimeError};
 /// One entry of a build context.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
-    File { data: Vec<u8>, mode: u32 },
-    Symlink { target: PathBuf },
+    /// A file made in memory (a rendered template).
+    File {
+        data: Vec<u8>,
+        mode: u32,
+    },
+    /// A file of a folder, read when it is written out.
+    OnDisk {
+        path: PathBuf,
+        mode: u32,
+    },
+    Symlink {
+        target: PathBuf,
+    },
 }
 
 /// A complete build context.
@@ -37,6 +50,8 @@ pub enum ContextError {
     Options(#[from] OptionsError),
     #[error(transparent)]
     Render(#[from] RenderError),
+    #[error(transparent)]
+    Dockerignore(#[from] crate::dockerignore::PatternError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -109,7 +124,7 @@ impl BuildContext {
     fn add_folder(&mut self, folder: &Path) -> Result<(), ContextError> {
         let ignore_path = folder.join(".dockerignore");
         let rules = match std::fs::read_to_string(&ignore_path) {
-            Ok(text) => Rules::parse(&text),
+            Ok(text) => Rules::parse(&text)?,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Rules::default(),
             Err(source) => {
                 return Err(ContextError::Io {
@@ -149,14 +164,8 @@ impl BuildContext {
                 }
                 self.entries.insert(relative, Entry::Symlink { target });
             } else if metadata.is_file() {
-                let data = std::fs::read(&path).map_err(io_error(&path))?;
-                self.entries.insert(
-                    relative,
-                    Entry::File {
-                        data,
-                        mode: file_mode(&metadata),
-                    },
-                );
+                let mode = file_mode(&metadata);
+                self.entries.insert(relative, Entry::OnDisk { path, mode });
             }
         }
         Ok(())
@@ -168,16 +177,24 @@ impl BuildContext {
     }
 
     /// The content of a file in the context.
-    pub fn file(&self, path: &str) -> Option<&[u8]> {
+    pub fn file(&self, path: &str) -> Option<std::borrow::Cow<'_, [u8]>> {
         match self.entries.get(path)? {
-            Entry::File { data, .. } => Some(data),
+            Entry::File { data, .. } => Some(data.as_slice().into()),
+            Entry::OnDisk { path, .. } => std::fs::read(path).ok().map(Into::into),
             Entry::Symlink { .. } => None,
         }
     }
 
     /// The context as an uncompressed tar, deterministic (sorted, fixed times and owners).
     pub fn to_tar(&self) -> Result<Vec<u8>, std::io::Error> {
-        let mut builder = tar::Builder::new(Vec::new());
+        let mut tar = Vec::new();
+        self.write_tar(&mut tar)?;
+        Ok(tar)
+    }
+
+    /// Writes the context as an uncompressed tar to `out`, reading files as it goes.
+    pub fn write_tar(&self, out: impl std::io::Write) -> Result<(), std::io::Error> {
+        let mut builder = tar::Builder::new(out);
         for (path, entry) in &self.entries {
             let mut header = tar::Header::new_gnu();
             header.set_mtime(0);
@@ -190,6 +207,17 @@ impl BuildContext {
                     header.set_size(data.len() as u64);
                     builder.append_data(&mut header, path, data.as_slice())?;
                 }
+                Entry::OnDisk { path: source, mode } => {
+                    let file = std::fs::File::open(source)?;
+                    let size = file.metadata()?.len();
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(*mode);
+                    header.set_size(size);
+                    // Exactly the size in the header, even if the file changes meanwhile.
+                    use std::io::Read;
+                    let mut reader = file.take(size).chain(std::io::repeat(0)).take(size);
+                    builder.append_data(&mut header, path, &mut reader)?;
+                }
                 Entry::Symlink { target } => {
                     header.set_entry_type(tar::EntryType::Symlink);
                     header.set_mode(0o777);
@@ -198,7 +226,28 @@ impl BuildContext {
                 }
             }
         }
-        builder.into_inner()
+        builder.into_inner()?.flush()
+    }
+
+    /// The context as a stream of tar chunks, written on a blocking thread as the stream is
+    /// read (at most a few chunks ahead). `keep` lives until the tar is written: the folder the
+    /// files come from, say.
+    pub fn tar_stream(
+        self,
+        keep: impl Send + 'static,
+    ) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+        tokio::task::spawn_blocking(move || {
+            let _keep = keep;
+            let mut writer = ChunkWriter {
+                sender: sender.clone(),
+                chunk: Vec::with_capacity(CHUNK),
+            };
+            if let Err(err) = self.write_tar(&mut writer) {
+                let _ = sender.blocking_send(Err(err));
+            }
+        });
+        futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
     }
 
     /// Writes the tree as a new folder `dest` (a build context for `faaso export`, a new funko
@@ -226,6 +275,10 @@ impl BuildContext {
             match entry {
                 Entry::File { data, mode } => {
                     std::fs::write(&target, data).map_err(io_error(&target))?;
+                    set_mode(&target, *mode).map_err(io_error(&target))?;
+                }
+                Entry::OnDisk { path: source, mode } => {
+                    std::fs::copy(source, &target).map_err(io_error(&target))?;
                     set_mode(&target, *mode).map_err(io_error(&target))?;
                 }
                 Entry::Symlink { target: link } => {
@@ -285,6 +338,42 @@ fn stays_inside(root: &Path, link_dir: &Path, target: &Path) -> bool {
         }
     }
     resolved.iter().collect::<PathBuf>().starts_with(root)
+}
+
+/// Tar chunks sent at a time.
+const CHUNK: usize = 64 * 1024;
+
+/// An `io::Write` that sends what is written as chunks through a channel.
+struct ChunkWriter {
+    sender: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+    chunk: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+        self.sender
+            .blocking_send(Ok(chunk.into()))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the reader left"))
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let take = buf.len().min(CHUNK - self.chunk.len());
+        self.chunk.extend_from_slice(&buf[..take]);
+        if self.chunk.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(take)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
 }
 
 #[cfg(unix)]
@@ -352,7 +441,7 @@ mod tests {
         let dockerfile = String::from_utf8(context.file("Dockerfile").unwrap().to_vec()).unwrap();
         assert!(dockerfile.contains("\"--workers\", \"3\""), "{dockerfile}");
         assert_eq!(
-            context.file("requirements.txt").unwrap(),
+            context.file("requirements.txt").unwrap().as_ref(),
             b"requests\n",
             "the funko's file wins"
         );
@@ -404,5 +493,28 @@ mod tests {
         let spec = funko(dir.path(), "name: plain\n");
         let err = BuildContext::assemble(&spec).unwrap_err().to_string();
         assert!(err.contains("no Dockerfile"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_folder_streams_the_same_tar_in_chunks() {
+        use futures_util::StreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        let big: Vec<u8> = (0..300_000u32).map(|n| (n % 251) as u8).collect();
+        std::fs::write(dir.path().join("data/big.bin"), &big).unwrap();
+        let context = BuildContext::from_folder(dir.path()).unwrap();
+        let whole = context.to_tar().unwrap();
+        let mut stream = std::pin::pin!(context.tar_stream(dir));
+        let mut streamed = Vec::new();
+        let mut chunks = 0;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.unwrap();
+            assert!(chunk.len() <= CHUNK);
+            streamed.extend_from_slice(&chunk);
+            chunks += 1;
+        }
+        assert_eq!(streamed, whole);
+        assert!(chunks >= 5, "{chunks} chunks");
     }
 }

@@ -118,12 +118,18 @@ pub enum BuildOutput {
     ImageId(String),
 }
 
-/// Builds `tar` (an uncompressed build context) as image `tag`, passing Docker's output to
-/// `on_output` as it arrives. A failed build is reported through `on_output` as
-/// [`BuildOutput::Error`] and returns `Ok`; `Err` means Docker itself could not be used.
+/// A build context for the engine: an uncompressed tar in memory, or a stream of its chunks.
+pub enum ContextBody {
+    Tar(Vec<u8>),
+    Stream(std::pin::Pin<Box<dyn Stream<Item = std::io::Result<bytes::Bytes>> + Send>>),
+}
+
+/// Builds a context as image `tag`, passing Docker's output to `on_output` as it arrives. A
+/// failed build is reported through `on_output` as [`BuildOutput::Error`] and returns `Ok`;
+/// `Err` means Docker itself could not be used.
 pub async fn build_image(
     docker: &Docker,
-    tar: Vec<u8>,
+    context: ContextBody,
     tag: &str,
     no_cache: bool,
     mut on_output: impl FnMut(BuildOutput),
@@ -135,7 +141,11 @@ pub async fn build_image(
         forcerm: true,
         ..Default::default()
     };
-    let mut stream = docker.build_image(options, None, Some(bollard::body_full(tar.into())));
+    let body = match context {
+        ContextBody::Tar(tar) => bollard::body_full(tar.into()),
+        ContextBody::Stream(stream) => bollard::body_try_stream(stream),
+    };
+    let mut stream = docker.build_image(options, None, Some(body));
     while let Some(item) = stream.next().await {
         match item {
             Ok(info) => {

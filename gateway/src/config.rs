@@ -28,6 +28,8 @@ pub struct Config {
     pub password_hash: Option<String>,
     /// Largest build-context upload (compressed); unpacked it may be 5 times that.
     pub max_upload_bytes: u64,
+    /// Image builds the admin API runs at once; more wait for a slot.
+    pub max_concurrent_builds: usize,
     /// Host directory holding `<funko>/<secret>` files.
     pub secrets_dir: PathBuf,
     /// Host directory holding saved state (desired scale per funko).
@@ -129,6 +131,7 @@ pub const KEYS: &[Key] = &[
     key("idle_timeout", None),
     key("max_body_bytes", None),
     key("max_upload_bytes", None),
+    key("max_concurrent_builds", None),
     key("health_interval", None),
     key("resync_interval", None),
     key("grace_period", None),
@@ -160,6 +163,7 @@ impl Config {
             password: None,
             password_hash: None,
             max_upload_bytes: 200 * 1024 * 1024,
+            max_concurrent_builds: 2,
             secrets_dir: data_dir.join("secrets"),
             state_dir: data_dir.join("state"),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -286,6 +290,12 @@ impl Config {
                 self.password_hash = Some(value.to_string());
             }
             "max_upload_bytes" => self.max_upload_bytes = parse_bytes(value).map_err(bad)?,
+            "max_concurrent_builds" => {
+                self.max_concurrent_builds = match value.parse::<usize>() {
+                    Ok(n) if (1..=64).contains(&n) => n,
+                    _ => return Err(bad(format!("expected 1 to 64 builds, got {value:?}"))),
+                }
+            }
             "secrets_dir" => self.secrets_dir = parse_dir(value).map_err(bad)?,
             "state_dir" => self.state_dir = parse_dir(value).map_err(bad)?,
             "pid_file" => self.pid_file = parse_dir(value).map_err(bad)?,

@@ -153,21 +153,22 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
         (None, Some(password)) => Secret::Plain(password.clone()),
         (None, None) => Secret::None,
     };
-    let admin = Admin {
-        auth: Auth::new(secret),
-        settings: AdminSettings {
+    let admin = Admin::new(
+        Auth::new(secret),
+        AdminSettings {
             docker_host: config.docker_host.clone(),
             network: config.network.clone(),
             state_dir: config.state_dir.clone(),
             secrets_dir: config.secrets_dir.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
+            max_concurrent_builds: config.max_concurrent_builds,
             upload: Limits {
                 max_body: config.max_upload_bytes,
                 max_unpacked: config.max_upload_bytes.saturating_mul(5),
                 max_entries: 100_000,
             },
         },
-    };
+    );
     let gateway = Gateway {
         table,
         admin: Arc::new(admin),

@@ -261,6 +261,66 @@ async fn the_cli_speaks_https_with_a_private_ca() {
     assert!(stderr.contains("bogus.pem"), "{stderr}");
 }
 
+/// With `max_concurrent_builds: 1`, three builds sent at once run one at a time: the others
+/// say they wait for a slot, and all three succeed.
+#[tokio::test]
+async fn builds_wait_for_a_slot() {
+    let _docker = require_docker!();
+    let gateway =
+        GatewayProcess::start(&format!("password: {PASSWORD}\nmax_concurrent_builds: 1\n")).await;
+    let name = unique_name("slots");
+    // 128 MiB of zeros: a small upload, a large context for the engine to take in.
+    let zeros = vec![0u8; 128 << 20];
+    let archive = tar_gz(&[
+        (
+            "Dockerfile",
+            tar::EntryType::Regular,
+            b"FROM scratch\nCOPY zeros /zeros\n",
+            None,
+        ),
+        ("zeros", tar::EntryType::Regular, &zeros, None),
+    ]);
+    drop(zeros);
+    let url = format!("{}/admin/api/funkos/{name}/build", gateway.url);
+    let builds = futures_util::future::join_all((0..3).map(|_| {
+        let (url, body) = (url.clone(), archive.clone());
+        async move {
+            client()
+                .post(url)
+                .basic_auth("admin", Some(PASSWORD))
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    let waited = builds
+        .iter()
+        .filter(|b| b.contains("waiting: 1 builds"))
+        .count();
+    for build in &builds {
+        assert!(
+            build.trim_end().ends_with(r#"{"ok":true}"#),
+            "a build failed: {build}"
+        );
+    }
+    assert!(waited >= 1, "no build waited for a slot: {builds:?}");
+    let purged = client()
+        .delete(format!("{}/admin/api/funkos/{name}", gateway.url))
+        .basic_auth("admin", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(purged.contains(r#"{"ok":true}"#), "{purged}");
+}
+
 #[tokio::test]
 async fn login_checks_and_saves_privately() {
     let _docker = require_docker!();

@@ -50,12 +50,27 @@ pub struct AdminSettings {
     pub upload: Limits,
     /// Proxies whose `X-Forwarded-For` names the client (`trusted_proxies`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Image builds at once; more wait for a slot.
+    pub max_concurrent_builds: usize,
 }
 
 /// The admin API.
 pub struct Admin {
     pub auth: Auth,
     pub settings: AdminSettings,
+    /// Build slots (`max_concurrent_builds`).
+    builds: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl Admin {
+    pub fn new(auth: Auth, settings: AdminSettings) -> Admin {
+        let builds = tokio::sync::Semaphore::new(settings.max_concurrent_builds.max(1));
+        Admin {
+            auth,
+            settings,
+            builds: std::sync::Arc::new(builds),
+        }
+    }
 }
 
 /// A request answered with an error before any streaming.
@@ -363,24 +378,41 @@ impl Admin {
             .finish()
             .await
             .map_err(|e| reject(e.status(), e.to_string()))?;
-        let context = faaso::context::BuildContext::from_folder(&upload.context)
-            .map_err(|e| reject(400, e.to_string()))?;
-        let tar = context.to_tar().map_err(|e| reject(500, e.to_string()))?;
-        drop(upload);
+        // The folder is read on a blocking thread, off the worker that carries funko traffic.
+        let (context, upload) = tokio::task::spawn_blocking(move || {
+            faaso::context::BuildContext::from_folder(&upload.context).map(|c| (c, upload))
+        })
+        .await
+        .map_err(|e| reject(500, e.to_string()))?
+        .map_err(|e| reject(400, e.to_string()))?;
         let no_cache = matches!(
             query_param(query, "no_cache").as_deref(),
             Some("1" | "true")
         );
         let docker = self.docker().await?;
         let name = name.to_string();
+        let builds = std::sync::Arc::clone(&self.builds);
+        let max_builds = self.settings.max_concurrent_builds;
         stream_operation(session, move |mut out| async move {
-            let built = faaso::builder::build_tar(&docker, &name, tar, no_cache, |event| {
+            let slot = match std::sync::Arc::clone(&builds).try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    out.log(format!(
+                        "waiting: {max_builds} builds are running (max_concurrent_builds)"
+                    ));
+                    builds.acquire_owned().await.map_err(|e| e.to_string())?
+                }
+            };
+            // The tar is written from the folder as Docker reads it; the folder goes after.
+            let body = faaso::docker::ContextBody::Stream(Box::pin(context.tar_stream(upload)));
+            let built = faaso::builder::build_context(&docker, &name, body, no_cache, |event| {
                 if let faaso::builder::BuildEvent::Output(line) = event {
                     out.log(line);
                 }
             })
             .await
             .map_err(|e| e.to_string())?;
+            drop(slot);
             out.log(format!("built {}", built.tags.join(", ")));
             Ok(())
         })
