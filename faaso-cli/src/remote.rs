@@ -270,10 +270,8 @@ impl Remote {
         tail: Option<u32>,
         on_line: &mut (dyn FnMut(StreamLine) + Send),
     ) -> Result<(), RemoteError> {
-        let mut path = format!("funkos/{name}/logs?follow={}", u8::from(follow));
-        if let Some(tail) = tail {
-            path.push_str(&format!("&tail={tail}"));
-        }
+        let tail = tail.map_or_else(|| "all".to_string(), |n| n.to_string());
+        let path = format!("funkos/{name}/logs?follow={}&tail={tail}", u8::from(follow));
         self.stream(self.request(reqwest::Method::GET, &path), on_line)
             .await
     }

@@ -103,11 +103,13 @@ async fn admin_auth_under_attack() {
     wait_for_status(&ping, 200, Duration::from_secs(10)).await;
     let url = format!("{}/admin/api/version", gateway.url);
 
-    // 40 guesses, each from another client (the trusted proxy says so), 8 at a time.
+    // 64 guesses at once, each from another client (the trusted proxy says so). One argon2 check
+    // takes ~0.4 s in a debug build: on the worker thread, a funko request would wait behind
+    // dozens of them.
     let attack = tokio::spawn({
         let url = url.clone();
         async move {
-            let statuses = futures_util::future::join_all((0..40u8).map(|n| {
+            let statuses = futures_util::future::join_all((0..64u8).map(|n| {
                 let url = url.clone();
                 async move {
                     client()
@@ -126,30 +128,37 @@ async fn admin_auth_under_attack() {
                 .collect::<Vec<_>>()
         }
     });
-    let mut slowest = Duration::ZERO;
-    let mut served = 0;
+    let mut latencies = Vec::new();
     while !attack.is_finished() {
         let started = std::time::Instant::now();
         let response = client().get(&ping).send().await.unwrap();
         assert_eq!(response.status().as_u16(), 200);
-        slowest = slowest.max(started.elapsed());
-        served += 1;
+        latencies.push(started.elapsed());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let statuses = attack.await.unwrap();
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
     println!(
-        "{} guesses answered {statuses:?}; {served} funko requests meanwhile, slowest {slowest:?}",
-        statuses.len()
+        "{} guesses answered {statuses:?}; {} funko requests meanwhile, median {median:?}, \
+         slowest {:?}",
+        statuses.len(),
+        latencies.len(),
+        latencies.last()
     );
-    assert_eq!(statuses.len(), 40);
+    assert_eq!(statuses.len(), 64);
     assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
     assert!(
-        served >= 5,
-        "only {served} funko requests during the attack"
+        latencies.len() >= 5,
+        "only {} funko requests",
+        latencies.len()
     );
+    // With the checks on the worker thread it is busy hashing nearly all the time, and a funko
+    // request waits half a check (~0.2 s) or more; off it, milliseconds. The median is robust
+    // to a scheduling hiccup on a loaded 2-core machine.
     assert!(
-        slowest < Duration::from_millis(750),
-        "a funko request waited {slowest:?} behind password checks"
+        median < Duration::from_millis(100),
+        "funko requests waited behind password checks: median {median:?}"
     );
 
     // Without a trusted proxy, claiming other addresses does not escape the limit.
@@ -720,14 +729,24 @@ async fn an_interrupted_upload_leaves_nothing() {
         // Gone, with two thirds sent.
         drop(stream);
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while upload_folders(&gateway) > 0 {
+    // The audit line of a request is written when its handler is done (after the unpacker
+    // stopped and removed its folder).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while gateway
+        .log()
+        .lines()
+        .filter(|l| l.contains("faaso::admin") && l.contains("/cut/build"))
+        .count()
+        < 3
+    {
         assert!(
             std::time::Instant::now() < deadline,
-            "upload folders still there after 10 s"
+            "the three uploads were not all handled:\n{}",
+            gateway.log()
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    assert_eq!(upload_folders(&gateway), 0, "upload folders left behind");
     // Nothing comes back after the folders were removed.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(upload_folders(&gateway), 0, "an upload folder reappeared");
@@ -736,4 +755,156 @@ async fn an_interrupted_upload_leaves_nothing() {
 fn base64_auth() -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(format!("admin:{PASSWORD}"))
+}
+
+/// The lines of a streamed admin result.
+async fn stream_lines(url: &str) -> Vec<serde_json::Value> {
+    let text = client()
+        .get(url)
+        .basic_auth("admin", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// `logs` shows the last 100 lines per instance unless asked (`tail=all`), and a `logs -f`
+/// whose client went away while the log was quiet is noticed: it no longer holds the gateway's
+/// drain on SIGTERM.
+#[tokio::test]
+async fn log_streams_default_to_100_lines_and_notice_a_client_that_left() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let funko = unique_name("quiet");
+    faaso_tests::docker::start_instance(&docker, &cleanup, &funko, &[]).await;
+    let mut gateway =
+        GatewayProcess::start(&format!("password: {PASSWORD}\ngrace_period: 10s\n")).await;
+    let printed = format!("{}/funko/{funko}/print/250", gateway.url);
+    wait_for_status(&printed, 200, Duration::from_secs(10)).await;
+    let logs = format!("{}/admin/api/funkos/{funko}/logs", gateway.url);
+    let counted = |lines: &[serde_json::Value]| {
+        lines
+            .iter()
+            .filter(|l| {
+                l["log"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("testfunko line"))
+            })
+            .count()
+    };
+    let default = stream_lines(&logs).await;
+    assert_eq!(counted(&default), 100, "{default:?}");
+    let last = default.iter().rev().find_map(|l| l["log"].as_str());
+    assert_eq!(last, Some("testfunko line 250 of 250"), "the last lines");
+    assert_eq!(
+        counted(&stream_lines(&format!("{logs}?tail=all")).await),
+        250
+    );
+    assert_eq!(counted(&stream_lines(&format!("{logs}?tail=7")).await), 7);
+
+    // Follow a quiet log, then leave.
+    let addr = gateway.url.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let request = format!(
+        "GET /admin/api/funkos/{funko}/logs?follow=1&tail=1 HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Basic {}\r\n\r\n",
+        base64_auth()
+    );
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 512];
+    let n = stream.read(&mut head).await.unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"));
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopping = std::time::Instant::now();
+    gateway.signal("TERM");
+    let exit = tokio::task::spawn_blocking(move || {
+        let exit = gateway.wait_exit(Duration::from_secs(12));
+        (exit, gateway)
+    })
+    .await
+    .unwrap()
+    .0;
+    assert!(exit.is_some(), "the gateway did not exit");
+    println!("the gateway exited {:?} after SIGTERM", stopping.elapsed());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(4),
+        "the gateway waited {:?}: the abandoned log stream still counted as in flight",
+        stopping.elapsed()
+    );
+}
+
+/// A scale whose client disconnects after the first line runs to its end: all instances
+/// start and the scale is saved.
+#[tokio::test]
+async fn a_scale_runs_to_its_end_when_the_client_leaves() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let funko = unique_name("leftscale");
+    let image = testfunko::tag_as_funko(&docker, &funko).await;
+    cleanup.image(image);
+    let gateway = GatewayProcess::start(&format!("password: {PASSWORD}\n")).await;
+    let addr = gateway.url.trim_start_matches("http://").to_string();
+    let body = r#"{"scale": 3}"#;
+    let request = format!(
+        "PUT /admin/api/funkos/{funko}/scale HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Basic {}\r\nContent-Length: {}\r\n\r\n{body}",
+        base64_auth(),
+        body.len()
+    );
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 512];
+    // Up to the first streamed line, then gone.
+    while !String::from_utf8_lossy(&seen).contains("{\"log\"") {
+        let n = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut chunk))
+            .await
+            .expect("a first line within 20 s")
+            .unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    drop(stream);
+    let status_url = format!("{}/admin/api/funkos/{funko}", gateway.url);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status: serde_json::Value = client()
+            .get(&status_url)
+            .basic_auth("admin", Some(PASSWORD))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let running = status["instances"]
+            .as_array()
+            .map_or(0, |instances| instances.len());
+        if running == 3 && status["scale"] == 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scale stopped half-way: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let purged = client()
+        .delete(format!("{}/admin/api/funkos/{funko}", gateway.url))
+        .basic_auth("admin", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(purged.contains(r#"{"ok":true}"#), "{purged}");
 }

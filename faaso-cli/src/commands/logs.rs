@@ -12,9 +12,23 @@ pub struct LogsArgs {
     /// Keep following (also instances started later); Ctrl-C stops
     #[arg(short, long)]
     follow: bool,
-    /// Lines to show from the end of each instance's log
-    #[arg(long, value_name = "N")]
-    tail: Option<u32>,
+    /// Lines to show from the end of each instance's log, or `all`
+    #[arg(long, value_name = "N|all", default_value = "100", value_parser = parse_tail)]
+    tail: Tail,
+}
+
+/// `--tail`: a number of lines, or every line (`all`).
+#[derive(Debug, Clone, Copy)]
+struct Tail(Option<u32>);
+
+fn parse_tail(text: &str) -> Result<Tail, String> {
+    match text {
+        "all" => Ok(Tail(None)),
+        n => n
+            .parse()
+            .map(|n| Tail(Some(n)))
+            .map_err(|_| format!("expected a number of lines or `all`, got {text:?}")),
+    }
 }
 
 impl LogsArgs {
@@ -27,12 +41,17 @@ impl LogsArgs {
                     let mut print =
                         |line: faaso::logs::LogLine| println!("{} | {}", line.instance, line.line);
                     lifecycle
-                        .logs(&self.name, self.follow, self.tail, &mut print)
+                        .logs(&self.name, self.follow, self.tail.0, &mut print)
                         .await?;
                 }
                 Target::Remote(remote) => {
                     remote
-                        .logs(&self.name, self.follow, self.tail, &mut remote_reporter(ui))
+                        .logs(
+                            &self.name,
+                            self.follow,
+                            self.tail.0,
+                            &mut remote_reporter(ui),
+                        )
                         .await?;
                 }
             }

@@ -2,8 +2,9 @@
 //! argon2 hash (`password_hash`), with failed attempts limited per client ([`limiter`]).
 //!
 //! Checking an argon2 hash takes tens of milliseconds of CPU: it runs on the blocking pool, at
-//! most [`MAX_CONCURRENT_VERIFICATIONS`] at a time, so a stream of guesses can neither stall the
-//! worker thread that carries funko traffic nor take every core. A plain password is compared
+//! most [`MAX_CONCURRENT_VERIFICATIONS`] at a time and at a lower scheduling priority (nice 10),
+//! so a stream of guesses can neither stall the worker thread that carries funko traffic nor
+//! crowd it out of the cores. A plain password is compared
 //! through BLAKE2b digests in constant time (no length or position leaks).
 //!
 //! [`limiter`]: super::limiter
@@ -106,6 +107,7 @@ impl Auth {
                 };
                 let hash = hash.clone();
                 tokio::task::spawn_blocking(move || {
+                    lower_priority();
                     PasswordHash::new(&hash).is_ok_and(|parsed| {
                         Argon2::default()
                             .verify_password(password.as_bytes(), &parsed)
@@ -116,6 +118,16 @@ impl Auth {
                 .unwrap_or(false)
             }
         }
+    }
+}
+
+/// Lowers the calling thread's scheduling priority (Linux: `nice` is per thread). Threads of
+/// the blocking pool only do background work (hashes, unpacking), so they keep it.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority has no memory effects; `who = 0` is the calling thread on Linux.
+    unsafe {
+        let _ = libc::setpriority(libc::PRIO_PROCESS, 0, 10);
     }
 }
 

@@ -34,8 +34,11 @@ use serde_json::json;
 use crate::client_ip::client_ip;
 use crate::responses::{error_body, write_json};
 use auth::{Auth, Verdict};
-use stream::{Line, stream_operation};
+use stream::{Line, WhenClientLeaves, stream_operation};
 use upload::{Limits, Unpacker, UploadError};
+
+/// Log lines per instance `logs` shows unless asked for more.
+const DEFAULT_TAIL: u32 = 100;
 
 /// Largest JSON body (scale) and secret value accepted.
 const MAX_SMALL_BODY: usize = 64 * 1024;
@@ -219,12 +222,16 @@ impl Admin {
                         format!("funko {name} does not exist (no image, no containers)"),
                     ));
                 }
-                stream_operation(session, move |mut out| async move {
-                    lifecycle
-                        .scale(&name, scale, &mut |line| out.log(line))
-                        .await
-                        .map_err(|e| e.to_string())
-                })
+                stream_operation(
+                    session,
+                    WhenClientLeaves::Finish,
+                    move |mut out| async move {
+                        lifecycle
+                            .scale(&name, scale, &mut |line| out.log(line))
+                            .await
+                            .map_err(|e| e.to_string())
+                    },
+                )
                 .await
                 .map_err(|e| reject(500, e.to_string()))
             }
@@ -234,36 +241,51 @@ impl Admin {
                 if let Some(seconds) = query_param(query, "timeout").and_then(|t| t.parse().ok()) {
                     lifecycle.ready_timeout = Duration::from_secs(seconds);
                 }
-                stream_operation(session, move |mut out| async move {
-                    let deployed = lifecycle
-                        .deploy(&name, &mut |line| out.log(line))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    out.log(format!(
-                        "{name}: {} replaced, {} already current",
-                        deployed.replaced, deployed.current
-                    ));
-                    Ok(())
-                })
+                stream_operation(
+                    session,
+                    WhenClientLeaves::Finish,
+                    move |mut out| async move {
+                        let deployed = lifecycle
+                            .deploy(&name, &mut |line| out.log(line))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        out.log(format!(
+                            "{name}: {} replaced, {} already current",
+                            deployed.replaced, deployed.current
+                        ));
+                        Ok(())
+                    },
+                )
                 .await
                 .map_err(|e| reject(500, e.to_string()))
             }
             (&Method::DELETE, ["funkos", name]) => {
                 let name = valid(name)?;
                 let lifecycle = self.lifecycle().await?;
-                stream_operation(session, move |mut out| async move {
-                    lifecycle
-                        .purge(&name, &mut |line| out.log(line))
-                        .await
-                        .map_err(|e| e.to_string())
-                })
+                stream_operation(
+                    session,
+                    WhenClientLeaves::Finish,
+                    move |mut out| async move {
+                        lifecycle
+                            .purge(&name, &mut |line| out.log(line))
+                            .await
+                            .map_err(|e| e.to_string())
+                    },
+                )
                 .await
                 .map_err(|e| reject(500, e.to_string()))
             }
             (&Method::GET, ["funkos", name, "logs"]) => {
                 let name = valid(name)?;
                 let follow = matches!(query_param(query, "follow").as_deref(), Some("1" | "true"));
-                let tail = query_param(query, "tail").and_then(|t| t.parse().ok());
+                // Like `faaso logs`: the last 100 lines unless asked, `all` for every line.
+                let tail = match query_param(query, "tail").as_deref() {
+                    None | Some("") => Some(DEFAULT_TAIL),
+                    Some("all") => None,
+                    Some(n) => Some(n.parse::<u32>().map_err(|_| {
+                        reject(400, format!("tail: expected a number or all, got {n:?}"))
+                    })?),
+                };
                 let lifecycle = self.lifecycle().await?;
                 if !lifecycle
                     .funko_exists(&name)
@@ -275,7 +297,7 @@ impl Admin {
                         format!("funko {name} does not exist (no image, no containers)"),
                     ));
                 }
-                stream_operation(session, move |mut out| async move {
+                stream_operation(session, WhenClientLeaves::Stop, move |mut out| async move {
                     lifecycle
                         .logs(&name, follow, tail, &mut |line| {
                             out.send(Line::Log {
@@ -393,29 +415,34 @@ impl Admin {
         let name = name.to_string();
         let builds = std::sync::Arc::clone(&self.builds);
         let max_builds = self.settings.max_concurrent_builds;
-        stream_operation(session, move |mut out| async move {
-            let slot = match std::sync::Arc::clone(&builds).try_acquire_owned() {
-                Ok(slot) => slot,
-                Err(_) => {
-                    out.log(format!(
-                        "waiting: {max_builds} builds are running (max_concurrent_builds)"
-                    ));
-                    builds.acquire_owned().await.map_err(|e| e.to_string())?
-                }
-            };
-            // The tar is written from the folder as Docker reads it; the folder goes after.
-            let body = faaso::docker::ContextBody::Stream(Box::pin(context.tar_stream(upload)));
-            let built = faaso::builder::build_context(&docker, &name, body, no_cache, |event| {
-                if let faaso::builder::BuildEvent::Output(line) = event {
-                    out.log(line);
-                }
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-            drop(slot);
-            out.log(format!("built {}", built.tags.join(", ")));
-            Ok(())
-        })
+        stream_operation(
+            session,
+            WhenClientLeaves::Finish,
+            move |mut out| async move {
+                let slot = match std::sync::Arc::clone(&builds).try_acquire_owned() {
+                    Ok(slot) => slot,
+                    Err(_) => {
+                        out.log(format!(
+                            "waiting: {max_builds} builds are running (max_concurrent_builds)"
+                        ));
+                        builds.acquire_owned().await.map_err(|e| e.to_string())?
+                    }
+                };
+                // The tar is written from the folder as Docker reads it; the folder goes after.
+                let body = faaso::docker::ContextBody::Stream(Box::pin(context.tar_stream(upload)));
+                let built =
+                    faaso::builder::build_context(&docker, &name, body, no_cache, |event| {
+                        if let faaso::builder::BuildEvent::Output(line) = event {
+                            out.log(line);
+                        }
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                drop(slot);
+                out.log(format!("built {}", built.tags.join(", ")));
+                Ok(())
+            },
+        )
         .await
         .map_err(|e| reject(500, e.to_string()))
     }

@@ -13,6 +13,8 @@
 //! - `/file?path=<p>`: the content of a file (404 when it cannot be read)
 //! - `/upgrade`: `101 Switching Protocols` (as a WebSocket server), then echoes raw bytes
 //! - `/version`: the value of `TESTFUNKO_VERSION` (default `1`), to tell images apart
+//! - `/print/<n>`: prints `n` numbered lines (`testfunko line <i> of <n>`) to stdout, for log tests
+//! - `/say/<word>`: prints `testfunko says <word>` to stdout
 //!
 //! `TESTFUNKO_DELAY_MS` adds that much latency to every request but `/ping` (a slow instance).
 //! `TESTFUNKO_EAGER_UPGRADE=1` makes every connection an upgraded one whose `101` is sent as soon
@@ -118,6 +120,21 @@ fn answer(request: &Request, out: &mut TcpStream) -> io::Result<()> {
             Response::new(200).body(&version).write(out)
         }
         "upgrade" => upgrade_echo(out),
+        "print" => match arg.parse::<usize>() {
+            Ok(n) if n <= 100_000 => {
+                let mut stdout = io::stdout().lock();
+                for i in 1..=n {
+                    writeln!(stdout, "testfunko line {i} of {n}")?;
+                }
+                stdout.flush()?;
+                Response::new(200).body(&format!("printed {n}")).write(out)
+            }
+            _ => Response::new(400).body("bad line count").write(out),
+        },
+        "say" => {
+            println!("testfunko says {arg}");
+            Response::new(200).body(arg).write(out)
+        }
         "echo" => Response::new(200)
             .header("Content-Type", "application/json")
             .body(&request.to_json())
