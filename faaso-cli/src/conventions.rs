@@ -12,6 +12,28 @@ pub const NETWORK: &str = "faaso-net";
 pub const DEFAULT_PORT: u16 = 3000;
 /// Container label that overrides [`DEFAULT_PORT`].
 pub const PORT_LABEL: &str = "faaso.port";
+
+/// A container label that turns the gateway's active `GET /ping` checks off for an instance
+/// (`faaso.healthcheck=off`): for a container that cannot answer `/ping`; Docker's own
+/// `HEALTHCHECK` and failed connections still count.
+pub const HEALTHCHECK_LABEL: &str = "faaso.healthcheck";
+
+/// Whether the gateway checks an instance with these labels (not `faaso.healthcheck=off`).
+pub fn active_checks(labels: Option<&std::collections::HashMap<String, String>>) -> bool {
+    labels
+        .and_then(|labels| labels.get(HEALTHCHECK_LABEL))
+        .is_none_or(|value| !value.trim().eq_ignore_ascii_case("off"))
+}
+
+/// The port an instance listens on: its `faaso.port` label (a container's labels include its
+/// image's), else [`DEFAULT_PORT`].
+pub fn instance_port(labels: Option<&std::collections::HashMap<String, String>>) -> u16 {
+    labels
+        .and_then(|labels| labels.get(PORT_LABEL))
+        .and_then(|port| port.trim().parse::<u16>().ok())
+        .filter(|port| *port != 0)
+        .unwrap_or(DEFAULT_PORT)
+}
 /// Container label naming the funko (set by FaaSO; discovery does not require it).
 pub const FUNKO_LABEL: &str = "faaso.funko";
 /// Container label marking containers FaaSO created.
@@ -175,5 +197,28 @@ mod tests {
         assert_eq!(parse_instance_name(&name).unwrap().suffix, Some(a.as_str()));
         assert_eq!(image_latest("hello"), "faaso-hello:latest");
         assert_eq!(image_repo("hello"), "faaso-hello");
+    }
+
+    #[test]
+    fn labels_set_the_port_and_the_checks() {
+        let labels = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<std::collections::HashMap<_, _>>()
+        };
+        assert_eq!(instance_port(None), DEFAULT_PORT);
+        assert_eq!(instance_port(Some(&labels(&[(PORT_LABEL, "8080")]))), 8080);
+        assert_eq!(
+            instance_port(Some(&labels(&[(PORT_LABEL, "0")]))),
+            DEFAULT_PORT
+        );
+        assert_eq!(
+            instance_port(Some(&labels(&[(PORT_LABEL, "x")]))),
+            DEFAULT_PORT
+        );
+        assert!(active_checks(None));
+        assert!(!active_checks(Some(&labels(&[(HEALTHCHECK_LABEL, "OFF")]))));
+        assert!(active_checks(Some(&labels(&[(HEALTHCHECK_LABEL, "on")]))));
     }
 }

@@ -342,6 +342,8 @@ pub struct ContainerState {
     pub health: Option<String>,
     /// The address on `network`.
     pub ip: Option<String>,
+    /// The port it listens on (its `faaso.port` label, else 3000).
+    pub port: u16,
     pub exit_code: Option<i64>,
 }
 
@@ -363,6 +365,7 @@ pub async fn inspect_state(
         }
     };
     let state = info.state.unwrap_or_default();
+    let port = conventions::instance_port(info.config.as_ref().and_then(|c| c.labels.as_ref()));
     let ip = info
         .network_settings
         .and_then(|settings| settings.networks)
@@ -377,6 +380,7 @@ pub async fn inspect_state(
             .map(|s| s.to_string())
             .filter(|s| !s.is_empty() && s != "none"),
         ip,
+        port,
         exit_code: state.exit_code,
     }))
 }

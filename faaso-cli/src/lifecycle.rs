@@ -334,7 +334,7 @@ impl Lifecycle {
                             .ip
                             .as_deref()
                             .and_then(|ip| ip.parse().ok())
-                            .map(|ip| SocketAddr::new(ip, conventions::DEFAULT_PORT));
+                            .map(|ip| SocketAddr::new(ip, state.port));
                         match addr {
                             Some(addr) => {
                                 match crate::probe::ping(addr, Duration::from_secs(2)).await {

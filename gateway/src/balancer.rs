@@ -6,7 +6,9 @@
 //! costs two atomic loads. Eligibility follows the health rules:
 //! - an instance that failed its checks or a connect is out;
 //! - Docker's `unhealthy` is out;
-//! - Docker's `starting` is out while an instance that is healthy (or has no health check) exists;
+//! - an instance that has not yet passed a check (`GET /ping`, or Docker's `healthy`), and one
+//!   in Docker's `starting`, only get requests while no proven, ready instance is there: a
+//!   deploy's new instance waits for its first passed check, a funko's only instance does not;
 //! - instances already tried for this request are skipped on retries.
 //!
 //! Nothing here allocates; it runs on every request.
@@ -70,7 +72,8 @@ pub fn pick(instances: &[Arc<Instance>], tried: Tried) -> Option<usize> {
     Some(if load(b) < load(a) { b } else { a })
 }
 
-/// Whether an instance may get requests; with `ready_only`, Docker's `starting` is excluded.
+/// Whether an instance may get requests; with `ready_only`, only a proven one that Docker
+/// does not call `starting`.
 fn usable(instance: &Instance, ready_only: bool) -> bool {
     if !instance.state.is_up() {
         return false;
@@ -78,7 +81,8 @@ fn usable(instance: &Instance, ready_only: bool) -> bool {
     match instance.docker_health {
         DockerHealth::Unhealthy => false,
         DockerHealth::Starting => !ready_only,
-        DockerHealth::Healthy | DockerHealth::None => true,
+        DockerHealth::Healthy => true,
+        DockerHealth::None => !ready_only || instance.state.is_proven() || !instance.active_checks,
     }
 }
 
@@ -91,7 +95,7 @@ pub enum InstanceHealth {
 }
 
 /// Classifies an instance: out (failed checks or Docker `unhealthy`) is unhealthy; Docker's
-/// `starting` is starting; anything else that is up is healthy.
+/// `starting`, or not yet through a first check, is starting; anything else is healthy.
 pub fn state_of(instance: &Instance) -> InstanceHealth {
     if !instance.state.is_up() {
         return InstanceHealth::Unhealthy;
@@ -99,6 +103,9 @@ pub fn state_of(instance: &Instance) -> InstanceHealth {
     match instance.docker_health {
         DockerHealth::Unhealthy => InstanceHealth::Unhealthy,
         DockerHealth::Starting => InstanceHealth::Starting,
+        DockerHealth::None if !instance.state.is_proven() && instance.active_checks => {
+            InstanceHealth::Starting
+        }
         DockerHealth::Healthy | DockerHealth::None => InstanceHealth::Healthy,
     }
 }
@@ -128,9 +135,37 @@ mod tests {
     use DockerHealth::{Healthy, Starting, Unhealthy};
     const NONE: DockerHealth = DockerHealth::None;
 
+    fn proven(healths: &[DockerHealth]) -> Vec<Arc<Instance>> {
+        let list = instances(healths);
+        for instance in &list {
+            instance.state.check_passed();
+        }
+        list
+    }
+
+    #[test]
+    fn unproven_instances_wait_while_proven_ones_serve() {
+        let list = instances(&[NONE, NONE]);
+        list[0].state.check_passed();
+        for _ in 0..100 {
+            assert_eq!(pick(&list, Tried::default()), Some(0));
+        }
+        // Alone, an unproven instance is tried rather than nothing.
+        let fresh = instances(&[NONE]);
+        assert_eq!(pick(&fresh, Tried::default()), Some(0));
+        // Docker's `healthy` proves it too.
+        let docker_healthy = instances(&[NONE, Healthy]);
+        docker_healthy[0].state.check_passed();
+        let mut seen = [false; 2];
+        for _ in 0..200 {
+            seen[pick(&docker_healthy, Tried::default()).unwrap()] = true;
+        }
+        assert_eq!(seen, [true, true]);
+    }
+
     #[test]
     fn spreads_over_equal_instances() {
-        let list = instances(&[NONE, NONE, NONE]);
+        let list = proven(&[NONE, NONE, NONE]);
         let mut counts = [0; 3];
         for _ in 0..3000 {
             counts[pick(&list, Tried::default()).unwrap()] += 1;
@@ -140,7 +175,7 @@ mod tests {
 
     #[test]
     fn prefers_the_less_loaded_instance() {
-        let list = instances(&[NONE, NONE]);
+        let list = proven(&[NONE, NONE]);
         let _busy: Vec<_> = (0..5).map(|_| list[0].state.start_request()).collect();
         for _ in 0..100 {
             assert_eq!(pick(&list, Tried::default()), Some(1));

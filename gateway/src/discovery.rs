@@ -39,6 +39,8 @@ pub struct Discovery {
     pub table: SharedTable,
     /// Set once the first full sync has been published (`/readyz`).
     pub ready: Arc<AtomicBool>,
+    /// Told about every new snapshot (the health checker checks new instances at once).
+    pub snapshot_changed: Arc<tokio::sync::Notify>,
 }
 
 /// Why a connection to Docker ended.
@@ -199,6 +201,7 @@ impl Discovery {
         metrics.publish_instances(&table);
         metrics.resyncs.inc();
         self.table.store(Arc::new(table));
+        self.snapshot_changed.notify_one();
         self.ready.store(true, Ordering::Release);
         Ok(())
     }

@@ -107,6 +107,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
 
     let table: SharedTable = Arc::new(ArcSwap::from_pointee(RouteTable::default()));
     let ready = Arc::new(AtomicBool::new(false));
+    let snapshot_changed = Arc::new(tokio::sync::Notify::new());
     let discovery = Discovery {
         docker_host: config.docker_host.clone(),
         network: config.network.clone(),
@@ -119,6 +120,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
         },
         table: Arc::clone(&table),
         ready: Arc::clone(&ready),
+        snapshot_changed: Arc::clone(&snapshot_changed),
     };
     server.add_service(background_service("discovery", discovery));
 
@@ -134,6 +136,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
 
     let health = HealthChecker {
         table: Arc::clone(&table),
+        snapshot_changed,
         interval: config.health_interval,
         timeout: config
             .connect_timeout

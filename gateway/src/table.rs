@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
-use faaso::conventions::{DEFAULT_PORT, PORT_LABEL, parse_instance_name};
+use faaso::conventions::{instance_port, parse_instance_name};
 use http::HeaderValue;
 use pingora::upstreams::peer::HttpPeer;
 
@@ -82,6 +82,8 @@ pub struct Instance {
     /// The upstream peer with the gateway's timeouts, made once per snapshot (a request only
     /// clones it).
     pub peer: HttpPeer,
+    /// Whether the health checker sends it `GET /ping` (off with `faaso.healthcheck=off`).
+    pub active_checks: bool,
 }
 
 /// Connection settings of every instance's [`HttpPeer`].
@@ -127,6 +129,7 @@ impl Instance {
             docker_health,
             state,
             peer,
+            active_checks: true,
         }
     }
 }
@@ -136,6 +139,9 @@ impl Instance {
 pub struct InstanceState {
     /// False after 2 failed active checks or a failed connect, true again after 1 passed check.
     up: AtomicBool,
+    /// Whether it ever passed a check: until then it only gets requests when no proven
+    /// instance of its funko is available (a deploy's new instance waits for its first `/ping`).
+    proven: AtomicBool,
     /// Consecutive failed active checks.
     failures: AtomicU32,
     /// Requests currently sent to this instance.
@@ -151,6 +157,7 @@ impl Default for InstanceState {
         // connect failure (not listening yet) moves the request to another instance.
         InstanceState {
             up: AtomicBool::new(true),
+            proven: AtomicBool::new(false),
             failures: AtomicU32::new(0),
             in_flight: AtomicUsize::new(0),
         }
@@ -162,10 +169,16 @@ impl InstanceState {
         self.up.load(Ordering::Relaxed)
     }
 
-    /// An active check passed: the instance is back.
+    /// Whether it passed a check at least once.
+    pub fn is_proven(&self) -> bool {
+        self.proven.load(Ordering::Relaxed)
+    }
+
+    /// An active check passed: the instance is back (and proven).
     pub fn check_passed(&self) {
         self.failures.store(0, Ordering::Relaxed);
         self.up.store(true, Ordering::Relaxed);
+        self.proven.store(true, Ordering::Relaxed);
     }
 
     /// An active check failed: out after [`FAILURES_TO_DOWN`] in a row. Returns whether it
@@ -296,17 +309,12 @@ fn instance_of<'c>(
     let Some(ip) = network_ip(container, input.network) else {
         return Some((parsed.funko, None));
     };
-    let port = container
-        .labels
-        .as_ref()
-        .and_then(|labels| labels.get(PORT_LABEL))
-        .and_then(|port| port.parse::<u16>().ok())
-        .unwrap_or(DEFAULT_PORT);
+    let port = instance_port(container.labels.as_ref());
     let state = previous_states
         .get(id)
         .map(|state| Arc::clone(state))
         .unwrap_or_default();
-    let instance = Instance::new(
+    let mut instance = Instance::new(
         id.to_string(),
         container_name.trim_start_matches('/').to_string(),
         SocketAddr::new(ip, port),
@@ -314,6 +322,7 @@ fn instance_of<'c>(
         state,
         input.timeouts,
     );
+    instance.active_checks = faaso::conventions::active_checks(container.labels.as_ref());
     Some((parsed.funko, Some(instance)))
 }
 
@@ -405,7 +414,7 @@ pub(crate) mod tests {
             "Up",
         );
         labelled.labels = Some(HashMap::from([(
-            PORT_LABEL.to_string(),
+            faaso::conventions::PORT_LABEL.to_string(),
             "8080".to_string(),
         )]));
         let containers = vec![

@@ -445,3 +445,86 @@ async fn bad_input_changes_nothing() {
         "image removed"
     );
 }
+
+/// An image that says it listens elsewhere (`LABEL faaso.port=8080`) is probed there: `up` and
+/// `deploy` wait for `GET /ping` on the labelled port, and the gateway routes to it.
+#[tokio::test]
+async fn deploy_probes_the_labelled_port() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let gateway = GatewayProcess::start("").await;
+    let faaso = Faaso::in_dir(gateway.dir.path());
+    let name = unique_name("port");
+    let tag = format!("faaso-{name}:latest");
+    testfunko::variant(
+        &docker,
+        &tag,
+        "ENV PORT=8080 TESTFUNKO_VERSION=1\nLABEL faaso.port=8080",
+    )
+    .await;
+    cleanup.image(tag.clone());
+    faaso.ok(&["up", &name]);
+    running(&docker, &cleanup, &name).await;
+    let url = format!("{}/funko/{name}/version", gateway.url);
+    assert_eq!(
+        wait_for_status(&url, 200, Duration::from_secs(10)).await,
+        "1"
+    );
+    testfunko::variant(
+        &docker,
+        &tag,
+        "ENV PORT=8080 TESTFUNKO_VERSION=2\nLABEL faaso.port=8080",
+    )
+    .await;
+    let deployed = faaso.ok(&["deploy", &name, "--timeout", "20"]);
+    assert!(deployed.contains("1 instance replaced"), "{deployed}");
+    running(&docker, &cleanup, &name).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client()
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        != "2"
+    {
+        assert!(Instant::now() < deadline, "the new release is not routed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A new instance gets no traffic until it passes its first `/ping` while a proven one serves:
+/// one that listens but fails `/ping` is never routed to.
+#[tokio::test]
+async fn a_new_instance_waits_for_its_first_passed_check() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let funko = unique_name("unproven");
+    let old = faaso_tests::docker::start_instance(&docker, &cleanup, &funko, &[]).await;
+    let gateway = GatewayProcess::start("").await;
+    let url = format!("{}/funko/{funko}/whoami", gateway.url);
+    let old_host = wait_for_status(&url, 200, Duration::from_secs(10)).await;
+    let new = faaso_tests::docker::start_instance(
+        &docker,
+        &cleanup,
+        &funko,
+        &["TESTFUNKO_PING_STATUS=503"],
+    )
+    .await;
+    let client = client();
+    let mut answers = std::collections::HashMap::<String, usize>::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        let host = client.get(&url).send().await.unwrap().text().await.unwrap();
+        *answers.entry(host).or_default() += 1;
+    }
+    println!("{old} and {new} (failing /ping): {answers:?}");
+    assert_eq!(
+        answers.len(),
+        1,
+        "the unproven instance got traffic: {answers:?}"
+    );
+    assert!(answers.contains_key(&old_host));
+}

@@ -176,9 +176,21 @@ async fn websocket_upgrades_never_break() {
     let fast = unique_name("ws");
     let eager = unique_name("wseager");
     start_instance(&docker, &cleanup, &fast, &[]).await;
-    start_instance(&docker, &cleanup, &eager, &["TESTFUNKO_EAGER_UPGRADE=1"]).await;
-    // The eager instance answers 101 to its health checks too: keep them from taking it out.
-    let gateway = GatewayProcess::start("health_interval: 1h\n").await;
+    // The eager instance answers 101 to `GET /ping` too: it opts out of active checks.
+    let image = faaso_tests::testfunko::image(&docker).await;
+    let eager_instance =
+        faaso::conventions::instance_name(&eager, &faaso::conventions::random_suffix());
+    faaso_tests::docker::run_container(
+        &docker,
+        &cleanup,
+        &eager_instance,
+        &image,
+        faaso::conventions::NETWORK,
+        &["TESTFUNKO_EAGER_UPGRADE=1"],
+        &[(faaso::conventions::HEALTHCHECK_LABEL, "off")],
+    )
+    .await;
+    let gateway = GatewayProcess::start("").await;
     let addr = gateway.url.trim_start_matches("http://").to_string();
     wait_for_status(
         &format!("{}/funko/{fast}/ping", gateway.url),
