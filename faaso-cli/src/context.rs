@@ -275,11 +275,11 @@ impl BuildContext {
             match entry {
                 Entry::File { data, mode } => {
                     std::fs::write(&target, data).map_err(io_error(&target))?;
-                    set_mode(&target, *mode).map_err(io_error(&target))?;
+                    crate::files::set_mode(&target, *mode).map_err(io_error(&target))?;
                 }
                 Entry::OnDisk { path: source, mode } => {
                     std::fs::copy(source, &target).map_err(io_error(&target))?;
-                    set_mode(&target, *mode).map_err(io_error(&target))?;
+                    crate::files::set_mode(&target, *mode).map_err(io_error(&target))?;
                 }
                 Entry::Symlink { target: link } => {
                     #[cfg(unix)]
@@ -390,17 +390,6 @@ fn file_mode(metadata: &std::fs::Metadata) -> u32 {
 #[cfg(not(unix))]
 fn file_mode(_: &std::fs::Metadata) -> u32 {
     0o644
-}
-
-#[cfg(unix)]
-fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-}
-
-#[cfg(not(unix))]
-fn set_mode(_: &Path, _: u32) -> std::io::Result<()> {
-    Ok(())
 }
 
 #[cfg(test)]

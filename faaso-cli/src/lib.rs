@@ -15,6 +15,7 @@
 //! - [`deploy`]: zero-downtime rollout of the newest image.
 //! - [`status`]: funkos, instances and images as data (table or JSON).
 //! - [`logs`]: the merged logs of a funko's instances.
+//! - [`files`]: whole-or-nothing private writes, modes, private folders, `is_root`.
 //! - [`secrets`]: secret files per funko, mounted at `/secrets`.
 //! - [`state`]: saved scale per funko, and the per-funko lock.
 //! - [`probe`]: the `GET /ping` health probe.
@@ -31,6 +32,7 @@ pub mod deploy;
 pub mod dirs;
 pub mod docker;
 pub mod dockerignore;
+pub mod files;
 pub mod funko;
 pub mod lifecycle;
 #[cfg(feature = "cli")]

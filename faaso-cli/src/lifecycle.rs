@@ -261,7 +261,13 @@ impl Lifecycle {
         &self,
         report: &mut (dyn FnMut(String) + Send),
     ) -> Result<(), LifecycleError> {
-        for (funko, state) in self.state.all()? {
+        let listing = self.state.all()?;
+        for (funko, err) in &listing.unreadable {
+            report(format!(
+                "{funko}: not restored, its saved state is unreadable: {err}"
+            ));
+        }
+        for (funko, state) in listing.funkos {
             if state.scale == 0 {
                 continue;
             }

@@ -1,7 +1,6 @@
 //! The saved login: `$XDG_CONFIG_HOME/faaso/config.yml` (else `~/.config/faaso/config.yml`)
 //! with the gateway's URL and the admin password, written atomically with mode 0600.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -59,19 +58,10 @@ pub fn save(path: &Path, login: &SavedLogin) -> Result<(), LoginError> {
         message,
     };
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-    }
+    crate::files::create_private_dir(dir).map_err(|e| fail(e.to_string()))?;
     let text = serde_yaml::to_string(login).map_err(|e| fail(e.to_string()))?;
-    // NamedTempFile is created 0600 and renamed over the old file: never readable by others.
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(e.to_string()))?;
-    file.write_all(text.as_bytes())
-        .map_err(|e| fail(e.to_string()))?;
-    file.persist(path).map_err(|e| fail(e.error.to_string()))?;
-    Ok(())
+    // Written 0600 and renamed over the old file: never readable by others, never half-written.
+    crate::files::write_atomic(path, text.as_bytes()).map_err(|e| fail(e.to_string()))
 }
 
 #[cfg(test)]

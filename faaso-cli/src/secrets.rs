@@ -7,7 +7,7 @@
 //! runtimes do) could not read such files, so when FaaSO runs as root it hands the funko's
 //! folder and files to that user.
 
-use std::io::Write;
+use crate::files::is_root;
 use std::path::{Path, PathBuf};
 
 use crate::conventions::validate_name;
@@ -86,14 +86,8 @@ impl SecretsDir {
         validate_secret_name(secret)?;
         let dir = self.ensure_funko_dir(funko)?;
         let path = dir.join(secret);
-        // NamedTempFile is created 0600; the rename makes the new value appear whole.
-        let mut file = tempfile::NamedTempFile::new_in(&dir).map_err(io(&dir))?;
-        file.write_all(value).map_err(io(&path))?;
-        file.as_file().sync_all().map_err(io(&path))?;
-        file.persist(&path).map_err(|err| SecretError::Io {
-            path: path.clone(),
-            source: err.error,
-        })?;
+        // Written 0600 and renamed into place: the new value appears whole.
+        crate::files::write_atomic(&path, value).map_err(io(&path))?;
         // A folder handed to the funko's user (see `give_to`) hands its new files over too.
         #[cfg(unix)]
         {
@@ -186,16 +180,6 @@ impl SecretsDir {
     }
 }
 
-#[cfg(unix)]
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // The owner of a file we just created is our effective user.
-    tempfile::tempfile()
-        .and_then(|f| f.metadata())
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
-}
-
 /// The numeric `uid:gid` of an image's `USER`, when it is numeric and not root.
 pub fn numeric_user(user: &str) -> Option<(u32, u32)> {
     let (uid, gid) = match user.split_once(':') {
@@ -225,12 +209,7 @@ fn create_private_dir(dir: &Path) -> Result<(), SecretError> {
             });
         }
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
-    }
-    Ok(())
+    crate::files::set_mode(dir, 0o700).map_err(io(dir))
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 //! overshooting.
 
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -30,6 +29,14 @@ fn state_error(path: &Path) -> impl Fn(std::io::Error) -> StateError + '_ {
 pub struct FunkoState {
     /// Instances the funko should have.
     pub scale: u32,
+}
+
+/// What [`StateDir::all`] found.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub funkos: Vec<(String, FunkoState)>,
+    /// Funkos whose file could not be read, with why.
+    pub unreadable: Vec<(String, StateError)>,
 }
 
 /// The state folder.
@@ -63,21 +70,16 @@ impl StateDir {
             })
     }
 
-    /// Saves a funko's state: written to a temporary file and renamed over the old one.
+    /// Saves a funko's state: written whole and flushed to disk before it replaces the old one.
     pub fn save(&self, funko: &str, state: FunkoState) -> Result<(), StateError> {
         let path = self.funko_path(funko);
         let dir = path.parent().unwrap_or(&self.root);
         std::fs::create_dir_all(dir).map_err(state_error(dir))?;
-        let mut file = tempfile::NamedTempFile::new_in(dir).map_err(state_error(dir))?;
         let text = serde_yaml::to_string(&state).map_err(|err| StateError {
             path: path.clone(),
             message: err.to_string(),
         })?;
-        file.write_all(text.as_bytes())
-            .map_err(state_error(&path))?;
-        file.persist(&path)
-            .map_err(|err| state_error(&path)(err.error))?;
-        Ok(())
+        crate::files::write_atomic(&path, text.as_bytes()).map_err(state_error(&path))
     }
 
     /// Forgets a funko's state.
@@ -90,15 +92,19 @@ impl StateDir {
         }
     }
 
-    /// Every funko with saved state, with its state.
-    pub fn all(&self) -> Result<Vec<(String, FunkoState)>, StateError> {
+    /// Every funko with saved state, with its state; files that cannot be read are listed
+    /// apart, so one corrupt file does not hide the others.
+    pub fn all(&self) -> Result<Listing, StateError> {
         let dir = self.root.join("funkos");
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Listing::default());
+            }
             Err(err) => return Err(state_error(&dir)(err)),
         };
         let mut all = Vec::new();
+        let mut unreadable = Vec::new();
         for entry in entries.flatten() {
             let file_name = entry.file_name().to_string_lossy().into_owned();
             let Some(funko) = file_name.strip_suffix(".yml") else {
@@ -107,12 +113,18 @@ impl StateDir {
             if !crate::conventions::is_valid_name(funko) {
                 continue;
             }
-            if let Some(state) = self.load(funko)? {
-                all.push((funko.to_string(), state));
+            match self.load(funko) {
+                Ok(Some(state)) => all.push((funko.to_string(), state)),
+                Ok(None) => {}
+                Err(err) => unreadable.push((funko.to_string(), err)),
             }
         }
         all.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(all)
+        unreadable.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Listing {
+            funkos: all,
+            unreadable,
+        })
     }
 
     /// Takes the funko's lock, waiting for another holder (checked every 50 ms) up to
@@ -161,12 +173,20 @@ mod tests {
         state.save("hello", FunkoState { scale: 3 }).unwrap();
         state.save("other", FunkoState { scale: 0 }).unwrap();
         assert_eq!(state.load("hello").unwrap(), Some(FunkoState { scale: 3 }));
-        assert_eq!(state.all().unwrap().len(), 2);
+        assert_eq!(state.all().unwrap().funkos.len(), 2);
         state.remove("hello").unwrap();
         assert_eq!(state.load("hello").unwrap(), None);
         std::fs::write(dir.path().join("funkos/broken.yml"), "scale: lots\n").unwrap();
         let err = state.load("broken").unwrap_err().to_string();
         assert!(err.contains("broken.yml"), "{err}");
+        // One corrupt file does not hide the others.
+        let listing = state.all().unwrap();
+        assert_eq!(
+            listing.funkos,
+            [("other".to_string(), FunkoState { scale: 0 })]
+        );
+        assert_eq!(listing.unreadable.len(), 1);
+        assert_eq!(listing.unreadable[0].0, "broken");
     }
 
     #[tokio::test]

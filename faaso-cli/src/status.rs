@@ -7,6 +7,7 @@
 //! [{
 //!   "name": "hello",                      funko name
 //!   "scale": 2,                           saved desired scale, or null
+//!   "state_error": "...",                 only when the saved state cannot be read
 //!   "running": 2,                         instances running now
 //!   "instances": [{
 //!     "name": "faaso-hello-ab12cd",       container name
@@ -42,6 +43,9 @@ use crate::lifecycle::{Lifecycle, LifecycleError};
 pub struct FunkoStatus {
     pub name: String,
     pub scale: Option<u32>,
+    /// Why the saved state could not be read, when it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_error: Option<String>,
     pub running: usize,
     pub instances: Vec<InstanceStatus>,
     pub images: Vec<ImageStatus>,
@@ -78,13 +82,19 @@ impl Lifecycle {
         }
         let containers = docker::list_all_instances(&self.docker).await?;
         let images = docker::list_all_images(&self.docker).await?;
-        let saved: BTreeMap<String, u32> = self
-            .state
-            .all()?
+        let listing = self.state.all()?;
+        let saved: BTreeMap<String, u32> = listing
+            .funkos
             .into_iter()
             .map(|(n, s)| (n, s.scale))
             .collect();
+        let unreadable: BTreeMap<String, String> = listing
+            .unreadable
+            .into_iter()
+            .map(|(n, err)| (n, err.to_string()))
+            .collect();
         let mut funkos: BTreeSet<String> = saved.keys().cloned().collect();
+        funkos.extend(unreadable.keys().cloned());
         funkos.extend(
             containers
                 .iter()
@@ -114,14 +124,16 @@ impl Lifecycle {
         Ok(wanted
             .into_iter()
             .map(|name| {
-                build_status(
+                let mut status = build_status(
                     &name,
                     saved.get(&name).copied(),
                     &containers,
                     &images,
                     &self.network,
                     now,
-                )
+                );
+                status.state_error = unreadable.get(&name).cloned();
+                status
             })
             .collect())
     }
@@ -217,6 +229,7 @@ fn build_status(
     FunkoStatus {
         name: name.to_string(),
         scale,
+        state_error: None,
         running,
         instances,
         images,

@@ -251,6 +251,13 @@ async fn the_gateway_restores_saved_scales() {
             .unwrap();
     }
     assert_eq!(running(&docker, &cleanup, &name).await, 0);
+    // A corrupt state file beside it (sorted first) must not stop the restore.
+    let broken = format!("aaa_{}", unique_name("broken"));
+    std::fs::write(
+        dir.path().join(format!("state/funkos/{broken}.yml")),
+        "scale: [not a number\n",
+    )
+    .unwrap();
 
     let gateway = GatewayProcess::start_in(Arc::clone(&dir), "").await;
     let start = Instant::now();
@@ -268,6 +275,20 @@ async fn the_gateway_restores_saved_scales() {
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(running(&docker, &cleanup, &name).await, 2);
+    let log = gateway.log();
+    assert!(
+        log.contains(&format!(
+            "{broken}: not restored, its saved state is unreadable"
+        )),
+        "{log}"
+    );
+    // status works, and says what it could not read.
+    let status = faaso.ok(&["status", "--local"]);
+    assert!(status.contains(&name), "{status}");
+    assert!(
+        status.contains(&format!("{broken}  scale -")) && status.contains("saved scale unreadable"),
+        "{status}"
+    );
     wait_for_status(
         &format!("{}/funko/{name}/ping", gateway.url),
         200,

@@ -49,6 +49,9 @@ fn table(funkos: &[FunkoStatus]) -> String {
             "{}  scale {scale}, {} running\n",
             funko.name, funko.running
         ));
+        if let Some(err) = &funko.state_error {
+            out.push_str(&format!("  warning: saved scale unreadable ({err})\n"));
+        }
         let mut rows = vec![vec![
             "  INSTANCE".to_string(),
             "STATE".into(),
