@@ -7,21 +7,30 @@
 //!   health_status, network connect/disconnect): each relevant event triggers a rebuild; events
 //!   that arrive together share one.
 //! - A full resync every `resync_interval`, as a safety net for a missed event.
-//! - When the stream ends or fails: reconnect with backoff (100 ms doubling to 5 s), then resync.
+//! - When the stream ends or fails: reconnect with backoff (100 ms doubling to 5 s; back to
+//!   100 ms once a connection has synced), then resync. Meanwhile requests keep being routed
+//!   from the last table.
 //!
-//! A `kill` with SIGTERM/SIGINT/SIGKILL takes the instance out of routing at once, before the
-//! container has stopped: the instance finishes what it has while new requests go elsewhere.
+//! A `kill` with SIGTERM/SIGINT/SIGKILL marks the instance as stopping and takes it out of
+//! routing at once, before the container has stopped: it finishes what it has while new
+//! requests go elsewhere. The mark stays through `die` and `stop` (Docker's list can still show
+//! the container running for a moment after them); it goes when a sync sees the container no
+//! longer running, when it starts again (a `start` event, or a sync showing it up for less time
+//! than the mark is old: a restart while events were missed), when it is destroyed, or after
+//! [`STOPPING_AT_MOST`] (a container that treats the signal as something else keeps serving).
 //!
 //! Requests never wait on any of this: they read the last published snapshot.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bollard::Docker;
-use bollard::models::{EventMessage, EventMessageTypeEnum};
+use bollard::models::{
+    ContainerSummary, ContainerSummaryStateEnum, EventMessage, EventMessageTypeEnum,
+};
 use bollard::query_parameters::{EventsOptions, ListContainersOptions, ListImagesOptions};
 use futures_util::{FutureExt, StreamExt};
 use pingora::server::ShutdownWatch;
@@ -59,9 +68,12 @@ enum SyncError {
     },
 }
 
-/// Containers being stopped (by id): out of routing until Docker says they stopped or started.
+/// Longest a stopping mark keeps a running container out of routing.
+pub const STOPPING_AT_MOST: Duration = Duration::from_secs(120);
+
+/// Containers being stopped (by id, with when the stop began): out of routing.
 #[derive(Debug, Default)]
-struct Stopping(HashSet<String>);
+struct Stopping(HashMap<String, Instant>);
 
 #[async_trait]
 impl BackgroundService for Discovery {
@@ -69,17 +81,16 @@ impl BackgroundService for Discovery {
         let mut backoff = Duration::from_millis(100);
         let mut stopping = Stopping::default();
         loop {
-            let result = tokio::select! {
-                result = self.run_connected(&mut stopping) => result,
+            let mut synced = false;
+            let err = tokio::select! {
+                err = self.run_connected(&mut stopping, &mut synced) => err,
                 _ = shutdown.changed() => return,
             };
-            match result {
-                // A connection that worked for a while starts the next backoff from the bottom.
-                Ok(()) => backoff = Duration::from_millis(100),
-                Err(err) => {
-                    tracing::warn!(error = %err, retry_in = ?backoff, "discovery: Docker connection lost")
-                }
+            // A connection that synced starts the next backoff from the bottom.
+            if synced {
+                backoff = Duration::from_millis(100);
             }
+            tracing::warn!(error = %err, retry_in = ?backoff, "discovery: Docker connection lost; routing from the last table meanwhile");
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = shutdown.changed() => return,
@@ -90,9 +101,20 @@ impl BackgroundService for Discovery {
 }
 
 impl Discovery {
-    /// One connection's life: connect, full sync, then follow events until the stream breaks.
-    /// Returns `Ok` only when the stream broke after a sync succeeded.
-    async fn run_connected(&self, stopping: &mut Stopping) -> Result<(), SyncError> {
+    /// One connection's life: connect, full sync, then follow events until the stream breaks
+    /// (the error says why); `synced` tells whether a sync succeeded meanwhile.
+    async fn run_connected(&self, stopping: &mut Stopping, synced: &mut bool) -> SyncError {
+        match self.follow(stopping, synced).await {
+            Ok(never) => match never {},
+            Err(err) => err,
+        }
+    }
+
+    async fn follow(
+        &self,
+        stopping: &mut Stopping,
+        synced: &mut bool,
+    ) -> Result<std::convert::Infallible, SyncError> {
         let docker = faaso::docker::connect_to(self.docker_host.as_deref()).await?;
         if let Err(err) = faaso::docker::ensure_network(&docker, &self.network).await {
             tracing::warn!(error = %err, "discovery: cannot create network {}", self.network);
@@ -107,6 +129,7 @@ impl Discovery {
         };
         let mut events = docker.events(Some(options));
         self.sync(&docker, stopping).await?;
+        *synced = true;
         tracing::info!(
             funkos = self.table.load().len(),
             "discovery: synced with Docker"
@@ -137,12 +160,9 @@ impl Discovery {
         match event {
             Some(Ok(event)) => {
                 let relevant = stopping.apply(&event, &self.network);
-                if relevant {
+                if relevant && let Some(metrics) = crate::metrics::if_enabled() {
                     let kind = event_kind(event.action.as_deref().unwrap_or(""));
-                    crate::metrics::metrics()
-                        .discovery_events
-                        .with_label_values(&[kind])
-                        .inc();
+                    metrics.discovery_events.with_label_values(&[kind]).inc();
                 }
                 Ok(relevant)
             }
@@ -152,7 +172,7 @@ impl Discovery {
     }
 
     /// Lists containers and images and publishes a new table.
-    async fn sync(&self, docker: &Docker, stopping: &Stopping) -> Result<(), SyncError> {
+    async fn sync(&self, docker: &Docker, stopping: &mut Stopping) -> Result<(), SyncError> {
         let containers = docker
             .list_containers(Some(ListContainersOptions {
                 all: true,
@@ -186,20 +206,24 @@ impl Discovery {
             .filter_map(|tag| funko_of_image(tag))
             .map(str::to_string)
             .collect();
+        stopping.prune(&containers, Instant::now());
+        let stopping_ids: HashSet<String> = stopping.0.keys().cloned().collect();
         let previous = self.table.load();
         let table = table::build(
             &containers,
             &BuildInput {
                 network: &self.network,
                 image_funkos: &image_funkos,
-                stopping: &stopping.0,
+                stopping: &stopping_ids,
                 previous: &previous,
                 timeouts: self.timeouts,
             },
         );
-        let metrics = crate::metrics::metrics();
-        metrics.publish_instances(&table);
-        metrics.resyncs.inc();
+        if let Some(metrics) = crate::metrics::if_enabled() {
+            metrics.publish_instances(&table);
+            metrics.resyncs.inc();
+            crate::metrics::forget_gone(&previous, &table);
+        }
         self.table.store(Arc::new(table));
         self.snapshot_changed.notify_one();
         self.ready.store(true, Ordering::Release);
@@ -208,6 +232,23 @@ impl Discovery {
 }
 
 impl Stopping {
+    /// Drops the marks a full list shows are no longer needed: containers gone or not running,
+    /// restarted since they were marked, or marked for longer than [`STOPPING_AT_MOST`].
+    fn prune(&mut self, containers: &[ContainerSummary], now: Instant) {
+        self.0.retain(|id, since| {
+            let Some(container) = containers.iter().find(|c| c.id.as_deref() == Some(id)) else {
+                return false;
+            };
+            if container.state != Some(ContainerSummaryStateEnum::RUNNING) {
+                return false;
+            }
+            let marked_for = now.duration_since(*since);
+            let restarted = uptime(container.status.as_deref().unwrap_or(""))
+                .is_some_and(|up| up + Duration::from_secs(1) < marked_for);
+            !restarted && marked_for < STOPPING_AT_MOST
+        });
+    }
+
     /// Records what an event says about stopping containers; `true` when it may change routing.
     fn apply(&mut self, event: &EventMessage, network: &str) -> bool {
         let action = event.action.as_deref().unwrap_or("");
@@ -231,13 +272,15 @@ impl Stopping {
                 }
                 match action {
                     "kill" if matches!(attribute("signal"), Some("15" | "2" | "9")) => {
-                        self.0.insert(id.to_string());
+                        self.0.entry(id.to_string()).or_insert_with(Instant::now);
                         true
                     }
-                    "start" | "die" | "destroy" | "stop" => {
+                    "start" | "destroy" => {
                         self.0.remove(id);
                         true
                     }
+                    // On its way out: the mark stays until a sync sees it stopped.
+                    "die" | "stop" => true,
                     "pause" | "unpause" | "create" | "rename" => true,
                     _ => action.starts_with("health_status"),
                 }
@@ -248,6 +291,33 @@ impl Stopping {
             _ => false,
         }
     }
+}
+
+/// How long a container has been up, from the status text of a container list (`Up 3
+/// seconds`, `Up About a minute (healthy)`, `Up 2 hours`); `None` when it is not up.
+fn uptime(status: &str) -> Option<Duration> {
+    let rest = status.strip_prefix("Up ")?;
+    let rest = rest.split(" (").next().unwrap_or(rest).trim();
+    if rest.starts_with("Less than a second") {
+        return Some(Duration::ZERO);
+    }
+    let (amount, unit) = rest.split_once(' ')?;
+    let amount: u64 = match amount {
+        "About" | "an" | "a" => 1,
+        n => n.parse().ok()?,
+    };
+    let unit = unit.trim_start_matches("an ").trim_start_matches("a ");
+    let seconds = match unit.trim_end_matches('s') {
+        "second" => 1,
+        "minute" => 60,
+        "hour" => 3600,
+        "day" => 86_400,
+        "week" => 604_800,
+        "month" => 2_592_000,
+        "year" => 31_536_000,
+        _ => return None,
+    };
+    Some(Duration::from_secs(amount * seconds))
 }
 
 /// The metric label for an event: its action without details (`health_status: healthy` →
@@ -312,17 +382,79 @@ mod tests {
     use EventMessageTypeEnum::{CONTAINER, NETWORK};
 
     #[test]
-    fn sigterm_takes_an_instance_out_until_it_stops() {
+    fn sigterm_takes_an_instance_out_until_it_stopped() {
         let mut stopping = Stopping::default();
         let name = [("name", "faaso-hello-abc123"), ("signal", "15")];
         assert!(stopping.apply(&event(CONTAINER, "kill", "c1", &name), "faaso-net"));
-        assert!(stopping.0.contains("c1"));
+        assert!(stopping.0.contains_key("c1"));
+        // `die` is not the end: Docker may still list it as running for a moment.
         assert!(stopping.apply(&event(CONTAINER, "die", "c1", &name), "faaso-net"));
-        assert!(stopping.0.is_empty());
+        assert!(stopping.0.contains_key("c1"));
+        let now = Instant::now();
+        let running = crate::table::tests::container(
+            "c1",
+            "faaso-hello-abc123",
+            ContainerSummaryStateEnum::RUNNING,
+            &[],
+            "Up 5 minutes",
+        );
+        stopping.prune(std::slice::from_ref(&running), now);
+        assert!(stopping.0.contains_key("c1"), "still listed as running");
+        let exited = crate::table::tests::container(
+            "c1",
+            "faaso-hello-abc123",
+            ContainerSummaryStateEnum::EXITED,
+            &[],
+            "Exited (0)",
+        );
+        stopping.prune(&[exited], now);
+        assert!(stopping.0.is_empty(), "a sync saw it stopped");
         // SIGHUP is a reload, not a stop.
         let hup = [("name", "faaso-hello-abc123"), ("signal", "1")];
         assert!(!stopping.apply(&event(CONTAINER, "kill", "c1", &hup), "faaso-net"));
         assert!(stopping.0.is_empty());
+    }
+
+    #[test]
+    fn stale_marks_go_on_a_full_sync() {
+        let now = Instant::now();
+        let running = |status: &str| {
+            crate::table::tests::container(
+                "c1",
+                "faaso-hello-abc123",
+                ContainerSummaryStateEnum::RUNNING,
+                &[],
+                status,
+            )
+        };
+        // Restarted while its events were missed: up for less time than it has been marked.
+        let mut stopping = Stopping(HashMap::from([(
+            "c1".to_string(),
+            now - Duration::from_secs(30),
+        )]));
+        stopping.prune(&[running("Up 5 seconds")], now);
+        assert!(stopping.0.is_empty());
+        // Marked too long ago: it did not stop, it serves again.
+        let mut stopping = Stopping(HashMap::from([("c1".to_string(), now - STOPPING_AT_MOST)]));
+        stopping.prune(&[running("Up 3 hours")], now);
+        assert!(stopping.0.is_empty());
+        // Gone from the list.
+        let mut stopping = Stopping(HashMap::from([("c1".to_string(), now)]));
+        stopping.prune(&[], now);
+        assert!(stopping.0.is_empty());
+    }
+
+    #[test]
+    fn uptimes_from_status_texts() {
+        assert_eq!(uptime("Up Less than a second"), Some(Duration::ZERO));
+        assert_eq!(uptime("Up 3 seconds"), Some(Duration::from_secs(3)));
+        assert_eq!(uptime("Up About a minute"), Some(Duration::from_secs(60)));
+        assert_eq!(
+            uptime("Up 2 hours (healthy)"),
+            Some(Duration::from_secs(7200))
+        );
+        assert_eq!(uptime("Up About an hour"), Some(Duration::from_secs(3600)));
+        assert_eq!(uptime("Exited (0) 3 seconds ago"), None);
     }
 
     #[test]

@@ -81,7 +81,9 @@ impl BackgroundService for HealthChecker {
                 .buffer_unordered(CONCURRENCY)
                 .collect::<()>()
                 .await;
-            crate::metrics::metrics().publish_instances(&table);
+            if let Some(metrics) = crate::metrics::if_enabled() {
+                metrics.publish_instances(&table);
+            }
         }
     }
 }

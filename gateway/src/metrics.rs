@@ -7,6 +7,7 @@
 //! under `funko="_unknown"`, so a scan of random names cannot blow up label cardinality.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
@@ -42,6 +43,20 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     /// Funkos that have `faaso_funko_instances` series, to remove those that disappear.
     instance_series: Mutex<HashSet<String>>,
+}
+
+/// Whether metrics are collected (`metrics: true`); set once at start.
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Turns metric collection on (the gateway does when `metrics` is true) and registers them.
+pub fn enable() {
+    ENABLED.store(true, Ordering::Relaxed);
+    metrics();
+}
+
+/// The metrics when they are collected; `None` with `metrics: false` (then nothing is done).
+pub fn if_enabled() -> Option<&'static Metrics> {
+    ENABLED.load(Ordering::Relaxed).then(metrics)
 }
 
 /// The metrics, registered in the default registry on first use.
@@ -193,6 +208,16 @@ impl Metrics {
     }
 }
 
+/// Removes the series of funkos that were in `previous` and are gone from `current` (purged:
+/// no container, no image), so a purged funko does not stay in `/metrics` forever.
+pub fn forget_gone(previous: &RouteTable, current: &RouteTable) {
+    for funko in previous.funkos() {
+        if current.get(&funko.name).is_none() {
+            funko.metrics.remove_series();
+        }
+    }
+}
+
 /// Status codes whose counters each funko caches; others are looked up by label.
 const CACHED_CODES: [u16; 18] = [
     200, 201, 204, 301, 302, 304, 400, 401, 403, 404, 405, 409, 413, 429, 500, 502, 503, 504,
@@ -209,6 +234,8 @@ pub struct FunkoMetrics {
     upstream_reused: OnceLock<IntCounter>,
     upstream_new: OnceLock<IntCounter>,
     codes: [OnceLock<IntCounter>; CACHED_CODES.len()],
+    /// Codes outside [`CACHED_CODES`] this funko has counted (to remove their series).
+    other_codes: Mutex<HashSet<u16>>,
 }
 
 impl FunkoMetrics {
@@ -222,6 +249,28 @@ impl FunkoMetrics {
             upstream_reused: OnceLock::new(),
             upstream_new: OnceLock::new(),
             codes: Default::default(),
+            other_codes: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Removes every series this funko has in the registry.
+    pub fn remove_series(&self) {
+        let m = metrics();
+        let name = &*self.name;
+        let _ = m.duration.remove_label_values(&[name]);
+        let _ = m.in_flight.remove_label_values(&[name]);
+        let _ = m.connect_errors.remove_label_values(&[name]);
+        let _ = m.retries.remove_label_values(&[name]);
+        for reused in ["true", "false"] {
+            let _ = m.upstream_requests.remove_label_values(&[name, reused]);
+        }
+        let others = self
+            .other_codes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for code in CACHED_CODES.iter().copied().chain(others) {
+            let _ = m.requests.remove_label_values(&[name, &code.to_string()]);
         }
     }
 
@@ -287,10 +336,16 @@ impl FunkoMetrics {
                         .with_label_values(&[&*self.name, &code.to_string()])
                 })
                 .inc(),
-            None => metrics()
-                .requests
-                .with_label_values(&[&*self.name, &code.to_string()])
-                .inc(),
+            None => {
+                self.other_codes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(code);
+                metrics()
+                    .requests
+                    .with_label_values(&[&*self.name, &code.to_string()])
+                    .inc()
+            }
         }
     }
 }
@@ -447,5 +502,25 @@ mod tests {
             r#"faaso_build_info{{version="{}"}} 1"#,
             faaso::VERSION
         )));
+    }
+
+    #[test]
+    fn a_gone_funkos_series_are_removed() {
+        let funko = FunkoMetrics::new("metrics_gone_test");
+        funko.request_done(200, 0.01);
+        funko.request_done(418, 0.01);
+        funko.upstream_request(true);
+        funko.retry();
+        let text = || {
+            let mut out = Vec::new();
+            TextEncoder::new()
+                .encode(&prometheus::gather(), &mut out)
+                .unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert!(text().contains(r#"funko="metrics_gone_test""#));
+        funko.remove_series();
+        let after = text();
+        assert!(!after.contains(r#"funko="metrics_gone_test""#), "{after}");
     }
 }

@@ -198,7 +198,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
     }
 
     if config.metrics {
-        crate::metrics::metrics();
+        crate::metrics::enable();
         let mut metrics = Service::new("metrics".to_string(), crate::metrics::server());
         metrics.threads = Some(1);
         metrics.add_tcp(&config.metrics_listen.to_string());

@@ -122,11 +122,17 @@ async fn metrics_count_exactly_what_was_sent() {
     );
 }
 
+/// Discovery counts the events it acts on. On a network of its own, the test's container is
+/// the only one that connects to it: exactly one `connect` event (other tests' containers on
+/// the shared engine cannot add to that count).
 #[tokio::test]
 async fn discovery_events_are_counted() {
     let docker = require_docker!();
     let cleanup = Cleanup::new();
-    let gateway = GatewayProcess::start("").await;
+    let network = unique_name("net");
+    // Made by the gateway; removed with the test, after its container.
+    cleanup.network(network.clone());
+    let gateway = GatewayProcess::start(&format!("network: {network}\n")).await;
     wait_for_status(
         &format!("{}/readyz", gateway.url),
         200,
@@ -134,7 +140,9 @@ async fn discovery_events_are_counted() {
     )
     .await;
     let funko = unique_name("events");
-    start_instance(&docker, &cleanup, &funko, &[]).await;
+    let image = faaso_tests::testfunko::image(&docker).await;
+    let name = faaso::conventions::instance_name(&funko, &faaso::conventions::random_suffix());
+    faaso_tests::docker::run_container(&docker, &cleanup, &name, &image, &network, &[], &[]).await;
     wait_for_status(
         &format!("{}/funko/{funko}/ping", gateway.url),
         200,
@@ -142,11 +150,45 @@ async fn discovery_events_are_counted() {
     )
     .await;
     let text = scrape(&gateway).await;
-    assert!(
-        prom::value(&text, "faaso_discovery_events_total", &[("kind", "start")]).unwrap_or(0.0)
-            >= 1.0,
+    assert_eq!(
+        prom::value(
+            &text,
+            "faaso_discovery_events_total",
+            &[("kind", "connect")]
+        ),
+        Some(1.0),
         "{text}"
     );
+}
+
+/// A funko that is gone (no container, no image) leaves no series behind in `/metrics`.
+#[tokio::test]
+async fn a_gone_funkos_series_are_removed() {
+    let _docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let (gateway, funko) = gateway_with_traffic(&cleanup).await;
+    let text = scrape(&gateway).await;
+    assert_eq!(
+        prom::value(
+            &text,
+            "faaso_http_requests_total",
+            &[("funko", &funko), ("code", "200")]
+        ),
+        Some(OK as f64)
+    );
+    drop(cleanup);
+    let start = Instant::now();
+    loop {
+        let text = scrape(&gateway).await;
+        if !text.contains(&format!("funko=\"{funko}\"")) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "series of {funko} still there:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]

@@ -441,3 +441,64 @@ async fn balancing_steers_away_from_a_slow_instance() {
         "slow instance share {slow_share:.2}: {per_instance:?}"
     );
 }
+
+/// With Docker unreachable, the gateway keeps routing from its last table (no request fails
+/// under load); once Docker is back, what changed meanwhile is picked up.
+#[tokio::test]
+async fn routing_goes_on_while_docker_is_unreachable() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let relay = DockerRelay::start();
+    let serving = unique_name("outage");
+    start_instance(&docker, &cleanup, &serving, &[]).await;
+    let gateway = GatewayProcess::start(&format!(
+        "docker_host: {}\nresync_interval: 1h\n",
+        relay.host
+    ))
+    .await;
+    wait_routed(&gateway, &serving).await;
+
+    let url = format!("{}/funko/{serving}/ping", gateway.url);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn({
+        let (url, done) = (url.clone(), std::sync::Arc::clone(&done));
+        async move {
+            let client = client();
+            let (mut ok, mut failed) = (0usize, Vec::new());
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                match client.get(&url).send().await {
+                    Ok(r) if r.status().is_success() => ok += 1,
+                    Ok(r) => failed.push(format!("status {}", r.status())),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cut = relay.down();
+    assert!(cut >= 1, "no Docker connection to cut");
+    // Meanwhile a new funko starts; the gateway cannot know yet.
+    let added = unique_name("meanwhile");
+    start_instance(&docker, &cleanup, &added, &[]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let added_url = format!("{}/funko/{added}/ping", gateway.url);
+    let status = client().get(&added_url).send().await.unwrap().status();
+    assert_eq!(status.as_u16(), 404, "known before Docker came back?");
+    relay.up();
+    wait_routed(&gateway, &added).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, failed) = load.await.unwrap();
+    println!(
+        "during the outage: {ok} requests answered, {} failed",
+        failed.len()
+    );
+    assert!(ok >= 100, "only {ok} requests");
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+}

@@ -44,6 +44,7 @@ macro_rules! require_docker {
 pub struct Cleanup {
     containers: Mutex<Vec<String>>,
     images: Mutex<Vec<String>>,
+    networks: Mutex<Vec<String>>,
 }
 
 impl Cleanup {
@@ -60,6 +61,11 @@ impl Cleanup {
     pub fn image(&self, name: impl Into<String>) {
         lock(&self.images).push(name.into());
     }
+
+    /// Registers a network for removal (after the containers).
+    pub fn network(&self, name: impl Into<String>) {
+        lock(&self.networks).push(name.into());
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -72,7 +78,8 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         let containers = std::mem::take(&mut *lock(&self.containers));
         let images = std::mem::take(&mut *lock(&self.images));
-        if containers.is_empty() && images.is_empty() {
+        let networks = std::mem::take(&mut *lock(&self.networks));
+        if containers.is_empty() && images.is_empty() && networks.is_empty() {
             return;
         }
         // Drop may run inside a Tokio runtime (or during a panic): use a thread with its own.
@@ -100,6 +107,9 @@ impl Drop for Cleanup {
                         ..Default::default()
                     };
                     let _ = docker.remove_image(&image, Some(options), None).await;
+                }
+                for network in networks {
+                    let _ = docker.remove_network(&network).await;
                 }
             });
         });

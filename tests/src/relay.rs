@@ -1,8 +1,10 @@
 //! A Docker socket relay that a test can cut: the gateway talks to Docker through it, and
 //! [`DockerRelay::cut`] drops every open connection (the event stream with them), as an engine
-//! restart or a network hiccup would. New connections keep working.
+//! restart or a network hiccup would. New connections keep working, unless the relay is
+//! [`DockerRelay::down`] (an engine that is gone) until [`DockerRelay::up`].
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::net::{UnixListener, UnixStream};
@@ -13,6 +15,7 @@ pub struct DockerRelay {
     /// `unix://...` address to give the gateway as `docker_host`.
     pub host: String,
     connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    refusing: Arc<AtomicBool>,
     acceptor: JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
@@ -32,8 +35,15 @@ impl DockerRelay {
         let listener = UnixListener::bind(&path).expect("relay socket can be bound");
         let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let tracked = Arc::clone(&connections);
+        let refusing = Arc::new(AtomicBool::new(false));
+        let refuse = Arc::clone(&refusing);
         let acceptor = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
+                if refuse.load(Ordering::SeqCst) {
+                    // Closed at once: as close to "connection refused" as a socket file gets.
+                    drop(client);
+                    continue;
+                }
                 let task = tokio::spawn(async move {
                     if let Ok(mut engine) = UnixStream::connect(engine_socket()).await {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
@@ -45,6 +55,7 @@ impl DockerRelay {
         DockerRelay {
             host: format!("unix://{}", path.display()),
             connections,
+            refusing,
             acceptor,
             _dir: dir,
         }
@@ -58,6 +69,19 @@ impl DockerRelay {
             task.abort();
         }
         open
+    }
+}
+
+impl DockerRelay {
+    /// Cuts every connection and refuses new ones until [`DockerRelay::up`].
+    pub fn down(&self) -> usize {
+        self.refusing.store(true, Ordering::SeqCst);
+        self.cut()
+    }
+
+    /// Lets connections through again.
+    pub fn up(&self) {
+        self.refusing.store(false, Ordering::SeqCst);
     }
 }
 
