@@ -19,6 +19,18 @@ pub struct Deployed {
     pub current: usize,
 }
 
+impl Deployed {
+    /// The one-line summary, the same in local and remote mode.
+    pub fn summary(&self, funko: &str) -> String {
+        format!(
+            "{funko}: {} instance{} replaced, {} already current",
+            self.replaced,
+            if self.replaced == 1 { "" } else { "s" },
+            self.current
+        )
+    }
+}
+
 impl Lifecycle {
     /// Rolls the funko's instances over to its newest image.
     pub async fn deploy(

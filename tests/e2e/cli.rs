@@ -120,8 +120,9 @@ async fn build_if_base_images_exist(runtime: &str, base_images: &[&str]) {
     let docker = require_docker!();
     for image in base_images {
         if docker.inspect_image(image).await.is_err() {
-            eprintln!(
-                "skipping the {runtime} build: base image {image} is not present locally (no registry here)"
+            faaso_tests::skip::skip(
+                &format!("cli::{runtime}_runtime_builds"),
+                &format!("base image {image} is not present locally (no registry here)"),
             );
             return;
         }

@@ -103,7 +103,10 @@ async fn the_gateway_runs_as_the_faaso_proxy_container() {
             !faaso_tests::docker::is_ci(),
             "a container named {PROXY_CONTAINER} already exists"
         );
-        eprintln!("skipping: a container named {PROXY_CONTAINER} already runs here");
+        faaso_tests::skip::skip(
+            module_path!(),
+            &format!("a container named {PROXY_CONTAINER} already runs here"),
+        );
         return;
     }
     let cleanup = Cleanup::new();

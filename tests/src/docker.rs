@@ -17,7 +17,7 @@ pub async fn docker_or_skip(test: &str) -> Option<Docker> {
         Ok(docker) => Some(docker),
         Err(err) if is_ci() => panic!("{test}: Docker is required under CI=true: {err}"),
         Err(err) => {
-            eprintln!("skipping {test}: {err}");
+            crate::skip::skip(test, &err.to_string());
             None
         }
     }

@@ -11,6 +11,8 @@
 //! - [`http`]: a small HTTP client helper that retries until a server answers.
 //! - [`prom`]: reading `/metrics` text, and a real Prometheus server for tests.
 //! - [`relay`]: a Docker socket relay a test can cut, to break the gateway's event stream.
+//! - [`skip`]: recording skipped tests, which `.ci/run` counts and prints.
+//! - [`tls`]: a private CA, certificates, and a TLS front for tests.
 
 pub mod bins;
 pub mod cli;
@@ -19,6 +21,7 @@ pub mod gateway;
 pub mod http;
 pub mod prom;
 pub mod relay;
+pub mod skip;
 pub mod testfunko;
 pub mod tls;
 

@@ -55,7 +55,10 @@ pub fn tool_or_skip(test: &str, command: &str, package: &str) -> Option<PathBuf>
             panic!("{test}: `{command}` is required under CI=true (apt-get install {package})")
         }
         None => {
-            eprintln!("skipping {test}: `{command}` not found (apt-get install {package})");
+            crate::skip::skip(
+                test,
+                &format!("`{command}` not found (apt-get install {package})"),
+            );
             None
         }
     }

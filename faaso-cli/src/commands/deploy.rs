@@ -26,13 +26,7 @@ impl DeployArgs {
             Target::Local(mut lifecycle) => {
                 lifecycle.ready_timeout = std::time::Duration::from_secs(self.timeout);
                 let deployed = lifecycle.deploy(&self.name, &mut reporter(ui)).await?;
-                println!(
-                    "{}: {} instance{} replaced, {} already current",
-                    self.name,
-                    deployed.replaced,
-                    if deployed.replaced == 1 { "" } else { "s" },
-                    deployed.current
-                );
+                println!("{}", deployed.summary(&self.name));
             }
             Target::Remote(remote) => {
                 let mut summary = None;

@@ -249,10 +249,7 @@ impl Admin {
                             .deploy(&name, &mut |line| out.log(line))
                             .await
                             .map_err(|e| e.to_string())?;
-                        out.log(format!(
-                            "{name}: {} replaced, {} already current",
-                            deployed.replaced, deployed.current
-                        ));
+                        out.log(deployed.summary(&name));
                         Ok(())
                     },
                 )
