@@ -7,7 +7,7 @@ use std::time::Duration;
 use faaso_tests::cli::Faaso;
 use faaso_tests::docker::Cleanup;
 use faaso_tests::gateway::GatewayProcess;
-use faaso_tests::http::{client, wait_for_status};
+use faaso_tests::http::{client, wait_for_status, wait_until};
 use faaso_tests::{require_docker, testfunko, unique_name};
 
 const PASSWORD: &str = "correct horse";
@@ -824,7 +824,17 @@ async fn log_streams_default_to_100_lines_and_notice_a_client_that_left() {
     let n = stream.read(&mut head).await.unwrap();
     assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"));
     drop(stream);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A request's audit line is written when its handler is done: the three earlier `logs`
+    // calls have theirs, the follow gets its own once the gateway noticed the client left.
+    let audited = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("faaso::admin") && l.contains(&format!("{funko}/logs")))
+            .count()
+    };
+    wait_until("the abandoned stream to end", Duration::from_secs(5), || async {
+        audited(&gateway.log()) >= 4
+    })
+    .await;
     let stopping = std::time::Instant::now();
     gateway.signal("TERM");
     let exit = tokio::task::spawn_blocking(move || {

@@ -10,7 +10,7 @@ use bollard::models::ContainerSummaryStateEnum;
 use faaso_tests::cli::Faaso;
 use faaso_tests::docker::Cleanup;
 use faaso_tests::gateway::GatewayProcess;
-use faaso_tests::http::{client, wait_for_status};
+use faaso_tests::http::{client, wait_for_status, wait_until};
 use faaso_tests::{require_docker, testfunko, unique_name};
 
 /// A funko named `<prefix>_<random>` whose `latest` image is the test funko (version 1), with
@@ -121,9 +121,11 @@ async fn deploy_under_load_fails_no_request() {
     )
     .await;
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let load = tokio::spawn({
         let url = url.clone();
         let done = Arc::clone(&done);
+        let sent = Arc::clone(&sent);
         async move {
             let client = client();
             let mut results = Vec::new();
@@ -138,12 +140,16 @@ async fn deploy_under_load_fails_no_request() {
                     Err(e) => Err(e.to_string()),
                 };
                 results.push(result);
+                sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             results
         }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until("the load to run", Duration::from_secs(5), || async {
+        sent.load(std::sync::atomic::Ordering::SeqCst) >= 20
+    })
+    .await;
     let deployed = tokio::task::spawn_blocking({
         let faaso = Faaso::in_dir(gateway.dir.path());
         let name = name.clone();

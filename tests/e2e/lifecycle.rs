@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use faaso_tests::docker::{Cleanup, start_instance};
 use faaso_tests::gateway::GatewayProcess;
-use faaso_tests::http::{client, wait_for_status};
+use faaso_tests::http::{client, wait_for_status, wait_until};
 use faaso_tests::{require_docker, unique_name};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -26,7 +26,17 @@ async fn sigterm_drains_requests_in_flight() {
     let (_cleanup, funko, mut gateway) = routed_gateway("grace_period: 5s\n").await;
     let url = format!("{}/funko/{funko}/sleep/1500", gateway.url);
     let in_flight = tokio::spawn(async move { client().get(url).send().await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The gateway counts it in flight (its metrics say so) before the signal.
+    let metrics = format!("{}/metrics", gateway.metrics_url);
+    wait_until("the request in flight", Duration::from_secs(5), || async {
+        let text = wait_for_status(&metrics, 200, Duration::from_secs(5)).await;
+        faaso_tests::prom::value(
+            &text,
+            "faaso_http_requests_in_flight",
+            &[("funko", &funko)],
+        ) == Some(1.0)
+    })
+    .await;
     let start = Instant::now();
     gateway.signal("TERM");
     let response = in_flight
@@ -54,8 +64,10 @@ async fn upgrade_hands_over_the_listener_without_failures() {
     let _docker = require_docker!();
     let (_cleanup, funko, old) = routed_gateway("").await;
     let url = format!("{}/funko/{funko}/ping", old.url);
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let load = tokio::spawn({
         let url = url.clone();
+        let sent = std::sync::Arc::clone(&sent);
         async move {
             let client = client();
             let mut statuses = Vec::new();
@@ -69,15 +81,23 @@ async fn upgrade_hands_over_the_listener_without_failures() {
                     }
                 };
                 statuses.push(status);
+                sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             statuses
         }
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until("the load to run", Duration::from_secs(5), || async {
+        sent.load(std::sync::atomic::Ordering::SeqCst) >= 20
+    })
+    .await;
     let mut new = old.upgrade();
-    // Give the new process time to wait on the upgrade socket, then ask the old one to hand over.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The new process waits on the upgrade socket once it exists; then the old one hands over.
+    let socket = old.dir.path().join("upgrade.sock");
+    wait_until("the upgrade socket", Duration::from_secs(10), || async {
+        socket.exists()
+    })
+    .await;
     old.signal("QUIT");
     let statuses = load.await.unwrap();
     let failed = statuses.iter().filter(|s| **s != 200).count();

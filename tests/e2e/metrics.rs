@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use faaso_tests::docker::{Cleanup, start_instance};
 use faaso_tests::gateway::GatewayProcess;
-use faaso_tests::http::{client, wait_for_status};
+use faaso_tests::http::{client, wait_for_status, wait_until};
 use faaso_tests::prom::{self, PrometheusServer, tool_or_skip};
 use faaso_tests::{require_docker, unique_name, workspace_root};
 
@@ -259,8 +259,11 @@ async fn access_log_and_metrics_can_be_turned_off() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
-    // The access line is written when the request ends, just after the response.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The access line is written when the request ends, in the next batch.
+    wait_until("the access line", Duration::from_secs(5), || async {
+        logged.log().contains("request_id=log-me-1")
+    })
+    .await;
     let log = logged.log();
     let line = log
         .lines()
@@ -281,7 +284,9 @@ async fn access_log_and_metrics_can_be_turned_off() {
     let quiet = GatewayProcess::start("access_log: false\nmetrics: false\n").await;
     let url = format!("{}/funko/{funko}/ping", quiet.url);
     wait_for_status(&url, 200, Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Nothing to wait for: an absence is checked after several access-log flush intervals
+    // (100 ms) have passed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!quiet.log().contains("faaso::access"), "{}", quiet.log());
     let metrics = client()
         .get(format!("{}/metrics", quiet.metrics_url))

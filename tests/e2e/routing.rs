@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use faaso::conventions::NETWORK;
 use faaso_tests::docker::{Cleanup, ip_on_network, run_container, start_instance};
 use faaso_tests::gateway::GatewayProcess;
-use faaso_tests::http::{client, wait_for_status};
+use faaso_tests::http::{client, wait_for_status, wait_until};
 use faaso_tests::relay::DockerRelay;
 use faaso_tests::{require_docker, testfunko, unique_name};
 
@@ -119,6 +119,8 @@ async fn stopping_an_instance_fails_no_request() {
     wait_routed(&gateway, &funko).await;
 
     let url = format!("{}/funko/{funko}/sleep/5", gateway.url);
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&sent);
     let load = tokio::spawn(async move {
         let client = client();
         let mut results = Vec::new();
@@ -132,10 +134,14 @@ async fn stopping_an_instance_fails_no_request() {
                 }
             };
             results.push(status);
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         results
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until("the load to run", Duration::from_secs(5), || async {
+        sent.load(std::sync::atomic::Ordering::SeqCst) >= 20
+    })
+    .await;
     let options = bollard::query_parameters::StopContainerOptions {
         t: Some(5),
         ..Default::default()
@@ -460,14 +466,19 @@ async fn routing_goes_on_while_docker_is_unreachable() {
 
     let url = format!("{}/funko/{serving}/ping", gateway.url);
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered_so_far = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let load = tokio::spawn({
         let (url, done) = (url.clone(), std::sync::Arc::clone(&done));
+        let answered = std::sync::Arc::clone(&answered_so_far);
         async move {
             let client = client();
             let (mut ok, mut failed) = (0usize, Vec::new());
             while !done.load(std::sync::atomic::Ordering::SeqCst) {
                 match client.get(&url).send().await {
-                    Ok(r) if r.status().is_success() => ok += 1,
+                    Ok(r) if r.status().is_success() => {
+                        ok += 1;
+                        answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
                     Ok(r) => failed.push(format!("status {}", r.status())),
                     Err(e) => failed.push(e.to_string()),
                 }
@@ -475,12 +486,17 @@ async fn routing_goes_on_while_docker_is_unreachable() {
             (ok, failed)
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until("the load to run", Duration::from_secs(5), || async {
+        answered_so_far.load(std::sync::atomic::Ordering::SeqCst) >= 20
+    })
+    .await;
     let cut = relay.down();
     assert!(cut >= 1, "no Docker connection to cut");
     // Meanwhile a new funko starts; the gateway cannot know yet.
     let added = unique_name("meanwhile");
     start_instance(&docker, &cleanup, &added, &[]).await;
+    // An absence: given time in which a connected gateway would have picked it up (it does
+    // within milliseconds), it must still be unknown.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let added_url = format!("{}/funko/{added}/ping", gateway.url);
     let status = client().get(&added_url).send().await.unwrap().status();

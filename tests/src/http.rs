@@ -28,3 +28,17 @@ pub async fn wait_for_status(url: &str, expected_status: u16, timeout: Duration)
     }
     panic!("{url} did not answer {expected_status} within {timeout:?}; last: {last}");
 }
+
+/// Waits (polling every 10 ms) until `condition` holds, and panics naming `what` after
+/// `timeout`: a condition to wait on, never a sleep that hopes it was long enough.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !condition().await {
+        assert!(start.elapsed() < timeout, "{what}: not within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -6,30 +6,94 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// The value of the series `name` whose labels are exactly `labels`.
-pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let wanted: BTreeMap<&str, &str> = labels.iter().copied().collect();
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (series_name, series_labels) = match series.split_once('{') {
-                Some((n, rest)) => (n, parse_labels(rest.strip_suffix('}')?)),
-                None => (series, BTreeMap::new()),
-            };
-            (series_name == name && series_labels == wanted).then(|| value.parse().ok())?
-        })
-        .next()
+/// One sample of the text format: name, labels, value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
 }
 
-fn parse_labels(text: &str) -> BTreeMap<&str, &str> {
-    text.split(',')
-        .filter(|pair| !pair.is_empty())
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            Some((k, v.trim_matches('"')))
-        })
+/// The samples of a Prometheus text page, parsed by the format's grammar: label values are
+/// quoted strings in which `\"`, `\\` and `\n` are escapes (so a `,` or `}` inside a value is
+/// part of it), an optional timestamp may follow the value. Malformed lines are an error.
+pub fn parse(text: &str) -> Result<Vec<Sample>, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| parse_sample(line).ok_or_else(|| format!("malformed sample line: {line}")))
         .collect()
+}
+
+fn parse_sample(line: &str) -> Option<Sample> {
+    let name_end = line.find(|c: char| c == '{' || c.is_whitespace())?;
+    let name = line[..name_end].to_string();
+    let mut rest = &line[name_end..];
+    let mut labels = BTreeMap::new();
+    if let Some(after) = rest.strip_prefix('{') {
+        let mut chars = after.char_indices().peekable();
+        loop {
+            // Skip separators; `}` ends the labels.
+            while let Some((_, c)) = chars.peek() {
+                if *c == ',' || c.is_whitespace() {
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            let (start, c) = chars.next()?;
+            if c == '}' {
+                rest = &after[start + 1..];
+                break;
+            }
+            let eq = after[start..].find('=')? + start;
+            let key = after[start..eq].trim().to_string();
+            while chars.peek().is_some_and(|(i, _)| *i <= eq) {
+                chars.next();
+            }
+            if chars.next()?.1 != '"' {
+                return None;
+            }
+            let mut value = String::new();
+            loop {
+                match chars.next()?.1 {
+                    '"' => break,
+                    '\\' => match chars.next()?.1 {
+                        'n' => value.push('\n'),
+                        other => value.push(other),
+                    },
+                    other => value.push(other),
+                }
+            }
+            labels.insert(key, value);
+        }
+    }
+    let value = rest.split_whitespace().next()?;
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        "NaN" => f64::NAN,
+        v => v.parse().ok()?,
+    };
+    Some(Sample {
+        name,
+        labels,
+        value,
+    })
+}
+
+/// The value of the series `name` whose labels are exactly `labels` (`None` when absent);
+/// panics on a page that is not valid text format.
+pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let wanted: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    parse(text)
+        .unwrap_or_else(|err| panic!("{err}"))
+        .into_iter()
+        .find(|s| s.name == name && s.labels == wanted)
+        .map(|s| s.value)
 }
 
 /// The metric family names declared by `# TYPE` lines.
@@ -129,5 +193,27 @@ impl Drop for PrometheusServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_may_hold_commas_quotes_and_braces() {
+        let text = "# TYPE x counter\n\
+                    x{a=\"1,2\",b=\"say \\\"hi\\\"}\"} 3 1700000000000\n\
+                    y 4.5\n\
+                    z{le=\"+Inf\",} +Inf\n";
+        let samples = parse(text).unwrap();
+        assert_eq!(samples.len(), 3);
+        assert_eq!(samples[0].labels["a"], "1,2");
+        assert_eq!(samples[0].labels["b"], "say \"hi\"}");
+        assert_eq!(value(text, "x", &[("a", "1,2"), ("b", "say \"hi\"}")]), Some(3.0));
+        assert_eq!(value(text, "y", &[]), Some(4.5));
+        assert_eq!(value(text, "z", &[("le", "+Inf")]), Some(f64::INFINITY));
+        assert_eq!(value(text, "x", &[("a", "1")]), None);
+        assert!(parse("x{a=\"unterminated} 1\n").is_err());
     }
 }
