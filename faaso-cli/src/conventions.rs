@@ -222,3 +222,45 @@ mod tests {
         assert!(active_checks(Some(&labels(&[(HEALTHCHECK_LABEL, "on")]))));
     }
 }
+
+/// Properties, over many generated inputs (`PROPTEST_CASES`, 256 by default).
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The naming rule, written as the spec states it.
+    fn rule(name: &str) -> bool {
+        let mut chars = name.chars();
+        matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+            && name.len() <= 48
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    }
+
+    proptest! {
+        #[test]
+        fn funko_names_follow_the_rule(name in "\\PC{0,60}|[a-z0-9_]{0,60}") {
+            prop_assert_eq!(is_valid_name(&name), rule(&name));
+            prop_assert_eq!(validate_name(&name).is_ok(), rule(&name));
+        }
+
+        #[test]
+        fn instance_names_round_trip(funko in "[a-z0-9][a-z0-9_]{0,47}", suffix in "[a-z0-9]{6}") {
+            let name = instance_name(&funko, &suffix);
+            let parsed = parse_instance_name(&name).unwrap();
+            prop_assert_eq!(parsed.funko, funko.as_str());
+            prop_assert_eq!(parsed.suffix, Some(suffix.as_str()));
+            let docker_form = format!("/{name}");
+            prop_assert_eq!(parse_instance_name(&docker_form), Some(parsed));
+        }
+
+        #[test]
+        fn anything_else_is_not_an_instance(text in "\\PC{0,70}") {
+            if let Some(parsed) = parse_instance_name(&text) {
+                // Whatever parses prints back to the same name.
+                prop_assert_eq!(parsed.to_string(), text.trim_start_matches('/'));
+                prop_assert!(is_valid_name(parsed.funko));
+            }
+        }
+    }
+}

@@ -155,3 +155,60 @@ mod tests {
         assert!(err.to_string().contains("file[0-9.bin"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A file name that is not `.` or `..` (those are cleaned away, as Docker does).
+    fn segment() -> impl Strategy<Value = String> {
+        "[a-z0-9_-][a-z0-9._-]{0,7}"
+    }
+
+    fn path() -> impl Strategy<Value = Vec<String>> {
+        proptest::collection::vec(segment(), 1..5)
+    }
+
+    proptest! {
+        /// A literal path excludes itself and everything below; a later `!` rule for it
+        /// brings it back; a folder rule never excludes a sibling.
+        #[test]
+        fn literal_rules(path in path(), below in segment(), sibling in segment()) {
+            let text = path.join("/");
+            let rules = Rules::parse(&text).unwrap();
+            let inside = format!("{text}/{below}");
+            prop_assert!(rules.excludes(&text));
+            prop_assert!(rules.excludes(&inside));
+            let mut other = path.clone();
+            let last = other.pop().unwrap();
+            if sibling != last {
+                other.push(sibling);
+                prop_assert!(!rules.excludes(&other.join("/")));
+            }
+            let back = Rules::parse(&format!("{text}\n!{text}\n")).unwrap();
+            prop_assert!(!back.excludes(&text));
+        }
+
+        /// `*` stays within a segment, `**` crosses them.
+        #[test]
+        fn stars(dir in segment(), sub in segment(), file in "[a-z]{1,6}") {
+            let rules = Rules::parse(&format!("{dir}/*.log\n")).unwrap();
+            let here = format!("{dir}/{file}.log");
+            let deeper = format!("{dir}/{sub}/{file}.log");
+            prop_assert!(rules.excludes(&here));
+            prop_assert!(!rules.excludes(&deeper));
+            let deep = Rules::parse(&format!("{dir}/**/*.log\n")).unwrap();
+            prop_assert!(deep.excludes(&deeper));
+        }
+
+        /// Any text parses or is refused with its line; matching never panics.
+        #[test]
+        fn arbitrary_files(text in "\\PC{0,200}", probe in "\\PC{0,40}") {
+            if let Ok(rules) = Rules::parse(&text) {
+                let _ = rules.excludes(&probe);
+                let _ = rules.may_reinclude_below(&probe);
+            }
+        }
+    }
+}

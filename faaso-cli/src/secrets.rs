@@ -263,3 +263,23 @@ mod tests {
         assert!(!dir.path().join("secrets/escape").exists());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A valid secret name is one plain file name: never a path, never `.` or `..`.
+        #[test]
+        fn secret_names_are_plain_file_names(name in "\\PC{0,140}|[A-Za-z0-9._-]{0,140}") {
+            if validate_secret_name(&name).is_ok() {
+                prop_assert!(!name.is_empty() && name.len() <= 128);
+                prop_assert!(!name.contains('/') && !name.contains('\\') && !name.contains('\0'));
+                prop_assert!(name != "." && name != "..");
+                let joined = std::path::Path::new("/secrets").join(&name);
+                prop_assert_eq!(joined.parent(), Some(std::path::Path::new("/secrets")));
+            }
+        }
+    }
+}

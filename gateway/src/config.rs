@@ -596,3 +596,51 @@ mod tests {
         config.validate().unwrap();
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn scalar() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\\PC{0,20}",
+            "[0-9]{1,6}(ms|s|m|h|KiB|MiB)?",
+            "(true|false|yes|no|on|off)",
+            "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}:[0-9]{1,5}",
+        ]
+    }
+
+    proptest! {
+        /// Any mapping of known keys to scalars is applied or refused with a message that
+        /// names the key; nothing panics, and a refused value changes nothing.
+        #[test]
+        fn any_values_are_applied_or_refused_by_key(
+            entries in proptest::collection::vec((0..KEYS.len(), scalar()), 1..6)
+        ) {
+            for (index, value) in entries {
+                let key = KEYS[index].name;
+                let mut config = Config::defaults(|_| None);
+                let before = config.clone();
+                let yaml = format!("{key}: {}\n", serde_yaml::to_string(&value).unwrap().trim());
+                match config.apply_yaml(&yaml, Source::Flag) {
+                    Ok(()) => {}
+                    Err(err) => {
+                        let text = err.to_string();
+                        prop_assert!(text.contains(key), "{} does not name {}", text, key);
+                        prop_assert_eq!(&config, &before);
+                    }
+                }
+            }
+        }
+
+        /// Unknown keys are always refused by name.
+        #[test]
+        fn unknown_keys_are_refused(key in "[a-z_]{1,20}") {
+            prop_assume!(!KEYS.iter().any(|k| k.name == key));
+            let mut config = Config::defaults(|_| None);
+            let err = config.apply_yaml(&format!("{key}: 1\n"), Source::Flag).unwrap_err();
+            prop_assert!(err.to_string().contains(&key));
+        }
+    }
+}

@@ -212,3 +212,50 @@ mod tests {
         assert_ne!(a, b);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the client sent, the instance gets the rewritten target, exactly one of
+        /// each forwarding header, and a `X-Forwarded-For` chain ending in the client.
+        #[test]
+        fn rewrites(
+            name in "[a-z0-9][a-z0-9_]{0,20}",
+            rest in "(/[A-Za-z0-9._~-]{0,8}){0,3}",
+            chain in proptest::option::of("[0-9.]{1,15}(, [0-9.]{1,15}){0,3}"),
+            client in any::<[u8; 4]>(),
+            id in "[A-Za-z0-9-]{1,40}",
+        ) {
+            let target = format!("/funko/{name}{rest}");
+            let mut request = RequestHeader::build("GET", target.as_bytes(), None).unwrap();
+            request.insert_header("Host", "gw.example").unwrap();
+            if let Some(chain) = &chain {
+                request.insert_header("X-Forwarded-For", chain.as_str()).unwrap();
+            }
+            let prefix = HeaderValue::try_from(format!("/funko/{name}")).unwrap();
+            let id = HeaderValue::try_from(id).unwrap();
+            let client = IpAddr::from(client);
+            rewrite_request(&mut request, &Forwarding {
+                upstream_at: format!("/funko/{name}").len(),
+                client: Some(client),
+                prefix: Some(&prefix),
+                request_id: Some(&id),
+            }).unwrap();
+            let expected = if rest.is_empty() { "/".to_string() } else { rest.clone() };
+            prop_assert_eq!(request.uri.path(), expected.as_str());
+            for header in ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+                           "x-forwarded-prefix", "x-request-id"] {
+                prop_assert_eq!(request.headers.get_all(header).iter().count(), 1, "{}", header);
+            }
+            let forwarded = request.headers["x-forwarded-for"].to_str().unwrap().to_string();
+            let client_text = client.to_string();
+            prop_assert!(forwarded.ends_with(&client_text));
+            if let Some(chain) = chain.as_ref().filter(|c| !c.trim().is_empty()) {
+                prop_assert!(forwarded.starts_with(chain.trim()));
+            }
+        }
+    }
+}

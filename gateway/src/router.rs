@@ -146,3 +146,47 @@ mod tests {
         assert_eq!(route("/funkos/x"), Route::NotFound);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any request target routes without panicking; a funko route splits the target
+        /// exactly into prefix and rest, names a funko without `/` or `?`, and gives the
+        /// instance a target that starts with `/`.
+        #[test]
+        fn funko_routes_split_the_target(target in "/\\PC{0,80}|/(funko|faaso)/\\PC{0,60}") {
+            if let Route::Funko(r) = route(&target) {
+                prop_assert!(!r.name.is_empty());
+                prop_assert!(!r.name.contains(['/', '?']));
+                let joined = format!("{}{}", r.prefix, r.upstream);
+                prop_assert_eq!(joined.as_str(), target.as_str());
+                prop_assert!(r.upstream_path_and_query().starts_with('/'));
+                let expected_prefix = match r.form {
+                    PrefixForm::Funko => "/funko/",
+                    PrefixForm::Faaso => "/faaso/",
+                };
+                prop_assert!(r.prefix.starts_with(expected_prefix));
+            }
+        }
+
+        /// The rest of a funko path reaches the instance unchanged.
+        #[test]
+        fn the_rest_is_kept(name in "[a-z0-9][a-z0-9_]{0,20}", rest in "(/[A-Za-z0-9._~%-]{0,10}){0,4}(\\?[a-z=&0-9]{0,12})?") {
+            let target = format!("/funko/{name}{rest}");
+            let Route::Funko(r) = route(&target) else {
+                panic!("{target} is not a funko route");
+            };
+            prop_assert_eq!(r.name, name.as_str());
+            let upstream = r.upstream_path_and_query();
+            if rest.starts_with('/') {
+                prop_assert_eq!(upstream.as_ref(), rest.as_str());
+            } else {
+                let expected = format!("/{rest}");
+                prop_assert_eq!(upstream.as_ref(), expected.as_str());
+            }
+        }
+    }
+}

@@ -831,9 +831,11 @@ async fn log_streams_default_to_100_lines_and_notice_a_client_that_left() {
             .filter(|l| l.contains("faaso::admin") && l.contains(&format!("{funko}/logs")))
             .count()
     };
-    wait_until("the abandoned stream to end", Duration::from_secs(5), || async {
-        audited(&gateway.log()) >= 4
-    })
+    wait_until(
+        "the abandoned stream to end",
+        Duration::from_secs(5),
+        || async { audited(&gateway.log()) >= 4 },
+    )
     .await;
     let stopping = std::time::Instant::now();
     gateway.signal("TERM");

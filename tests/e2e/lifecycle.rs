@@ -30,11 +30,8 @@ async fn sigterm_drains_requests_in_flight() {
     let metrics = format!("{}/metrics", gateway.metrics_url);
     wait_until("the request in flight", Duration::from_secs(5), || async {
         let text = wait_for_status(&metrics, 200, Duration::from_secs(5)).await;
-        faaso_tests::prom::value(
-            &text,
-            "faaso_http_requests_in_flight",
-            &[("funko", &funko)],
-        ) == Some(1.0)
+        faaso_tests::prom::value(&text, "faaso_http_requests_in_flight", &[("funko", &funko)])
+            == Some(1.0)
     })
     .await;
     let start = Instant::now();

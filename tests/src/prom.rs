@@ -210,7 +210,10 @@ mod tests {
         assert_eq!(samples.len(), 3);
         assert_eq!(samples[0].labels["a"], "1,2");
         assert_eq!(samples[0].labels["b"], "say \"hi\"}");
-        assert_eq!(value(text, "x", &[("a", "1,2"), ("b", "say \"hi\"}")]), Some(3.0));
+        assert_eq!(
+            value(text, "x", &[("a", "1,2"), ("b", "say \"hi\"}")]),
+            Some(3.0)
+        );
         assert_eq!(value(text, "y", &[]), Some(4.5));
         assert_eq!(value(text, "z", &[("le", "+Inf")]), Some(f64::INFINITY));
         assert_eq!(value(text, "x", &[("a", "1")]), None);

@@ -593,3 +593,113 @@ mod tests {
         assert!(err.to_string().starts_with("not a valid .tar.gz"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use std::io::Write;
+
+    /// One tar entry: kind, path segments, and a link target.
+    #[derive(Debug, Clone)]
+    struct Spec {
+        kind: u8,
+        path: Vec<String>,
+        target: Vec<String>,
+    }
+
+    fn segment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("..".to_string()),
+            Just(".".to_string()),
+            Just("up".to_string()),
+            Just("esc".to_string()),
+            Just("d".to_string()),
+            Just("tmp".to_string()),
+            Just("PWNED".to_string()),
+        ]
+    }
+
+    fn spec() -> impl Strategy<Value = Spec> {
+        (
+            prop_oneof![Just(b'0'), Just(b'5'), Just(b'2'), Just(b'1'), Just(b'3')],
+            proptest::collection::vec(segment(), 1..6),
+            proptest::collection::vec(segment(), 0..6),
+        )
+            .prop_map(|(kind, path, target)| Spec { kind, path, target })
+    }
+
+    fn archive(specs: &[Spec], absolute: bool) -> Vec<u8> {
+        let mut tar = Vec::new();
+        for (n, spec) in specs.iter().enumerate() {
+            let mut path = spec.path.join("/");
+            if absolute && n == 0 {
+                path = format!("/{path}");
+            }
+            let mut header = tar::Header::new_gnu();
+            let name = &mut header.as_old_mut().name;
+            let len = path.len().min(99);
+            name[..len].copy_from_slice(&path.as_bytes()[..len]);
+            header.set_entry_type(tar::EntryType::new(spec.kind));
+            let data: &[u8] = if spec.kind == b'0' { b"x" } else { b"" };
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            let target = spec.target.join("/");
+            let link = &mut header.as_old_mut().linkname;
+            let len = target.len().min(99);
+            link[..len].copy_from_slice(&target.as_bytes()[..len]);
+            header.set_cksum();
+            tar.extend_from_slice(header.as_bytes());
+            tar.extend_from_slice(data);
+            tar.resize(tar.len().div_ceil(512) * 512, 0);
+        }
+        tar.resize(tar.len() + 1024, 0);
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(&tar).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    /// Everything below `root`, without following links.
+    fn tree(root: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(path.clone());
+                }
+                out.push(path);
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Random archives of files, folders, links and hard links, with `..`, `.`, absolute
+        /// paths and link chains: whatever is accepted or refused, nothing is created outside
+        /// the destination.
+        #[test]
+        fn nothing_is_created_outside(specs in proptest::collection::vec(spec(), 1..8), absolute in any::<bool>()) {
+            let root = tempfile::tempdir().unwrap();
+            let dest = root.path().join("a/b/ctx");
+            std::fs::create_dir_all(&dest).unwrap();
+            let limits = Limits { max_body: 1 << 20, max_unpacked: 1 << 20, max_entries: 100 };
+            let _ = unpack(archive(&specs, absolute).as_slice(), &dest, limits);
+            let outside: Vec<PathBuf> = tree(root.path())
+                .into_iter()
+                .filter(|p| !p.starts_with(&dest) && *p != root.path().join("a") && *p != root.path().join("a/b"))
+                .collect();
+            prop_assert!(outside.is_empty(), "created outside: {:?}", outside);
+            // An escape through `..` beyond the temporary root would land in /tmp or /.
+            for top in ["/tmp/PWNED", "/PWNED", "/tmp/esc", "/tmp/up"] {
+                prop_assert!(std::fs::symlink_metadata(top).is_err(), "{} exists", top);
+            }
+        }
+    }
+}
