@@ -7,7 +7,7 @@
 //! context is never held in memory ([`BuildContext::tar_stream`] writes it as it goes).
 
 use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
@@ -159,7 +159,11 @@ impl BuildContext {
             }
             if metadata.file_type().is_symlink() {
                 let target = std::fs::read_link(&path).map_err(io_error(&path))?;
-                if !stays_inside(root, path.parent().unwrap_or(root), &target) {
+                let link_dir = path
+                    .parent()
+                    .and_then(|dir| dir.strip_prefix(root).ok())
+                    .unwrap_or(Path::new(""));
+                if !crate::files::link_stays_inside(link_dir, &target) {
                     return Err(ContextError::EscapingLink { path, target });
                 }
                 self.entries.insert(relative, Entry::Symlink { target });
@@ -319,25 +323,6 @@ fn relative_path(root: &Path, path: &Path) -> String {
         .unwrap_or(path)
         .to_string_lossy()
         .replace('\\', "/")
-}
-
-/// Whether a link target, resolved lexically from the link's folder, stays below `root`.
-fn stays_inside(root: &Path, link_dir: &Path, target: &Path) -> bool {
-    if target.is_absolute() {
-        return false;
-    }
-    let mut resolved: Vec<Component> = link_dir.components().collect();
-    for component in target.components() {
-        match component {
-            Component::ParentDir => {
-                resolved.pop();
-            }
-            Component::Normal(_) => resolved.push(component),
-            Component::CurDir => {}
-            Component::RootDir | Component::Prefix(_) => return false,
-        }
-    }
-    resolved.iter().collect::<PathBuf>().starts_with(root)
 }
 
 /// Tar chunks sent at a time.

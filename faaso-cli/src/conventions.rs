@@ -81,6 +81,14 @@ pub fn is_valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
 }
 
+/// The funko of an image tag `faaso-<name>:<tag>` (or `faaso-<name>`); `None` for other
+/// images, including those of a registry (`host:5000/faaso-x`).
+pub fn funko_of_image(tag: &str) -> Option<&str> {
+    let repo = tag.rsplit_once(':').map_or(tag, |(repo, _)| repo);
+    let name = repo.strip_prefix(PREFIX)?;
+    is_valid_name(name).then_some(name)
+}
+
 /// The image repository of a funko: `faaso-<name>`.
 pub fn image_repo(name: &str) -> String {
     format!("{PREFIX}{name}")

@@ -28,6 +28,38 @@ use futures_util::{Stream, StreamExt};
 
 use crate::conventions::{self, FUNKO_LABEL, MANAGED_LABEL, parse_instance_name};
 
+/// Docker's health of a container (from its image's `HEALTHCHECK`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl Health {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Health::Starting => "starting",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// Docker's health from the status text of a container list (`Up 5 minutes (healthy)`; the
+/// structured field is missing from older engines); `None` without a health check.
+pub fn health_of_status(status: &str) -> Option<Health> {
+    if status.ends_with("(healthy)") {
+        Some(Health::Healthy)
+    } else if status.ends_with("(unhealthy)") {
+        Some(Health::Unhealthy)
+    } else if status.ends_with("(health: starting)") {
+        Some(Health::Starting)
+    } else {
+        None
+    }
+}
+
 /// A Docker operation that failed, with what we were doing and a hint for the user.
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {

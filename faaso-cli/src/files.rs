@@ -44,6 +44,28 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     set_mode(dir, 0o700)
 }
 
+/// Whether a symbolic link's target, resolved lexically from the link's folder (`link_dir`,
+/// relative to the root of a tree), stays inside that tree. Absolute targets never do.
+pub fn link_stays_inside(link_dir: &Path, target: &Path) -> bool {
+    use std::path::Component;
+    if target.is_absolute() {
+        return false;
+    }
+    let mut depth: i64 = 0;
+    for component in link_dir.components().chain(target.components()) {
+        match component {
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    true
+}
+
 /// Whether this process runs as root (effective user 0).
 pub fn is_root() -> bool {
     #[cfg(unix)]
@@ -60,6 +82,22 @@ pub fn is_root() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_inside_and_out() {
+        let inside = |dir: &str, target: &str| link_stays_inside(Path::new(dir), Path::new(target));
+        assert!(inside("", "a/b"));
+        assert!(inside("a/b", "../c"));
+        assert!(inside("a/b", "../../c"));
+        assert!(!inside("a/b", "../../../c"));
+        assert!(!inside("", ".."));
+        assert!(!inside("a", "/etc/passwd"));
+        assert!(
+            inside("up/up/up", "../../.."),
+            "lexically inside: why entries are walked too"
+        );
+        assert!(!inside("a", "b/../../.."));
+    }
 
     #[test]
     fn atomic_writes_replace_whole_files() {

@@ -104,7 +104,7 @@ impl Lifecycle {
             images
                 .iter()
                 .flat_map(|i| i.repo_tags.iter())
-                .filter_map(|t| funko_of_tag(t).map(str::to_string)),
+                .filter_map(|t| crate::conventions::funko_of_image(t).map(str::to_string)),
         );
         let wanted: Vec<String> = if names.is_empty() {
             funkos.into_iter().collect()
@@ -144,12 +144,6 @@ fn funko_of_container(container: &ContainerSummary) -> Option<&str> {
     parse_instance_name(name).map(|parsed| parsed.funko)
 }
 
-fn funko_of_tag(tag: &str) -> Option<&str> {
-    let repo = tag.rsplit_once(':').map_or(tag, |(repo, _)| repo);
-    let name = repo.strip_prefix(crate::conventions::PREFIX)?;
-    crate::conventions::is_valid_name(name).then_some(name)
-}
-
 fn build_status(
     name: &str,
     scale: Option<u32>,
@@ -162,7 +156,11 @@ fn build_status(
     let latest_tag = format!("{repo}:latest");
     let mut own_images: Vec<&ImageSummary> = images
         .iter()
-        .filter(|i| i.repo_tags.iter().any(|t| funko_of_tag(t) == Some(name)))
+        .filter(|i| {
+            i.repo_tags
+                .iter()
+                .any(|t| crate::conventions::funko_of_image(t) == Some(name))
+        })
         .collect();
     own_images.sort_by_key(|i| std::cmp::Reverse(i.created));
     let latest_id = own_images
@@ -188,7 +186,8 @@ fn build_status(
                     .unwrap_or_default()
                     .to_string(),
                 state: c.state.map(|s| s.to_string()).unwrap_or_default(),
-                health: health_of(c.status.as_deref().unwrap_or("")),
+                health: docker::health_of_status(c.status.as_deref().unwrap_or(""))
+                    .map(|h| h.as_str().to_string()),
                 current: latest_id.is_some() && c.image_id == latest_id,
                 created,
                 age_seconds: (now - created).max(0),
@@ -236,19 +235,6 @@ fn build_status(
     }
 }
 
-/// Docker's health from a container list's status text (`Up 5 minutes (healthy)`).
-fn health_of(status: &str) -> Option<String> {
-    if status.ends_with("(healthy)") {
-        Some("healthy".into())
-    } else if status.ends_with("(unhealthy)") {
-        Some("unhealthy".into())
-    } else if status.ends_with("(health: starting)") {
-        Some("starting".into())
-    } else {
-        None
-    }
-}
-
 /// Seconds as a short age: `45s`, `12m`, `3h`, `2d`.
 pub fn human_age(seconds: i64) -> String {
     match seconds {
@@ -269,12 +255,20 @@ mod tests {
         assert_eq!(human_age(125), "2m");
         assert_eq!(human_age(7200), "2h");
         assert_eq!(human_age(200_000), "2d");
-        assert_eq!(funko_of_tag("faaso-hello:latest"), Some("hello"));
-        assert_eq!(funko_of_tag("nginx:1"), None);
         assert_eq!(
-            health_of("Up 2 minutes (healthy)").as_deref(),
-            Some("healthy")
+            crate::conventions::funko_of_image("faaso-hello:latest"),
+            Some("hello")
         );
-        assert_eq!(health_of("Up 2 minutes"), None);
+        assert_eq!(crate::conventions::funko_of_image("nginx:1"), None);
+        use crate::docker::{Health, health_of_status};
+        assert_eq!(
+            health_of_status("Up 2 minutes (healthy)"),
+            Some(Health::Healthy)
+        );
+        assert_eq!(
+            health_of_status("Up 1 second (health: starting)"),
+            Some(Health::Starting)
+        );
+        assert_eq!(health_of_status("Up 2 minutes"), None);
     }
 }

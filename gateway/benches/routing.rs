@@ -48,7 +48,7 @@ fn containers() -> Vec<ContainerSummary> {
     out
 }
 
-fn table(containers: &[ContainerSummary], previous: &RouteTable) -> RouteTable {
+fn table(containers: &[ContainerSummary], previous: &RouteTable<()>) -> RouteTable<()> {
     build(
         containers,
         &BuildInput {
@@ -56,6 +56,7 @@ fn table(containers: &[ContainerSummary], previous: &RouteTable) -> RouteTable {
             image_funkos: &[],
             stopping: &HashSet::new(),
             previous,
+            new_stats: &|_| (),
             timeouts: PeerTimeouts::default(),
         },
     )

@@ -36,7 +36,9 @@ use futures_util::{FutureExt, StreamExt};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::table::{self, BuildInput, PeerTimeouts, SharedTable};
+use crate::SharedRoutes;
+use crate::backoff::Backoff;
+use crate::table::{self, BuildInput, PeerTimeouts};
 
 /// The discovery service.
 pub struct Discovery {
@@ -45,7 +47,7 @@ pub struct Discovery {
     pub resync_interval: Duration,
     /// Connection settings of the instances' peers.
     pub timeouts: PeerTimeouts,
-    pub table: SharedTable,
+    pub table: SharedRoutes,
     /// Set once the first full sync has been published (`/readyz`).
     pub ready: Arc<AtomicBool>,
     /// Told about every new snapshot (the health checker checks new instances at once).
@@ -78,7 +80,7 @@ struct Stopping(HashMap<String, Instant>);
 #[async_trait]
 impl BackgroundService for Discovery {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut stopping = Stopping::default();
         loop {
             let mut synced = false;
@@ -88,14 +90,14 @@ impl BackgroundService for Discovery {
             };
             // A connection that synced starts the next backoff from the bottom.
             if synced {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
             }
-            tracing::warn!(error = %err, retry_in = ?backoff, "discovery: Docker connection lost; routing from the last table meanwhile");
+            let delay = backoff.next_delay();
+            tracing::warn!(error = %err, retry_in = ?delay, "discovery: Docker connection lost; routing from the last table meanwhile");
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(delay) => {}
                 _ = shutdown.changed() => return,
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 }
@@ -203,7 +205,7 @@ impl Discovery {
         let image_funkos: Vec<String> = images
             .iter()
             .flat_map(|image| image.repo_tags.iter())
-            .filter_map(|tag| funko_of_image(tag))
+            .filter_map(|tag| faaso::conventions::funko_of_image(tag))
             .map(str::to_string)
             .collect();
         stopping.prune(&containers, Instant::now());
@@ -216,6 +218,7 @@ impl Discovery {
                 image_funkos: &image_funkos,
                 stopping: &stopping_ids,
                 previous: &previous,
+                new_stats: &crate::metrics::FunkoMetrics::new,
                 timeouts: self.timeouts,
             },
         );
@@ -343,13 +346,6 @@ fn event_kind(action: &str) -> &'static str {
         .find(|k| **k == action)
         .copied()
         .unwrap_or("other")
-}
-
-/// The funko of an image tag `faaso-<name>:<tag>`.
-fn funko_of_image(tag: &str) -> Option<&str> {
-    let repo = tag.rsplit_once(':').map_or(tag, |(repo, _)| repo);
-    let name = repo.strip_prefix(faaso::conventions::PREFIX)?;
-    faaso::conventions::is_valid_name(name).then_some(name)
 }
 
 #[cfg(test)]
@@ -493,6 +489,7 @@ mod tests {
 
     #[test]
     fn image_tags_name_funkos() {
+        use faaso::conventions::funko_of_image;
         assert_eq!(funko_of_image("faaso-hello:latest"), Some("hello"));
         assert_eq!(funko_of_image("faaso-hello:1700000000"), Some("hello"));
         assert_eq!(funko_of_image("faaso-Bad:latest"), None);

@@ -19,7 +19,8 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tokio::time::Instant;
 
-use crate::table::{Instance, SharedTable};
+use crate::SharedRoutes;
+use crate::table::Instance;
 
 /// Checks run at once at most.
 const CONCURRENCY: usize = 64;
@@ -29,7 +30,7 @@ const DOWN_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The health checker.
 pub struct HealthChecker {
-    pub table: SharedTable,
+    pub table: SharedRoutes,
     /// Notified by discovery when it publishes a new snapshot.
     pub snapshot_changed: Arc<tokio::sync::Notify>,
     pub interval: Duration,

@@ -7,6 +7,7 @@
 //! - [`config`]: defaults, YAML file, environment and flags, validated with the key named.
 //! - [`router`]: path → funko and upstream path (pure).
 //! - [`table`]: the immutable routing snapshot and per-instance health and load.
+//! - [`backoff`]: doubling retry delays (waiting for Docker).
 //! - [`balancer`]: picks an instance (power of two choices on requests in flight).
 //! - [`headers`]: forwarding headers and request ids (pure).
 //! - [`errors`]: proxy failures → HTTP status and message, in one place.
@@ -23,6 +24,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod backoff;
 pub mod balancer;
 pub mod client_ip;
 pub mod config;
@@ -39,3 +41,8 @@ pub mod router;
 pub mod server;
 pub mod table;
 pub mod tunnel;
+
+/// The routing snapshot the gateway runs on: each funko carries its metric handles.
+pub type Routes = table::RouteTable<metrics::FunkoMetrics>;
+/// The current [`Routes`], swapped by discovery and read lock-free by requests.
+pub type SharedRoutes = table::SharedTable<metrics::FunkoMetrics>;

@@ -18,6 +18,7 @@ use prometheus::{
     IntGaugeVec, Opts, TextEncoder,
 };
 
+use crate::Routes;
 use crate::table::RouteTable;
 
 /// The label value for requests to funkos that do not exist.
@@ -173,7 +174,7 @@ impl Metrics {
 
     /// Sets `faaso_funko_instances` from a snapshot (after each rebuild and health round), and
     /// removes the series of funkos that are gone.
-    pub fn publish_instances(&self, table: &RouteTable) {
+    pub fn publish_instances<S>(&self, table: &RouteTable<S>) {
         let mut series = self
             .instance_series
             .lock()
@@ -210,10 +211,10 @@ impl Metrics {
 
 /// Removes the series of funkos that were in `previous` and are gone from `current` (purged:
 /// no container, no image), so a purged funko does not stay in `/metrics` forever.
-pub fn forget_gone(previous: &RouteTable, current: &RouteTable) {
+pub fn forget_gone(previous: &Routes, current: &Routes) {
     for funko in previous.funkos() {
         if current.get(&funko.name).is_none() {
-            funko.metrics.remove_series();
+            funko.stats.remove_series();
         }
     }
 }

@@ -19,13 +19,16 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 
+use crate::SharedRoutes;
 use crate::balancer::{self, Tried};
 use crate::errors;
 use crate::headers;
-use crate::metrics::FunkoMetrics;
+use crate::metrics::FunkoMetrics as Stats;
 use crate::responses::{error_body, write_json};
 use crate::router::{PrefixForm, Route, route};
-use crate::table::{Funko, InFlight, Instance, SharedTable};
+use crate::table::{InFlight, Instance};
+
+type Funko = crate::table::Funko<Stats>;
 use crate::tunnel;
 
 /// Settings the proxy needs on every request, taken from the config once (the upstream
@@ -42,7 +45,7 @@ pub struct ProxySettings {
 /// The gateway's proxy logic; each worker has a clone (the state behind it is shared).
 #[derive(Clone)]
 pub struct Gateway {
-    pub table: SharedTable,
+    pub table: SharedRoutes,
     pub admin: Arc<crate::admin::Admin>,
     pub ready: Arc<AtomicBool>,
     pub settings: Arc<ProxySettings>,
@@ -122,13 +125,13 @@ impl RequestCtx {
 
     /// The metric handles this request counts in; `None` when it is not counted. They come
     /// from the funko's snapshot entry, so no reference count is touched per request.
-    fn metrics(&self) -> Option<&FunkoMetrics> {
+    fn metrics(&self) -> Option<&Stats> {
         if !self.counted {
             return None;
         }
         Some(match &self.funko {
-            Some(funko) => &funko.metrics,
-            None => FunkoMetrics::unknown(),
+            Some(funko) => &funko.stats,
+            None => Stats::unknown(),
         })
     }
 
@@ -179,7 +182,7 @@ impl Gateway {
         };
         let instance = &funko.instances[index];
         if ctx.current.is_some() && self.settings.metrics {
-            funko.metrics.retry();
+            funko.stats.retry();
         }
         ctx.tried.insert(index);
         ctx.current = Some(index);
@@ -194,7 +197,7 @@ impl Gateway {
             let instance = &funko.instances[index];
             instance.state.connect_failed();
             if self.settings.metrics {
-                funko.metrics.connect_error();
+                funko.stats.connect_error();
             }
             tracing::warn!(instance = %instance.name, addr = %instance.addr, %error, "connect failed; instance out until it passes a check");
         }

@@ -12,6 +12,8 @@ use faaso::state::StateDir;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
+use crate::backoff::Backoff;
+
 /// The restore service.
 pub struct Restore {
     pub docker_host: Option<String>,
@@ -32,14 +34,13 @@ impl BackgroundService for Restore {
 
 impl Restore {
     async fn run(&self) {
-        let mut delay = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         let docker = loop {
             match faaso::docker::connect_to(self.docker_host.as_deref()).await {
                 Ok(docker) => break docker,
                 Err(err) => {
                     tracing::debug!(error = %err, "restore: waiting for Docker");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
             }
         };

@@ -27,6 +27,7 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
+use crate::SharedRoutes;
 use crate::admin::auth::{Auth, Secret};
 use crate::admin::upload::Limits;
 use crate::admin::{Admin, AdminSettings};
@@ -36,7 +37,7 @@ use crate::drain::Drain;
 use crate::health::HealthChecker;
 use crate::proxy::{Gateway, ProxySettings};
 use crate::restore::Restore;
-use crate::table::{PeerTimeouts, RouteTable, SharedTable};
+use crate::table::{PeerTimeouts, RouteTable};
 
 /// Pingora's process flags that FaaSO keeps: `-u` upgrade, `-d` daemon, `-t` test config.
 #[derive(Debug, Clone, Copy, Default)]
@@ -105,7 +106,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
     let mut server = Server::new_with_opt_and_conf(opt, server_conf(config));
     server.bootstrap();
 
-    let table: SharedTable = Arc::new(ArcSwap::from_pointee(RouteTable::default()));
+    let table: SharedRoutes = Arc::new(ArcSwap::from_pointee(RouteTable::default()));
     let ready = Arc::new(AtomicBool::new(false));
     let snapshot_changed = Arc::new(tokio::sync::Notify::new());
     let discovery = Discovery {

@@ -7,6 +7,10 @@
 //!
 //! [`build`] turns a Docker container list into a table and is pure, so it is tested without
 //! Docker.
+//!
+//! The table is data: it knows nothing of what observes it. Each funko carries a value of the
+//! caller's type `S` (the gateway's metric handles, [`crate::Routes`]), made by the caller
+//! once per funko and carried over on rebuilds.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -20,32 +24,39 @@ use faaso::conventions::{instance_port, parse_instance_name};
 use http::HeaderValue;
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::metrics::FunkoMetrics;
-
 /// The current snapshot, swapped atomically by discovery and read lock-free by requests.
-pub type SharedTable = Arc<ArcSwap<RouteTable>>;
+pub type SharedTable<S> = Arc<ArcSwap<RouteTable<S>>>;
 
 /// All funkos the gateway knows of.
-#[derive(Debug, Default)]
-pub struct RouteTable {
-    funkos: HashMap<Box<str>, Arc<Funko>>,
+#[derive(Debug)]
+pub struct RouteTable<S> {
+    funkos: HashMap<Box<str>, Arc<Funko<S>>>,
+}
+
+impl<S> Default for RouteTable<S> {
+    fn default() -> Self {
+        RouteTable {
+            funkos: HashMap::new(),
+        }
+    }
 }
 
 /// One funko: its name and its running instances (possibly none: a funko whose containers are
 /// stopped, or whose image exists, is known but cannot be served).
 #[derive(Debug)]
-pub struct Funko {
+pub struct Funko<S> {
     pub name: Arc<str>,
     pub instances: Vec<Arc<Instance>>,
-    /// The funko's metric handles, resolved once and carried over on rebuilds.
-    pub metrics: Arc<FunkoMetrics>,
+    /// The caller's per-funko value (the gateway's metric handles), made once and carried
+    /// over on rebuilds.
+    pub stats: Arc<S>,
     /// `X-Forwarded-Prefix` values, made once: `/funko/<name>` and `/faaso/<name>`.
     pub forwarded_prefix: [HeaderValue; 2],
 }
 
-impl Funko {
+impl<S> Funko<S> {
     /// A funko entry; the header values derived from the name are made here, once.
-    pub fn new(name: &str, instances: Vec<Arc<Instance>>, metrics: Arc<FunkoMetrics>) -> Funko {
+    pub fn new(name: &str, instances: Vec<Arc<Instance>>, stats: Arc<S>) -> Funko<S> {
         // Names come from container and image names that passed the naming rule, so they are
         // valid header text; an empty value is the fallback that can never be sent wrong.
         let prefix = |route: &str| {
@@ -55,7 +66,7 @@ impl Funko {
         Funko {
             name: Arc::from(name),
             instances,
-            metrics,
+            stats,
             forwarded_prefix: [prefix("funko"), prefix("faaso")],
         }
     }
@@ -215,13 +226,13 @@ impl Drop for InFlight {
     }
 }
 
-impl RouteTable {
+impl<S> RouteTable<S> {
     /// The funko named `name`, if it is known.
-    pub fn get(&self, name: &str) -> Option<&Arc<Funko>> {
+    pub fn get(&self, name: &str) -> Option<&Arc<Funko<S>>> {
         self.funkos.get(name)
     }
 
-    pub fn funkos(&self) -> impl Iterator<Item = &Arc<Funko>> {
+    pub fn funkos(&self) -> impl Iterator<Item = &Arc<Funko<S>>> {
         self.funkos.values()
     }
 
@@ -241,22 +252,24 @@ impl RouteTable {
 }
 
 /// The inputs of a rebuild besides the container list.
-pub struct BuildInput<'a> {
+pub struct BuildInput<'a, S> {
     /// The network instances are reached on.
     pub network: &'a str,
     /// Funkos known from their images (`faaso-<name>`), which have no instance yet.
     pub image_funkos: &'a [String],
     /// Containers being stopped: no new requests go to them.
     pub stopping: &'a HashSet<String>,
-    /// The table being replaced, whose instance states are carried over.
-    pub previous: &'a RouteTable,
+    /// The table being replaced, whose instance states and funko values are carried over.
+    pub previous: &'a RouteTable<S>,
+    /// Makes the value of a funko that is new in this table.
+    pub new_stats: &'a dyn Fn(&str) -> S,
     /// Connection settings of the instances' peers.
     pub timeouts: PeerTimeouts,
 }
 
 /// Builds a table from Docker's container list (`all=true`, so stopped containers still make
 /// their funko known).
-pub fn build(containers: &[ContainerSummary], input: &BuildInput<'_>) -> RouteTable {
+pub fn build<S>(containers: &[ContainerSummary], input: &BuildInput<'_, S>) -> RouteTable<S> {
     let previous_states: HashMap<&str, &Arc<InstanceState>> = input
         .previous
         .instances()
@@ -280,13 +293,13 @@ pub fn build(containers: &[ContainerSummary], input: &BuildInput<'_>) -> RouteTa
         .map(|(name, mut instances)| {
             // A stable order makes balancing and debugging predictable across rebuilds.
             instances.sort_by(|a, b| a.name.cmp(&b.name));
-            let metrics = match input.previous.get(name) {
-                Some(previous) => Arc::clone(&previous.metrics),
-                None => Arc::new(FunkoMetrics::new(name)),
+            let stats = match input.previous.get(name) {
+                Some(previous) => Arc::clone(&previous.stats),
+                None => Arc::new((input.new_stats)(name)),
             };
             (
                 Box::from(name),
-                Arc::new(Funko::new(name, instances, metrics)),
+                Arc::new(Funko::new(name, instances, stats)),
             )
         })
         .collect();
@@ -294,9 +307,9 @@ pub fn build(containers: &[ContainerSummary], input: &BuildInput<'_>) -> RouteTa
 }
 
 /// The funko a container belongs to (by name), and the instance it is when it can be routed to.
-fn instance_of<'c>(
+fn instance_of<'c, S>(
     container: &'c ContainerSummary,
-    input: &BuildInput<'_>,
+    input: &BuildInput<'_, S>,
     previous_states: &HashMap<&str, &Arc<InstanceState>>,
 ) -> Option<(&'c str, Option<Instance>)> {
     let container_name = container.names.as_ref()?.first()?;
@@ -340,17 +353,14 @@ fn network_ip(container: &ContainerSummary, network: &str) -> Option<IpAddr> {
         .ok()
 }
 
-/// Docker's health from the status text of a container list, for example
-/// `Up 5 minutes (healthy)` (the structured field is missing from older engines).
+/// Docker's health from the status text of a container list (see
+/// [`faaso::docker::health_of_status`]).
 pub fn docker_health(status: &str) -> DockerHealth {
-    if status.ends_with("(healthy)") {
-        DockerHealth::Healthy
-    } else if status.ends_with("(unhealthy)") {
-        DockerHealth::Unhealthy
-    } else if status.ends_with("(health: starting)") {
-        DockerHealth::Starting
-    } else {
-        DockerHealth::None
+    match faaso::docker::health_of_status(status) {
+        Some(faaso::docker::Health::Healthy) => DockerHealth::Healthy,
+        Some(faaso::docker::Health::Unhealthy) => DockerHealth::Unhealthy,
+        Some(faaso::docker::Health::Starting) => DockerHealth::Starting,
+        None => DockerHealth::None,
     }
 }
 
@@ -389,7 +399,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn build_simple(containers: &[ContainerSummary], previous: &RouteTable) -> RouteTable {
+    fn build_simple(containers: &[ContainerSummary], previous: &RouteTable<()>) -> RouteTable<()> {
         build(
             containers,
             &BuildInput {
@@ -397,6 +407,7 @@ pub(crate) mod tests {
                 image_funkos: &["imageonly".to_string()],
                 stopping: &HashSet::from(["stopping1".to_string()]),
                 previous,
+                new_stats: &|_| (),
                 timeouts: PeerTimeouts::default(),
             },
         )

@@ -526,10 +526,9 @@ async fn read_small_body(session: &mut Session) -> std::result::Result<Vec<u8>, 
     Ok(body)
 }
 
-/// A query parameter's value (no percent-decoding needed for the admin API's numbers and flags).
+/// A query parameter's value, percent-decoded (`form_urlencoded`).
 fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (key == name).then(|| value.to_string())
-    })
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
 }

@@ -267,7 +267,7 @@ fn unpack_entries<R: Read>(
                     .ok_or_else(|| unsafe_entry("symbolic link without a target"))?
                     .into_owned();
                 let link_dir = relative.parent().unwrap_or(Path::new(""));
-                if !link_stays_inside(link_dir, &link) {
+                if !faaso::files::link_stays_inside(link_dir, &link) {
                     return Err(unsafe_entry(&format!(
                         "symbolic link to {} leads out of the context",
                         link.display()
@@ -369,30 +369,6 @@ fn create_file(path: &Path, mode: u32) -> std::io::Result<std::fs::File> {
         options.mode(mode).custom_flags(libc::O_NOFOLLOW);
     }
     options.open(path)
-}
-
-/// Whether a link target, resolved lexically from `link_dir` (relative to the root), stays
-/// inside the root.
-fn link_stays_inside(link_dir: &Path, target: &Path) -> bool {
-    if target.is_absolute() {
-        return false;
-    }
-    let mut depth: i64 = link_dir
-        .components()
-        .filter(|c| matches!(c, Component::Normal(_)))
-        .count() as i64;
-    for component in target.components() {
-        match component {
-            Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            Component::RootDir | Component::Prefix(_) => return false,
-        }
-        if depth < 0 {
-            return false;
-        }
-    }
-    true
 }
 
 #[cfg(test)]
