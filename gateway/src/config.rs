@@ -622,7 +622,9 @@ mod properties {
                 let key = KEYS[index].name;
                 let mut config = Config::defaults(|_| None);
                 let before = config.clone();
-                let yaml = format!("{key}: {}\n", serde_yaml::to_string(&value).unwrap().trim());
+                let mut mapping = serde_yaml::Mapping::new();
+                mapping.insert(key.into(), value.clone().into());
+                let yaml = serde_yaml::to_string(&mapping).unwrap();
                 match config.apply_yaml(&yaml, Source::Flag) {
                     Ok(()) => {}
                     Err(err) => {
