@@ -103,29 +103,33 @@ async fn admin_auth_under_attack() {
     wait_for_status(&ping, 200, Duration::from_secs(10)).await;
     let url = format!("{}/admin/api/version", gateway.url);
 
-    // 64 guesses at once, each from another client (the trusted proxy says so). One argon2 check
-    // takes ~0.4 s in a debug build: on the worker thread, a funko request would wait behind
-    // dozens of them.
+    // Dozens of guesses at once, each from another client (the trusted proxy says so). One
+    // argon2 check takes 0.4–1.5 s in a debug build on a busy 2-core machine: on the worker
+    // thread, a funko request would wait behind dozens of them. Off it, they queue (2 at a
+    // time), so the guesses get as long as the queue needs: the bound here is on funko
+    // traffic, not on how fast the machine hashes.
+    const GUESSES: u8 = 24;
+    let patient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .unwrap();
     let attack = tokio::spawn({
         let url = url.clone();
         async move {
-            let statuses = futures_util::future::join_all((0..64u8).map(|n| {
-                let url = url.clone();
+            futures_util::future::join_all((0..GUESSES).map(|n| {
+                let (url, patient) = (url.clone(), patient.clone());
                 async move {
-                    client()
+                    patient
                         .get(&url)
                         .basic_auth("admin", Some("guess"))
                         .header("X-Forwarded-For", format!("203.0.113.{n}"))
                         .send()
                         .await
                         .map(|r| r.status().as_u16())
+                        .map_err(|err| format!("{err:#}"))
                 }
             }))
-            .await;
-            statuses
-                .into_iter()
-                .filter_map(Result::ok)
-                .collect::<Vec<_>>()
+            .await
         }
     });
     let mut latencies = Vec::new();
@@ -146,8 +150,8 @@ async fn admin_auth_under_attack() {
         latencies.len(),
         latencies.last()
     );
-    assert_eq!(statuses.len(), 64);
-    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(statuses.len(), usize::from(GUESSES));
+    assert!(statuses.iter().all(|s| *s == Ok(401)), "{statuses:?}");
     assert!(
         latencies.len() >= 5,
         "only {} funko requests",
