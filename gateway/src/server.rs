@@ -68,6 +68,7 @@ pub fn server_conf(config: &Config) -> ServerConf {
         graceful_shutdown_timeout_seconds: Some(1),
         max_retries: ATTEMPTS,
         work_stealing: false,
+        fast_timeout_to_tokio_threshold_seconds: Some(0),
         ..ServerConf::default()
     }
 }
