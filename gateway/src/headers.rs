@@ -63,6 +63,32 @@ pub fn rewrite_request(request: &mut RequestHeader, forwarding: &Forwarding<'_>)
     Ok(())
 }
 
+/// Removes the hop-by-hop headers (RFC 9110, section 7.6.1): they are about the client's
+/// connection, not the instance's. The names listed in `Connection` go as well.
+pub fn strip_hop_by_hop(request: &mut RequestHeader) {
+    use http::header::{CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+    let hop = |name: &http::HeaderName| {
+        name == CONNECTION
+            || name == TE
+            || name == TRAILER
+            || name == TRANSFER_ENCODING
+            || name == UPGRADE
+            || name.as_str() == "keep-alive"
+            || name.as_str() == "proxy-connection"
+    };
+    if !request.headers.keys().any(hop) {
+        return;
+    }
+    let mut names: Vec<http::HeaderName> = request.headers.keys().filter(|n| hop(n)).cloned().collect();
+    for value in request.headers.get_all(CONNECTION) {
+        let listed = value.to_str().unwrap_or_default().split(',');
+        names.extend(listed.filter_map(|n| http::HeaderName::try_from(n.trim()).ok()));
+    }
+    for name in names {
+        request.remove_header(&name);
+    }
+}
+
 /// The `X-Forwarded-For` value: the client's chain with the client's address appended.
 pub fn forwarded_for(existing: Option<&[u8]>, client: Option<IpAddr>) -> Option<HeaderValue> {
     let existing = existing

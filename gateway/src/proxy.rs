@@ -30,6 +30,8 @@ use crate::table::{InFlight, Instance};
 
 type Funko = crate::table::Funko<Stats>;
 use crate::tunnel;
+use crate::{forward, idle};
+use pingora::protocols::Stream;
 
 /// Settings the proxy needs on every request, taken from the config once (the upstream
 /// timeouts live in each instance's peer, see [`crate::table::PeerTimeouts`]).
@@ -237,6 +239,76 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Serves a request with no body through [`forward`]: an instance is picked, a pooled
+    /// connection to it used (or a new one made; a failed connect moves on to another instance,
+    /// as for any request), and the answer relayed. A pooled connection that turns out closed
+    /// is replaced by a new one to the same instance.
+    async fn forward(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        let mut connects_failed = 0;
+        loop {
+            let instance = self.next_instance(ctx)?;
+            let addr = instance.addr;
+            let options = &instance.peer.options;
+            let timeouts = tunnel::Timeouts {
+                connect: options.connection_timeout.unwrap_or(Duration::from_secs(2)),
+                read: options.read_timeout.unwrap_or(Duration::from_secs(60)),
+                write: options.write_timeout.unwrap_or(Duration::from_secs(60)),
+            };
+            let max_idle = options.idle_timeout.unwrap_or(Duration::from_secs(30));
+            loop {
+                let (stream, reused) = match idle::take(addr, max_idle) {
+                    Some(stream) => (stream, true),
+                    None => match tunnel::connect(addr, timeouts.connect).await {
+                        Ok(stream) => (
+                            Box::new(pingora::protocols::l4::stream::Stream::from(stream)) as Stream,
+                            false,
+                        ),
+                        Err(err) => {
+                            self.connect_failed(ctx, &err);
+                            connects_failed += 1;
+                            if connects_failed >= crate::server::ATTEMPTS {
+                                return Err(err);
+                            }
+                            break;
+                        }
+                    },
+                };
+                ctx.reused = Some(reused);
+                if let Some(metrics) = ctx.metrics() {
+                    metrics.upstream_request(reused);
+                }
+                let mut request = session.req_header().clone();
+                request.set_version(http::Version::HTTP_11);
+                headers::strip_hop_by_hop(&mut request);
+                headers::rewrite_request(&mut request, &ctx.forwarding(session))?;
+                let request_id = ctx.request_id.clone();
+                match forward::exchange(
+                    session,
+                    stream,
+                    reused,
+                    request,
+                    &timeouts,
+                    request_id.as_ref(),
+                )
+                .await
+                {
+                    Ok(done) => {
+                        if let Some(stream) = done.reusable {
+                            idle::put(addr, stream, max_idle);
+                        }
+                        return Ok(());
+                    }
+                    Err(forward::Failure::Stale(err)) => {
+                        tracing::debug!(error = %err, "pooled connection was closed; using another");
+                    }
+                    Err(forward::Failure::Failed(err)) => return Err(err),
+                }
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
@@ -314,6 +386,10 @@ impl ProxyHttp for Gateway {
         }
         if session.is_upgrade_req() {
             self.tunnel(session, ctx).await?;
+            return Ok(true);
+        }
+        if session.is_body_empty() {
+            self.forward(session, ctx).await?;
             return Ok(true);
         }
         Ok(false)

@@ -1,0 +1,148 @@
+//! Funko requests without a request body (GET, HEAD, DELETE, ... with no body: nearly all of
+//! them), carried to the instance by the gateway itself rather than by Pingora's proxy loop.
+//!
+//! Pingora's loop is general: two tasks joined by channels for the two directions, a shared
+//! connection pool behind locks, filters and cache hooks for every phase. For a request with no
+//! body there is one direction at a time, so the exchange here is a straight line: write the
+//! request, read the answer, pass it on, pool the connection. Both connections are still
+//! Pingora's HTTP/1.1 sessions, which do the framing (chunked or sized bodies, keep-alive,
+//! `HEAD`, `204`/`304`); the connection pool is this worker's own ([`crate::idle`]).
+//!
+//! What the client sees is what Pingora's loop would send: the same response header (plus
+//! `X-Request-Id`), `Transfer-Encoding: chunked` for a body that only the end of the instance's
+//! connection would delimit, and the connection closed after an answer cut short.
+
+use bytes::Bytes;
+use http::HeaderValue;
+use pingora::http::RequestHeader;
+use pingora::prelude::*;
+use pingora::protocols::Stream;
+use pingora::protocols::http::HttpTask;
+use pingora::protocols::http::v1::client::HttpSession as InstanceSession;
+
+use crate::tunnel::Timeouts;
+
+/// Why an exchange failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// A pooled connection was found closed before the instance answered: try a new one.
+    Stale(Box<Error>),
+    /// Nothing was sent to the client yet: answer with the error's status.
+    Failed(Box<Error>),
+}
+
+/// How an exchange ended.
+#[derive(Debug)]
+pub struct Done {
+    /// The connection, when it can carry another request.
+    pub reusable: Option<Stream>,
+}
+
+/// Sends `request` on `stream` and relays the instance's answer to the client.
+pub async fn exchange(
+    session: &mut Session,
+    stream: Stream,
+    reused: bool,
+    request: RequestHeader,
+    timeouts: &Timeouts,
+    request_id: Option<&HeaderValue>,
+) -> std::result::Result<Done, Failure> {
+    let failed = |e: Box<Error>| {
+        let stale = reused
+            && matches!(
+                e.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            );
+        if stale {
+            Failure::Stale(e)
+        } else {
+            Failure::Failed(e.into_up())
+        }
+    };
+    let mut instance = InstanceSession::new(stream);
+    instance.read_timeout = Some(timeouts.read);
+    instance.write_timeout = Some(timeouts.write);
+    instance
+        .write_request_header(Box::new(request))
+        .await
+        .map_err(failed)?;
+    loop {
+        instance.read_response().await.map_err(failed)?;
+        let status = instance.get_status().map_or(0, |s| s.as_u16());
+        match status {
+            // 100 Continue, 103 Early Hints: the real answer follows.
+            100..=199 if status != 101 => continue,
+            101 => {
+                return Err(Failure::Failed(Error::explain(
+                    ErrorType::InvalidHTTPHeader,
+                    "101 to a request that asked for no upgrade",
+                )));
+            }
+            _ => break,
+        }
+    }
+    let Some(header) = instance.resp_header() else {
+        return Err(Failure::Failed(Error::explain(
+            ErrorType::InvalidHTTPHeader,
+            "no response header",
+        )));
+    };
+    let mut response = Box::new(header.clone());
+    if let Some(id) = request_id {
+        response
+            .insert_header("X-Request-Id", id.clone())
+            .map_err(Failure::Failed)?;
+    }
+    let no_body = session.req_header().method == http::Method::HEAD
+        || matches!(response.status.as_u16(), 204 | 304)
+        || instance.is_body_done();
+    if no_body {
+        if session
+            .write_response_tasks(vec![HttpTask::Header(response, true)])
+            .await
+            .is_err()
+        {
+            return Ok(Done { reusable: None });
+        }
+        instance.respect_keepalive();
+        return Ok(Done {
+            reusable: instance.reuse().await,
+        });
+    }
+    if !response.headers.contains_key(http::header::CONTENT_LENGTH)
+        && !response.headers.contains_key(http::header::TRANSFER_ENCODING)
+    {
+        // Delimited by the end of the instance's connection: chunk it, so that the client's
+        // connection can stay open.
+        response.set_version(http::Version::HTTP_11);
+        response
+            .insert_header(http::header::TRANSFER_ENCODING, "chunked")
+            .map_err(Failure::Failed)?;
+    }
+    // The first piece of the body goes out with the header, in one write.
+    let first = instance.read_body_bytes().await.map_err(failed)?;
+    let mut end = first.is_none() || instance.is_body_done();
+    let tasks = vec![HttpTask::Header(response, false), HttpTask::Body(first, end)];
+    if session.write_response_tasks(tasks).await.is_err() {
+        return Ok(Done { reusable: None });
+    }
+    while !end {
+        let piece: Option<Bytes> = match instance.read_body_bytes().await {
+            Ok(piece) => piece,
+            Err(err) => {
+                // The answer is cut short: the client must not take it for whole.
+                tracing::debug!(error = %err, "instance stopped sending the body");
+                session.set_keepalive(None);
+                return Ok(Done { reusable: None });
+            }
+        };
+        end = piece.is_none() || instance.is_body_done();
+        if session.write_response_body(piece, end).await.is_err() {
+            return Ok(Done { reusable: None });
+        }
+    }
+    instance.respect_keepalive();
+    Ok(Done {
+        reusable: instance.reuse().await,
+    })
+}
