@@ -93,9 +93,11 @@ pub async fn exchange(
             .insert_header("X-Request-Id", id.clone())
             .map_err(Failure::Failed)?;
     }
-    let no_body = session.req_header().method == http::Method::HEAD
-        || matches!(response.status.as_u16(), 204 | 304)
-        || instance.is_body_done();
+    // Asked first: it also sets up how the body is read (HEAD, 204 and 304 have none).
+    let body_done = instance.is_body_done();
+    let no_body = body_done
+        || session.req_header().method == http::Method::HEAD
+        || matches!(response.status.as_u16(), 204 | 304);
     if no_body {
         if session
             .write_response_tasks(vec![HttpTask::Header(response, true)])
@@ -110,7 +112,9 @@ pub async fn exchange(
         });
     }
     if !response.headers.contains_key(http::header::CONTENT_LENGTH)
-        && !response.headers.contains_key(http::header::TRANSFER_ENCODING)
+        && !response
+            .headers
+            .contains_key(http::header::TRANSFER_ENCODING)
     {
         // Delimited by the end of the instance's connection: chunk it, so that the client's
         // connection can stay open.
@@ -122,7 +126,10 @@ pub async fn exchange(
     // The first piece of the body goes out with the header, in one write.
     let first = instance.read_body_bytes().await.map_err(failed)?;
     let mut end = first.is_none() || instance.is_body_done();
-    let tasks = vec![HttpTask::Header(response, false), HttpTask::Body(first, end)];
+    let tasks = vec![
+        HttpTask::Header(response, false),
+        HttpTask::Body(first, end),
+    ];
     if session.write_response_tasks(tasks).await.is_err() {
         return Ok(Done { reusable: None });
     }

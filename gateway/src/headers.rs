@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::net::IpAddr;
 
-use http::{HeaderValue, Uri};
+use http::HeaderValue;
 use pingora::http::RequestHeader;
 use pingora::prelude::{Error, ErrorType, Result};
 
@@ -34,59 +34,134 @@ pub struct Forwarding<'a> {
     pub request_id: Option<&'a HeaderValue>,
 }
 
-/// Rewrites `request` (a copy of the client's) into what the instance gets.
-pub fn rewrite_request(request: &mut RequestHeader, forwarding: &Forwarding<'_>) -> Result<()> {
-    let target = request.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let uri = target
+/// The headers the gateway sets on every request to an instance, in the order they are
+/// added; whatever the client sent under these names is replaced.
+const FORWARDING: [http::HeaderName; 5] = [
+    http::HeaderName::from_static("x-forwarded-for"),
+    http::HeaderName::from_static("x-forwarded-proto"),
+    http::HeaderName::from_static("x-forwarded-host"),
+    http::HeaderName::from_static("x-forwarded-prefix"),
+    http::HeaderName::from_static("x-request-id"),
+];
+
+/// The forwarding headers as they are written, in the usual case.
+const FORWARDING_CASE: [&str; 5] = [
+    "X-Forwarded-For",
+    "X-Forwarded-Proto",
+    "X-Forwarded-Host",
+    "X-Forwarded-Prefix",
+    "X-Request-Id",
+];
+
+/// How [`upstream_request`] treats the client's hop-by-hop headers (RFC 9110, section 7.6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hops {
+    /// Leave them out, with the headers `Connection` names: they are about the client's
+    /// connection, not the instance's.
+    Strip,
+    /// Keep them (an `Upgrade` request, whose `Connection: upgrade` the instance must see).
+    Keep,
+}
+
+/// The request an instance gets, made from the client's: the target after the funko's prefix,
+/// the client's headers in their order and case (less the hop-by-hop ones with
+/// [`Hops::Strip`], and less the forwarding headers), then `X-Forwarded-For` (the client's
+/// chain with the client appended), `X-Forwarded-Proto`, `X-Forwarded-Host`,
+/// `X-Forwarded-Prefix` and `X-Request-Id`.
+///
+/// It is built anew rather than edited from a copy: Pingora sizes a parsed request's header
+/// maps (the values and the case-preserving names) exactly, so each header inserted into a copy
+/// grows and rehashes both maps, while here they are made at their final size once.
+pub fn upstream_request(
+    client: &RequestHeader,
+    forwarding: &Forwarding<'_>,
+    hops: Hops,
+) -> Result<RequestHeader> {
+    let malformed = || Error::explain(ErrorType::HTTPStatus(400), "malformed request target");
+    let target = client.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let upstream = target
         .get(forwarding.upstream_at..)
         .map(upstream_target)
-        .and_then(|rest| Uri::try_from(&*rest).ok())
-        .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(400), "malformed request target"))?;
-    request.set_uri(uri);
-    let chain = forwarded_for(
-        request.headers.get("x-forwarded-for").map(|v| v.as_bytes()),
-        forwarding.client,
-    );
-    if let Some(value) = chain {
-        request.insert_header("X-Forwarded-For", value)?;
+        .ok_or_else(malformed)?;
+    let values = [
+        forwarded_for(
+            client.headers.get(&FORWARDING[0]).map(|v| v.as_bytes()),
+            forwarding.client,
+        ),
+        Some(PROTO_HTTP),
+        client.headers.get(http::header::HOST).cloned(),
+        forwarding.prefix.cloned(),
+        forwarding.request_id.cloned(),
+    ];
+    let nominated = match hops {
+        Hops::Strip => connection_nominated(client),
+        Hops::Keep => Vec::new(),
+    };
+    let left_out = |name: &http::HeaderName| {
+        FORWARDING.contains(name)
+            || (hops == Hops::Strip && (is_hop_by_hop(name) || nominated.contains(name)))
+    };
+    let mut request = RequestHeader::build(
+        client.method.clone(),
+        upstream.as_bytes(),
+        Some(client.headers.len() + FORWARDING.len()),
+    )
+    .map_err(|_| malformed())?;
+    request.set_version(http::Version::HTTP_11);
+    if client.has_case() {
+        // Both maps hold the same names in the same order.
+        for ((name, value), (case, _)) in client.headers.iter().zip(client.case_header_iter()) {
+            if !left_out(name) {
+                request.append_header(case.clone(), value.clone())?;
+            }
+        }
+    } else {
+        for (name, value) in &client.headers {
+            if !left_out(name) {
+                request.append_header(name, value.clone())?;
+            }
+        }
     }
-    request.insert_header("X-Forwarded-Proto", PROTO_HTTP)?;
-    if let Some(host) = request.headers.get(http::header::HOST).cloned() {
-        request.insert_header("X-Forwarded-Host", host)?;
+    for (name, value) in FORWARDING_CASE.into_iter().zip(values) {
+        if let Some(value) = value {
+            request.append_header(name, value)?;
+        }
     }
-    if let Some(prefix) = forwarding.prefix {
-        request.insert_header("X-Forwarded-Prefix", prefix.clone())?;
+    if !client.extensions.is_empty() {
+        *request.extensions_mut() = client.extensions.clone();
     }
-    if let Some(id) = forwarding.request_id {
-        request.insert_header("X-Request-Id", id.clone())?;
-    }
+    Ok(request)
+}
+
+/// Rewrites `request` (a copy of the client's, hop-by-hop headers already removed) into what
+/// the instance gets: [`upstream_request`] in place.
+pub fn rewrite_request(request: &mut RequestHeader, forwarding: &Forwarding<'_>) -> Result<()> {
+    *request = upstream_request(request, forwarding, Hops::Keep)?;
     Ok(())
 }
 
-/// Removes the hop-by-hop headers (RFC 9110, section 7.6.1): they are about the client's
-/// connection, not the instance's. The names listed in `Connection` go as well.
-pub fn strip_hop_by_hop(request: &mut RequestHeader) {
+/// Whether a header is about one connection only (RFC 9110, section 7.6.1).
+fn is_hop_by_hop(name: &http::HeaderName) -> bool {
     use http::header::{CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
-    let hop = |name: &http::HeaderName| {
-        name == CONNECTION
-            || name == TE
-            || name == TRAILER
-            || name == TRANSFER_ENCODING
-            || name == UPGRADE
-            || name.as_str() == "keep-alive"
-            || name.as_str() == "proxy-connection"
-    };
-    if !request.headers.keys().any(hop) {
-        return;
-    }
-    let mut names: Vec<http::HeaderName> = request.headers.keys().filter(|n| hop(n)).cloned().collect();
-    for value in request.headers.get_all(CONNECTION) {
-        let listed = value.to_str().unwrap_or_default().split(',');
-        names.extend(listed.filter_map(|n| http::HeaderName::try_from(n.trim()).ok()));
-    }
-    for name in names {
-        request.remove_header(&name);
-    }
+    name == CONNECTION
+        || name == TE
+        || name == TRAILER
+        || name == TRANSFER_ENCODING
+        || name == UPGRADE
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
+/// The header names the client's `Connection` header lists (which are hop-by-hop too).
+fn connection_nominated(client: &RequestHeader) -> Vec<http::HeaderName> {
+    client
+        .headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| http::HeaderName::try_from(name.trim()).ok())
+        .collect()
 }
 
 /// The `X-Forwarded-For` value: the client's chain with the client's address appended.
@@ -219,6 +294,56 @@ mod tests {
         .unwrap();
         assert_eq!(bare.uri, "/?q");
         assert!(bare.headers.get("x-forwarded-for").is_none());
+    }
+
+    #[test]
+    fn the_clients_headers_keep_their_case_and_order_and_hops_are_left_out() {
+        let mut client = RequestHeader::build("GET", b"/funko/hello/x?y", Some(4)).unwrap();
+        for (name, value) in [
+            ("Host", "gw"),
+            ("x-CUSTOM", "1"),
+            ("Connection", "keep-alive, X-Hop"),
+            ("x-request-ID", "from-client"),
+            ("X-Hop", "h"),
+            ("Keep-Alive", "timeout=5"),
+            ("Accept", "*/*"),
+            ("x-custom", "2"),
+        ] {
+            client.append_header(name, value).unwrap();
+        }
+        let id = HeaderValue::from_static("from-client");
+        let forwarding = Forwarding {
+            upstream_at: "/funko/hello".len(),
+            client: Some("10.0.0.7".parse().unwrap()),
+            prefix: None,
+            request_id: Some(&id),
+        };
+        let wire = |request: &RequestHeader| {
+            let mut wire = Vec::new();
+            request.header_to_h1_wire(&mut wire);
+            String::from_utf8(wire).unwrap()
+        };
+        let stripped = upstream_request(&client, &forwarding, Hops::Strip).unwrap();
+        assert_eq!(
+            wire(&stripped),
+            "Host: gw\r\nx-CUSTOM: 1\r\nx-custom: 2\r\nAccept: */*\r\n\
+             X-Forwarded-For: 10.0.0.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: gw\r\n\
+             X-Request-Id: from-client\r\n"
+        );
+        assert_eq!(stripped.method, "GET");
+        assert_eq!(stripped.uri, "/x?y");
+        assert_eq!(stripped.version, http::Version::HTTP_11);
+
+        let kept = upstream_request(&client, &forwarding, Hops::Keep).unwrap();
+        let kept = wire(&kept);
+        for header in [
+            "Connection: keep-alive, X-Hop",
+            "X-Hop: h",
+            "Keep-Alive: timeout=5",
+        ] {
+            assert!(kept.contains(header), "{header} missing in {kept}");
+        }
+        assert_eq!(kept.matches("X-Request-Id").count(), 1, "{kept}");
     }
 
     #[test]

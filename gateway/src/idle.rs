@@ -70,8 +70,9 @@ pub fn put(addr: SocketAddr, stream: Stream, max_idle: Duration) {
     });
 }
 
-/// Idle connections this worker holds (for tests).
-pub fn len() -> usize {
+/// Idle connections this worker holds.
+#[cfg(test)]
+fn len() -> usize {
     POOL.with_borrow(|pool| pool.idle.values().map(VecDeque::len).sum())
 }
 
@@ -83,4 +84,59 @@ fn still_open(stream: &mut Stream) -> bool {
     let mut buf = ReadBuf::new(&mut byte);
     let mut cx = Context::from_waker(Waker::noop());
     matches!(Pin::new(stream).poll_read(&mut cx, &mut buf), Poll::Pending)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A connected pair: our end as Pingora's stream, and the instance's end.
+    async fn pair(listener: &TcpListener) -> (Stream, TcpStream) {
+        let addr = listener.local_addr().unwrap();
+        let (ours, theirs) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let ours: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(ours.unwrap()));
+        (ours, theirs.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn open_connections_come_back_closed_ones_do_not() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let max_idle = Duration::from_secs(30);
+        let (first, _kept) = pair(&listener).await;
+        let (second, closed) = pair(&listener).await;
+        let (third, mut chatty) = pair(&listener).await;
+        put(addr, first, max_idle);
+        put(addr, second, max_idle);
+        put(addr, third, max_idle);
+        assert_eq!(len(), 3);
+        drop(closed);
+        chatty.write_all(b"unasked").await.unwrap();
+        // Let the close and the bytes arrive.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Last in, first out; the one with stray bytes and the closed one are dropped.
+        assert!(take(addr, max_idle).is_some());
+        assert_eq!(len(), 0);
+        assert!(take(addr, max_idle).is_none());
+    }
+
+    #[tokio::test]
+    async fn connections_idle_too_long_are_not_used_and_the_pool_is_bounded() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stream, _theirs) = pair(&listener).await;
+        put(addr, stream, Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(take(addr, Duration::from_millis(10)).is_none());
+
+        let mut peers = Vec::new();
+        for _ in 0..MAX_PER_INSTANCE + 3 {
+            let (stream, theirs) = pair(&listener).await;
+            peers.push(theirs);
+            put(addr, stream, Duration::from_secs(30));
+        }
+        assert_eq!(len(), MAX_PER_INSTANCE);
+    }
 }

@@ -17,6 +17,8 @@
 //! - [`responses`]: JSON error bodies and responses the gateway writes itself.
 //! - [`discovery`]: the background service that follows Docker and publishes snapshots.
 //! - [`health`]: the background service that checks `GET /ping` on every instance.
+//! - [`forward`]: requests without a body, carried to the instance by the gateway itself.
+//! - [`idle`]: each worker's own pool of idle connections to instances.
 //! - [`tunnel`]: WebSocket and other `Upgrade` requests, relayed by the gateway itself.
 //! - [`drain`]: counts requests in flight and exits once they are done on shutdown.
 //! - [`proxy`]: the thin `ProxyHttp` implementation that ties them together.

@@ -3,10 +3,12 @@
 //! [`headers`](crate::headers), [`errors`](crate::errors)), and applies the answer.
 //!
 //! Per request: `request_filter` routes and answers what the gateway answers itself (health,
-//! unknown funko, no instance, body too large); `upstream_peer` picks an instance (again on a
-//! retry, skipping those tried); `upstream_request_filter` rewrites the path and adds the
-//! forwarding headers; `fail_to_connect` takes a failing instance out and allows a retry;
-//! `fail_to_proxy` turns any failure into a JSON error with the right status.
+//! unknown funko, no instance, body too large), and carries requests without a body
+//! ([`forward`]) and upgrades ([`tunnel`]) itself. For a request with a body Pingora's proxy
+//! loop runs: `upstream_peer` picks an instance (again on a retry, skipping those tried);
+//! `upstream_request_filter` rewrites the path and adds the forwarding headers;
+//! `fail_to_connect` takes a failing instance out and allows a retry. `fail_to_proxy` turns any
+//! failure into a JSON error with the right status.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -232,8 +234,11 @@ impl Gateway {
         if let Some(metrics) = ctx.metrics() {
             metrics.upstream_request(false);
         }
-        let mut request = session.req_header().clone();
-        headers::rewrite_request(&mut request, &ctx.forwarding(session))?;
+        let request = headers::upstream_request(
+            session.req_header(),
+            &ctx.forwarding(session),
+            headers::Hops::Keep,
+        )?;
         tunnel::relay(session, stream, request, timeouts, ctx.request_id.as_ref()).await?;
         Ok(())
     }
@@ -261,7 +266,8 @@ impl Gateway {
                     Some(stream) => (stream, true),
                     None => match tunnel::connect(addr, timeouts.connect).await {
                         Ok(stream) => (
-                            Box::new(pingora::protocols::l4::stream::Stream::from(stream)) as Stream,
+                            Box::new(pingora::protocols::l4::stream::Stream::from(stream))
+                                as Stream,
                             false,
                         ),
                         Err(err) => {
@@ -278,10 +284,11 @@ impl Gateway {
                 if let Some(metrics) = ctx.metrics() {
                     metrics.upstream_request(reused);
                 }
-                let mut request = session.req_header().clone();
-                request.set_version(http::Version::HTTP_11);
-                headers::strip_hop_by_hop(&mut request);
-                headers::rewrite_request(&mut request, &ctx.forwarding(session))?;
+                let request = headers::upstream_request(
+                    session.req_header(),
+                    &ctx.forwarding(session),
+                    headers::Hops::Strip,
+                )?;
                 let request_id = ctx.request_id.clone();
                 match forward::exchange(
                     session,
@@ -388,7 +395,8 @@ impl ProxyHttp for Gateway {
             self.tunnel(session, ctx).await?;
             return Ok(true);
         }
-        if session.is_body_empty() {
+        // HTTP/1.x clients only: an HTTP/2 request has no `Host` to pass on as it is.
+        if !session.downstream_session.is_http2() && session.is_body_empty() {
             self.forward(session, ctx).await?;
             return Ok(true);
         }

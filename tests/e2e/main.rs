@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod container;
+mod exchange;
 mod funkos;
 mod lifecycle;
 mod metrics;

@@ -10,6 +10,7 @@
 //! - [`gateway`]: starts a `faaso-gateway` process on free ports with a private config.
 //! - [`http`]: a small HTTP client helper that retries until a server answers.
 //! - [`prom`]: reading `/metrics` text, and a real Prometheus server for tests.
+//! - [`raw`]: a raw HTTP/1.1 connection, to see framing and connection reuse on the wire.
 //! - [`relay`]: a Docker socket relay a test can cut, to break the gateway's event stream.
 //! - [`skip`]: recording skipped tests, which `.ci/run` counts and prints.
 //! - [`tls`]: a private CA, certificates, and a TLS front for tests.
@@ -20,6 +21,7 @@ pub mod docker;
 pub mod gateway;
 pub mod http;
 pub mod prom;
+pub mod raw;
 pub mod relay;
 pub mod skip;
 pub mod testfunko;

@@ -169,6 +169,12 @@ fn invalid(message: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message.into())
 }
 
+thread_local! {
+    /// Whether the request being answered on this thread (one connection) is a `HEAD`: its
+    /// answer is the head alone.
+    pub static HEAD_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// A response with a fixed-length body.
 pub struct Response {
     status: u16,
@@ -207,7 +213,9 @@ impl Response {
         head.push_str(&format!("Content-Length: {}\r\n\r\n", self.body.len()));
         // One write for small responses: fewer syscalls, fewer packets.
         let mut buf = head.into_bytes();
-        buf.extend_from_slice(&self.body);
+        if !HEAD_ONLY.get() {
+            buf.extend_from_slice(&self.body);
+        }
         out.write_all(&buf)?;
         out.flush()
     }

@@ -15,6 +15,14 @@
 //! - `/version`: the value of `TESTFUNKO_VERSION` (default `1`), to tell images apart
 //! - `/print/<n>`: prints `n` numbered lines (`testfunko line <i> of <n>`) to stdout, for log tests
 //! - `/say/<word>`: prints `testfunko says <word>` to stdout
+//! - `/drop-next`: `OK`, and the next request on this connection is read and then the connection
+//!   closed without an answer (a kept-alive connection that a proxy finds closed)
+//! - `/unframed/<n>`: `n` bytes with neither `Content-Length` nor chunks, delimited by closing
+//!   the connection (as an HTTP/1.0 server answers)
+//! - `/cut/<n>`: announces `2n` bytes, sends `n`, then closes the connection (an instance that
+//!   dies mid-answer)
+//!
+//! `HEAD` requests get the head of the `GET` answer, without its body.
 //!
 //! `TESTFUNKO_DELAY_MS` adds that much latency to every request but `/ping` (a slow instance).
 //! `TESTFUNKO_EAGER_UPGRADE=1` makes every connection an upgraded one whose `101` is sent as soon
@@ -83,17 +91,24 @@ fn serve_connection(stream: TcpStream) -> io::Result<()> {
         http::read_request(&mut reader)?;
         return io::copy(&mut reader, &mut writer).map(|_| ());
     }
+    let mut drop_next = false;
     loop {
         let Some(request) = http::read_request(&mut reader)? else {
             return Ok(());
         };
+        if drop_next {
+            return Ok(());
+        }
+        http::HEAD_ONLY.set(request.method == "HEAD");
         IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
         let result = answer(&request, &mut writer);
         IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
         result?;
-        if !request.keep_alive() {
+        let path = request.path();
+        if !request.keep_alive() || path.starts_with("/unframed/") || path.starts_with("/cut/") {
             return Ok(());
         }
+        drop_next = path == "/drop-next";
     }
 }
 
@@ -115,6 +130,23 @@ fn answer(request: &Request, out: &mut TcpStream) -> io::Result<()> {
             Response::new(status).body("OK").write(out)
         }
         "whoami" => Response::new(200).body(&hostname()).write(out),
+        "drop-next" => Response::new(200).body("OK").write(out),
+        "unframed" => match arg.parse::<usize>() {
+            Ok(n) if n <= 1 << 30 => {
+                out.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")?;
+                out.write_all("x".repeat(n).as_bytes())?;
+                out.flush()
+            }
+            _ => Response::new(400).body("bad byte count").write(out),
+        },
+        "cut" => match arg.parse::<usize>() {
+            Ok(n) if n <= 1 << 30 => {
+                write!(out, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 2 * n)?;
+                out.write_all("x".repeat(n).as_bytes())?;
+                out.flush()
+            }
+            _ => Response::new(400).body("bad byte count").write(out),
+        },
         "version" => {
             let version = std::env::var("TESTFUNKO_VERSION").unwrap_or_else(|_| "1".into());
             Response::new(200).body(&version).write(out)
