@@ -87,12 +87,8 @@ pub async fn exchange(
             "no response header",
         )));
     };
-    let mut response = Box::new(header.clone());
-    if let Some(id) = request_id {
-        response
-            .insert_header("X-Request-Id", id.clone())
-            .map_err(Failure::Failed)?;
-    }
+    let mut response =
+        Box::new(crate::headers::client_response(header, request_id).map_err(Failure::Failed)?);
     // Asked first: it also sets up how the body is read (HEAD, 204 and 304 have none).
     let body_done = instance.is_body_done();
     let no_body = body_done

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::net::IpAddr;
 
 use http::HeaderValue;
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{Error, ErrorType, Result};
 
 use crate::router::upstream_target;
@@ -94,7 +94,7 @@ pub fn upstream_request(
         forwarding.request_id.cloned(),
     ];
     let nominated = match hops {
-        Hops::Strip => connection_nominated(client),
+        Hops::Strip => connection_nominated(&client.headers),
         Hops::Keep => Vec::new(),
     };
     let left_out = |name: &http::HeaderName| {
@@ -140,6 +140,51 @@ pub fn rewrite_request(request: &mut RequestHeader, forwarding: &Forwarding<'_>)
     Ok(())
 }
 
+/// Room kept in a client response's header maps for what is still added to it: the request
+/// id here, `Transfer-Encoding` (a close-delimited answer), `Date` and `Connection` (Pingora).
+const RESPONSE_ROOM: usize = 4;
+
+/// The response the client gets, made from the instance's: its status, reason and headers in
+/// their order and case, less the ones about the instance's connection (`Connection`, what it
+/// names, `Keep-Alive`, `Proxy-Connection`: the client's connection has its own), plus
+/// `X-Request-Id`. Built at its final size, as [`upstream_request`] is.
+pub fn client_response(
+    instance: &ResponseHeader,
+    request_id: Option<&HeaderValue>,
+) -> Result<ResponseHeader> {
+    let nominated = connection_nominated(&instance.headers);
+    let left_out = |name: &http::HeaderName| {
+        name == http::header::CONNECTION
+            || name.as_str() == "keep-alive"
+            || name.as_str() == "proxy-connection"
+            || nominated.contains(name)
+            || (request_id.is_some() && name == FORWARDING[4])
+    };
+    let mut response = ResponseHeader::build(
+        instance.status,
+        Some(instance.headers.len() + RESPONSE_ROOM),
+    )?;
+    response.set_version(instance.version);
+    response.set_reason_phrase(instance.get_reason_phrase())?;
+    if instance.has_case() {
+        for ((name, value), (case, _)) in instance.headers.iter().zip(instance.case_header_iter()) {
+            if !left_out(name) {
+                response.append_header(case.clone(), value.clone())?;
+            }
+        }
+    } else {
+        for (name, value) in &instance.headers {
+            if !left_out(name) {
+                response.append_header(name, value.clone())?;
+            }
+        }
+    }
+    if let Some(id) = request_id {
+        response.append_header(FORWARDING_CASE[4], id.clone())?;
+    }
+    Ok(response)
+}
+
 /// Whether a header is about one connection only (RFC 9110, section 7.6.1).
 fn is_hop_by_hop(name: &http::HeaderName) -> bool {
     use http::header::{CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
@@ -152,10 +197,9 @@ fn is_hop_by_hop(name: &http::HeaderName) -> bool {
         || name.as_str() == "proxy-connection"
 }
 
-/// The header names the client's `Connection` header lists (which are hop-by-hop too).
-fn connection_nominated(client: &RequestHeader) -> Vec<http::HeaderName> {
-    client
-        .headers
+/// The header names a `Connection` header lists (which are hop-by-hop too).
+fn connection_nominated(headers: &http::HeaderMap) -> Vec<http::HeaderName> {
+    headers
         .get_all(http::header::CONNECTION)
         .iter()
         .filter_map(|value| value.to_str().ok())
@@ -344,6 +388,35 @@ mod tests {
             assert!(kept.contains(header), "{header} missing in {kept}");
         }
         assert_eq!(kept.matches("X-Request-Id").count(), 1, "{kept}");
+    }
+
+    #[test]
+    fn responses_keep_the_instances_headers_but_not_its_connections() {
+        let mut instance = ResponseHeader::build(201, Some(2)).unwrap();
+        instance.set_reason_phrase(Some("Made")).unwrap();
+        for (name, value) in [
+            ("content-TYPE", "text/plain"),
+            ("Connection", "keep-alive, X-Conn-Only"),
+            ("Keep-Alive", "timeout=5"),
+            ("X-Conn-Only", "1"),
+            ("X-Request-Id", "instance-made"),
+            ("Content-Length", "2"),
+        ] {
+            instance.append_header(name, value).unwrap();
+        }
+        let id = HeaderValue::from_static("abc");
+        let response = client_response(&instance, Some(&id)).unwrap();
+        let mut wire = Vec::new();
+        response.header_to_h1_wire(&mut wire);
+        assert_eq!(
+            String::from_utf8(wire).unwrap(),
+            "content-TYPE: text/plain\r\nContent-Length: 2\r\nX-Request-Id: abc\r\n"
+        );
+        assert_eq!(response.status, 201);
+        assert_eq!(response.get_reason_phrase(), Some("Made"));
+        // Without a request id of ours, the instance's stays.
+        let response = client_response(&instance, None).unwrap();
+        assert_eq!(response.headers["x-request-id"], "instance-made");
     }
 
     #[test]

@@ -443,9 +443,7 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(id) = &ctx.request_id {
-            upstream_response.insert_header("X-Request-Id", id.clone())?;
-        }
+        *upstream_response = headers::client_response(upstream_response, ctx.request_id.as_ref())?;
         Ok(())
     }
 

@@ -30,13 +30,14 @@ pub type SharedTable<S> = Arc<ArcSwap<RouteTable<S>>>;
 /// All funkos the gateway knows of.
 #[derive(Debug)]
 pub struct RouteTable<S> {
-    funkos: HashMap<Box<str>, Arc<Funko<S>>>,
+    /// Looked up on every request: a fast hash (seeded per process) rather than SipHash.
+    funkos: HashMap<Box<str>, Arc<Funko<S>>, foldhash::fast::RandomState>,
 }
 
 impl<S> Default for RouteTable<S> {
     fn default() -> Self {
         RouteTable {
-            funkos: HashMap::new(),
+            funkos: HashMap::default(),
         }
     }
 }
