@@ -12,6 +12,9 @@
 //! `X-Request-Id`), `Transfer-Encoding: chunked` for a body that only the end of the instance's
 //! connection would delimit, and the connection closed after an answer cut short.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::HeaderValue;
 use pingora::http::RequestHeader;
@@ -19,8 +22,31 @@ use pingora::prelude::*;
 use pingora::protocols::Stream;
 use pingora::protocols::http::HttpTask;
 use pingora::protocols::http::v1::client::HttpSession as InstanceSession;
+use tokio::net::TcpStream;
 
-use crate::tunnel::Timeouts;
+use crate::table::PeerTimeouts;
+
+/// Opens a new connection to an instance within `timeout`.
+pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Stream> {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => {
+            // Small frames both ways: no Nagle delay.
+            let _ = stream.set_nodelay(true);
+            Ok(Box::new(pingora::protocols::l4::stream::Stream::from(
+                stream,
+            )))
+        }
+        Ok(Err(err)) => Error::e_because(
+            ErrorType::ConnectError,
+            format!("connecting to {addr}"),
+            err,
+        ),
+        Err(_) => Error::e_explain(
+            ErrorType::ConnectTimedout,
+            format!("connecting to {addr}: no answer within {timeout:?}"),
+        ),
+    }
+}
 
 /// Why an exchange failed.
 #[derive(Debug)]
@@ -44,7 +70,7 @@ pub async fn exchange(
     stream: Stream,
     reused: bool,
     request: RequestHeader,
-    timeouts: &Timeouts,
+    timeouts: &PeerTimeouts,
     request_id: Option<&HeaderValue>,
 ) -> std::result::Result<Done, Failure> {
     let failed = |e: Box<Error>| {

@@ -91,8 +91,10 @@ pub struct Instance {
     pub addr: SocketAddr,
     pub docker_health: DockerHealth,
     pub state: Arc<InstanceState>,
-    /// The upstream peer with the gateway's timeouts, made once per snapshot (a request only
-    /// clones it).
+    /// The gateway's timeouts for connections to it.
+    pub timeouts: PeerTimeouts,
+    /// The upstream peer with those timeouts, for Pingora's proxy loop: made once per snapshot
+    /// (a request only clones it).
     pub peer: HttpPeer,
     /// Whether the health checker sends it `GET /ping` (off with `faaso.healthcheck=off`).
     pub active_checks: bool,
@@ -140,6 +142,7 @@ impl Instance {
             addr,
             docker_health,
             state,
+            timeouts,
             peer,
             active_checks: true,
         }

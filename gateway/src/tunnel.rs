@@ -14,15 +14,14 @@
 //! `101` is read from it. An established tunnel has no idle timeout (a quiet WebSocket is
 //! normal); the handshake has the instance's connect and read timeouts.
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use bytes::Bytes;
 use http::HeaderValue;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
+use pingora::protocols::Stream;
 use pingora::protocols::http::v1::client::HttpSession as InstanceSession;
-use tokio::net::TcpStream;
+
+use crate::table::PeerTimeouts;
 
 /// How a relayed upgrade request ended, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,34 +32,6 @@ pub enum Outcome {
     Refused,
 }
 
-/// Timeouts of the handshake, from the instance's peer options.
-#[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
-    pub connect: Duration,
-    pub read: Duration,
-    pub write: Duration,
-}
-
-/// Opens a connection to an instance within `timeout`.
-pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream> {
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(stream)) => {
-            // Small frames both ways: no Nagle delay.
-            let _ = stream.set_nodelay(true);
-            Ok(stream)
-        }
-        Ok(Err(err)) => Error::e_because(
-            ErrorType::ConnectError,
-            format!("connecting to {addr}"),
-            err,
-        ),
-        Err(_) => Error::e_explain(
-            ErrorType::ConnectTimedout,
-            format!("connecting to {addr}: no answer within {timeout:?}"),
-        ),
-    }
-}
-
 /// Sends `request` to the instance on `stream` and relays its answer to the client. When the
 /// answer is `101`, bytes are carried both ways until either side closes.
 ///
@@ -68,14 +39,12 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream> {
 /// once the answer's header went out, failures end the relay quietly.
 pub async fn relay(
     session: &mut Session,
-    stream: TcpStream,
+    stream: Stream,
     request: RequestHeader,
-    timeouts: Timeouts,
+    timeouts: PeerTimeouts,
     request_id: Option<&HeaderValue>,
 ) -> Result<Outcome> {
-    let mut instance = InstanceSession::new(Box::new(
-        pingora::protocols::l4::stream::Stream::from(stream),
-    ));
+    let mut instance = InstanceSession::new(stream);
     instance.read_timeout = Some(timeouts.read);
     instance.write_timeout = Some(timeouts.write);
     instance

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -31,9 +31,8 @@ use crate::router::{PrefixForm, Route, route};
 use crate::table::{InFlight, Instance};
 
 type Funko = crate::table::Funko<Stats>;
-use crate::tunnel;
-use crate::{forward, idle};
-use pingora::protocols::Stream;
+
+mod carry;
 
 /// Settings the proxy needs on every request, taken from the config once (the upstream
 /// timeouts live in each instance's peer, see [`crate::table::PeerTimeouts`]).
@@ -204,114 +203,6 @@ impl Gateway {
                 funko.stats.connect_error();
             }
             tracing::warn!(instance = %instance.name, addr = %instance.addr, %error, "connect failed; instance out until it passes a check");
-        }
-    }
-
-    /// Serves an `Upgrade` request through [`tunnel`]: an instance is picked (and others tried
-    /// when a connect fails, as for any request), then the tunnel runs until it closes.
-    async fn tunnel(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        let mut attempts = 0;
-        let (timeouts, stream) = loop {
-            attempts += 1;
-            let instance = self.next_instance(ctx)?;
-            let options = &instance.peer.options;
-            let timeouts = tunnel::Timeouts {
-                connect: options.connection_timeout.unwrap_or(Duration::from_secs(2)),
-                read: options.read_timeout.unwrap_or(Duration::from_secs(60)),
-                write: options.write_timeout.unwrap_or(Duration::from_secs(60)),
-            };
-            match tunnel::connect(instance.addr, timeouts.connect).await {
-                Ok(stream) => break (timeouts, stream),
-                Err(err) => {
-                    self.connect_failed(ctx, &err);
-                    if attempts >= crate::server::ATTEMPTS {
-                        return Err(err);
-                    }
-                }
-            }
-        };
-        ctx.reused = Some(false);
-        if let Some(metrics) = ctx.metrics() {
-            metrics.upstream_request(false);
-        }
-        let request = headers::upstream_request(
-            session.req_header(),
-            &ctx.forwarding(session),
-            headers::Hops::Keep,
-        )?;
-        tunnel::relay(session, stream, request, timeouts, ctx.request_id.as_ref()).await?;
-        Ok(())
-    }
-}
-
-impl Gateway {
-    /// Serves a request with no body through [`forward`]: an instance is picked, a pooled
-    /// connection to it used (or a new one made; a failed connect moves on to another instance,
-    /// as for any request), and the answer relayed. A pooled connection that turns out closed
-    /// is replaced by a new one to the same instance.
-    async fn forward(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        let mut connects_failed = 0;
-        loop {
-            let instance = self.next_instance(ctx)?;
-            let addr = instance.addr;
-            let options = &instance.peer.options;
-            let timeouts = tunnel::Timeouts {
-                connect: options.connection_timeout.unwrap_or(Duration::from_secs(2)),
-                read: options.read_timeout.unwrap_or(Duration::from_secs(60)),
-                write: options.write_timeout.unwrap_or(Duration::from_secs(60)),
-            };
-            let max_idle = options.idle_timeout.unwrap_or(Duration::from_secs(30));
-            loop {
-                let (stream, reused) = match idle::take(addr, max_idle) {
-                    Some(stream) => (stream, true),
-                    None => match tunnel::connect(addr, timeouts.connect).await {
-                        Ok(stream) => (
-                            Box::new(pingora::protocols::l4::stream::Stream::from(stream))
-                                as Stream,
-                            false,
-                        ),
-                        Err(err) => {
-                            self.connect_failed(ctx, &err);
-                            connects_failed += 1;
-                            if connects_failed >= crate::server::ATTEMPTS {
-                                return Err(err);
-                            }
-                            break;
-                        }
-                    },
-                };
-                ctx.reused = Some(reused);
-                if let Some(metrics) = ctx.metrics() {
-                    metrics.upstream_request(reused);
-                }
-                let request = headers::upstream_request(
-                    session.req_header(),
-                    &ctx.forwarding(session),
-                    headers::Hops::Strip,
-                )?;
-                let request_id = ctx.request_id.clone();
-                match forward::exchange(
-                    session,
-                    stream,
-                    reused,
-                    request,
-                    &timeouts,
-                    request_id.as_ref(),
-                )
-                .await
-                {
-                    Ok(done) => {
-                        if let Some(stream) = done.reusable {
-                            idle::put(addr, stream, max_idle);
-                        }
-                        return Ok(());
-                    }
-                    Err(forward::Failure::Stale(err)) => {
-                        tracing::debug!(error = %err, "pooled connection was closed; using another");
-                    }
-                    Err(forward::Failure::Failed(err)) => return Err(err),
-                }
-            }
         }
     }
 }
