@@ -26,10 +26,21 @@ impl Faaso {
     }
 
     pub fn command(&self) -> Command {
-        let mut command = Command::new(crate::bins::path("faaso"));
-        // Nothing from the machine configures a test's CLI: no FAASO_* variable, and a config
-        // folder of its own (a saved `faaso login` of the machine is never used).
-        for (key, _) in std::env::vars_os() {
+        self.isolated(
+            Command::new(crate::bins::path("faaso")),
+            std::env::vars_os().map(|(key, _)| key),
+        )
+    }
+
+    /// `command` made independent of the machine it runs on, whose environment has the
+    /// variables `machine`: no FAASO_* variable of the machine's reaches it, and it has a config
+    /// folder (and home) of its own, so a saved `faaso login` of the machine is never used.
+    fn isolated(
+        &self,
+        mut command: Command,
+        machine: impl Iterator<Item = std::ffi::OsString>,
+    ) -> Command {
+        for key in machine {
             if key.to_string_lossy().starts_with("FAASO_") {
                 command.env_remove(key);
             }
@@ -72,5 +83,39 @@ impl Faaso {
             .stderr(Stdio::piped())
             .spawn()
             .expect("faaso can be run")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::{OsStr, OsString};
+
+    #[test]
+    fn the_machines_login_and_variables_never_reach_a_test_cli() {
+        let faaso = Faaso::in_dir(Path::new("/private/test"));
+        let machine = [
+            "FAASO_SERVER",
+            "FAASO_PASSWORD",
+            "FAASO_CA_CERT",
+            "PATH",
+            "HOME",
+        ]
+        .map(OsString::from);
+        let command = faaso.isolated(Command::new("faaso"), machine.into_iter());
+        let envs: Vec<(&OsStr, Option<&OsStr>)> = command.get_envs().collect();
+        let value = |key: &str| {
+            envs.iter()
+                .rev()
+                .find(|(k, _)| *k == OsStr::new(key))
+                .map(|(_, v)| *v)
+        };
+        for key in ["FAASO_SERVER", "FAASO_PASSWORD", "FAASO_CA_CERT"] {
+            assert_eq!(value(key), Some(None), "{key} is not removed");
+        }
+        let config = Path::new("/private/test/config").as_os_str();
+        assert_eq!(value("XDG_CONFIG_HOME"), Some(Some(config)));
+        assert_eq!(value("HOME"), Some(Some(config)));
+        assert_eq!(value("PATH"), None, "other variables are left as they are");
     }
 }
