@@ -48,6 +48,20 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Stream> {
     }
 }
 
+/// Whether sending a request twice has the effect of sending it once (RFC 9110, 9.2.2).
+pub fn is_idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
+}
+
 /// Why an exchange failed.
 #[derive(Debug)]
 pub enum Failure {
@@ -65,21 +79,28 @@ pub struct Done {
 }
 
 /// Sends `request` on `stream` and relays the instance's answer to the client.
+///
+/// A pooled (`reused`) connection that fails while the request is sent, or before any answer
+/// comes when the request is `idempotent`, was most likely closed by the instance while idle:
+/// that is [`Failure::Stale`], and the caller sends the request again on a new connection. A
+/// request that is not idempotent is not sent twice once it may have arrived.
 pub async fn exchange(
     session: &mut Session,
     stream: Stream,
     reused: bool,
+    idempotent: bool,
     request: RequestHeader,
     timeouts: &PeerTimeouts,
     request_id: Option<&HeaderValue>,
 ) -> std::result::Result<Done, Failure> {
-    let failed = |e: Box<Error>| {
-        let stale = reused
-            && matches!(
-                e.etype(),
-                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
-            );
-        if stale {
+    let lost = |e: &Error| {
+        matches!(
+            e.etype(),
+            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+        )
+    };
+    let failed = |e: Box<Error>, retry_safe: bool| {
+        if reused && retry_safe && lost(&e) {
             Failure::Stale(e)
         } else {
             Failure::Failed(e.into_up())
@@ -91,9 +112,12 @@ pub async fn exchange(
     instance
         .write_request_header(Box::new(request))
         .await
-        .map_err(failed)?;
+        .map_err(|e| failed(e, true))?;
     loop {
-        instance.read_response().await.map_err(failed)?;
+        instance
+            .read_response()
+            .await
+            .map_err(|e| failed(e, idempotent))?;
         let status = instance.get_status().map_or(0, |s| s.as_u16());
         match status {
             // 100 Continue, 103 Early Hints: the real answer follows.
@@ -146,7 +170,11 @@ pub async fn exchange(
             .map_err(Failure::Failed)?;
     }
     // The first piece of the body goes out with the header, in one write.
-    let first = instance.read_body_bytes().await.map_err(failed)?;
+    // The instance has answered: from here on a failure is never a reason to send again.
+    let first = instance
+        .read_body_bytes()
+        .await
+        .map_err(|e| Failure::Failed(e.into_up()))?;
     let mut end = first.is_none() || instance.is_body_done();
     let tasks = vec![
         HttpTask::Header(response, false),

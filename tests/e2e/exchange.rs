@@ -28,8 +28,8 @@ fn addr(gateway: &GatewayProcess) -> String {
 }
 
 /// The instance answers and keeps the connection, then closes it at the next request without
-/// answering: the gateway sends that request again on a new connection, and no client sees a
-/// failure.
+/// answering: the gateway sends that (idempotent) request again on a new connection, and no
+/// client sees a failure; a `POST` is not sent again.
 #[tokio::test]
 async fn a_pooled_connection_found_closed_is_replaced() {
     let docker = require_docker!();
@@ -53,6 +53,21 @@ async fn a_pooled_connection_found_closed_is_replaced() {
     }
     let log = gateway.log();
     assert!(!log.contains("ERROR"), "{log}");
+
+    // A POST may have reached the instance before the connection ended: it is not sent twice.
+    client
+        .send("GET", &format!("/funko/{funko}/drop-next"), &[])
+        .await;
+    assert_eq!(client.response(false).await.unwrap().status, 200);
+    client
+        .send(
+            "POST",
+            &format!("/funko/{funko}/ping"),
+            &["Content-Length: 0"],
+        )
+        .await;
+    let answer = client.response(false).await.unwrap();
+    assert_eq!(answer.status, 502, "{answer:?}");
 }
 
 /// An answer that only the end of the instance's connection delimits reaches the client

@@ -30,6 +30,7 @@ impl Gateway {
     /// instance.
     pub(super) async fn forward(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         let mut connects_failed = 0;
+        let idempotent = forward::is_idempotent(&session.req_header().method);
         let mut opened = self.open(ctx, true, &mut connects_failed).await?;
         loop {
             self.sending(ctx, opened.reused);
@@ -42,6 +43,7 @@ impl Gateway {
                 session,
                 opened.stream,
                 opened.reused,
+                idempotent,
                 request,
                 &opened.timeouts,
                 ctx.request_id.as_ref(),
