@@ -48,6 +48,15 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Stream> {
     }
 }
 
+/// Pingora's HTTP/1.1 session on a connection to an instance, with the instance's timeouts
+/// on every read and write.
+pub fn instance_session(stream: Stream, timeouts: &PeerTimeouts) -> InstanceSession {
+    let mut instance = InstanceSession::new(stream);
+    instance.read_timeout = Some(timeouts.read);
+    instance.write_timeout = Some(timeouts.write);
+    instance
+}
+
 /// Whether sending a request twice has the effect of sending it once (RFC 9110, 9.2.2).
 pub fn is_idempotent(method: &http::Method) -> bool {
     use http::Method;
@@ -106,9 +115,7 @@ pub async fn exchange(
             Failure::Failed(e.into_up())
         }
     };
-    let mut instance = InstanceSession::new(stream);
-    instance.read_timeout = Some(timeouts.read);
-    instance.write_timeout = Some(timeouts.write);
+    let mut instance = instance_session(stream, timeouts);
     instance
         .write_request_header(Box::new(request))
         .await

@@ -44,9 +44,7 @@ pub async fn relay(
     timeouts: PeerTimeouts,
     request_id: Option<&HeaderValue>,
 ) -> Result<Outcome> {
-    let mut instance = InstanceSession::new(stream);
-    instance.read_timeout = Some(timeouts.read);
-    instance.write_timeout = Some(timeouts.write);
+    let mut instance = crate::forward::instance_session(stream, &timeouts);
     instance
         .write_request_header(Box::new(request))
         .await
