@@ -34,6 +34,28 @@ pub struct Forwarding<'a> {
     pub request_id: Option<&'a HeaderValue>,
 }
 
+/// Appends `from`'s headers to `into` (a request or response header, Pingora's two types with
+/// the same methods), in their order and with their names' case when it is known, except those
+/// `left_out` names.
+macro_rules! copy_headers {
+    ($from:expr, $into:expr, $left_out:expr) => {
+        if $from.has_case() {
+            // Both maps hold the same names in the same order.
+            for ((name, value), (case, _)) in $from.headers.iter().zip($from.case_header_iter()) {
+                if !$left_out(name) {
+                    $into.append_header(case.clone(), value.clone())?;
+                }
+            }
+        } else {
+            for (name, value) in &$from.headers {
+                if !$left_out(name) {
+                    $into.append_header(name, value.clone())?;
+                }
+            }
+        }
+    };
+}
+
 /// The headers the gateway sets on every request to an instance, in the order they are
 /// added; whatever the client sent under these names is replaced.
 const FORWARDING: [http::HeaderName; 5] = [
@@ -108,20 +130,7 @@ pub fn upstream_request(
     )
     .map_err(|_| malformed())?;
     request.set_version(http::Version::HTTP_11);
-    if client.has_case() {
-        // Both maps hold the same names in the same order.
-        for ((name, value), (case, _)) in client.headers.iter().zip(client.case_header_iter()) {
-            if !left_out(name) {
-                request.append_header(case.clone(), value.clone())?;
-            }
-        }
-    } else {
-        for (name, value) in &client.headers {
-            if !left_out(name) {
-                request.append_header(name, value.clone())?;
-            }
-        }
-    }
+    copy_headers!(client, request, left_out);
     for (name, value) in FORWARDING_CASE.into_iter().zip(values) {
         if let Some(value) = value {
             request.append_header(name, value)?;
@@ -166,19 +175,7 @@ pub fn client_response(
     )?;
     response.set_version(instance.version);
     response.set_reason_phrase(instance.get_reason_phrase())?;
-    if instance.has_case() {
-        for ((name, value), (case, _)) in instance.headers.iter().zip(instance.case_header_iter()) {
-            if !left_out(name) {
-                response.append_header(case.clone(), value.clone())?;
-            }
-        }
-    } else {
-        for (name, value) in &instance.headers {
-            if !left_out(name) {
-                response.append_header(name, value.clone())?;
-            }
-        }
-    }
+    copy_headers!(instance, response, left_out);
     if let Some(id) = request_id {
         response.append_header(FORWARDING_CASE[4], id.clone())?;
     }
