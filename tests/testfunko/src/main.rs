@@ -29,8 +29,10 @@
 //! as the connection is accepted, before the request is read (the fastest possible instance: the
 //! answer is there before the proxy has finished sending), then echoes raw bytes.
 //!
-//! It listens on `0.0.0.0:$PORT` (default 3000). On SIGTERM it stops accepting and exits once the
-//! requests in flight are answered (at most 5 s later), as a well-behaved funko should.
+//! It listens on `0.0.0.0:$PORT` (default 3000). On SIGTERM it exits once the requests in flight
+//! are answered (at most 5 s later), as a well-behaved funko should. `TESTFUNKO_DRAIN_MS` makes
+//! it go on serving for that long after SIGTERM first (a funko with a long drain), so that a
+//! proxy which routes to it after its stop, or after it has gone, is caught.
 
 mod http;
 mod signal;
@@ -57,6 +59,12 @@ fn main() {
     };
     signal::on_sigterm(|| {
         eprintln!("testfunko: SIGTERM, draining");
+        if let Some(drain) = std::env::var("TESTFUNKO_DRAIN_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+        {
+            thread::sleep(Duration::from_millis(drain));
+        }
         for _ in 0..500 {
             if IN_FLIGHT.load(Ordering::SeqCst) == 0 {
                 break;
