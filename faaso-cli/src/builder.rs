@@ -73,6 +73,17 @@ pub fn prepare(folder: &Path, name: Option<&str>) -> Result<(FunkoSpec, BuildCon
     Ok((spec, context))
 }
 
+/// Like [`prepare`], for a build: also refuses a context whose image could not start (see
+/// [`BuildContext::check_runnable`]).
+pub fn prepare_build(
+    folder: &Path,
+    name: Option<&str>,
+) -> Result<(FunkoSpec, BuildContext), BuildError> {
+    let (spec, context) = prepare(folder, name)?;
+    context.check_runnable()?;
+    Ok((spec, context))
+}
+
 /// Builds the funko in `folder`.
 pub async fn build(
     docker: &Docker,
@@ -80,7 +91,7 @@ pub async fn build(
     request: &BuildRequest,
     on_event: impl FnMut(BuildEvent),
 ) -> Result<Built, BuildError> {
-    let (spec, context) = prepare(folder, request.name.as_deref())?;
+    let (spec, context) = prepare_build(folder, request.name.as_deref())?;
     let tar = context.to_tar().map_err(BuildError::Tar)?;
     build_context(
         docker,

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::dockerignore::Rules;
 use crate::funko::{FUNKO_YML, FunkoSpec};
-use crate::options::{OptionsError, Schema};
+use crate::options::{OptionType, OptionsError, Schema};
 use crate::render::{RenderError, Renderer};
 use crate::runtime::{Runtime, RuntimeError};
 
@@ -39,6 +39,8 @@ pub enum Entry {
 #[derive(Debug, Clone, Default)]
 pub struct BuildContext {
     entries: BTreeMap<String, Entry>,
+    /// Files that runtime options declare as static executables: (folder, option, file).
+    executables: Vec<(PathBuf, String, String)>,
 }
 
 /// Why a build context cannot be made.
@@ -62,6 +64,12 @@ pub enum ContextError {
     EscapingLink { path: PathBuf, target: PathBuf },
     #[error("{path}: already exists (export writes a new folder)")]
     DestinationExists { path: PathBuf },
+    #[error("{path} (option `{option}`) {reason}")]
+    Executable {
+        path: PathBuf,
+        option: String,
+        reason: String,
+    },
     #[error(
         "the build context has no Dockerfile (set `runtime:` in funko.yml, or add a Dockerfile)"
     )]
@@ -79,9 +87,19 @@ impl BuildContext {
     /// Assembles the context of a funko: its runtime (if any), then its files.
     pub fn assemble(spec: &FunkoSpec) -> Result<BuildContext, ContextError> {
         let mut context = BuildContext::default();
+
         if let Some(reference) = &spec.runtime {
             let runtime = Runtime::resolve(reference, &spec.folder)?;
-            let data = template_data(spec, &runtime)?;
+            let (data, schema) = template_data(spec, &runtime)?;
+            context.executables = schema
+                .iter()
+                .flat_map(|schema| schema.iter())
+                .filter(|(_, decl)| decl.kind == OptionType::StaticExecutable)
+                .filter_map(|(name, _)| {
+                    let file = data["options"][name].as_str()?;
+                    Some((spec.folder.clone(), name.clone(), file.to_string()))
+                })
+                .collect();
             let renderer = Renderer::new();
             for (path, content) in runtime.build_files() {
                 let (path, content) = renderer.file(path, content, &data)?;
@@ -101,13 +119,58 @@ impl BuildContext {
         Ok(context)
     }
 
+    /// Checks what must hold for the image to start, before anything is built: files that the
+    /// runtime's options declare as static executables are present, executable and static.
+    /// (Not checked on export: an exported context may be completed elsewhere.)
+    pub fn check_runnable(&self) -> Result<(), ContextError> {
+        for (folder, option, file) in &self.executables {
+            self.check_static_executable(folder, option, file)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses a build whose `option` names a file that is missing, not executable, or cannot
+    /// run without a C library (`FROM scratch`).
+    fn check_static_executable(
+        &self,
+        folder: &Path,
+        option: &str,
+        file: &str,
+    ) -> Result<(), ContextError> {
+        let path = folder.join(file);
+        let refuse = |reason: String| ContextError::Executable {
+            path: path.clone(),
+            option: option.to_string(),
+            reason,
+        };
+        let mode = match self.entries.get(file) {
+            Some(Entry::OnDisk { mode, .. } | Entry::File { mode, .. }) => *mode,
+            Some(Entry::Symlink { .. }) => 0o755,
+            None => {
+                return Err(refuse(
+                    "does not exist (or .dockerignore leaves it out)".into(),
+                ));
+            }
+        };
+        if mode & 0o111 == 0 {
+            return Err(refuse(format!(
+                "is not executable (mode {mode:o}; chmod +x it)"
+            )));
+        }
+        let bytes = std::fs::read(&path).map_err(io_error(&path))?;
+        crate::elf::check_standalone(&bytes).map_err(|why| refuse(why.to_string()))
+    }
+
     /// A tree of plain files (path, content), for example a rendered template.
     pub fn from_files(files: impl IntoIterator<Item = (String, Vec<u8>)>) -> BuildContext {
         let entries = files
             .into_iter()
             .map(|(path, data)| (path, Entry::File { data, mode: 0o644 }))
             .collect();
-        BuildContext { entries }
+        BuildContext {
+            entries,
+            executables: Vec::new(),
+        }
     }
 
     /// A folder that is itself a complete build context (an uploaded one, say).
@@ -305,17 +368,22 @@ impl BuildContext {
 }
 
 /// `{name, runtime, options}` with the options checked and completed from `options.yml`.
-fn template_data(spec: &FunkoSpec, runtime: &Runtime) -> Result<Value, ContextError> {
+/// The data templates are rendered with, and the runtime's option schema (if it has one).
+fn template_data(
+    spec: &FunkoSpec,
+    runtime: &Runtime,
+) -> Result<(Value, Option<Schema>), ContextError> {
     let file = spec.folder.join(FUNKO_YML);
-    let options = match runtime.options_schema() {
-        Some(schema) => Value::Object(Schema::parse(&runtime.name, schema)?.apply(
-            &spec.options,
-            &file,
-            &runtime.name,
-        )?),
+    let schema = runtime
+        .options_schema()
+        .map(|text| Schema::parse(&runtime.name, text))
+        .transpose()?;
+    let options = match &schema {
+        Some(schema) => Value::Object(schema.apply(&spec.options, &file, &runtime.name)?),
         None => serde_json::to_value(&spec.options).unwrap_or(Value::Null),
     };
-    Ok(json!({ "name": spec.name, "runtime": runtime.name, "options": options }))
+    let data = json!({ "name": spec.name, "runtime": runtime.name, "options": options });
+    Ok((data, schema))
 }
 
 fn relative_path(root: &Path, path: &Path) -> String {

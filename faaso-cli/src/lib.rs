@@ -8,6 +8,7 @@
 //! - [`options`]: runtime options checked against the runtime's `options.yml`, with defaults.
 //! - [`render`]: Handlebars rendering of `.hbs` files in strict mode.
 //! - [`dockerignore`]: `.dockerignore` rules.
+//! - [`elf`]: whether an executable runs in an image with nothing else in it.
 //! - [`context`]: build contexts (runtime + funko) as a tar or an exported folder.
 //! - [`scaffold`]: `faaso new`.
 //! - [`builder`]: `faaso build`: context → image with both tags, progress events.
@@ -32,6 +33,7 @@ pub mod deploy;
 pub mod dirs;
 pub mod docker;
 pub mod dockerignore;
+pub mod elf;
 pub mod files;
 pub mod funko;
 pub mod lifecycle;

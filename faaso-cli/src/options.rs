@@ -2,7 +2,9 @@
 //! default, help); a funko's `options:` are checked against that and completed with the
 //! defaults before templates are rendered, so templates can use every option directly.
 //!
-//! Types: `string`, `integer`, `boolean`, `duration` (`10s`, `500ms`, `1m`), `list` (of strings).
+//! Types: `string`, `integer`, `boolean`, `duration` (`10s`, `500ms`, `1m`), `list` (of strings),
+//! and `static-executable`: the name of a file in the funko folder that must be an executable
+//! able to run with nothing else in the image (checked when the build context is assembled).
 
 use std::path::PathBuf;
 
@@ -29,6 +31,8 @@ pub enum OptionType {
     Boolean,
     Duration,
     List,
+    #[serde(rename = "static-executable")]
+    StaticExecutable,
 }
 
 /// Options that do not fit the runtime.
@@ -145,6 +149,10 @@ fn check(kind: OptionType, value: &serde_yaml::Value) -> Result<Value, &'static 
         (OptionType::String, Y::String(s)) => Ok(Value::String(s.clone())),
         (OptionType::String, Y::Number(n)) => Ok(Value::String(n.to_string())),
         (OptionType::String, _) => Err("a string"),
+        (OptionType::StaticExecutable, Y::String(s)) if !s.is_empty() => {
+            Ok(Value::String(s.clone()))
+        }
+        (OptionType::StaticExecutable, _) => Err("a file name"),
         (OptionType::Integer, Y::Number(n)) if n.is_i64() || n.is_u64() => {
             Ok(serde_json::to_value(n).map_err(|_| "an integer")?)
         }

@@ -97,9 +97,15 @@ async fn a_failed_build_names_its_step() {
     let _docker = require_docker!();
     let dir = tempfile::tempdir().unwrap();
     let name = unique_name("broken");
-    let out = faaso(dir.path(), &["new", "-r", "binary", &name]);
-    assert!(out.status.success());
-    // No executable in the folder: the COPY step fails.
+    let folder = dir.path().join(&name);
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("funko.yml"), format!("name: {name}\n")).unwrap();
+    // A Dockerfile of its own whose COPY names a file that is not there.
+    std::fs::write(
+        folder.join("Dockerfile"),
+        "FROM scratch\nCOPY nothere /nothere\n",
+    )
+    .unwrap();
     let out = faaso(dir.path(), &["build", &name]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
@@ -108,10 +114,44 @@ async fn a_failed_build_names_its_step() {
         .find(|l| l.starts_with("error:"))
         .unwrap_or_else(|| panic!("{stderr}"));
     assert!(
-        error.contains(&format!("building {name} failed at step")),
+        error.contains(&format!("building {name} failed at step 2/2")),
         "{error}"
     );
-    assert!(error.contains("COPY funko /funko"), "{error}");
+    assert!(error.contains("COPY nothere /nothere"), "{error}");
+}
+
+/// The `binary` runtime refuses, before anything is built, an executable that could not start
+/// in its `FROM scratch` image: missing, not executable, a script, or dynamically linked.
+#[tokio::test]
+async fn the_binary_runtime_refuses_what_cannot_start_from_scratch() {
+    let docker = require_docker!();
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique_name("nostatic");
+    let out = faaso(dir.path(), &["new", "-r", "binary", &name]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let executable = dir.path().join(&name).join("funko");
+    let refused = |expected: &str| {
+        let out = faaso(dir.path(), &["build", &name]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+        assert_eq!(errors.len(), 1, "{stderr}");
+        assert!(
+            errors[0].contains(&format!("{name}/funko (option `executable`) {expected}")),
+            "{expected:?} not in {stderr}"
+        );
+    };
+    refused("does not exist");
+    std::fs::write(&executable, "#!/bin/sh\necho hello\n").unwrap();
+    refused("is not executable (mode 644; chmod +x it)");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&executable, std::fs::Permissions::from_mode(0o755)).unwrap();
+    refused("is not an ELF executable");
+    // Debian's own executables are dynamically linked.
+    std::fs::copy("/bin/true", &executable).unwrap();
+    refused("is dynamically linked (it needs /lib");
+    let images = faaso::docker::list_images(&docker, &name).await.unwrap();
+    assert!(images.is_empty(), "nothing was built: {images:?}");
 }
 
 /// Builds a runtime whose base images come from a registry, when they are present locally

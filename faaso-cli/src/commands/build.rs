@@ -62,7 +62,8 @@ impl BuildArgs {
                 .map(|built| built.tags)
                 .map_err(anyhow::Error::from),
                 Target::Remote(remote) => {
-                    let (spec, context) = faaso::builder::prepare(folder, request.name.as_deref())?;
+                    let (spec, context) =
+                        faaso::builder::prepare_build(folder, request.name.as_deref())?;
                     let upload = faaso::remote::gzip(&context.to_tar()?)?;
                     progress.step(format!(
                         "uploading {} KiB to {}",
