@@ -139,16 +139,33 @@ pub async fn build_context(
             message,
         });
     }
-    let seconds = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let stamped = seconds.to_string();
+    let stamped = release_tag(docker, &repo, image_id.as_deref()).await?;
     docker::tag_image(docker, &latest, &repo, &stamped).await?;
     Ok(Built {
         name: name.to_string(),
         tags: vec![latest, format!("{repo}:{stamped}")],
         image_id,
     })
+}
+
+/// The release tag of a new build: the current unix second, or the next free one when an
+/// earlier build of another image already has it (two builds in one second), so that every
+/// release keeps its own tag and their order.
+async fn release_tag(
+    docker: &Docker,
+    repo: &str,
+    image_id: Option<&str>,
+) -> Result<String, BuildError> {
+    let mut seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    loop {
+        let tag = seconds.to_string();
+        match docker::image_inspect(docker, &format!("{repo}:{tag}")).await? {
+            Some(existing) if existing.id.as_deref() != image_id => seconds += 1,
+            _ => return Ok(tag),
+        }
+    }
 }
 
 /// `Step 3/7 : RUN make` → `(3, 7, "RUN make")`.

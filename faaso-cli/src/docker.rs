@@ -377,6 +377,10 @@ pub struct ContainerState {
     /// The port it listens on (its `faaso.port` label, else 3000).
     pub port: u16,
     pub exit_code: Option<i64>,
+    /// How often Docker restarted it (its restart policy after it exited).
+    pub restart_count: i64,
+    /// Whether it answers `GET /ping` (not labelled `faaso.healthcheck=off`).
+    pub active_checks: bool,
 }
 
 /// Inspects a container's state; `None` when it does not exist.
@@ -397,7 +401,9 @@ pub async fn inspect_state(
         }
     };
     let state = info.state.unwrap_or_default();
-    let port = conventions::instance_port(info.config.as_ref().and_then(|c| c.labels.as_ref()));
+    let labels = info.config.as_ref().and_then(|c| c.labels.as_ref());
+    let port = conventions::instance_port(labels);
+    let active_checks = conventions::active_checks(labels);
     let ip = info
         .network_settings
         .and_then(|settings| settings.networks)
@@ -414,6 +420,8 @@ pub async fn inspect_state(
         ip,
         port,
         exit_code: state.exit_code,
+        restart_count: info.restart_count.unwrap_or_default(),
+        active_checks,
     }))
 }
 

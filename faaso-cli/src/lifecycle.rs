@@ -25,6 +25,8 @@ pub enum LifecycleError {
     NoImage { funko: String, image: String },
     #[error("funko {funko} does not exist (no image, no containers)")]
     Unknown { funko: String },
+    #[error("funko {funko} has no release older than the one that serves")]
+    NoEarlierRelease { funko: String },
     #[error("funko {funko} has no running instance; start it with `faaso up {funko}`")]
     NotRunning { funko: String },
     #[error(transparent)]
@@ -129,8 +131,8 @@ impl Lifecycle {
     }
 
     /// Sets the number of running instances to `scale`: prunes exited leftovers, starts new
-    /// instances (waiting until they run, and are healthy where the image has a health check)
-    /// or stops the oldest, and saves the scale.
+    /// instances (waiting until each is ready, see [`Lifecycle::wait_ready`]; one that is not is
+    /// removed and the scale is not saved) or stops the oldest, and saves the scale.
     pub async fn scale(
         &self,
         funko: &str,
@@ -163,7 +165,7 @@ impl Lifecycle {
             let (image, user) = self.latest_image(funko).await?;
             for _ in running.len()..target {
                 let name = self.start_instance(funko, &image, &user).await?;
-                if let Err(err) = self.wait_ready(&name, false).await {
+                if let Err(err) = self.wait_ready(&name).await {
                     let _ = docker::remove_container(&self.docker, &name).await;
                     return Err(err);
                 }
@@ -309,33 +311,40 @@ impl Lifecycle {
         Ok(name)
     }
 
-    /// Waits until an instance runs and is healthy (when the image has a health check); with
-    /// `ping`, also until it answers `GET /ping` on its network address.
-    pub(crate) async fn wait_ready(&self, name: &str, ping: bool) -> Result<(), LifecycleError> {
+    /// Waits until a new instance is ready for requests: running without having restarted,
+    /// healthy where the image has a health check, and answering `GET /ping` on its network
+    /// address (unless labelled `faaso.healthcheck=off`). An instance that exits, restarts or is
+    /// gone fails at once; one that is not ready within `ready_timeout` fails then. The error
+    /// carries the instance's last log lines.
+    pub(crate) async fn wait_ready(&self, name: &str) -> Result<(), LifecycleError> {
         let start = std::time::Instant::now();
         let mut last = String::from("not started");
+        let mut failed = false;
         while start.elapsed() < self.ready_timeout {
             match docker::inspect_state(&self.docker, name, &self.network).await? {
                 None => {
                     last = "the container is gone".to_string();
-                    break;
+                    failed = true;
+                }
+                Some(state) if state.restart_count > 0 || state.status == "restarting" => {
+                    last = format!(
+                        "it exited with code {} and Docker is restarting it",
+                        state.exit_code.unwrap_or(-1)
+                    );
+                    failed = true;
                 }
                 Some(state) if state.status == "exited" || state.status == "dead" => {
                     last = format!("it exited with code {}", state.exit_code.unwrap_or(-1));
-                    break;
+                    failed = true;
                 }
-                Some(state) if state.status == "running" => {
-                    let healthy = match state.health.as_deref() {
-                        Some("healthy") | None => true,
-                        Some(other) => {
-                            last = format!("Docker health is {other}");
-                            false
-                        }
-                    };
-                    if healthy && !ping {
-                        return Ok(());
+                Some(state) if state.status == "running" => match state.health.as_deref() {
+                    Some("unhealthy") => {
+                        last = "Docker's health check says unhealthy".to_string();
+                        failed = true;
                     }
-                    if healthy {
+                    Some(other) if other != "healthy" => last = format!("Docker health is {other}"),
+                    _ if !state.active_checks => return Ok(()),
+                    _ => {
                         let addr = state
                             .ip
                             .as_deref()
@@ -351,12 +360,15 @@ impl Lifecycle {
                             None => last = format!("no address on {}", self.network),
                         }
                     }
-                }
+                },
                 Some(state) => last = format!("state {}", state.status),
+            }
+            if failed {
+                break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        if start.elapsed() >= self.ready_timeout {
+        if !failed {
             last = format!("{last} (after {:?})", self.ready_timeout);
         }
         Err(LifecycleError::NotReady {

@@ -251,6 +251,19 @@ impl Remote {
         self.stream(request, on_line).await
     }
 
+    pub async fn rollback(
+        &self,
+        name: &str,
+        timeout_seconds: u64,
+        on_line: &mut (dyn FnMut(StreamLine) + Send),
+    ) -> Result<(), RemoteError> {
+        let request = self.request(
+            reqwest::Method::POST,
+            &format!("funkos/{name}/rollback?timeout={timeout_seconds}"),
+        );
+        self.stream(request, on_line).await
+    }
+
     pub async fn purge(
         &self,
         name: &str,

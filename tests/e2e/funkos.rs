@@ -336,6 +336,20 @@ async fn a_release_that_fails_ping_is_rolled_back() {
         "the new instance's log lines: {error}"
     );
 
+    // `latest` is back on the image that serves: the next scale starts a working instance.
+    let latest = docker
+        .inspect_image(&format!("faaso-{name}:latest"))
+        .await
+        .unwrap()
+        .id;
+    let serving = docker
+        .inspect_container(&before[0], None)
+        .await
+        .unwrap()
+        .image;
+    assert_eq!(latest, serving, "latest points at the release that serves");
+    assert!(stderr.contains("which serves"), "{stderr}");
+
     let after: Vec<String> = faaso::docker::list_instances(&docker, &name)
         .await
         .unwrap()
@@ -347,6 +361,126 @@ async fn a_release_that_fails_ping_is_rolled_back() {
     assert_eq!(
         wait_for_status(&url, 200, Duration::from_secs(5)).await,
         "1"
+    );
+    faaso.ok(&["scale", &name, "3"]);
+    assert_eq!(running(&docker, &cleanup, &name).await, 3);
+}
+
+/// `up` (and `scale`) wait until a new instance is ready: one that crashes at start, which
+/// the restart policy turns into a loop, fails the command at once with its last log lines, and
+/// is removed.
+#[tokio::test]
+async fn up_fails_for_an_instance_that_crashes_at_start() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let dir = tempfile::tempdir().unwrap();
+    let faaso = Faaso::in_dir(dir.path());
+    let name = unique_name("crash");
+    let tag = format!("faaso-{name}:latest");
+    testfunko::variant(&docker, &tag, "ENV TESTFUNKO_EXIT_CODE=3").await;
+    cleanup.image(tag);
+    let started = Instant::now();
+    let out = faaso.run(&["up", &name]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("did not become ready: it exited with code 3"),
+        "{stderr}"
+    );
+    assert!(
+        errors[0].contains("testfunko: exiting with code 3 as asked"),
+        "its log lines: {stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "failed at once, not at the timeout: {:?}",
+        started.elapsed()
+    );
+    let left = faaso::docker::list_instances(&docker, &name).await.unwrap();
+    assert!(left.is_empty(), "no container left: {left:?}");
+    let shown = faaso.ok(&["scale", &name]);
+    assert!(shown.contains("0 running"), "{shown}");
+}
+
+/// `rollback` puts the earlier release back on `latest` and rolls it out with no failed request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_puts_the_previous_release_back_under_load() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let gateway = GatewayProcess::start("health_interval: 1s\n").await;
+    let faaso = Faaso::in_dir(gateway.dir.path());
+    let name = unique_name("rollback");
+    let repo = format!("faaso-{name}");
+    // Two releases, as two builds would tag them.
+    for (version, stamp) in [(1, "1700000001"), (2, "1700000002")] {
+        let tag = format!("{repo}:{stamp}");
+        testfunko::variant(&docker, &tag, &format!("ENV TESTFUNKO_VERSION={version}")).await;
+        cleanup.image(tag.clone());
+        faaso::docker::tag_image(&docker, &tag, &repo, "latest")
+            .await
+            .unwrap();
+    }
+    cleanup.image(format!("{repo}:latest"));
+    faaso.ok(&["up", &name, "--scale", "2"]);
+    running(&docker, &cleanup, &name).await;
+    let url = format!("{}/funko/{name}/version", gateway.url);
+    assert_eq!(
+        wait_for_status(&url, 200, Duration::from_secs(10)).await,
+        "2"
+    );
+
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn(load_until(url.clone(), 4, Arc::clone(&done)));
+    let rolled = tokio::task::spawn_blocking({
+        let faaso = Faaso::in_dir(gateway.dir.path());
+        let name = name.clone();
+        move || faaso.ok(&["rollback", &name])
+    })
+    .await
+    .unwrap();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let results = load.await.unwrap();
+    running(&docker, &cleanup, &name).await;
+    assert_eq!(
+        rolled.trim(),
+        format!(
+            "{name}: rolled back to {repo}:1700000001, 2 instances replaced, 0 already current"
+        )
+    );
+    let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    println!(
+        "rollback under load: {} requests, {} failed",
+        results.len(),
+        failed.len()
+    );
+    assert!(failed.is_empty(), "failures: {failed:?}");
+    assert!(results.len() >= 200, "only {} requests", results.len());
+    for _ in 0..10 {
+        assert_eq!(
+            wait_for_status(&url, 200, Duration::from_secs(5)).await,
+            "1"
+        );
+    }
+    let latest = docker
+        .inspect_image(&format!("{repo}:latest"))
+        .await
+        .unwrap()
+        .id;
+    let first = docker
+        .inspect_image(&format!("{repo}:1700000001"))
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(latest, first);
+    // Nothing older to go back to.
+    let out = faaso.run(&["rollback", &name]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("has no release older than the one that serves"),
+        "{stderr}"
     );
 }
 

@@ -14,6 +14,7 @@ mod login;
 mod logs;
 mod new;
 mod purge;
+mod rollback;
 mod scale;
 mod secret;
 mod status;
@@ -71,6 +72,7 @@ pub enum Command {
     Down(down::DownArgs),
     Scale(scale::ScaleArgs),
     Deploy(deploy::DeployArgs),
+    Rollback(rollback::RollbackArgs),
     Status(status::StatusArgs),
     Logs(logs::LogsArgs),
     Secret(secret::SecretArgs),
@@ -91,6 +93,7 @@ impl Cli {
             Command::Down(args) => args.run(global).await,
             Command::Scale(args) => args.run(global).await,
             Command::Deploy(args) => args.run(global).await,
+            Command::Rollback(args) => args.run(global).await,
             Command::Status(args) => args.run(global).await,
             Command::Logs(args) => args.run(global).await,
             Command::Secret(args) => args.run(global).await,

@@ -256,6 +256,27 @@ impl Admin {
                 .await
                 .map_err(|e| reject(500, e.to_string()))
             }
+            (&Method::POST, ["funkos", name, "rollback"]) => {
+                let name = valid(name)?;
+                let mut lifecycle = self.lifecycle().await?;
+                if let Some(seconds) = query_param(query, "timeout").and_then(|t| t.parse().ok()) {
+                    lifecycle.ready_timeout = Duration::from_secs(seconds);
+                }
+                stream_operation(
+                    session,
+                    WhenClientLeaves::Finish,
+                    move |mut out| async move {
+                        let rolled = lifecycle
+                            .rollback(&name, &mut |line| out.log(line))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        out.log(rolled.summary(&name));
+                        Ok(())
+                    },
+                )
+                .await
+                .map_err(|e| reject(500, e.to_string()))
+            }
             (&Method::DELETE, ["funkos", name]) => {
                 let name = valid(name)?;
                 let lifecycle = self.lifecycle().await?;

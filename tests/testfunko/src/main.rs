@@ -24,6 +24,8 @@
 //!
 //! `HEAD` requests get the head of the `GET` answer, without its body.
 //!
+//! `TESTFUNKO_EXIT_CODE=<n>` makes it print a line and exit with that code at once (a release
+//! that crashes at start, which a restart policy turns into a loop).
 //! `TESTFUNKO_DELAY_MS` adds that much latency to every request but `/ping` (a slow instance).
 //! `TESTFUNKO_EAGER_UPGRADE=1` makes every connection an upgraded one whose `101` is sent as soon
 //! as the connection is accepted, before the request is read (the fastest possible instance: the
@@ -49,6 +51,13 @@ use http::{Request, Response};
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
 fn main() {
+    if let Some(code) = std::env::var("TESTFUNKO_EXIT_CODE")
+        .ok()
+        .and_then(|c| c.parse().ok())
+    {
+        eprintln!("testfunko: exiting with code {code} as asked");
+        std::process::exit(code);
+    }
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".to_string());
     let listener = match TcpListener::bind(format!("0.0.0.0:{port}")) {
         Ok(listener) => listener,
