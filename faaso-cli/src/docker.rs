@@ -2,7 +2,7 @@
 //!
 //! - [`connect`]: connect through `DOCKER_HOST` or the local socket and negotiate the API version
 //!   (engines as old as API 1.41 are supported); failures carry a hint.
-//! - [`ensure_network`]: create `faaso-net` when it is missing.
+//! - [`ensure_network`]: exactly one `faaso-net`: created when missing, duplicates repaired.
 //! - [`build_image`]: build a tar context into a tagged image, streaming Docker's output.
 //! - [`tag_image`]: add a tag to an image.
 //! - Instances: [`list_instances`], [`create_instance`], [`stop_and_remove`], [`remove_container`],
@@ -21,8 +21,9 @@ use bollard::models::{
     ImageSummary, NetworkCreateRequest, NetworkingConfig, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    BuildImageOptions, CreateContainerOptions, ListContainersOptions, ListImagesOptions,
-    LogsOptions, RemoveContainerOptions, RemoveImageOptions, StopContainerOptions, TagImageOptions,
+    BuildImageOptions, CreateContainerOptions, InspectNetworkOptions, ListContainersOptions,
+    ListImagesOptions, ListNetworksOptions, LogsOptions, RemoveContainerOptions,
+    RemoveImageOptions, StopContainerOptions, TagImageOptions,
 };
 use futures_util::{Stream, StreamExt};
 
@@ -78,6 +79,8 @@ pub enum DockerError {
         #[source]
         source: bollard::errors::Error,
     },
+    #[error("{0}")]
+    Gone(String),
 }
 
 impl DockerError {
@@ -114,29 +117,109 @@ pub async fn connect_to(host: Option<&str>) -> Result<Docker, DockerError> {
     docker.negotiate_version().await.map_err(unreachable)
 }
 
-/// Creates the bridge network `name` unless it exists. Safe to race with another creator.
-pub async fn ensure_network(docker: &Docker, name: &str) -> Result<(), DockerError> {
-    if docker.inspect_network(name, None).await.is_ok() {
-        return Ok(());
+/// Makes sure there is exactly one network named `name` and returns its id: creates the bridge
+/// network when there is none, and repairs duplicates. Safe to race with other creators.
+///
+/// Docker before 25 keeps two networks with the same name when two creators race (it refuses
+/// only when asked with `CheckDuplicate`, which the API models no longer have), and from then on
+/// every use of the name fails as ambiguous. So after creating, the networks of that name are
+/// listed again and every creator keeps the same one: the one with containers attached, else the
+/// oldest (then the smallest id); the others, when empty, are removed. Callers attach containers
+/// by the returned id, so a duplicate made meanwhile by someone else cannot make them fail.
+pub async fn ensure_network(docker: &Docker, name: &str) -> Result<String, DockerError> {
+    let mut networks = networks_named(docker, name).await?;
+    if networks.is_empty() {
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".to_string()),
+            labels: Some(
+                [(
+                    crate::conventions::MANAGED_LABEL.to_string(),
+                    "true".to_string(),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        let created = docker.create_network(request).await;
+        networks = networks_named(docker, name).await?;
+        if let (Err(source), true) = (created, networks.is_empty()) {
+            return Err(DockerError::call(format!("create network {name}"))(source));
+        }
     }
-    let request = NetworkCreateRequest {
-        name: name.to_string(),
-        driver: Some("bridge".to_string()),
-        labels: Some(
-            [(
-                crate::conventions::MANAGED_LABEL.to_string(),
-                "true".to_string(),
-            )]
-            .into(),
-        ),
-        ..Default::default()
+    let keep = keeper(&networks)
+        .ok_or_else(|| DockerError::Gone(format!("network {name} vanished while being created")))?
+        .id
+        .clone();
+    for network in networks
+        .iter()
+        .filter(|n| n.id != keep && n.containers == 0)
+    {
+        // Gone already, or someone attached a container meanwhile (then it stays): either way
+        // there is nothing more to do with it.
+        let _ = docker.remove_network(&network.id).await;
+    }
+    Ok(keep)
+}
+
+/// A network as [`ensure_network`] judges duplicates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedNetwork {
+    pub id: String,
+    /// Docker's creation time (RFC 3339, which sorts as text within one engine).
+    pub created: String,
+    pub containers: usize,
+}
+
+/// The network every creator keeps among duplicates: containers attached first, then the
+/// oldest, then the smallest id.
+pub fn keeper(networks: &[NamedNetwork]) -> Option<&NamedNetwork> {
+    networks.iter().min_by(|a, b| {
+        (b.containers > 0)
+            .cmp(&(a.containers > 0))
+            .then_with(|| a.created.cmp(&b.created))
+            .then_with(|| a.id.cmp(&b.id))
+    })
+}
+
+/// The networks whose name is exactly `name` (Docker's name filter matches parts of names).
+async fn networks_named(docker: &Docker, name: &str) -> Result<Vec<NamedNetwork>, DockerError> {
+    let options = ListNetworksOptions {
+        filters: Some(HashMap::from([(
+            "name".to_string(),
+            vec![name.to_string()],
+        )])),
     };
-    match docker.create_network(request).await {
-        Ok(_) => Ok(()),
-        // Someone else created it between our inspect and create: that is what we wanted.
-        Err(_) if docker.inspect_network(name, None).await.is_ok() => Ok(()),
-        Err(source) => Err(DockerError::call(format!("create network {name}"))(source)),
+    let listed = docker
+        .list_networks(Some(options))
+        .await
+        .map_err(DockerError::call(format!("list networks named {name}")))?;
+    let mut networks = Vec::new();
+    for network in listed
+        .into_iter()
+        .filter(|n| n.name.as_deref() == Some(name))
+    {
+        let Some(id) = network.id else { continue };
+        // The list leaves containers out; inspecting by id tells them.
+        let info = match docker
+            .inspect_network(&id, None::<InspectNetworkOptions>)
+            .await
+        {
+            Ok(info) => info,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => continue,
+            Err(source) => {
+                return Err(DockerError::call(format!("inspect network {id}"))(source));
+            }
+        };
+        networks.push(NamedNetwork {
+            id,
+            created: info.created.unwrap_or_default(),
+            containers: info.containers.map_or(0, |c| c.len()),
+        });
     }
+    Ok(networks)
 }
 
 /// One piece of Docker's build output.
@@ -280,7 +363,7 @@ pub struct InstanceSpec {
 
 /// Creates and starts an instance. Returns the container id.
 pub async fn create_instance(docker: &Docker, spec: &InstanceSpec) -> Result<String, DockerError> {
-    ensure_network(docker, &spec.network).await?;
+    let network = ensure_network(docker, &spec.network).await?;
     let labels = HashMap::from([
         (FUNKO_LABEL.to_string(), spec.funko.clone()),
         (MANAGED_LABEL.to_string(), "true".to_string()),
@@ -289,7 +372,7 @@ pub async fn create_instance(docker: &Docker, spec: &InstanceSpec) -> Result<Str
         image: Some(spec.image.clone()),
         labels: Some(labels),
         host_config: Some(HostConfig {
-            network_mode: Some(spec.network.clone()),
+            network_mode: Some(network.clone()),
             binds: Some(vec![format!("{}:/secrets:ro", spec.secrets_dir.display())]),
             restart_policy: Some(RestartPolicy {
                 name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
@@ -298,10 +381,7 @@ pub async fn create_instance(docker: &Docker, spec: &InstanceSpec) -> Result<Str
             ..Default::default()
         }),
         networking_config: Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(
-                spec.network.clone(),
-                EndpointSettings::default(),
-            )])),
+            endpoints_config: Some(HashMap::from([(network, EndpointSettings::default())])),
         }),
         ..Default::default()
     };
@@ -313,7 +393,15 @@ pub async fn create_instance(docker: &Docker, spec: &InstanceSpec) -> Result<Str
         .create_container(Some(options), body)
         .await
         .map_err(DockerError::call(format!("create container {}", spec.name)))?;
-    if let Err(source) = docker.start_container(&created.id, None).await {
+    // A duplicate of the network made by a racing creator after our check makes the start fail
+    // as ambiguous until it is repaired: repair it and start again.
+    let mut attempts = 0;
+    while let Err(source) = docker.start_container(&created.id, None).await {
+        attempts += 1;
+        if attempts < 5 && source.to_string().contains("is ambiguous") {
+            ensure_network(docker, &spec.network).await?;
+            continue;
+        }
         let _ = remove_container(docker, &created.id).await;
         return Err(DockerError::call(format!("start container {}", spec.name))(
             source,
@@ -543,4 +631,31 @@ pub fn instance_starts(
         };
         std::future::ready(result)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_creator_keeps_the_same_network() {
+        let net = |id: &str, created: &str, containers| NamedNetwork {
+            id: id.into(),
+            created: created.into(),
+            containers,
+        };
+        let empty_old = net("b", "2026-01-01T00:00:00.1Z", 0);
+        let empty_new = net("a", "2026-01-01T00:00:00.2Z", 0);
+        let used_new = net("c", "2026-01-01T00:00:00.3Z", 2);
+        let both = [empty_new.clone(), empty_old.clone()];
+        assert_eq!(keeper(&both), Some(&empty_old));
+        let both = [empty_old.clone(), empty_new.clone()];
+        assert_eq!(keeper(&both), Some(&empty_old));
+        let three = [empty_old.clone(), used_new.clone(), empty_new];
+        assert_eq!(keeper(&three), Some(&used_new), "the one with containers");
+        let twin = net("a", "2026-01-01T00:00:00.1Z", 0);
+        let twins = [empty_old, twin.clone()];
+        assert_eq!(keeper(&twins), Some(&twin), "same time: smallest id");
+        assert_eq!(keeper(&[]), None);
+    }
 }

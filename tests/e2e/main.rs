@@ -8,5 +8,6 @@ mod exchange;
 mod funkos;
 mod lifecycle;
 mod metrics;
+mod network;
 mod routing;
 mod smoke;

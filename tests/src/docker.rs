@@ -128,9 +128,20 @@ pub async fn run_container(
     env: &[&str],
     labels: &[(&str, &str)],
 ) -> String {
-    faaso::docker::ensure_network(docker, network)
+    // A network given by id is used as it is; a name is made sure of (and resolved to its id).
+    let network = match docker
+        .inspect_network(
+            network,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
         .await
-        .expect("network can be created");
+    {
+        Ok(info) if info.id.as_deref() == Some(network) => network.to_string(),
+        _ => faaso::docker::ensure_network(docker, network)
+            .await
+            .expect("network can be created"),
+    };
+    let network = network.as_str();
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
         env: Some(env.iter().map(|e| e.to_string()).collect()),
