@@ -4,8 +4,8 @@
 //! - At start (and after every reconnect) a full sync: list containers and `faaso-*` images,
 //!   build a [`RouteTable`](crate::table::RouteTable), swap it in, and mark the gateway ready.
 //! - Then Docker's event stream (container start, die, stop, kill, pause, unpause, destroy,
-//!   health_status, network connect/disconnect): each relevant event triggers a rebuild; events
-//!   that arrive together share one.
+//!   health_status, network connect/disconnect, image tag/untag/delete): each relevant event
+//!   triggers a rebuild; events that arrive together share one.
 //! - A full resync every `resync_interval`, as a safety net for a missed event.
 //! - When the stream ends or fails: reconnect with backoff (100 ms doubling to 5 s; back to
 //!   100 ms once a connection has synced), then resync. Meanwhile requests keep being routed
@@ -125,7 +125,11 @@ impl Discovery {
         let options = EventsOptions {
             filters: Some(HashMap::from([(
                 "type".to_string(),
-                vec!["container".to_string(), "network".to_string()],
+                vec![
+                    "container".to_string(),
+                    "network".to_string(),
+                    "image".to_string(),
+                ],
             )])),
             ..Default::default()
         };
@@ -291,6 +295,10 @@ impl Stopping {
             Some(EventMessageTypeEnum::NETWORK) => {
                 matches!(action, "connect" | "disconnect") && attribute("name") == Some(network)
             }
+            // A funko's image removed (`purge`) or tagged: the table knows funkos by their
+            // images too (404 for a funko without one, 503 for one without an instance).
+            // Image events name the image by id, not always by its tags: every one counts.
+            Some(EventMessageTypeEnum::IMAGE) => matches!(action, "tag" | "untag" | "delete"),
             _ => false,
         }
     }
@@ -339,6 +347,9 @@ fn event_kind(action: &str) -> &'static str {
         "health_status",
         "connect",
         "disconnect",
+        "tag",
+        "untag",
+        "delete",
     ];
     let action = action.split(':').next().unwrap_or("");
     KINDS
@@ -375,7 +386,18 @@ mod tests {
         }
     }
 
-    use EventMessageTypeEnum::{CONTAINER, NETWORK};
+    use EventMessageTypeEnum::{CONTAINER, IMAGE, NETWORK};
+
+    #[test]
+    fn image_removal_and_tags_rebuild_the_table() {
+        let mut stopping = Stopping::default();
+        for action in ["tag", "untag", "delete"] {
+            let event = event(IMAGE, action, "sha256:1", &[("name", "faaso-x:latest")]);
+            assert!(stopping.apply(&event, "faaso-net"), "{action}");
+        }
+        let pull = event(IMAGE, "pull", "sha256:1", &[("name", "alpine")]);
+        assert!(!stopping.apply(&pull, "faaso-net"));
+    }
 
     #[test]
     fn sigterm_takes_an_instance_out_until_it_stopped() {

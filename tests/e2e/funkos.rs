@@ -797,3 +797,22 @@ async fn a_new_instance_waits_for_its_first_passed_check() {
     );
     assert!(answers.contains_key(&old_host));
 }
+
+/// A funko's image removed (as `purge` does) is noticed from Docker's image events: the gateway
+/// answers 404 at once, not after its next resync (an hour away here).
+#[tokio::test]
+async fn a_removed_image_is_noticed_at_once() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let gateway = GatewayProcess::start("resync_interval: 1h\n").await;
+    let name = funko(&docker, &cleanup, "imgevent").await;
+    let url = format!("{}/funko/{name}/version", gateway.url);
+    // Known by its image, with no instance; the event of the tag made it known.
+    wait_for_status(&url, 503, Duration::from_secs(5)).await;
+    faaso::docker::remove_image(&docker, &format!("faaso-{name}:latest"))
+        .await
+        .unwrap();
+    let removed = Instant::now();
+    wait_for_status(&url, 404, Duration::from_secs(3)).await;
+    println!("404 after the image's removal: {:?}", removed.elapsed());
+}
