@@ -188,3 +188,47 @@ async fn hop_by_hop_headers_stay_on_the_clients_connection() {
         .await;
     assert_eq!(client.response(false).await.unwrap().body, b"OK");
 }
+
+/// Clients that hang up before their answer, with and without a body, are nothing an operator
+/// must act on: they are not logged at warn or error (the access log still has them).
+#[tokio::test]
+async fn clients_that_hang_up_are_not_logged_as_errors() {
+    let docker = require_docker!();
+    let (_cleanup, gateway, funko) = one_instance(&docker, "hangup").await;
+    for round in 0..10 {
+        let mut client = RawConnection::open(&addr(&gateway)).await;
+        if round % 2 == 0 {
+            client
+                .send("GET", &format!("/funko/{funko}/sleep/300"), &[])
+                .await;
+        } else {
+            client
+                .send(
+                    "POST",
+                    &format!("/funko/{funko}/sleep/300"),
+                    &["Content-Length: 9", "", "hello"],
+                )
+                .await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(client);
+    }
+    // The instance answers after 300 ms, to clients that are gone.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let url = format!("{}/funko/{funko}/ping", gateway.url);
+    wait_for_status(&url, 200, Duration::from_secs(5)).await;
+    let log = gateway.log();
+    let loud: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
+        .collect();
+    assert!(
+        loud.is_empty(),
+        "warn/error lines for clients that left:\n{}",
+        loud.join("\n")
+    );
+    assert!(
+        log.contains("/sleep/300"),
+        "the access log has them:\n{log}"
+    );
+}

@@ -338,9 +338,17 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, error: &Error) -> bool {
         // Statuses the gateway decided on (404, 413, 503, ...) are answers, not faults.
-        matches!(error.etype(), ErrorType::HTTPStatus(_))
+        if matches!(error.etype(), ErrorType::HTTPStatus(_)) {
+            return true;
+        }
+        // A client that hangs up or stalls is nothing an operator can act on: debug, not error.
+        if client_went_away(error) {
+            tracing::debug!(request_id = ?ctx.request_id, %error, "client went away");
+            return true;
+        }
+        false
     }
 
     fn fail_to_connect(
@@ -435,5 +443,35 @@ impl ProxyHttp for Gateway {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+}
+
+/// Whether an error is the client's connection ending or stalling (not a fault of the gateway
+/// or of an instance).
+fn client_went_away(error: &Error) -> bool {
+    matches!(error.esource(), pingora::ErrorSource::Downstream)
+        && matches!(
+            error.etype(),
+            ErrorType::ConnectionClosed
+                | ErrorType::ReadError
+                | ErrorType::WriteError
+                | ErrorType::ReadTimedout
+                | ErrorType::WriteTimedout
+                | ErrorType::H2Error
+        )
+}
+
+#[cfg(test)]
+mod went_away_tests {
+    use super::*;
+
+    #[test]
+    fn only_the_clients_own_hangups_are_quiet() {
+        let downstream = |etype| Error::explain(etype, "x").into_down();
+        assert!(client_went_away(&downstream(ErrorType::ConnectionClosed)));
+        assert!(client_went_away(&downstream(ErrorType::ReadTimedout)));
+        assert!(!client_went_away(&downstream(ErrorType::InvalidHTTPHeader)));
+        let upstream = Error::explain(ErrorType::ConnectionClosed, "x").into_up();
+        assert!(!client_went_away(&upstream));
     }
 }
