@@ -64,6 +64,20 @@ pub fn save(path: &Path, login: &SavedLogin) -> Result<(), LoginError> {
     crate::files::write_atomic(path, text.as_bytes()).map_err(|e| fail(e.to_string()))
 }
 
+/// Forgets the saved login; `Ok(None)` when there was none, else the server it was for.
+pub fn remove(path: &Path) -> Result<Option<String>, LoginError> {
+    // A file that cannot be read is removed all the same.
+    let saved = load(path).ok().flatten();
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(Some(saved.map(|s| s.server).unwrap_or_default())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(LoginError {
+            path: path.to_path_buf(),
+            message: err.to_string(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

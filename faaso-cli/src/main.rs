@@ -9,6 +9,7 @@ mod commands;
 mod ui;
 
 fn main() -> ExitCode {
+    ui::quiet_on_broken_pipe();
     let cli = commands::Cli::parse();
     let verbose = cli.global.verbose;
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -81,7 +81,14 @@ impl Runtime {
     /// A runtime by reference: a built-in name, or a path (relative to `base`).
     pub fn resolve(reference: &str, base: &Path) -> Result<Runtime, RuntimeError> {
         if is_path(reference) {
-            return Runtime::from_folder(&base.join(reference), reference);
+            let path = Path::new(reference);
+            // `./x` from `.` stays `./x` in messages (not `././x`).
+            let path = if base == Path::new(".") || path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                base.join(path)
+            };
+            return Runtime::from_folder(&path, reference);
         }
         Runtime::builtin(reference).ok_or_else(|| RuntimeError::Unknown {
             name: reference.to_string(),

@@ -66,7 +66,9 @@ fn every_command_has_help() {
         "logs",
         "secret",
         "purge",
+        "rollback",
         "login",
+        "logout",
         "version",
         "completions",
     ] {
@@ -75,6 +77,76 @@ fn every_command_has_help() {
         let help = String::from_utf8_lossy(&out.stdout);
         assert!(help.contains("Usage: faaso"), "{command}: {help}");
     }
+}
+
+/// Arguments that take a value say what it is in `--help`.
+#[test]
+fn secret_add_help_describes_its_arguments() {
+    let out = faaso().args(["secret", "add", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "The funko that reads the secret",
+        "The secret's name: its file is",
+    ] {
+        assert!(help.contains(line), "{line:?} not in:\n{help}");
+    }
+}
+
+/// `login` and `logout` deal with the saved login only: `--local` is not offered there.
+#[test]
+fn login_help_does_not_offer_local() {
+    for command in ["login", "logout"] {
+        let out = faaso().args([command, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(!help.contains("--local"), "{command}: {help}");
+    }
+    let out = faaso().args(["status", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--local"));
+}
+
+/// A reader that has gone (`faaso ... | head`) ends the command quietly, without a panic.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    for args in [&["completions", "zsh"][..], &["version"], &["logout"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let dir = tempfile::tempdir().unwrap();
+        let out = faaso()
+            .args(args)
+            .env("XDG_CONFIG_HOME", dir.path())
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "faaso {args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "faaso {args:?}: {err}");
+    }
+}
+
+/// `logout` forgets the saved login, and says when there was none.
+#[test]
+fn logout_removes_the_saved_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("faaso/config.yml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(&config, "server: http://gw.example:8888\npassword: x\n").unwrap();
+    let logout = || {
+        faaso()
+            .arg("logout")
+            .env("XDG_CONFIG_HOME", dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = logout();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "logged out of http://gw.example:8888"
+    );
+    assert!(!config.exists());
+    let out = logout();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "not logged in");
 }
 
 #[test]
@@ -128,6 +200,12 @@ fn bad_input_gets_one_clear_line() {
         &["new", "-r", "cobol", "ok"],
         1,
         "unknown runtime \"cobol\"",
+    );
+    expect_error(
+        d,
+        &["new", "-r", "./missing", "ok"],
+        1,
+        "error: runtime folder ./missing: no such folder",
     );
     std::fs::create_dir(d.join("unknownrt")).unwrap();
     std::fs::write(

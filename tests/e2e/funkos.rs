@@ -696,6 +696,16 @@ async fn bad_input_changes_nothing() {
         1,
         "invalid secret name \"../escape\"",
     );
+    expect(
+        &["secret", "add", &unknown, "token"],
+        1,
+        &format!("funko {unknown} does not exist (no image, no containers); nothing stored"),
+    );
+    expect(
+        &["secret", "add", &name, "empty"],
+        1,
+        "the value of secret empty is empty (nothing on stdin?); nothing stored",
+    );
     expect(&["purge", &name], 1, "refusing to purge");
     expect(&["status", "Bad-Name"], 1, "invalid funko name");
     assert_eq!(
@@ -704,6 +714,14 @@ async fn bad_input_changes_nothing() {
         "nothing changed"
     );
     assert!(!dir.path().join("secrets").join("escape").exists());
+    assert!(!dir.path().join("secrets").join(&unknown).exists());
+    assert!(
+        !dir.path()
+            .join("secrets")
+            .join(&name)
+            .join("empty")
+            .exists()
+    );
     faaso.ok(&["purge", "--yes", &name]);
     assert_eq!(running(&docker, &cleanup, &name).await, 0);
     assert!(

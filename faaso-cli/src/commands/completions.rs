@@ -1,6 +1,6 @@
 //! `faaso completions`: shell completion scripts.
 
-use clap::{Args, CommandFactory};
+use clap::Args;
 use clap_complete::Shell;
 
 /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
@@ -13,8 +13,9 @@ pub struct CompletionsArgs {
 
 impl CompletionsArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        let mut command = super::Cli::command();
-        clap_complete::generate(self.shell, &mut command, "faaso", &mut std::io::stdout());
-        Ok(())
+        let mut command = super::Cli::command_tree();
+        let mut script = Vec::new();
+        clap_complete::generate(self.shell, &mut command, "faaso", &mut script);
+        crate::ui::write_stdout(&script)
     }
 }

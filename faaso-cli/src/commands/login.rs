@@ -16,7 +16,32 @@ without a scheme; for an https:// server with a private CA, add --cacert FILE). 
 read from the terminal without echo, or from stdin. It is saved with the server and the CA file \
 in $XDG_CONFIG_HOME/faaso/config.yml (~/.config/faaso/config.yml), readable only by you."
 )]
-pub struct LoginArgs {}
+pub struct LoginArgs {
+    /// (Not for login: it deals with the saved login only.) Takes the place of the global
+    /// `--local`, so that the help does not offer it.
+    #[arg(long, hide = true)]
+    local: bool,
+}
+
+/// Forget the saved login (server, password and CA file); later commands act locally
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// See [`LoginArgs::local`].
+    #[arg(long, hide = true)]
+    local: bool,
+}
+
+impl LogoutArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        let path = config_path(faaso::dirs::process_env);
+        match faaso::login::remove(&path)? {
+            Some(server) if !server.is_empty() => println!("logged out of {server}"),
+            Some(_) => println!("logged out (removed {})", path.display()),
+            None => println!("not logged in"),
+        }
+        Ok(())
+    }
+}
 
 impl LoginArgs {
     pub async fn run(self, global: &Global) -> anyhow::Result<()> {

@@ -78,11 +78,17 @@ pub enum Command {
     Secret(secret::SecretArgs),
     Purge(purge::PurgeArgs),
     Login(login::LoginArgs),
+    Logout(login::LogoutArgs),
     Version(version::VersionArgs),
     Completions(completions::CompletionsArgs),
 }
 
 impl Cli {
+    /// The command tree, as completions describe it.
+    pub fn command_tree() -> clap::Command {
+        <Cli as clap::CommandFactory>::command()
+    }
+
     pub async fn run(self) -> anyhow::Result<()> {
         let global = &self.global;
         match self.command {
@@ -99,6 +105,7 @@ impl Cli {
             Command::Secret(args) => args.run(global).await,
             Command::Purge(args) => args.run(global).await,
             Command::Login(args) => args.run(global).await,
+            Command::Logout(args) => args.run(),
             Command::Version(args) => args.run(global).await,
             Command::Completions(args) => args.run(),
         }

@@ -23,16 +23,29 @@ pub struct SecretArgs {
 enum SecretAction {
     /// Add or replace a secret (value from a terminal without echo, from stdin, or a file)
     Add {
+        /// The funko that reads the secret
         funko: String,
+        /// The secret's name: its file is /secrets/<secret> in the funko's instances
         secret: String,
         /// Read the value from this file
         #[arg(long, value_name = "FILE")]
         from_file: Option<PathBuf>,
+        /// Store it even though the funko does not exist (yet)
+        #[arg(long)]
+        force: bool,
     },
     /// Remove a secret
-    Rm { funko: String, secret: String },
+    Rm {
+        /// The funko
+        funko: String,
+        /// The secret's name
+        secret: String,
+    },
     /// List secret names (never values)
-    List { funko: Option<String> },
+    List {
+        /// Only this funko's secrets
+        funko: Option<String>,
+    },
 }
 
 impl SecretArgs {
@@ -40,7 +53,7 @@ impl SecretArgs {
         let ui = global.ui();
         // Check names before asking for a value or choosing where to act.
         match &self.action {
-            SecretAction::Add { funko, secret, .. } | SecretAction::Rm { funko, secret } => {
+            SecretAction::Add { funko, secret, .. } | SecretAction::Rm { funko, secret, .. } => {
                 faaso::conventions::validate_name(funko)?;
                 faaso::secrets::validate_secret_name(secret)?;
             }
@@ -57,8 +70,20 @@ impl SecretArgs {
                 funko,
                 secret,
                 from_file,
+                force,
             } => {
+                if !force && !funko_exists(&funko, remote.as_ref(), global, &ui).await? {
+                    anyhow::bail!(
+                        "funko {funko} does not exist (no image, no containers); nothing stored \
+                         (--force stores the secret for a funko you have not built yet)"
+                    );
+                }
                 let value = read_value(&secret, from_file.as_deref())?;
+                if value.is_empty() {
+                    anyhow::bail!(
+                        "the value of secret {secret} is empty (nothing on stdin?); nothing stored"
+                    );
+                }
                 let bytes = value.len();
                 match &remote {
                     Some(remote) => remote.put_secret(&funko, &secret, value).await?,
@@ -89,6 +114,26 @@ impl SecretArgs {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether the funko has an image or a container, where the command acts.
+async fn funko_exists(
+    funko: &str,
+    remote: Option<&faaso::remote::Remote>,
+    global: &Global,
+    ui: &crate::ui::Ui,
+) -> anyhow::Result<bool> {
+    match remote {
+        Some(remote) => match remote.status(&[funko.to_string()]).await {
+            Ok(_) => Ok(true),
+            Err(faaso::remote::RemoteError::Status { status: 404, .. }) => Ok(false),
+            Err(err) => Err(err.into()),
+        },
+        None => {
+            let lifecycle = super::local_lifecycle(global, ui).await?;
+            Ok(lifecycle.funko_exists(funko).await?)
+        }
     }
 }
 
