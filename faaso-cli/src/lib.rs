@@ -18,6 +18,7 @@
 //! - [`logs`]: the merged logs of a funko's instances.
 //! - [`files`]: whole-or-nothing private writes, modes, private folders, `is_root`.
 //! - [`secrets`]: secret files per funko, mounted at `/secrets`.
+//! - [`handover`]: secrets handed to the funko's user through Docker (FaaSO not root).
 //! - [`state`]: saved scale per funko, and the per-funko lock.
 //! - [`probe`]: the `GET /ping` health probe.
 //! - [`remote`]: the admin API client for remote mode (feature `cli`).
@@ -36,6 +37,7 @@ pub mod dockerignore;
 pub mod elf;
 pub mod files;
 pub mod funko;
+pub mod handover;
 pub mod lifecycle;
 #[cfg(feature = "cli")]
 pub mod login;

@@ -288,6 +288,28 @@ impl Lifecycle {
         Ok(())
     }
 
+    /// Adds or replaces a secret so that the funko's user can read it, whoever runs FaaSO (see
+    /// [`crate::handover`]): through Docker when the funko's image needs it, else as a file.
+    pub async fn add_secret(
+        &self,
+        funko: &str,
+        secret: &str,
+        value: &[u8],
+    ) -> Result<(), LifecycleError> {
+        crate::secrets::validate_secret_name(secret)?;
+        let dir = self.secrets.ensure_funko_dir(funko)?;
+        let image = conventions::image_latest(funko);
+        if let Some(info) = docker::image_inspect(&self.docker, &image).await? {
+            let user = info.config.and_then(|c| c.user).unwrap_or_default();
+            if crate::handover::needed(&user) {
+                let files = [(secret.to_string(), value.to_vec())];
+                crate::handover::hand_over(&self.docker, &image, &user, &dir, &files).await?;
+                return Ok(());
+            }
+        }
+        Ok(self.secrets.add(funko, secret, value)?)
+    }
+
     /// Creates and starts one instance of `image`, with the funko's secrets mounted.
     pub(crate) async fn start_instance(
         &self,
@@ -296,7 +318,15 @@ impl Lifecycle {
         image_user: &str,
     ) -> Result<String, LifecycleError> {
         let secrets_dir = self.secrets.ensure_funko_dir(funko)?;
-        if let Some((uid, gid)) = numeric_user(image_user) {
+        if crate::handover::needed(image_user) {
+            let pending =
+                crate::handover::still_ours(&secrets_dir).map_err(|source| SecretError::Io {
+                    path: secrets_dir.clone(),
+                    source,
+                })?;
+            crate::handover::hand_over(&self.docker, image, image_user, &secrets_dir, &pending)
+                .await?;
+        } else if let Some((uid, gid)) = numeric_user(image_user) {
             self.secrets.give_to(funko, uid, gid)?;
         }
         let name = conventions::instance_name(funko, &conventions::random_suffix());

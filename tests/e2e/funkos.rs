@@ -834,3 +834,143 @@ async fn a_removed_image_is_noticed_at_once() {
     wait_for_status(&url, 404, Duration::from_secs(3)).await;
     println!("404 after the image's removal: {:?}", removed.elapsed());
 }
+
+/// A user of the machine that may use Docker but is not root (the usual setup): created once.
+fn docker_user() -> Option<String> {
+    const USER: &str = "faaso-tester";
+    let exists = |name: &str| {
+        std::process::Command::new("id")
+            .arg(name)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !exists(USER) {
+        if !faaso::files::is_root() {
+            return None;
+        }
+        let made = std::process::Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+            ])
+            .args(["--groups", "docker", USER])
+            .status()
+            .expect("useradd can be run");
+        assert!(
+            made.success() || exists(USER),
+            "useradd {USER} failed: {made}"
+        );
+    }
+    Some(USER.to_string())
+}
+
+/// Secrets reach a funko that runs as another user when the CLI runs as a normal user in the
+/// `docker` group: added before the image existed, before `up`, and while it runs (new and
+/// replaced values at once). Files stay 0600, readable by the funko's user only.
+#[tokio::test]
+async fn secrets_reach_the_funkos_user_when_the_cli_is_not_root() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let docker = require_docker!();
+    let Some(user) = docker_user() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "under CI the tests run as root and can make a Docker user"
+        );
+        faaso_tests::skip::skip(
+            module_path!(),
+            "not root: cannot make a non-root Docker user",
+        );
+        return;
+    };
+    let cleanup = Cleanup::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let chown = std::process::Command::new("chown")
+        .args([&format!("{user}:{user}"), &dir.path().display().to_string()])
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let mut faaso = Faaso::in_dir(dir.path());
+    faaso.user = Some(user.clone());
+    let name = unique_name("nonroot");
+    let add = |secret: &str, value: &str, extra: &[&str]| {
+        let mut command = faaso.command();
+        command
+            .args(["secret", "add"])
+            .args(extra)
+            .args([name.as_str(), secret])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), value.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "secret add {secret}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+
+    // Before the funko has an image: stored as a file of the CLI's user, handed over at `up`.
+    add("early", "one", &["--force"]);
+    let tag = format!("faaso-{name}:latest");
+    testfunko::variant(&docker, &tag, "USER 65534:65534").await;
+    cleanup.image(tag);
+    add("token", "two", &[]);
+    faaso.ok(&["up", &name]);
+    running(&docker, &cleanup, &name).await;
+    let container = faaso::docker::list_instances(&docker, &name).await.unwrap()[0]
+        .id
+        .clone()
+        .unwrap();
+    let ip =
+        faaso_tests::docker::ip_on_network(&docker, &container, faaso::conventions::NETWORK).await;
+    let read = |secret: &str| format!("http://{ip}:3000/file?path=/secrets/{secret}");
+    assert_eq!(
+        wait_for_status(&read("early"), 200, Duration::from_secs(10)).await,
+        "one"
+    );
+    assert_eq!(
+        wait_for_status(&read("token"), 200, Duration::from_secs(5)).await,
+        "two"
+    );
+    // While it runs: a new secret and a replaced value are there at once.
+    add("late", "three", &[]);
+    add("token", "four", &[]);
+    assert_eq!(
+        wait_for_status(&read("late"), 200, Duration::from_secs(5)).await,
+        "three"
+    );
+    assert_eq!(
+        wait_for_status(&read("token"), 200, Duration::from_secs(5)).await,
+        "four"
+    );
+
+    let folder = dir.path().join("secrets").join(&name);
+    let meta = std::fs::metadata(&folder).unwrap();
+    assert_eq!(
+        meta.mode() & 0o777,
+        0o711,
+        "the funko may pass through, not list"
+    );
+    for secret in ["early", "token", "late"] {
+        let meta = std::fs::metadata(folder.join(secret)).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o600, "{secret}");
+        assert_eq!(meta.uid(), 65534, "{secret} belongs to the funko's user");
+    }
+    let names: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 3, "no file left half-way: {names:?}");
+    assert_eq!(
+        faaso.ok(&["secret", "list", &name]),
+        format!("{name}\tearly\n{name}\tlate\n{name}\ttoken\n")
+    );
+    faaso.ok(&["secret", "rm", &name, "late"]);
+    wait_for_status(&read("late"), 404, Duration::from_secs(5)).await;
+    faaso.ok(&["down", &name]);
+}

@@ -12,6 +12,8 @@ pub struct Faaso {
     pub config_home: PathBuf,
     /// Extra environment, for example `FAASO_SERVER` and `FAASO_PASSWORD`.
     pub env: Vec<(String, String)>,
+    /// Run as this user (with its groups) instead of the test's own, through `setpriv`.
+    pub user: Option<String>,
 }
 
 impl Faaso {
@@ -22,14 +24,22 @@ impl Faaso {
             secrets_dir: dir.join("secrets"),
             config_home: dir.join("config"),
             env: Vec::new(),
+            user: None,
         }
     }
 
     pub fn command(&self) -> Command {
-        self.isolated(
-            Command::new(crate::bins::path("faaso")),
-            std::env::vars_os().map(|(key, _)| key),
-        )
+        let command = match &self.user {
+            None => Command::new(crate::bins::path("faaso")),
+            Some(user) => {
+                let mut command = Command::new("setpriv");
+                command
+                    .args(["--reuid", user, "--regid", user, "--init-groups", "--"])
+                    .arg(crate::bins::path("faaso"));
+                command
+            }
+        };
+        self.isolated(command, std::env::vars_os().map(|(key, _)| key))
     }
 
     /// `command` made independent of the machine it runs on, whose environment has the

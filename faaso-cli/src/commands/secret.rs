@@ -87,7 +87,10 @@ impl SecretArgs {
                 let bytes = value.len();
                 match &remote {
                     Some(remote) => remote.put_secret(&funko, &secret, value).await?,
-                    None => secrets.add(&funko, &secret, &value)?,
+                    None => {
+                        let lifecycle = super::local_lifecycle(global, &ui).await?;
+                        lifecycle.add_secret(&funko, &secret, &value).await?
+                    }
                 }
                 println!("{funko}: secret {secret} set ({bytes} bytes)");
             }

@@ -345,8 +345,10 @@ impl Admin {
                 faaso::secrets::validate_secret_name(secret)
                     .map_err(|e| reject(400, e.to_string()))?;
                 let value = read_small_body(session).await?;
-                self.secrets()
-                    .add(&funko, secret, &value)
+                self.lifecycle()
+                    .await?
+                    .add_secret(&funko, secret, &value)
+                    .await
                     .map_err(|e| reject(500, e.to_string()))?;
                 respond(
                     session,
