@@ -169,7 +169,7 @@ async fn release_tag(
 }
 
 /// `Step 3/7 : RUN make` → `(3, 7, "RUN make")`.
-fn parse_step(line: &str) -> Option<(usize, usize, &str)> {
+pub fn parse_step(line: &str) -> Option<(usize, usize, &str)> {
     let rest = line.strip_prefix("Step ")?;
     let (counts, instruction) = rest.split_once(" : ")?;
     let (number, total) = counts.split_once('/')?;

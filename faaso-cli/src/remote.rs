@@ -13,7 +13,8 @@ pub enum RemoteError {
     Unreachable { url: String, message: String },
     #[error("the gateway refused the password (HTTP 401); run `faaso login` again")]
     Unauthorized,
-    #[error("the gateway answered {status}: {message}")]
+    /// The gateway's own message, as local mode would say it (the HTTP status shows with `-v`).
+    #[error("{message}")]
     Status { status: u16, message: String },
     #[error("{0}")]
     Failed(String),

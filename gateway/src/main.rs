@@ -14,6 +14,8 @@ use faaso_gateway::server::{self, ProcessFlags};
 /// The FaaSO gateway: routes /funko/<name>/<rest> to /<rest> on that funko's Docker containers.
 ///
 /// Runs on built-in defaults; --config, FAASO_* environment variables and flags override them.
+/// The admin API (used by `faaso` in remote mode) needs a password: FAASO_PASSWORD, or
+/// `password_hash` in the config (see --hash-password); without one it stays closed.
 #[derive(Debug, Parser)]
 #[command(name = "faaso-gateway", version)]
 struct Args {
@@ -41,7 +43,8 @@ struct Args {
     /// Check the configuration and exit
     #[arg(short, long)]
     test: bool,
-    /// Read a password on stdin and print its argon2 hash for `password_hash`, then exit
+    /// Read a password on stdin and print the config line `password_hash: '<argon2 hash>'`, then
+    /// exit
     #[arg(long)]
     hash_password: bool,
 }
@@ -90,7 +93,8 @@ fn main() -> ExitCode {
             password.trim_end_matches(['\n', '\r']),
         ) {
             Ok(hash) => {
-                println!("{hash}");
+                // A line to paste into the config file as it is.
+                println!("password_hash: '{hash}'");
                 ExitCode::SUCCESS
             }
             Err(err) => {

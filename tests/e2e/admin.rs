@@ -64,15 +64,16 @@ async fn auth_none_wrong_right_unset_and_brute_force() {
     );
 
     // An argon2 hash works like the password.
-    let hash = argon2_hash(PASSWORD);
-    let hashed = GatewayProcess::start(&format!("password_hash: '{hash}'\n")).await;
+    let hash = password_hash_line(PASSWORD);
+    let hashed = GatewayProcess::start(&format!("{hash}\n")).await;
     let url = format!("{}/admin/api/version", hashed.url);
     assert_eq!(get(&url, Some(PASSWORD)).await.status().as_u16(), 200);
     assert_eq!(get(&url, Some("wrong")).await.status().as_u16(), 401);
 }
 
-/// `faaso-gateway --hash-password` for `password`.
-fn argon2_hash(password: &str) -> String {
+/// `faaso-gateway --hash-password` for `password`: the config line it prints, as the README
+/// shows it (`password_hash: '$argon2id$...'`), pasted into configs as it is.
+fn password_hash_line(password: &str) -> String {
     let mut hasher = std::process::Command::new(faaso_tests::bins::path("faaso-gateway"))
         .arg("--hash-password")
         .stdin(std::process::Stdio::piped())
@@ -80,9 +81,10 @@ fn argon2_hash(password: &str) -> String {
         .spawn()
         .unwrap();
     writeln!(hasher.stdin.take().unwrap(), "{password}").unwrap();
-    let hash = String::from_utf8(hasher.wait_with_output().unwrap().stdout).unwrap();
-    assert!(hash.starts_with("$argon2id$"), "{hash}");
-    hash.trim().to_string()
+    let line = String::from_utf8(hasher.wait_with_output().unwrap().stdout).unwrap();
+    assert!(line.starts_with("password_hash: '$argon2id$"), "{line}");
+    assert!(line.ends_with("'\n"), "{line}");
+    line.trim().to_string()
 }
 
 /// A stream of wrong passwords against an argon2 hash, from many clients behind a trusted
@@ -94,9 +96,9 @@ async fn admin_auth_under_attack() {
     let cleanup = Cleanup::new();
     let funko = unique_name("attacked");
     faaso_tests::docker::start_instance(&docker, &cleanup, &funko, &[]).await;
-    let hash = argon2_hash(PASSWORD);
+    let hash = password_hash_line(PASSWORD);
     let gateway = GatewayProcess::start(&format!(
-        "password_hash: '{hash}'\nthreads: 1\ntrusted_proxies: [127.0.0.1]\n"
+        "{hash}\nthreads: 1\ntrusted_proxies: [127.0.0.1]\n"
     ))
     .await;
     let ping = format!("{}/funko/{funko}/ping", gateway.url);
@@ -926,4 +928,60 @@ async fn a_scale_runs_to_its_end_when_the_client_leaves() {
         .await
         .unwrap();
     assert!(purged.contains(r#"{"ok":true}"#), "{purged}");
+}
+
+/// Local and remote mode say the same thing: the same result lines on stdout and the same error
+/// line, for successes and for failures.
+#[tokio::test]
+async fn local_and_remote_output_are_the_same() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let gateway = GatewayProcess::start(&format!("password: {PASSWORD}\n")).await;
+    let local = Faaso::in_dir(gateway.dir.path());
+    let client_dir = tempfile::tempdir().unwrap();
+    let mut remote = Faaso::in_dir(client_dir.path());
+    remote.env = vec![
+        ("FAASO_SERVER".into(), gateway.url.clone()),
+        ("FAASO_PASSWORD".into(), PASSWORD.into()),
+    ];
+    let name = unique_name("same");
+    let tag = format!("faaso-{name}:latest");
+    testfunko::variant(&docker, &tag, "ENV TESTFUNKO_VERSION=1").await;
+    cleanup.image(tag);
+    let unknown = unique_name("nosuch");
+    let said = |faaso: &Faaso, args: &[&str]| {
+        let out = faaso.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let error: Vec<String> = stderr
+            .lines()
+            .filter(|l| l.starts_with("error"))
+            .map(str::to_string)
+            .collect();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            error,
+        )
+    };
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["scale", &unknown, "0"],
+        vec!["deploy", &unknown],
+        vec!["rollback", &unknown],
+        vec!["up", &name],
+        vec!["scale", &name, "1"],
+        vec!["scale", &name],
+        vec!["deploy", &name],
+        vec!["secret", "rm", &name, "nothing"],
+        vec!["secret", "add", &unknown, "token"],
+        vec!["down", &name],
+    ];
+    for args in &cases {
+        let here = said(&local, args);
+        let there = said(&remote, args);
+        println!("faaso {args:?}: {here:?}");
+        assert_eq!(here, there, "faaso {args:?}: local, then remote");
+    }
+    for c in faaso::docker::list_instances(&docker, &name).await.unwrap() {
+        cleanup.container(c.id.unwrap());
+    }
 }

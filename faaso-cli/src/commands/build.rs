@@ -74,8 +74,11 @@ impl BuildArgs {
                     let mut on_line = |StreamLine::Log { line, .. }| {
                         if let Some(built) = line.strip_prefix("built ") {
                             tags = built.split(", ").map(str::to_string).collect();
-                        } else if line.starts_with("Step ") {
-                            progress.step(&line);
+                        } else if let Some((number, total, instruction)) =
+                            faaso::builder::parse_step(&line)
+                        {
+                            // Shown as local builds show it.
+                            progress.step(format!("[{number}/{total}] {instruction}"));
                             progress.output(&line);
                         } else {
                             progress.output(&line);
