@@ -11,12 +11,24 @@ use crate::docker::{self, BuildOutput, DockerError};
 use crate::funko::{FunkoError, FunkoSpec};
 
 /// What to build.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct BuildRequest {
     /// Use this name instead of the one in `funko.yml`.
     pub name: Option<String>,
     /// Build every step again instead of using Docker's cache.
     pub no_cache: bool,
+    /// Releases to keep after the build (older ones are pruned, see [`crate::releases`]).
+    pub keep_releases: usize,
+}
+
+impl Default for BuildRequest {
+    fn default() -> BuildRequest {
+        BuildRequest {
+            name: None,
+            no_cache: false,
+            keep_releases: crate::releases::DEFAULT_KEEP,
+        }
+    }
 }
 
 /// Progress of a build.
@@ -98,6 +110,7 @@ pub async fn build(
         &spec.name,
         docker::ContextBody::Tar(tar),
         request.no_cache,
+        request.keep_releases,
         on_event,
     )
     .await
@@ -109,6 +122,7 @@ pub async fn build_context(
     name: &str,
     tar: docker::ContextBody,
     no_cache: bool,
+    keep_releases: usize,
     mut on_event: impl FnMut(BuildEvent),
 ) -> Result<Built, BuildError> {
     let repo = image_repo(name);
@@ -141,6 +155,9 @@ pub async fn build_context(
     }
     let stamped = release_tag(docker, &repo, image_id.as_deref()).await?;
     docker::tag_image(docker, &latest, &repo, &stamped).await?;
+    for tag in crate::releases::prune(docker, name, keep_releases).await? {
+        on_event(BuildEvent::Output(format!("removed old release {tag}")));
+    }
     Ok(Built {
         name: name.to_string(),
         tags: vec![latest, format!("{repo}:{stamped}")],

@@ -196,21 +196,7 @@ impl Lifecycle {
 
     /// The funko's releases: (unix seconds of its tag, image id), oldest first.
     pub async fn releases(&self, funko: &str) -> Result<Vec<(u64, String)>, LifecycleError> {
-        let repo = image_repo(funko);
-        let mut releases: Vec<(u64, String)> = docker::list_images(&self.docker, funko)
-            .await?
-            .into_iter()
-            .flat_map(|image| {
-                let id = image.id.clone();
-                image
-                    .repo_tags
-                    .into_iter()
-                    .filter_map(|tag| tag.strip_prefix(&format!("{repo}:"))?.parse::<u64>().ok())
-                    .map(move |stamp| (stamp, id.clone()))
-            })
-            .collect();
-        releases.sort();
-        Ok(releases)
+        Ok(crate::releases::list(&self.docker, funko).await?)
     }
 }
 

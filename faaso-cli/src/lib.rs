@@ -13,7 +13,8 @@
 //! - [`scaffold`]: `faaso new`.
 //! - [`builder`]: `faaso build`: context → image with both tags, progress events.
 //! - [`lifecycle`]: scale, up, down, purge and restore, under a per-funko lock.
-//! - [`deploy`]: zero-downtime rollout of the newest image.
+//! - [`deploy`]: zero-downtime rollout of the newest image, and rollback.
+//! - [`releases`]: a funko's release tags, and pruning the old ones.
 //! - [`status`]: funkos, instances and images as data (table or JSON).
 //! - [`logs`]: the merged logs of a funko's instances.
 //! - [`files`]: whole-or-nothing private writes, modes, private folders, `is_root`.
@@ -44,6 +45,7 @@ pub mod login;
 pub mod logs;
 pub mod options;
 pub mod probe;
+pub mod releases;
 #[cfg(feature = "cli")]
 pub mod remote;
 pub mod render;

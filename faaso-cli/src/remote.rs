@@ -265,6 +265,20 @@ impl Remote {
         self.stream(request, on_line).await
     }
 
+    /// Removes old releases; one streamed line per tag removed.
+    pub async fn prune(
+        &self,
+        name: &str,
+        keep: u32,
+        on_line: &mut (dyn FnMut(StreamLine) + Send),
+    ) -> Result<(), RemoteError> {
+        let request = self.request(
+            reqwest::Method::POST,
+            &format!("funkos/{name}/prune?keep={keep}"),
+        );
+        self.stream(request, on_line).await
+    }
+
     pub async fn purge(
         &self,
         name: &str,

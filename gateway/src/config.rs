@@ -30,6 +30,8 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// Image builds the admin API runs at once; more wait for a slot.
     pub max_concurrent_builds: usize,
+    /// Releases of a funko kept after a build (`keep_releases`).
+    pub keep_releases: usize,
     /// Host directory holding `<funko>/<secret>` files.
     pub secrets_dir: PathBuf,
     /// Host directory holding saved state (desired scale per funko).
@@ -132,6 +134,7 @@ pub const KEYS: &[Key] = &[
     key("max_body_bytes", None),
     key("max_upload_bytes", None),
     key("max_concurrent_builds", None),
+    key("keep_releases", Some("FAASO_KEEP_RELEASES")),
     key("health_interval", None),
     key("resync_interval", None),
     key("grace_period", None),
@@ -164,6 +167,7 @@ impl Config {
             password_hash: None,
             max_upload_bytes: 200 * 1024 * 1024,
             max_concurrent_builds: 2,
+            keep_releases: faaso::releases::DEFAULT_KEEP,
             secrets_dir: data_dir.join("secrets"),
             state_dir: data_dir.join("state"),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -290,6 +294,12 @@ impl Config {
                 self.password_hash = Some(value.to_string());
             }
             "max_upload_bytes" => self.max_upload_bytes = parse_bytes(value).map_err(bad)?,
+            "keep_releases" => {
+                self.keep_releases = match value.parse::<usize>() {
+                    Ok(n) if n >= 1 => n,
+                    _ => return Err(bad(format!("expected 1 or more releases, got {value:?}"))),
+                }
+            }
             "max_concurrent_builds" => {
                 self.max_concurrent_builds = match value.parse::<usize>() {
                     Ok(n) if (1..=64).contains(&n) => n,

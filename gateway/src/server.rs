@@ -167,6 +167,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
             secrets_dir: config.secrets_dir.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
             max_concurrent_builds: config.max_concurrent_builds,
+            keep_releases: config.keep_releases,
             upload: Limits {
                 max_body: config.max_upload_bytes,
                 max_unpacked: config.max_upload_bytes.saturating_mul(5),

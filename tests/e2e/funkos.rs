@@ -974,3 +974,114 @@ async fn secrets_reach_the_funkos_user_when_the_cli_is_not_root() {
     wait_for_status(&read("late"), 404, Duration::from_secs(5)).await;
     faaso.ok(&["down", &name]);
 }
+
+/// Old releases are pruned, on demand and after every build, keeping the newest, `:latest` and
+/// what runs; two builds never share a release tag.
+#[tokio::test]
+async fn old_releases_are_pruned_and_never_share_a_tag() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let dir = tempfile::tempdir().unwrap();
+    let faaso = Faaso::in_dir(dir.path());
+    let name = unique_name("prune");
+    let repo = format!("faaso-{name}");
+    for n in 1..=7 {
+        let tag = format!("{repo}:170000000{n}");
+        testfunko::variant(&docker, &tag, &format!("ENV TESTFUNKO_VERSION={n}")).await;
+        cleanup.image(tag);
+    }
+    cleanup.image(format!("{repo}:latest"));
+    // Release 2 runs; latest is release 7.
+    faaso::docker::tag_image(&docker, &format!("{repo}:1700000002"), &repo, "latest")
+        .await
+        .unwrap();
+    faaso.ok(&["up", &name]);
+    running(&docker, &cleanup, &name).await;
+    faaso::docker::tag_image(&docker, &format!("{repo}:1700000007"), &repo, "latest")
+        .await
+        .unwrap();
+    let tags = || async {
+        let mut tags: Vec<String> = faaso::docker::list_images(&docker, &name)
+            .await
+            .unwrap()
+            .into_iter()
+            .flat_map(|i| i.repo_tags)
+            .filter_map(|t| t.strip_prefix(&format!("{repo}:")).map(str::to_string))
+            .filter(|t| t != "latest")
+            .collect();
+        tags.sort();
+        tags
+    };
+    assert_eq!(
+        faaso.ok(&["prune", &name, "--keep", "3"]).trim(),
+        format!("{name}: 3 old releases removed")
+    );
+    assert_eq!(
+        tags().await,
+        ["1700000002", "1700000005", "1700000006", "1700000007"]
+    );
+
+    // A build prunes too (here down to 2), and takes a tag no other image has: the next
+    // seconds' tags are taken by another image already.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for second in now..now + 20 {
+        faaso::docker::tag_image(
+            &docker,
+            &format!("{repo}:1700000005"),
+            &repo,
+            &second.to_string(),
+        )
+        .await
+        .unwrap();
+        cleanup.image(format!("{repo}:{second}"));
+    }
+    let out = faaso.ok(&[
+        "new",
+        "-r",
+        "binary",
+        dir.path().join(&name).to_str().unwrap(),
+    ]);
+    drop(out);
+    std::fs::copy(
+        testfunko::build_executable(),
+        dir.path().join(&name).join("funko"),
+    )
+    .unwrap();
+    let mut build = faaso.command();
+    build
+        .env("FAASO_KEEP_RELEASES", "2")
+        .args(["build", dir.path().join(&name).to_str().unwrap()]);
+    let out = build.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let built = String::from_utf8_lossy(&out.stdout);
+    let stamp: u64 = built
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{built}"));
+    cleanup.image(format!("{repo}:{stamp}"));
+    assert!(
+        stamp >= now + 20,
+        "tag {stamp} is one another image had (from {now})"
+    );
+    let left = tags().await;
+    // The newest two (the build and the last of the taken seconds, one image with release 5),
+    // and release 2, which runs.
+    assert_eq!(
+        left,
+        [
+            "1700000002".to_string(),
+            (now + 19).to_string(),
+            stamp.to_string(),
+        ],
+        "{left:?}"
+    );
+}

@@ -12,7 +12,9 @@ use super::{Global, Target};
 #[derive(Debug, Args)]
 #[command(
     after_help = "In remote mode the build context (runtime merged in) is uploaded to the \
-gateway, which builds it on its Docker engine."
+gateway, which builds it on its Docker engine. After a build, releases (the <unix-seconds> \
+tags) beyond the newest FAASO_KEEP_RELEASES (default 5; the gateway's keep_releases in remote \
+mode) are removed, except those that run or are :latest; `faaso prune` does the same on demand."
 )]
 pub struct BuildArgs {
     /// Funko folders to build
@@ -39,6 +41,7 @@ impl BuildArgs {
         let request = BuildRequest {
             name: self.name.clone(),
             no_cache: self.no_cache,
+            keep_releases: faaso::releases::keep_from_env(faaso::dirs::process_env),
         };
         for folder in &self.folders {
             let progress = ui.progress(&format!("building {}", folder.display()));

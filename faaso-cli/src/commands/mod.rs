@@ -13,6 +13,7 @@ mod export;
 mod login;
 mod logs;
 mod new;
+mod prune;
 mod purge;
 mod rollback;
 mod scale;
@@ -77,6 +78,7 @@ pub enum Command {
     Logs(logs::LogsArgs),
     Secret(secret::SecretArgs),
     Purge(purge::PurgeArgs),
+    Prune(prune::PruneArgs),
     Login(login::LoginArgs),
     Logout(login::LogoutArgs),
     Version(version::VersionArgs),
@@ -104,6 +106,7 @@ impl Cli {
             Command::Logs(args) => args.run(global).await,
             Command::Secret(args) => args.run(global).await,
             Command::Purge(args) => args.run(global).await,
+            Command::Prune(args) => args.run(global).await,
             Command::Login(args) => args.run(global).await,
             Command::Logout(args) => args.run(),
             Command::Version(args) => args.run(global).await,

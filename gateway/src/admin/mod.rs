@@ -55,6 +55,8 @@ pub struct AdminSettings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Image builds at once; more wait for a slot.
     pub max_concurrent_builds: usize,
+    /// Releases of a funko kept after a build (`keep_releases`).
+    pub keep_releases: usize,
 }
 
 /// The admin API.
@@ -256,6 +258,46 @@ impl Admin {
                 .await
                 .map_err(|e| reject(500, e.to_string()))
             }
+            (&Method::POST, ["funkos", name, "prune"]) => {
+                let name = valid(name)?;
+                let keep = match query_param(query, "keep") {
+                    None => self.settings.keep_releases,
+                    Some(keep) => {
+                        keep.parse::<usize>()
+                            .ok()
+                            .filter(|n| *n >= 1)
+                            .ok_or_else(|| {
+                                reject(400, format!("keep: expected 1 or more, got {keep:?}"))
+                            })?
+                    }
+                };
+                let lifecycle = self.lifecycle().await?;
+                if !lifecycle
+                    .funko_exists(&name)
+                    .await
+                    .map_err(lifecycle_reject)?
+                {
+                    return Err(reject(
+                        404,
+                        format!("funko {name} does not exist (no image, no containers)"),
+                    ));
+                }
+                stream_operation(
+                    session,
+                    WhenClientLeaves::Finish,
+                    move |mut out| async move {
+                        let removed = faaso::releases::prune(&lifecycle.docker, &name, keep)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        for tag in removed {
+                            out.log(format!("removed {tag}"));
+                        }
+                        Ok(())
+                    },
+                )
+                .await
+                .map_err(|e| reject(500, e.to_string()))
+            }
             (&Method::POST, ["funkos", name, "rollback"]) => {
                 let name = valid(name)?;
                 let mut lifecycle = self.lifecycle().await?;
@@ -435,6 +477,7 @@ impl Admin {
         let name = name.to_string();
         let builds = std::sync::Arc::clone(&self.builds);
         let max_builds = self.settings.max_concurrent_builds;
+        let keep = self.settings.keep_releases;
         stream_operation(
             session,
             WhenClientLeaves::Finish,
@@ -451,7 +494,7 @@ impl Admin {
                 // The tar is written from the folder as Docker reads it; the folder goes after.
                 let body = faaso::docker::ContextBody::Stream(Box::pin(context.tar_stream(upload)));
                 let built =
-                    faaso::builder::build_context(&docker, &name, body, no_cache, |event| {
+                    faaso::builder::build_context(&docker, &name, body, no_cache, keep, |event| {
                         if let faaso::builder::BuildEvent::Output(line) = event {
                             out.log(line);
                         }
