@@ -178,6 +178,7 @@ impl Lifecycle {
             }
         }
         self.state.save(funko, FunkoState { scale })?;
+        self.state.set_problem(funko, None)?;
         report(format!(
             "{funko}: {scale} instance{}",
             if scale == 1 { "" } else { "s" }

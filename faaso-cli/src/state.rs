@@ -17,6 +17,16 @@ pub struct StateError {
     pub message: String,
 }
 
+/// The start of the message of a lock held by another operation.
+const BUSY: &str = "another operation on ";
+
+impl StateError {
+    /// Whether this is a lock that another operation holds (see [`StateDir::lock`]).
+    pub fn is_busy(&self) -> bool {
+        self.message.starts_with(BUSY)
+    }
+}
+
 fn state_error(path: &Path) -> impl Fn(std::io::Error) -> StateError + '_ {
     move |err| StateError {
         path: path.to_path_buf(),
@@ -85,11 +95,41 @@ impl StateDir {
     /// Forgets a funko's state.
     pub fn remove(&self, funko: &str) -> Result<(), StateError> {
         let path = self.funko_path(funko);
+        self.set_problem(funko, None)?;
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(err) => Err(state_error(&path)(err)),
         }
+    }
+
+    fn problem_path(&self, funko: &str) -> PathBuf {
+        self.root.join("problems").join(format!("{funko}.txt"))
+    }
+
+    /// Records why the funko is not at its saved scale (the gateway's reconcile loop), or
+    /// clears it with `None`.
+    pub fn set_problem(&self, funko: &str, problem: Option<&str>) -> Result<(), StateError> {
+        let path = self.problem_path(funko);
+        match problem {
+            Some(text) => {
+                let dir = path.parent().unwrap_or(&self.root);
+                std::fs::create_dir_all(dir).map_err(state_error(dir))?;
+                crate::files::write_atomic(&path, text.as_bytes()).map_err(state_error(&path))
+            }
+            None => match std::fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(err) => Err(state_error(&path)(err)),
+            },
+        }
+    }
+
+    /// Why the funko is not at its saved scale, if the reconcile loop recorded a reason.
+    pub fn problem(&self, funko: &str) -> Option<String> {
+        std::fs::read_to_string(self.problem_path(funko))
+            .ok()
+            .filter(|text| !text.trim().is_empty())
     }
 
     /// Every funko with saved state, with its state; files that cannot be read are listed
@@ -144,9 +184,7 @@ impl StateDir {
                 Err(std::fs::TryLockError::WouldBlock) => {
                     return Err(StateError {
                         path,
-                        message: format!(
-                            "another operation on {funko} holds the lock (waited {timeout:?})"
-                        ),
+                        message: format!("{BUSY}{funko} holds the lock (waited {timeout:?})"),
                     });
                 }
                 Err(std::fs::TryLockError::Error(err)) => return Err(state_error(&path)(err)),

@@ -8,6 +8,7 @@
 //!   "name": "hello",                      funko name
 //!   "scale": 2,                           saved desired scale, or null
 //!   "state_error": "...",                 only when the saved state cannot be read
+//!   "problem": "...",                     only when the gateway cannot bring it to its scale
 //!   "running": 2,                         instances running now
 //!   "instances": [{
 //!     "name": "faaso-hello-ab12cd",       container name
@@ -46,6 +47,9 @@ pub struct FunkoStatus {
     /// Why the saved state could not be read, when it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_error: Option<String>,
+    /// Why the gateway cannot bring the funko to its saved scale, when it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
     pub running: usize,
     pub instances: Vec<InstanceStatus>,
     pub images: Vec<ImageStatus>,
@@ -133,6 +137,7 @@ impl Lifecycle {
                     now,
                 );
                 status.state_error = unreadable.get(&name).cloned();
+                status.problem = self.state.problem(&name);
                 status
             })
             .collect())
@@ -229,6 +234,7 @@ fn build_status(
         name: name.to_string(),
         scale,
         state_error: None,
+        problem: None,
         running,
         instances,
         images,

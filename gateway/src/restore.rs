@@ -1,9 +1,18 @@
-//! At start, funkos come back at their saved scale (`state_dir`), when their image exists: a
-//! background service that runs once, through the same library code as `faaso scale`.
-//! Docker being unreachable is retried (the engine may start after the gateway).
+//! Funkos are kept at their saved scale (`state_dir`): a background service that uses the same
+//! library code as `faaso scale`.
+//!
+//! - At start, every funko with a saved scale and an image is brought back to it. Docker being
+//!   unreachable is retried (the engine may start after the gateway).
+//! - Then, every [`RECONCILE_EVERY`], a funko with fewer running instances than its saved scale
+//!   (one removed by hand, one that crashed for good) gets new ones. A funko busy with another
+//!   operation (its lock is held) is left for the next round. One that cannot be brought up (a
+//!   release that crashes at start) is retried with a backoff from 10 s doubling to 5 min, and
+//!   the reason is saved where `faaso status` shows it; a successful `scale` clears it.
+//! - More instances than the saved scale are left alone (a `docker run` of your own).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use faaso::lifecycle::Lifecycle;
@@ -13,6 +22,13 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::backoff::Backoff;
+
+/// How often running instances are compared with the saved scales.
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
+
+/// First and longest wait before a funko that failed to come up is tried again.
+const RETRY_FIRST: Duration = Duration::from_secs(10);
+const RETRY_MOST: Duration = Duration::from_secs(300);
 
 /// The restore service.
 pub struct Restore {
@@ -53,6 +69,68 @@ impl Restore {
         let mut report = |line: String| tracing::info!("restore: {line}");
         if let Err(err) = lifecycle.restore(&mut report).await {
             tracing::warn!(error = %err, "restore: cannot read saved scales");
+        }
+        // Waiting for another operation is for people; the loop comes back later.
+        lifecycle.lock_timeout = Duration::from_millis(200);
+        let mut retries: HashMap<String, (Instant, Duration)> = HashMap::new();
+        let mut every = tokio::time::interval(RECONCILE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            reconcile(&lifecycle, &mut retries).await;
+        }
+    }
+}
+
+/// One round: each funko below its saved scale that is not waiting out a backoff is scaled.
+async fn reconcile(lifecycle: &Lifecycle, retries: &mut HashMap<String, (Instant, Duration)>) {
+    let Ok(listing) = lifecycle.state.all() else {
+        return;
+    };
+    let now = Instant::now();
+    for (funko, state) in listing.funkos {
+        if state.scale == 0 || retries.get(&funko).is_some_and(|(at, _)| *at > now) {
+            continue;
+        }
+        let running = match lifecycle.running(&funko).await {
+            Ok(running) => running.len(),
+            // Docker unreachable: discovery says so; try again next round.
+            Err(_) => return,
+        };
+        if running >= state.scale as usize {
+            retries.remove(&funko);
+            continue;
+        }
+        // A funko whose image is gone (purged) has nothing to start.
+        let image = faaso::conventions::image_latest(&funko);
+        if !matches!(
+            faaso::docker::image_inspect(&lifecycle.docker, &image).await,
+            Ok(Some(_))
+        ) {
+            continue;
+        }
+        let mut report = |line: String| tracing::info!(funko = %funko, "reconcile: {line}");
+        match lifecycle.scale(&funko, state.scale, &mut report).await {
+            Ok(()) => {
+                tracing::info!(funko = %funko, scale = state.scale, was = running, "reconcile: back at its scale");
+                retries.remove(&funko);
+            }
+            Err(faaso::lifecycle::LifecycleError::State(err)) if err.is_busy() => {}
+            Err(err) => {
+                let delay = retries
+                    .get(&funko)
+                    .map_or(RETRY_FIRST, |(_, last)| (*last * 2).min(RETRY_MOST));
+                retries.insert(funko.clone(), (now + delay, delay));
+                let problem = format!(
+                    "{running} of {} running; starting more failed: {err} (next try in {}s)",
+                    state.scale,
+                    delay.as_secs()
+                );
+                tracing::warn!(funko = %funko, "reconcile: {problem}");
+                if let Err(err) = lifecycle.state.set_problem(&funko, Some(&problem)) {
+                    tracing::warn!(error = %err, "reconcile: cannot save the problem");
+                }
+            }
         }
     }
 }

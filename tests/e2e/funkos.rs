@@ -1085,3 +1085,77 @@ async fn old_releases_are_pruned_and_never_share_a_tag() {
         "{left:?}"
     );
 }
+
+/// The gateway keeps funkos at their saved scale: an instance removed by hand is replaced; a
+/// funko that cannot come up is retried with a backoff, and `status` says why it is short.
+#[tokio::test]
+async fn the_gateway_brings_funkos_back_to_their_scale() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let gateway = GatewayProcess::start("").await;
+    let faaso = Faaso::in_dir(gateway.dir.path());
+    let name = funko(&docker, &cleanup, "reconcile").await;
+    faaso.ok(&["scale", &name, "2"]);
+    assert_eq!(running(&docker, &cleanup, &name).await, 2);
+    let victim = faaso::docker::list_instances(&docker, &name).await.unwrap()[0]
+        .id
+        .clone()
+        .unwrap();
+    faaso::docker::remove_container(&docker, &victim)
+        .await
+        .unwrap();
+    let removed = Instant::now();
+    wait_until("a replacement", Duration::from_secs(30), || async {
+        running(&docker, &cleanup, &name).await == 2
+    })
+    .await;
+    println!("replaced after {:?}", removed.elapsed());
+
+    // A release that crashes at start: the instance that goes is not replaced, and says why.
+    testfunko::variant(
+        &docker,
+        &format!("faaso-{name}:latest"),
+        "ENV TESTFUNKO_EXIT_CODE=3",
+    )
+    .await;
+    for container in faaso::docker::list_instances(&docker, &name).await.unwrap() {
+        faaso::docker::remove_container(&docker, container.id.as_deref().unwrap())
+            .await
+            .unwrap();
+    }
+    let status = || {
+        serde_json::from_str::<serde_json::Value>(&faaso.ok(&["status", "--json", &name])).unwrap()
+    };
+    wait_until(
+        "the problem to be shown",
+        Duration::from_secs(30),
+        || async { status()[0]["problem"].is_string() },
+    )
+    .await;
+    let problem = status()[0]["problem"].as_str().unwrap().to_string();
+    assert!(
+        problem.starts_with("0 of 2 running; starting more failed"),
+        "{problem}"
+    );
+    assert!(problem.contains("exited with code 3"), "{problem}");
+    assert!(
+        faaso
+            .ok(&["status", &name])
+            .contains("warning: not at its scale: 0 of 2 running")
+    );
+    assert_eq!(
+        running(&docker, &cleanup, &name).await,
+        0,
+        "no broken instance left"
+    );
+    // Fixed by hand: the problem goes.
+    testfunko::variant(
+        &docker,
+        &format!("faaso-{name}:latest"),
+        "ENV TESTFUNKO_VERSION=2",
+    )
+    .await;
+    faaso.ok(&["scale", &name, "1"]);
+    assert!(status()[0]["problem"].is_null());
+    faaso.ok(&["down", &name]);
+}

@@ -52,6 +52,9 @@ fn table(funkos: &[FunkoStatus]) -> String {
         if let Some(err) = &funko.state_error {
             out.push_str(&format!("  warning: saved scale unreadable ({err})\n"));
         }
+        if let Some(problem) = &funko.problem {
+            out.push_str(&format!("  warning: not at its scale: {problem}\n"));
+        }
         let mut rows = vec![vec![
             "  INSTANCE".to_string(),
             "STATE".into(),
