@@ -10,6 +10,9 @@ mod ui;
 
 fn main() -> ExitCode {
     ui::quiet_on_broken_pipe();
+    // `COMPLETE=<shell> faaso ...`: the shell asks for completions (funko names included).
+    clap_complete::CompleteEnv::with_factory(<commands::Cli as clap::CommandFactory>::command)
+        .complete();
     let cli = commands::Cli::parse();
     let verbose = cli.global.verbose;
     let runtime = match tokio::runtime::Builder::new_current_thread()

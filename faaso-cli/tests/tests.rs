@@ -280,3 +280,42 @@ fn docker_unreachable_is_explained() {
         "{err}"
     );
 }
+
+/// Asking faaso for completions (`COMPLETE=bash faaso`, as the sourced script does) offers
+/// funko names known here and the built-in runtimes.
+#[test]
+fn shells_complete_funko_names_and_runtimes() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(state.join("funkos")).unwrap();
+    std::fs::write(state.join("funkos/alpha_one.yml"), "scale: 1\n").unwrap();
+    let complete = |words: &[&str]| {
+        let out = faaso()
+            .env("COMPLETE", "bash")
+            .env("FAASO_STATE_DIR", &state)
+            .env("FAASO_SECRETS_DIR", dir.path().join("secrets"))
+            .env("DOCKER_HOST", "unix:///nonexistent.sock")
+            .env("_CLAP_COMPLETE_INDEX", (words.len() - 1).to_string())
+            .arg("--")
+            .args(words)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .split(|c: char| c.is_whitespace() || c == '\u{b}')
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(complete(&["faaso", "up", "al"]), ["alpha_one"]);
+    let offered = complete(&["faaso", "secret", "add", ""]);
+    assert_eq!(offered[0], "alpha_one", "{offered:?}");
+    assert!(
+        offered[1..].iter().all(|w| w.starts_with("--")),
+        "then flags: {offered:?}"
+    );
+    let runtimes = complete(&["faaso", "new", "-r", ""]);
+    assert_eq!(runtimes, ["axum", "binary", "express", "flask"]);
+    let script = faaso().env("COMPLETE", "bash").output().unwrap();
+    assert!(String::from_utf8_lossy(&script.stdout).contains("_clap_complete_faaso"));
+}

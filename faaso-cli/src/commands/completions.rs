@@ -5,7 +5,12 @@ use clap_complete::Shell;
 
 /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
 #[derive(Debug, Args)]
-#[command(after_help = "Example: faaso completions bash > /etc/bash_completion.d/faaso")]
+#[command(
+    after_help = "Example: faaso completions bash > /etc/bash_completion.d/faaso\n\
+These scripts complete commands and flags. To complete funko names and runtimes too, have the \
+shell ask faaso itself: `source <(COMPLETE=bash faaso)` in ~/.bashrc (zsh: \
+`source <(COMPLETE=zsh faaso)`; fish: `COMPLETE=fish faaso | source`)."
+)]
 pub struct CompletionsArgs {
     /// The shell
     shell: Shell,

@@ -12,6 +12,7 @@ old instances keep serving, and the command fails with the new instance's last l
 )]
 pub struct DeployArgs {
     /// The funko
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::complete::funkos))]
     name: String,
     /// How long a new instance may take to answer GET /ping, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]

@@ -8,6 +8,7 @@ use super::{Global, Target, remote_reporter, reporter};
 #[derive(Debug, Args)]
 pub struct DownArgs {
     /// The funko
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::complete::funkos))]
     name: String,
 }
 

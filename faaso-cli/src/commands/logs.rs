@@ -8,6 +8,7 @@ use super::{Global, Target, remote_reporter};
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// The funko
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::complete::funkos))]
     name: String,
     /// Keep following (also instances started later); Ctrl-C stops
     #[arg(short, long)]

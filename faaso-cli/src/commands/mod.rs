@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::ui::Ui;
 
 mod build;
+mod complete;
 mod completions;
 mod deploy;
 mod down;

@@ -14,7 +14,8 @@ Example: faaso new -r flask hello"
 )]
 pub struct NewArgs {
     /// The runtime: a built-in name (see --list) or a path to a runtime folder
-    #[arg(short, long, required_unless_present = "list")]
+    #[arg(short, long, required_unless_present = "list",
+          add = clap_complete::engine::ArgValueCandidates::new(super::complete::runtimes))]
     runtime: Option<String>,
     /// The folder to create
     #[arg(required_unless_present = "list")]

@@ -13,7 +13,7 @@ so a rollback target is removed only when more releases than --keep are newer."
 )]
 pub struct PruneArgs {
     /// The funkos
-    #[arg(required = true)]
+    #[arg(required = true, add = clap_complete::engine::ArgValueCandidates::new(super::complete::funkos))]
     names: Vec<String>,
     /// Releases to keep (the newest)
     #[arg(long, value_name = "N", default_value_t = faaso::releases::DEFAULT_KEEP as u32,

@@ -10,7 +10,7 @@ use super::{Global, Target, remote_reporter, reporter};
 #[derive(Debug, Args)]
 pub struct PurgeArgs {
     /// The funkos
-    #[arg(required = true)]
+    #[arg(required = true, add = clap_complete::engine::ArgValueCandidates::new(super::complete::funkos))]
     names: Vec<String>,
     /// Do not ask for confirmation
     #[arg(long)]

@@ -14,6 +14,7 @@ in time, the instances that serve keep serving and :latest stays on their image.
 )]
 pub struct RollbackArgs {
     /// The funko
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::complete::funkos))]
     name: String,
     /// How long a new instance may take to answer GET /ping, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]

@@ -8,6 +8,7 @@ use super::{Global, Target, remote_reporter, reporter};
 #[derive(Debug, Args)]
 pub struct ScaleArgs {
     /// The funko
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::complete::funkos))]
     name: String,
     /// The number of instances to run (0 stops the funko)
     count: Option<u32>,

@@ -24,6 +24,7 @@ enum SecretAction {
     /// Add or replace a secret (value from a terminal without echo, from stdin, or a file)
     Add {
         /// The funko that reads the secret
+        #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::complete::funkos))]
         funko: String,
         /// The secret's name: its file is /secrets/<secret> in the funko's instances
         secret: String,
@@ -37,6 +38,7 @@ enum SecretAction {
     /// Remove a secret
     Rm {
         /// The funko
+        #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::complete::funkos))]
         funko: String,
         /// The secret's name
         secret: String,
@@ -44,6 +46,7 @@ enum SecretAction {
     /// List secret names (never values)
     List {
         /// Only this funko's secrets
+        #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::complete::funkos))]
         funko: Option<String>,
     },
 }

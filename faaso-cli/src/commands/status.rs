@@ -10,6 +10,7 @@ use super::{Global, Target};
 #[command(after_help = "The JSON schema is documented in faaso-cli/src/status.rs and the README.")]
 pub struct StatusArgs {
     /// Funkos to show (default: all)
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::complete::funkos))]
     names: Vec<String>,
     /// Print JSON
     #[arg(long)]

@@ -8,6 +8,7 @@ use super::{Global, Target, remote_reporter, reporter};
 #[derive(Debug, Args)]
 pub struct UpArgs {
     /// The funko
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::complete::funkos))]
     name: String,
     /// Instances to run at least
     #[arg(long, value_name = "N")]
