@@ -88,15 +88,28 @@ async fn reconcile(lifecycle: &Lifecycle, retries: &mut HashMap<String, (Instant
         return;
     };
     let now = Instant::now();
+    // One list for all funkos; Docker unreachable: discovery says so, try again next round.
+    let Ok(containers) = faaso::docker::list_all_instances(&lifecycle.docker).await else {
+        return;
+    };
+    let mut running_of: HashMap<&str, usize> = HashMap::new();
+    for container in &containers {
+        let funko = container
+            .names
+            .as_ref()
+            .and_then(|names| names.first())
+            .and_then(|name| faaso::conventions::parse_instance_name(name));
+        if let Some(parsed) = funko
+            && container.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+        {
+            *running_of.entry(parsed.funko).or_default() += 1;
+        }
+    }
     for (funko, state) in listing.funkos {
         if state.scale == 0 || retries.get(&funko).is_some_and(|(at, _)| *at > now) {
             continue;
         }
-        let running = match lifecycle.running(&funko).await {
-            Ok(running) => running.len(),
-            // Docker unreachable: discovery says so; try again next round.
-            Err(_) => return,
-        };
+        let running = running_of.get(funko.as_str()).copied().unwrap_or(0);
         if running >= state.scale as usize {
             retries.remove(&funko);
             continue;
