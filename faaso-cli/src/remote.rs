@@ -231,10 +231,14 @@ impl Remote {
         &self,
         name: &str,
         scale: u32,
+        timeout_seconds: u64,
         on_line: &mut (dyn FnMut(StreamLine) + Send),
     ) -> Result<(), RemoteError> {
         let request = self
-            .request(reqwest::Method::PUT, &format!("funkos/{name}/scale"))
+            .request(
+                reqwest::Method::PUT,
+                &format!("funkos/{name}/scale?timeout={timeout_seconds}"),
+            )
             .json(&serde_json::json!({ "scale": scale }));
         self.stream(request, on_line).await
     }

@@ -402,6 +402,25 @@ async fn up_fails_for_an_instance_that_crashes_at_start() {
     assert!(left.is_empty(), "no container left: {left:?}");
     let shown = faaso.ok(&["scale", &name]);
     assert!(shown.contains("0 running"), "{shown}");
+
+    // One that runs but never answers /ping fails at the --timeout.
+    let tag = format!("faaso-{name}:latest");
+    testfunko::variant(&docker, &tag, "ENV TESTFUNKO_PING_STATUS=500").await;
+    let started = Instant::now();
+    let out = faaso.run(&["scale", &name, "1", "--timeout", "2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("GET /ping: /ping answered 500 (after 2s)"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let left = faaso::docker::list_instances(&docker, &name).await.unwrap();
+    assert!(left.is_empty(), "no container left: {left:?}");
 }
 
 /// `rollback` puts the earlier release back on `latest` and rolls it out with no failed request.

@@ -28,7 +28,7 @@ impl DownArgs {
             }
             Target::Remote(remote) => {
                 remote
-                    .scale(&self.name, 0, &mut remote_reporter(ui))
+                    .scale(&self.name, 0, 60, &mut remote_reporter(ui))
                     .await?
             }
         }

@@ -12,6 +12,9 @@ pub struct ScaleArgs {
     name: String,
     /// The number of instances to run (0 stops the funko)
     count: Option<u32>,
+    /// How long a new instance may take to answer GET /ping, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    timeout: u64,
 }
 
 impl ScaleArgs {
@@ -20,7 +23,8 @@ impl ScaleArgs {
         faaso::conventions::validate_name(&self.name)?;
         let target = super::target(global, &ui).await?;
         match (self.count, target) {
-            (Some(count), Target::Local(lifecycle)) => {
+            (Some(count), Target::Local(mut lifecycle)) => {
+                lifecycle.ready_timeout = std::time::Duration::from_secs(self.timeout);
                 if count == 0 && !lifecycle.funko_exists(&self.name).await? {
                     anyhow::bail!(
                         "funko {} does not exist (no image, no containers)",
@@ -34,7 +38,7 @@ impl ScaleArgs {
             }
             (Some(count), Target::Remote(remote)) => {
                 remote
-                    .scale(&self.name, count, &mut remote_reporter(ui))
+                    .scale(&self.name, count, self.timeout, &mut remote_reporter(ui))
                     .await?;
                 println!("{}: scale {count}", self.name);
             }

@@ -13,6 +13,9 @@ pub struct UpArgs {
     /// Instances to run at least
     #[arg(long, value_name = "N")]
     scale: Option<u32>,
+    /// How long a new instance may take to answer GET /ping, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    timeout: u64,
 }
 
 impl UpArgs {
@@ -20,7 +23,8 @@ impl UpArgs {
         let ui = global.ui();
         faaso::conventions::validate_name(&self.name)?;
         let scale = match super::target(global, &ui).await? {
-            Target::Local(lifecycle) => {
+            Target::Local(mut lifecycle) => {
+                lifecycle.ready_timeout = std::time::Duration::from_secs(self.timeout);
                 lifecycle
                     .up(&self.name, self.scale, &mut reporter(ui))
                     .await?
@@ -35,7 +39,7 @@ impl UpArgs {
                     .unwrap_or_else(|| saved.unwrap_or(1).max(1))
                     .max(running);
                 remote
-                    .scale(&self.name, wanted, &mut remote_reporter(ui))
+                    .scale(&self.name, wanted, self.timeout, &mut remote_reporter(ui))
                     .await?;
                 wanted
             }

@@ -212,7 +212,10 @@ impl Admin {
                     .ok_or_else(|| {
                         reject(400, "expected a JSON body {\"scale\": N} with N from 0 up")
                     })?;
-                let lifecycle = self.lifecycle().await?;
+                let mut lifecycle = self.lifecycle().await?;
+                if let Some(seconds) = query_param(query, "timeout").and_then(|t| t.parse().ok()) {
+                    lifecycle.ready_timeout = Duration::from_secs(seconds);
+                }
                 if scale == 0
                     && !lifecycle
                         .funko_exists(&name)
