@@ -150,7 +150,7 @@ impl Lifecycle {
     ) -> Result<RolledBack, LifecycleError> {
         validate_name(funko)?;
         let _lock = self.state.lock(funko, self.lock_timeout).await?;
-        let releases = self.releases(funko).await?;
+        let releases = crate::releases::list(&self.docker, funko).await?;
         if releases.is_empty() {
             return Err(LifecycleError::NoImage {
                 funko: funko.to_string(),
@@ -192,11 +192,6 @@ impl Lifecycle {
             release,
             deployed: Some(deployed),
         })
-    }
-
-    /// The funko's releases: (unix seconds of its tag, image id), oldest first.
-    pub async fn releases(&self, funko: &str) -> Result<Vec<(u64, String)>, LifecycleError> {
-        Ok(crate::releases::list(&self.docker, funko).await?)
     }
 }
 

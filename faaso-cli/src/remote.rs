@@ -249,11 +249,8 @@ impl Remote {
         timeout_seconds: u64,
         on_line: &mut (dyn FnMut(StreamLine) + Send),
     ) -> Result<(), RemoteError> {
-        let request = self.request(
-            reqwest::Method::POST,
-            &format!("funkos/{name}/deploy?timeout={timeout_seconds}"),
-        );
-        self.stream(request, on_line).await
+        self.funko_operation(name, &format!("deploy?timeout={timeout_seconds}"), on_line)
+            .await
     }
 
     pub async fn rollback(
@@ -262,11 +259,12 @@ impl Remote {
         timeout_seconds: u64,
         on_line: &mut (dyn FnMut(StreamLine) + Send),
     ) -> Result<(), RemoteError> {
-        let request = self.request(
-            reqwest::Method::POST,
-            &format!("funkos/{name}/rollback?timeout={timeout_seconds}"),
-        );
-        self.stream(request, on_line).await
+        self.funko_operation(
+            name,
+            &format!("rollback?timeout={timeout_seconds}"),
+            on_line,
+        )
+        .await
     }
 
     /// Removes old releases; one streamed line per tag removed.
@@ -276,10 +274,18 @@ impl Remote {
         keep: u32,
         on_line: &mut (dyn FnMut(StreamLine) + Send),
     ) -> Result<(), RemoteError> {
-        let request = self.request(
-            reqwest::Method::POST,
-            &format!("funkos/{name}/prune?keep={keep}"),
-        );
+        self.funko_operation(name, &format!("prune?keep={keep}"), on_line)
+            .await
+    }
+
+    /// `POST funkos/<name>/<operation>` (with its query), its progress streamed to `on_line`.
+    async fn funko_operation(
+        &self,
+        name: &str,
+        operation: &str,
+        on_line: &mut (dyn FnMut(StreamLine) + Send),
+    ) -> Result<(), RemoteError> {
+        let request = self.request(reqwest::Method::POST, &format!("funkos/{name}/{operation}"));
         self.stream(request, on_line).await
     }
 

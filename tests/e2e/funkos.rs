@@ -16,9 +16,19 @@ use faaso_tests::{require_docker, testfunko, unique_name};
 /// A funko named `<prefix>_<random>` whose `latest` image is the test funko (version 1), with
 /// its containers and images removed at the end.
 async fn funko(docker: &Docker, cleanup: &Cleanup, prefix: &str) -> String {
+    funko_with(docker, cleanup, prefix, "ENV TESTFUNKO_VERSION=1").await
+}
+
+/// Like [`funko`], with the test funko image changed by Dockerfile `instructions`.
+async fn funko_with(
+    docker: &Docker,
+    cleanup: &Cleanup,
+    prefix: &str,
+    instructions: &str,
+) -> String {
     let name = unique_name(prefix);
     let tag = format!("faaso-{name}:latest");
-    testfunko::variant(docker, &tag, "ENV TESTFUNKO_VERSION=1").await;
+    testfunko::variant(docker, &tag, instructions).await;
     cleanup.image(tag);
     name
 }
@@ -234,15 +244,14 @@ async fn deploy_and_scale_down_under_load_never_stall() {
     let cleanup = Cleanup::new();
     let gateway = GatewayProcess::start("health_interval: 1s\n").await;
     let faaso = Faaso::in_dir(gateway.dir.path());
-    let name = unique_name("drain");
-    let tag = format!("faaso-{name}:latest");
-    testfunko::variant(
+    let name = funko_with(
         &docker,
-        &tag,
+        &cleanup,
+        "drain",
         "ENV TESTFUNKO_VERSION=1 TESTFUNKO_DRAIN_MS=3000",
     )
     .await;
-    cleanup.image(tag.clone());
+    let tag = format!("faaso-{name}:latest");
     faaso.ok(&["up", &name, "--scale", "2"]);
     running(&docker, &cleanup, &name).await;
     let url = format!("{}/funko/{name}/version", gateway.url);
@@ -375,10 +384,7 @@ async fn up_fails_for_an_instance_that_crashes_at_start() {
     let cleanup = Cleanup::new();
     let dir = tempfile::tempdir().unwrap();
     let faaso = Faaso::in_dir(dir.path());
-    let name = unique_name("crash");
-    let tag = format!("faaso-{name}:latest");
-    testfunko::variant(&docker, &tag, "ENV TESTFUNKO_EXIT_CODE=3").await;
-    cleanup.image(tag);
+    let name = funko_with(&docker, &cleanup, "crash", "ENV TESTFUNKO_EXIT_CODE=3").await;
     let started = Instant::now();
     let out = faaso.run(&["up", &name]);
     let stderr = String::from_utf8_lossy(&out.stderr);

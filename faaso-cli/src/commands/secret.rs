@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use faaso::secrets::SecretsDir;
 
-use super::Global;
+use super::{Global, Target};
 
 /// Manage secrets: files a funko reads at /secrets/<secret>
 #[derive(Debug, Args)]
@@ -75,7 +75,12 @@ impl SecretArgs {
                 from_file,
                 force,
             } => {
-                if !force && !funko_exists(&funko, remote.as_ref(), global, &ui).await? {
+                // One connection to where it acts, for the check and the write.
+                let target = match remote {
+                    Some(remote) => Target::Remote(remote),
+                    None => Target::Local(super::local_lifecycle(global, &ui).await?),
+                };
+                if !force && !funko_exists(&funko, &target).await? {
                     anyhow::bail!(
                         "funko {funko} does not exist (no image, no containers); nothing stored \
                          (--force stores the secret for a funko you have not built yet)"
@@ -88,10 +93,9 @@ impl SecretArgs {
                     );
                 }
                 let bytes = value.len();
-                match &remote {
-                    Some(remote) => remote.put_secret(&funko, &secret, value).await?,
-                    None => {
-                        let lifecycle = super::local_lifecycle(global, &ui).await?;
+                match &target {
+                    Target::Remote(remote) => remote.put_secret(&funko, &secret, value).await?,
+                    Target::Local(lifecycle) => {
                         lifecycle.add_secret(&funko, &secret, &value).await?
                     }
                 }
@@ -124,22 +128,14 @@ impl SecretArgs {
 }
 
 /// Whether the funko has an image or a container, where the command acts.
-async fn funko_exists(
-    funko: &str,
-    remote: Option<&faaso::remote::Remote>,
-    global: &Global,
-    ui: &crate::ui::Ui,
-) -> anyhow::Result<bool> {
-    match remote {
-        Some(remote) => match remote.status(&[funko.to_string()]).await {
+async fn funko_exists(funko: &str, target: &Target) -> anyhow::Result<bool> {
+    match target {
+        Target::Remote(remote) => match remote.status(&[funko.to_string()]).await {
             Ok(_) => Ok(true),
             Err(faaso::remote::RemoteError::Status { status: 404, .. }) => Ok(false),
             Err(err) => Err(err.into()),
         },
-        None => {
-            let lifecycle = super::local_lifecycle(global, ui).await?;
-            Ok(lifecycle.funko_exists(funko).await?)
-        }
+        Target::Local(lifecycle) => Ok(lifecycle.funko_exists(funko).await?),
     }
 }
 

@@ -212,20 +212,9 @@ impl Admin {
                     .ok_or_else(|| {
                         reject(400, "expected a JSON body {\"scale\": N} with N from 0 up")
                     })?;
-                let mut lifecycle = self.lifecycle().await?;
-                if let Some(seconds) = query_param(query, "timeout").and_then(|t| t.parse().ok()) {
-                    lifecycle.ready_timeout = Duration::from_secs(seconds);
-                }
-                if scale == 0
-                    && !lifecycle
-                        .funko_exists(&name)
-                        .await
-                        .map_err(lifecycle_reject)?
-                {
-                    return Err(reject(
-                        404,
-                        format!("funko {name} does not exist (no image, no containers)"),
-                    ));
+                let lifecycle = self.lifecycle_timed(query).await?;
+                if scale == 0 {
+                    require_funko(&lifecycle, &name).await?;
                 }
                 stream_operation(
                     session,
@@ -242,10 +231,7 @@ impl Admin {
             }
             (&Method::POST, ["funkos", name, "deploy"]) => {
                 let name = valid(name)?;
-                let mut lifecycle = self.lifecycle().await?;
-                if let Some(seconds) = query_param(query, "timeout").and_then(|t| t.parse().ok()) {
-                    lifecycle.ready_timeout = Duration::from_secs(seconds);
-                }
+                let lifecycle = self.lifecycle_timed(query).await?;
                 stream_operation(
                     session,
                     WhenClientLeaves::Finish,
@@ -275,16 +261,7 @@ impl Admin {
                     }
                 };
                 let lifecycle = self.lifecycle().await?;
-                if !lifecycle
-                    .funko_exists(&name)
-                    .await
-                    .map_err(lifecycle_reject)?
-                {
-                    return Err(reject(
-                        404,
-                        format!("funko {name} does not exist (no image, no containers)"),
-                    ));
-                }
+                require_funko(&lifecycle, &name).await?;
                 stream_operation(
                     session,
                     WhenClientLeaves::Finish,
@@ -303,10 +280,7 @@ impl Admin {
             }
             (&Method::POST, ["funkos", name, "rollback"]) => {
                 let name = valid(name)?;
-                let mut lifecycle = self.lifecycle().await?;
-                if let Some(seconds) = query_param(query, "timeout").and_then(|t| t.parse().ok()) {
-                    lifecycle.ready_timeout = Duration::from_secs(seconds);
-                }
+                let lifecycle = self.lifecycle_timed(query).await?;
                 stream_operation(
                     session,
                     WhenClientLeaves::Finish,
@@ -350,16 +324,7 @@ impl Admin {
                     })?),
                 };
                 let lifecycle = self.lifecycle().await?;
-                if !lifecycle
-                    .funko_exists(&name)
-                    .await
-                    .map_err(lifecycle_reject)?
-                {
-                    return Err(reject(
-                        404,
-                        format!("funko {name} does not exist (no image, no containers)"),
-                    ));
-                }
+                require_funko(&lifecycle, &name).await?;
                 stream_operation(session, WhenClientLeaves::Stop, move |mut out| async move {
                     lifecycle
                         .logs(&name, follow, tail, &mut |line| {
@@ -519,6 +484,16 @@ impl Admin {
             .map_err(|e| reject(503, e.to_string()))
     }
 
+    /// [`Admin::lifecycle`], with the readiness timeout from the query's `timeout` (seconds)
+    /// when it has one.
+    async fn lifecycle_timed(&self, query: &str) -> std::result::Result<Lifecycle, Reject> {
+        let mut lifecycle = self.lifecycle().await?;
+        if let Some(seconds) = query_param(query, "timeout").and_then(|t| t.parse().ok()) {
+            lifecycle.ready_timeout = Duration::from_secs(seconds);
+        }
+        Ok(lifecycle)
+    }
+
     async fn lifecycle(&self) -> std::result::Result<Lifecycle, Reject> {
         let mut lifecycle = Lifecycle::new(
             self.docker().await?,
@@ -557,6 +532,21 @@ fn valid(name: &str) -> std::result::Result<String, Reject> {
     faaso::conventions::validate_name(name)
         .map(|()| name.to_string())
         .map_err(|e| reject(400, e.to_string()))
+}
+
+/// 404 unless the funko has an image or a container.
+async fn require_funko(lifecycle: &Lifecycle, name: &str) -> std::result::Result<(), Reject> {
+    if lifecycle
+        .funko_exists(name)
+        .await
+        .map_err(lifecycle_reject)?
+    {
+        return Ok(());
+    }
+    Err(reject(
+        404,
+        format!("funko {name} does not exist (no image, no containers)"),
+    ))
 }
 
 fn lifecycle_reject(err: faaso::lifecycle::LifecycleError) -> Reject {
