@@ -124,42 +124,65 @@ pub async fn connect_to(host: Option<&str>) -> Result<Docker, DockerError> {
 /// only when asked with `CheckDuplicate`, which the API models no longer have), and from then on
 /// every use of the name fails as ambiguous. So after creating, the networks of that name are
 /// listed again and every creator keeps the same one: the one with containers attached, else the
-/// oldest (then the smallest id); the others, when empty, are removed. Callers attach containers
-/// by the returned id, so a duplicate made meanwhile by someone else cannot make them fail.
+/// oldest (then the smallest id); the others, when empty, are removed. A creation that started
+/// earlier can become visible later, so a creator lists again, 100 ms apart, until two lists agree.
+/// Callers attach containers by the returned id, so a duplicate made meanwhile by someone else
+/// cannot make them fail, and they look again when that id was removed by a racing creator.
 pub async fn ensure_network(docker: &Docker, name: &str) -> Result<String, DockerError> {
-    let mut networks = networks_named(docker, name).await?;
-    if networks.is_empty() {
-        let request = NetworkCreateRequest {
-            name: name.to_string(),
-            driver: Some("bridge".to_string()),
-            labels: Some(
-                [(
-                    crate::conventions::MANAGED_LABEL.to_string(),
-                    "true".to_string(),
-                )]
-                .into(),
-            ),
-            ..Default::default()
-        };
-        let created = docker.create_network(request).await;
-        networks = networks_named(docker, name).await?;
-        if let (Err(source), true) = (created, networks.is_empty()) {
-            return Err(DockerError::call(format!("create network {name}"))(source));
+    // A network whose creation started before ours can show up in the list only after we looked,
+    // so whoever created or removed a network looks again until two lists agree.
+    let mut settling = false;
+    let mut last_keep: Option<String> = None;
+    for _ in 0..20 {
+        let networks = networks_named(docker, name).await?;
+        if networks.is_empty() {
+            let request = NetworkCreateRequest {
+                name: name.to_string(),
+                driver: Some("bridge".to_string()),
+                labels: Some(
+                    [(
+                        crate::conventions::MANAGED_LABEL.to_string(),
+                        "true".to_string(),
+                    )]
+                    .into(),
+                ),
+                ..Default::default()
+            };
+            let created = docker.create_network(request).await;
+            if let Err(source) = created
+                && networks_named(docker, name).await?.is_empty()
+            {
+                return Err(DockerError::call(format!("create network {name}"))(source));
+            }
+            settling = true;
+            continue;
         }
+        let keep = keeper(&networks)
+            .map(|n| n.id.clone())
+            .ok_or_else(|| DockerError::Gone(format!("network {name} vanished")))?;
+        let stable = networks.len() == 1 && (!settling || last_keep.as_deref() == Some(&keep));
+        if stable {
+            return Ok(keep);
+        }
+        for network in networks
+            .iter()
+            .filter(|n| n.id != keep && n.containers == 0)
+        {
+            // Gone already, or someone attached a container meanwhile (then it stays): either way
+            // there is nothing more to do with it.
+            let _ = docker.remove_network(&network.id).await;
+        }
+        if networks.iter().any(|n| n.id != keep && n.containers > 0) {
+            // Duplicates in use stay; every creator still picks the same keeper among them.
+            if last_keep.as_deref() == Some(&keep) {
+                return Ok(keep);
+            }
+        }
+        settling = true;
+        last_keep = Some(keep);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let keep = keeper(&networks)
-        .ok_or_else(|| DockerError::Gone(format!("network {name} vanished while being created")))?
-        .id
-        .clone();
-    for network in networks
-        .iter()
-        .filter(|n| n.id != keep && n.containers == 0)
-    {
-        // Gone already, or someone attached a container meanwhile (then it stays): either way
-        // there is nothing more to do with it.
-        let _ = docker.remove_network(&network.id).await;
-    }
-    Ok(keep)
+    last_keep.ok_or_else(|| DockerError::Gone(format!("network {name} did not settle")))
 }
 
 /// A network as [`ensure_network`] judges duplicates.
@@ -389,10 +412,28 @@ pub async fn create_instance(docker: &Docker, spec: &InstanceSpec) -> Result<Str
         name: Some(spec.name.clone()),
         ..Default::default()
     };
-    let created = docker
-        .create_container(Some(options), body)
+    let created = match docker
+        .create_container(Some(options.clone()), body.clone())
         .await
-        .map_err(DockerError::call(format!("create container {}", spec.name)))?;
+    {
+        // The network we were given was a duplicate that a racing creator removed: look again.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            message,
+        }) if message.contains("network") => {
+            let network = ensure_network(docker, &spec.network).await?;
+            let mut body = body;
+            if let Some(host_config) = body.host_config.as_mut() {
+                host_config.network_mode = Some(network.clone());
+            }
+            body.networking_config = Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(network, EndpointSettings::default())])),
+            });
+            docker.create_container(Some(options), body).await
+        }
+        other => other,
+    }
+    .map_err(DockerError::call(format!("create container {}", spec.name)))?;
     // A duplicate of the network made by a racing creator after our check makes the start fail
     // as ambiguous until it is repaired: repair it and start again.
     let mut attempts = 0;

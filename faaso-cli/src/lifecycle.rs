@@ -342,6 +342,31 @@ impl Lifecycle {
         Ok(name)
     }
 
+    /// Why an instance that Docker restarts failed. Once it runs again Docker reports exit code 0,
+    /// so the exit code is read while it is between runs (Docker waits 100 ms and more before
+    /// each restart), looking for up to 2 s.
+    async fn restart_reason(
+        &self,
+        name: &str,
+        mut state: docker::ContainerState,
+    ) -> Result<String, LifecycleError> {
+        let start = std::time::Instant::now();
+        while state.status == "running" && start.elapsed() < Duration::from_secs(2) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            match docker::inspect_state(&self.docker, name, &self.network).await? {
+                Some(now) => state = now,
+                None => return Ok("the container is gone".to_string()),
+            }
+        }
+        Ok(match (state.status.as_str(), state.exit_code) {
+            ("running", _) | (_, None) => format!(
+                "it exited and Docker restarted it {} time(s)",
+                state.restart_count
+            ),
+            (_, Some(code)) => format!("it exited with code {code} and Docker is restarting it"),
+        })
+    }
+
     /// Waits until a new instance is ready for requests: running without having restarted,
     /// healthy where the image has a health check, and answering `GET /ping` on its network
     /// address (unless labelled `faaso.healthcheck=off`). An instance that exits, restarts or is
@@ -358,10 +383,7 @@ impl Lifecycle {
                     failed = true;
                 }
                 Some(state) if state.restart_count > 0 || state.status == "restarting" => {
-                    last = format!(
-                        "it exited with code {} and Docker is restarting it",
-                        state.exit_code.unwrap_or(-1)
-                    );
+                    last = self.restart_reason(name, state).await?;
                     failed = true;
                 }
                 Some(state) if state.status == "exited" || state.status == "dead" => {
