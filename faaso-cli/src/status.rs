@@ -86,62 +86,75 @@ impl Lifecycle {
         }
         let containers = docker::list_all_instances(&self.docker).await?;
         let images = docker::list_all_images(&self.docker).await?;
-        let listing = self.state.all()?;
-        let saved: BTreeMap<String, u32> = listing
-            .funkos
-            .into_iter()
-            .map(|(n, s)| (n, s.scale))
-            .collect();
-        let unreadable: BTreeMap<String, String> = listing
-            .unreadable
-            .into_iter()
-            .map(|(n, err)| (n, err.to_string()))
-            .collect();
-        let mut funkos: BTreeSet<String> = saved.keys().cloned().collect();
-        funkos.extend(unreadable.keys().cloned());
-        funkos.extend(
-            containers
-                .iter()
-                .filter_map(|c| funko_of_container(c).map(str::to_string)),
-        );
-        funkos.extend(
-            images
-                .iter()
-                .flat_map(|i| i.repo_tags.iter())
-                .filter_map(|t| crate::conventions::funko_of_image(t).map(str::to_string)),
-        );
-        let wanted: Vec<String> = if names.is_empty() {
-            funkos.into_iter().collect()
-        } else {
-            for name in names {
-                if !funkos.contains(name) {
-                    return Err(LifecycleError::Unknown {
-                        funko: name.clone(),
-                    });
-                }
-            }
-            names.to_vec()
-        };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        Ok(wanted
-            .into_iter()
-            .map(|name| {
-                let mut status = build_status(
-                    &name,
-                    saved.get(&name).copied(),
-                    &containers,
-                    &images,
-                    &self.network,
-                    now,
-                );
-                status.state_error = unreadable.get(&name).cloned();
-                status.problem = self.state.problem(&name);
-                status
-            })
-            .collect())
+        statuses(names, &containers, &images, &self.state, &self.network)
     }
+}
+
+/// The status of the named funkos (every funko when `names` is empty) from Docker's lists of
+/// containers and images and the saved state: what [`Lifecycle::status`] answers, for callers
+/// that have the lists already (the gateway's web UI has them from discovery).
+pub fn statuses(
+    names: &[String],
+    containers: &[ContainerSummary],
+    images: &[ImageSummary],
+    state: &crate::state::StateDir,
+    network: &str,
+) -> Result<Vec<FunkoStatus>, LifecycleError> {
+    let listing = state.all()?;
+    let saved: BTreeMap<String, u32> = listing
+        .funkos
+        .into_iter()
+        .map(|(n, s)| (n, s.scale))
+        .collect();
+    let unreadable: BTreeMap<String, String> = listing
+        .unreadable
+        .into_iter()
+        .map(|(n, err)| (n, err.to_string()))
+        .collect();
+    let mut funkos: BTreeSet<String> = saved.keys().cloned().collect();
+    funkos.extend(unreadable.keys().cloned());
+    funkos.extend(
+        containers
+            .iter()
+            .filter_map(|c| funko_of_container(c).map(str::to_string)),
+    );
+    funkos.extend(
+        images
+            .iter()
+            .flat_map(|i| i.repo_tags.iter())
+            .filter_map(|t| crate::conventions::funko_of_image(t).map(str::to_string)),
+    );
+    let wanted: Vec<String> = if names.is_empty() {
+        funkos.into_iter().collect()
+    } else {
+        for name in names {
+            if !funkos.contains(name) {
+                return Err(LifecycleError::Unknown {
+                    funko: name.clone(),
+                });
+            }
+        }
+        names.to_vec()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    Ok(wanted
+        .into_iter()
+        .map(|name| {
+            let mut status = build_status(
+                &name,
+                saved.get(&name).copied(),
+                containers,
+                images,
+                network,
+                now,
+            );
+            status.state_error = unreadable.get(&name).cloned();
+            status.problem = state.problem(&name);
+            status
+        })
+        .collect())
 }
 
 fn funko_of_container(container: &ContainerSummary) -> Option<&str> {

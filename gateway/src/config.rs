@@ -267,6 +267,55 @@ impl Config {
         Ok(())
     }
 
+    /// Every key with its value as text, for the web UI's system page. The password and its
+    /// hash show only whether they are set.
+    pub fn shown(&self) -> Vec<(&'static str, String)> {
+        let path = |p: &Path| p.display().to_string();
+        let secret = |set: bool| if set { "(set)" } else { "(not set)" }.to_string();
+        KEYS.iter()
+            .map(|key| {
+                let value = match key.name {
+                    "listen" => self.listen.to_string(),
+                    "metrics_listen" => self.metrics_listen.to_string(),
+                    "network" => self.network.clone(),
+                    "docker_host" => self
+                        .docker_host
+                        .clone()
+                        .unwrap_or_else(|| "(DOCKER_HOST or the local socket)".to_string()),
+                    "password" => secret(self.password.is_some()),
+                    "password_hash" => secret(self.password_hash.is_some()),
+                    "secrets_dir" => path(&self.secrets_dir),
+                    "state_dir" => path(&self.state_dir),
+                    "threads" => self.threads.to_string(),
+                    "connect_timeout" => format!("{:?}", self.connect_timeout),
+                    "read_timeout" => format!("{:?}", self.read_timeout),
+                    "write_timeout" => format!("{:?}", self.write_timeout),
+                    "idle_timeout" => format!("{:?}", self.idle_timeout),
+                    "max_body_bytes" => self.max_body_bytes.to_string(),
+                    "max_upload_bytes" => self.max_upload_bytes.to_string(),
+                    "max_concurrent_builds" => self.max_concurrent_builds.to_string(),
+                    "keep_releases" => self.keep_releases.to_string(),
+                    "health_interval" => format!("{:?}", self.health_interval),
+                    "resync_interval" => format!("{:?}", self.resync_interval),
+                    "grace_period" => format!("{:?}", self.grace_period),
+                    "metrics" => self.metrics.to_string(),
+                    "access_log" => self.access_log.to_string(),
+                    "log_level" => self.log_level.clone(),
+                    "trusted_proxies" => self
+                        .trusted_proxies
+                        .iter()
+                        .map(|net| net.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    "pid_file" => path(&self.pid_file),
+                    "upgrade_sock" => path(&self.upgrade_sock),
+                    _ => String::new(),
+                };
+                (key.name, value)
+            })
+            .collect()
+    }
+
     /// Sets one key from its text form.
     pub fn set(&mut self, key: &str, value: &str, source: &Source) -> Result<(), ConfigError> {
         let bad = |message: String| ConfigError::BadValue {

@@ -19,17 +19,19 @@
 //! than the mark is old: a restart while events were missed), when it is destroyed, or after
 //! [`STOPPING_AT_MOST`] (a container that treats the signal as something else keeps serving).
 //!
-//! Requests never wait on any of this: they read the last published snapshot.
+//! Requests never wait on any of this: they read the last published snapshot. The web UI reads
+//! the last lists and the connection's record from [`DiscoveryView`], without asking Docker.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::models::{
-    ContainerSummary, ContainerSummaryStateEnum, EventMessage, EventMessageTypeEnum,
+    ContainerSummary, ContainerSummaryStateEnum, EventMessage, EventMessageTypeEnum, ImageSummary,
 };
 use bollard::query_parameters::{EventsOptions, ListContainersOptions, ListImagesOptions};
 use futures_util::{FutureExt, StreamExt};
@@ -52,6 +54,41 @@ pub struct Discovery {
     pub ready: Arc<AtomicBool>,
     /// Told about every new snapshot (the health checker checks new instances at once).
     pub snapshot_changed: Arc<tokio::sync::Notify>,
+    /// What the last sync listed, and how the connection fares (the web UI).
+    pub view: Arc<DiscoveryView>,
+}
+
+/// Docker's lists as of the last sync.
+#[derive(Debug)]
+pub struct Listing {
+    pub containers: Vec<ContainerSummary>,
+    pub images: Vec<ImageSummary>,
+    pub at: SystemTime,
+}
+
+/// What discovery has seen, for the web UI's overview and system page.
+#[derive(Debug, Default)]
+pub struct DiscoveryView {
+    pub listing: arc_swap::ArcSwapOption<Listing>,
+    /// Full syncs done.
+    pub syncs: AtomicU64,
+    /// Events received from Docker's stream.
+    pub events: AtomicU64,
+    /// Whether the event stream is connected.
+    pub connected: AtomicBool,
+    /// Connections lost.
+    pub errors: AtomicU64,
+    /// The last connection error and when it happened.
+    pub last_error: Mutex<Option<(SystemTime, String)>>,
+}
+
+impl DiscoveryView {
+    fn failed(&self, error: String) {
+        self.connected.store(false, Ordering::Relaxed);
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((SystemTime::now(), error));
+    }
 }
 
 /// Why a connection to Docker ended.
@@ -93,6 +130,7 @@ impl BackgroundService for Discovery {
                 backoff.reset();
             }
             let delay = backoff.next_delay();
+            self.view.failed(err.to_string());
             tracing::warn!(error = %err, retry_in = ?delay, "discovery: Docker connection lost; routing from the last table meanwhile");
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
@@ -165,6 +203,7 @@ impl Discovery {
     ) -> Result<bool, SyncError> {
         match event {
             Some(Ok(event)) => {
+                self.view.events.fetch_add(1, Ordering::Relaxed);
                 let relevant = stopping.apply(&event, &self.network);
                 if relevant && let Some(metrics) = crate::metrics::if_enabled() {
                     let kind = event_kind(event.action.as_deref().unwrap_or(""));
@@ -232,6 +271,13 @@ impl Discovery {
             crate::metrics::forget_gone(&previous, &table);
         }
         self.table.store(Arc::new(table));
+        self.view.listing.store(Some(Arc::new(Listing {
+            containers,
+            images,
+            at: SystemTime::now(),
+        })));
+        self.view.syncs.fetch_add(1, Ordering::Relaxed);
+        self.view.connected.store(true, Ordering::Relaxed);
         self.snapshot_changed.notify_one();
         self.ready.store(true, Ordering::Release);
         Ok(())

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`admin`]: the admin API (auth, streamed NDJSON results, safe uploads) for remote `faaso`.
+//! - [`ui`]: the web admin UI under `/admin/` (sessions, pages, recent traffic).
 //! - [`client_ip`]: the client's address, from `X-Forwarded-For` behind trusted proxies only.
 //! - [`config`]: defaults, YAML file, environment and flags, validated with the key named.
 //! - [`router`]: path → funko and upstream path (pure).
@@ -45,6 +46,7 @@ pub mod router;
 pub mod server;
 pub mod table;
 pub mod tunnel;
+pub mod ui;
 
 /// The routing snapshot the gateway runs on: each funko carries its metric handles.
 pub type Routes = table::RouteTable<metrics::FunkoMetrics>;

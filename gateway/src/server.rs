@@ -110,6 +110,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
     let table: SharedRoutes = Arc::new(ArcSwap::from_pointee(RouteTable::default()));
     let ready = Arc::new(AtomicBool::new(false));
     let snapshot_changed = Arc::new(tokio::sync::Notify::new());
+    let discovery_view = Arc::new(crate::discovery::DiscoveryView::default());
     let discovery = Discovery {
         docker_host: config.docker_host.clone(),
         network: config.network.clone(),
@@ -123,8 +124,18 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
         table: Arc::clone(&table),
         ready: Arc::clone(&ready),
         snapshot_changed: Arc::clone(&snapshot_changed),
+        view: Arc::clone(&discovery_view),
     };
     server.add_service(background_service("discovery", discovery));
+    let recent = Arc::new(crate::ui::stats::Recent::default());
+    if config.metrics {
+        server.add_service(background_service(
+            "web UI traffic samples",
+            crate::ui::stats::Sampler {
+                recent: Arc::clone(&recent),
+            },
+        ));
+    }
 
     server.add_service(background_service(
         "restore saved scales",
@@ -173,6 +184,17 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
                 max_unpacked: config.max_upload_bytes.saturating_mul(5),
                 max_entries: 100_000,
             },
+        },
+        crate::ui::Ui {
+            sessions: Default::default(),
+            pages: crate::ui::pages::Pages::new().expect("the embedded templates compile"),
+            recent,
+            discovery: discovery_view,
+            table: Arc::clone(&table),
+            started: std::time::Instant::now(),
+            started_at: std::time::SystemTime::now(),
+            config: config.shown(),
+            metrics_on: config.metrics,
         },
     );
     let gateway = Gateway {

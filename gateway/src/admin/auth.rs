@@ -87,6 +87,29 @@ impl Auth {
         let Some(password) = authorization.and_then(basic_password) else {
             return Verdict::Denied;
         };
+        self.judge(password, client).await
+    }
+
+    /// Checks a password typed into the web UI's login form, under the same limit as the API's
+    /// basic auth (one count per client for both).
+    pub async fn check_password(&self, password: &str, client: Option<IpAddr>) -> Verdict {
+        if matches!(self.secret, Secret::None) {
+            return Verdict::NotConfigured;
+        }
+        if let Some(ip) = client
+            && let Err(wait) = self.limiter.begin(ip, Instant::now())
+        {
+            return Verdict::Limited(wait);
+        }
+        self.judge(password.to_string(), client).await
+    }
+
+    /// Whether a password is configured at all.
+    pub fn is_configured(&self) -> bool {
+        !matches!(self.secret, Secret::None)
+    }
+
+    async fn judge(&self, password: String, client: Option<IpAddr>) -> Verdict {
         if self.verify(password).await {
             if let Some(ip) = client {
                 self.limiter.succeeded(ip);

@@ -1,4 +1,5 @@
-//! The admin API under `/admin/api/`: what `faaso` uses in remote mode. Every request is
+//! The admin API under `/admin/api/`: what `faaso` uses in remote mode (the rest of `/admin/`
+//! is the web UI, [`crate::ui`]). Every request is
 //! authenticated ([`auth`], failures limited by [`limiter`]) and logged (target
 //! `faaso::admin`); operations run through the same `faaso` library code as the CLI's
 //! local mode; long ones stream NDJSON ([`stream`]); build contexts arrive as `.tar.gz`
@@ -59,29 +60,31 @@ pub struct AdminSettings {
     pub keep_releases: usize,
 }
 
-/// The admin API.
+/// The admin API and the web UI.
 pub struct Admin {
     pub auth: Auth,
     pub settings: AdminSettings,
+    pub ui: crate::ui::Ui,
     /// Build slots (`max_concurrent_builds`).
     builds: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Admin {
-    pub fn new(auth: Auth, settings: AdminSettings) -> Admin {
+    pub fn new(auth: Auth, settings: AdminSettings, ui: crate::ui::Ui) -> Admin {
         let builds = tokio::sync::Semaphore::new(settings.max_concurrent_builds.max(1));
         Admin {
             auth,
             settings,
+            ui,
             builds: std::sync::Arc::new(builds),
         }
     }
 }
 
 /// A request answered with an error before any streaming.
-struct Reject {
-    status: u16,
-    message: String,
+pub(crate) struct Reject {
+    pub(crate) status: u16,
+    pub(crate) message: String,
 }
 
 fn reject(status: u16, message: impl Into<String>) -> Reject {
@@ -113,13 +116,7 @@ impl Admin {
             &self.settings.trusted_proxies,
         );
         let Some(rest) = path.strip_prefix("/admin/api/") else {
-            return write_json(
-                session,
-                404,
-                error_body("not found; the admin API is under /admin/api/", None),
-                &[],
-            )
-            .await;
+            return crate::ui::handle(self, session, client).await;
         };
         let authorization = header
             .headers
@@ -478,7 +475,7 @@ impl Admin {
         .map_err(|e| reject(500, e.to_string()))
     }
 
-    async fn docker(&self) -> std::result::Result<bollard::Docker, Reject> {
+    pub(crate) async fn docker(&self) -> std::result::Result<bollard::Docker, Reject> {
         faaso::docker::connect_to(self.settings.docker_host.as_deref())
             .await
             .map_err(|e| reject(503, e.to_string()))
@@ -494,7 +491,7 @@ impl Admin {
         Ok(lifecycle)
     }
 
-    async fn lifecycle(&self) -> std::result::Result<Lifecycle, Reject> {
+    pub(crate) async fn lifecycle(&self) -> std::result::Result<Lifecycle, Reject> {
         let mut lifecycle = Lifecycle::new(
             self.docker().await?,
             StateDir::new(&self.settings.state_dir),
@@ -504,7 +501,7 @@ impl Admin {
         Ok(lifecycle)
     }
 
-    fn secrets(&self) -> SecretsDir {
+    pub(crate) fn secrets(&self) -> SecretsDir {
         SecretsDir::new(&self.settings.secrets_dir)
     }
 }
@@ -567,7 +564,7 @@ async fn respond(
         .map_err(|e| reject(500, e.to_string()))
 }
 
-async fn read_small_body(session: &mut Session) -> std::result::Result<Vec<u8>, Reject> {
+pub(crate) async fn read_small_body(session: &mut Session) -> std::result::Result<Vec<u8>, Reject> {
     let mut body = Vec::new();
     while let Some(chunk) = session
         .read_request_body()
@@ -586,7 +583,7 @@ async fn read_small_body(session: &mut Session) -> std::result::Result<Vec<u8>, 
 }
 
 /// A query parameter's value, percent-decoded (`form_urlencoded`).
-fn query_param(query: &str, name: &str) -> Option<String> {
+pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
     form_urlencoded::parse(query.as_bytes())
         .find(|(key, _)| key == name)
         .map(|(_, value)| value.into_owned())

@@ -1,7 +1,7 @@
-//! Streamed results: NDJSON, one object per line, flushed as it happens.
+//! Streamed results, flushed line by line as they happen. The API speaks NDJSON ([`Ndjson`]):
 //! `{"log": "..."}` (or `{"instance": ..., "log": ...}` for logs) lines, then exactly one
 //! `{"ok": true}` or `{"error": "..."}` line, so a failure after the headers went out is still
-//! unambiguous.
+//! unambiguous. The web UI streams the same lines as HTML through its own [`Encoding`].
 //!
 //! The operation runs as a task of its own and hands its lines over a bounded channel: a client
 //! that reads slowly cannot make the gateway buffer without bound (lines that do not fit are
@@ -60,7 +60,49 @@ impl Out {
     }
 }
 
-/// Runs `operation`, streaming its lines and its outcome to the client.
+/// How a streamed result is written: its content type, what comes before the first line, each
+/// line, and the outcome that ends it.
+pub trait Encoding: Sync {
+    fn content_type(&self) -> &'static str;
+    /// Extra response headers.
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+    fn start(&self) -> Vec<u8> {
+        Vec::new()
+    }
+    fn line(&self, line: &Line) -> Vec<u8>;
+    fn end(&self, outcome: std::result::Result<(), String>) -> Vec<u8>;
+}
+
+/// The admin API's NDJSON.
+pub struct Ndjson;
+
+impl Encoding for Ndjson {
+    fn content_type(&self) -> &'static str {
+        "application/x-ndjson"
+    }
+
+    fn line(&self, line: &Line) -> Vec<u8> {
+        let value = match line {
+            Line::Plain(text) => serde_json::json!({ "log": text }),
+            Line::Log { instance, line } => {
+                serde_json::json!({ "instance": instance, "log": line })
+            }
+        };
+        format!("{value}\n").into_bytes()
+    }
+
+    fn end(&self, outcome: std::result::Result<(), String>) -> Vec<u8> {
+        let value = match outcome {
+            Ok(()) => serde_json::json!({ "ok": true }),
+            Err(message) => serde_json::json!({ "error": message }),
+        };
+        format!("{value}\n").into_bytes()
+    }
+}
+
+/// Runs `operation`, streaming its lines and its outcome to the client as NDJSON.
 pub async fn stream_operation<F, Fut>(
     session: &mut Session,
     when_client_leaves: WhenClientLeaves,
@@ -70,13 +112,37 @@ where
     F: FnOnce(Out) -> Fut + Send + 'static,
     Fut: Future<Output = std::result::Result<(), String>> + Send + 'static,
 {
-    let mut header = ResponseHeader::build(200, Some(3))?;
-    header.insert_header("Content-Type", "application/x-ndjson")?;
+    stream_encoded(session, &Ndjson, when_client_leaves, operation).await
+}
+
+/// Runs `operation`, streaming its lines and its outcome to the client in `encoding`.
+pub async fn stream_encoded<F, Fut>(
+    session: &mut Session,
+    encoding: &dyn Encoding,
+    when_client_leaves: WhenClientLeaves,
+    operation: F,
+) -> Result<()>
+where
+    F: FnOnce(Out) -> Fut + Send + 'static,
+    Fut: Future<Output = std::result::Result<(), String>> + Send + 'static,
+{
+    let extra = encoding.headers();
+    let mut header = ResponseHeader::build(200, Some(3 + extra.len()))?;
+    header.insert_header("Content-Type", encoding.content_type())?;
     header.insert_header("Cache-Control", "no-store")?;
     header.insert_header("Transfer-Encoding", "chunked")?;
+    for (name, value) in extra {
+        header.insert_header(name, value)?;
+    }
     session
         .write_response_header(Box::new(header), false)
         .await?;
+    let start = encoding.start();
+    if !start.is_empty() {
+        session
+            .write_response_body(Some(Bytes::from(start)), false)
+            .await?;
+    }
 
     let (sender, mut receiver) = mpsc::channel(BUFFERED_LINES);
     let dropped = Arc::new(AtomicU64::new(0));
@@ -99,11 +165,11 @@ where
         let skipped = dropped.swap(0, Ordering::Relaxed);
         let mut chunk = Vec::new();
         if skipped > 0 {
-            chunk.extend_from_slice(&encode(&Line::Plain(format!(
+            chunk.extend_from_slice(&encoding.line(&Line::Plain(format!(
                 "({skipped} lines dropped: the client reads too slowly)"
             ))));
         }
-        chunk.extend_from_slice(&encode(&line));
+        chunk.extend_from_slice(&encoding.line(&line));
         if let Err(err) = session
             .write_response_body(Some(Bytes::from(chunk)), false)
             .await
@@ -135,19 +201,10 @@ where
         return Ok(());
     }
     let outcome = match task.await {
-        Ok(Ok(())) => serde_json::json!({ "ok": true }),
-        Ok(Err(message)) => serde_json::json!({ "error": message }),
-        Err(err) => serde_json::json!({ "error": format!("the operation failed: {err}") }),
+        Ok(outcome) => outcome,
+        Err(err) => Err(format!("the operation failed: {err}")),
     };
     session
-        .write_response_body(Some(Bytes::from(format!("{outcome}\n"))), true)
+        .write_response_body(Some(Bytes::from(encoding.end(outcome))), true)
         .await
-}
-
-fn encode(line: &Line) -> Vec<u8> {
-    let value = match line {
-        Line::Plain(text) => serde_json::json!({ "log": text }),
-        Line::Log { instance, line } => serde_json::json!({ "instance": instance, "log": line }),
-    };
-    format!("{value}\n").into_bytes()
 }
