@@ -11,3 +11,4 @@ mod metrics;
 mod network;
 mod routing;
 mod smoke;
+mod ui;

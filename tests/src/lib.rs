@@ -5,6 +5,7 @@
 //!   [`docker::Cleanup`], which removes what a test created even when it panics.
 //! - [`testfunko`]: builds the test funko as a static executable and packages it `FROM scratch`
 //!   into an image (no registry is reachable, so every image a test needs is made here).
+//! - [`browser`]: a headless Chromium driven over WebDriver, for the web UI's tests.
 //! - [`bins`]: finds the workspace's built binaries (`faaso-gateway`, `faaso`).
 //! - [`cli`]: runs `faaso` with private state and secrets folders.
 //! - [`gateway`]: starts a `faaso-gateway` process on free ports with a private config.
@@ -16,6 +17,7 @@
 //! - [`tls`]: a private CA, certificates, and a TLS front for tests.
 
 pub mod bins;
+pub mod browser;
 pub mod cli;
 pub mod docker;
 pub mod gateway;

@@ -115,7 +115,7 @@ pub fn overview(
                     format_rate(s.rate),
                     s.error_share.map_or("–".to_string(), format_share),
                     s.p99.map_or("–".to_string(), format_seconds),
-                    sparkline(&s.rates, 100.0, 20.0),
+                    sparkline(&s.rates, super::stats::KEPT - 1, 100.0, 20.0),
                     format_rate(s.rates.iter().copied().fold(0.0, f64::max)),
                 ),
                 None => (
@@ -311,7 +311,10 @@ mod tests {
         assert!(html.contains(r#"<tr data-funko="hello">"#), "{html}");
         assert!(html.contains("2 running"), "{html}");
         assert!(html.contains("12.3") && html.contains("2.0 %") && html.contains("12 ms"));
-        assert!(html.contains(r#"<polyline points="0.0,13.7 50.0,7.3 100.0,1.0"/>"#), "{html}");
+        assert!(
+            html.contains(r#"<polyline points="96.6,13.7 98.3,7.3 100.0,1.0"/>"#),
+            "{html}"
+        );
         assert!(html.contains("out of date") && html.contains("current"));
         assert!(!html.contains("<script>alert"), "escaped: {html}");
         assert!(html.contains("&lt;script&gt;"));

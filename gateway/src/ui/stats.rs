@@ -57,16 +57,37 @@ pub struct Recent {
     /// Upper bounds of the duration histogram's buckets (without `+Inf`).
     bounds: Mutex<Vec<f64>>,
     funkos: Mutex<HashMap<String, VecDeque<Sample>>>,
+    /// When the last sample was taken.
+    last_at: Mutex<Option<Instant>>,
 }
 
 impl Recent {
     /// Records one sample of every funko's counters; funkos no longer counted are forgotten.
     pub fn record(&self, at: Instant, bounds: Vec<f64>, counts: HashMap<String, Counts>) {
         *self.bounds.lock().unwrap_or_else(|p| p.into_inner()) = bounds;
+        let previous = self
+            .last_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(at);
         let mut funkos = self.funkos.lock().unwrap_or_else(|p| p.into_inner());
         funkos.retain(|name, _| counts.contains_key(name));
         for (name, counts) in counts {
             let samples = funkos.entry(name).or_default();
+            // A funko's series begin at zero with its first request: one that was not there at
+            // the last sample counted from zero since then.
+            if samples.is_empty()
+                && let Some(previous) = previous
+            {
+                samples.push_back(Sample {
+                    at: previous,
+                    counts: Counts {
+                        requests: 0,
+                        errors: 0,
+                        buckets: vec![0; counts.buckets.len()],
+                    },
+                });
+            }
             // Counters that went back (the series was removed and made again) start over.
             if samples
                 .back()
@@ -159,15 +180,19 @@ pub fn quantile(q: f64, bounds: &[f64], cumulative: &[u64], total: u64) -> Optio
     bounds.last().copied()
 }
 
-/// The points of an SVG polyline drawing `values` in a `width` x `height` box (the highest value
-/// at the top; all zero is a flat line at the bottom).
-pub fn sparkline(values: &[f64], width: f64, height: f64) -> String {
+/// The points of an SVG polyline drawing `values` in a `width` x `height` box of `slots` evenly
+/// spaced places, the newest value at the right edge (so a funko seen for a minute fills the
+/// right fifth of a five-minute line). The highest value touches the top; all zero is a flat
+/// line at the bottom.
+pub fn sparkline(values: &[f64], slots: usize, width: f64, height: f64) -> String {
+    let slots = slots.max(values.len());
     let max = values.iter().copied().fold(0.0, f64::max);
-    let step = if values.len() > 1 {
-        width / (values.len() - 1) as f64
+    let step = if slots > 1 {
+        width / (slots - 1) as f64
     } else {
         0.0
     };
+    let first = (slots - values.len()) as f64;
     let mut points = String::with_capacity(values.len() * 12);
     for (i, value) in values.iter().enumerate() {
         let y = if max > 0.0 {
@@ -178,7 +203,7 @@ pub fn sparkline(values: &[f64], width: f64, height: f64) -> String {
         if i > 0 {
             points.push(' ');
         }
-        points.push_str(&format!("{:.1},{:.1}", i as f64 * step, y));
+        points.push_str(&format!("{:.1},{:.1}", (first + i as f64) * step, y));
     }
     points
 }
@@ -312,6 +337,17 @@ mod tests {
     }
 
     #[test]
+    fn a_funko_that_appears_between_samples_counts_from_zero() {
+        let recent = Recent::default();
+        let start = Instant::now();
+        recent.record(start, vec![1.0], HashMap::new());
+        recent.record(start + SAMPLE_EVERY, vec![1.0], counts(50, 5, &[50]));
+        let summary = recent.summary("hello").unwrap();
+        assert!((summary.rate - 10.0).abs() < 1e-9, "{summary:?}");
+        assert_eq!(summary.error_share, Some(0.1));
+    }
+
+    #[test]
     fn counters_that_went_back_start_over() {
         let recent = Recent::default();
         let start = Instant::now();
@@ -333,8 +369,10 @@ mod tests {
 
     #[test]
     fn sparklines_fit_their_box() {
-        assert_eq!(sparkline(&[0.0, 0.0], 10.0, 5.0), "0.0,5.0 10.0,5.0");
-        assert_eq!(sparkline(&[1.0, 2.0], 10.0, 5.0), "0.0,3.0 10.0,1.0");
-        assert_eq!(sparkline(&[], 10.0, 5.0), "");
+        assert_eq!(sparkline(&[0.0, 0.0], 2, 10.0, 5.0), "0.0,5.0 10.0,5.0");
+        assert_eq!(sparkline(&[1.0, 2.0], 2, 10.0, 5.0), "0.0,3.0 10.0,1.0");
+        assert_eq!(sparkline(&[], 2, 10.0, 5.0), "");
+        // Two values of five slots sit at the right end.
+        assert_eq!(sparkline(&[1.0, 1.0], 5, 10.0, 5.0), "7.5,1.0 10.0,1.0");
     }
 }
