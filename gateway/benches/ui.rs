@@ -74,7 +74,9 @@ fn lists() -> (Vec<ContainerSummary>, Vec<ImageSummary>) {
 fn recent() -> Recent {
     let recent = Recent::default();
     let start = Instant::now();
-    let bounds: Vec<f64> = vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+    let bounds: Vec<f64> = vec![
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
     for s in 0..KEPT as u64 {
         let counts: HashMap<String, Counts> = (0..FUNKOS as u64)
             .map(|f| {
