@@ -116,7 +116,37 @@ impl BuildContext {
         if !context.entries.contains_key("Dockerfile") {
             return Err(ContextError::NoDockerfile);
         }
+        context.add_setting_labels(&spec.settings)?;
         Ok(context)
+    }
+
+    /// Appends the funko's `scaling:` and `limits:` to the Dockerfile as `LABEL`s of the final
+    /// image, so that a local and an uploaded build label the image alike, and `docker inspect`
+    /// shows where they came from.
+    fn add_setting_labels(
+        &mut self,
+        settings: &crate::settings::Settings,
+    ) -> Result<(), ContextError> {
+        let labels = settings.to_labels();
+        if labels.is_empty() {
+            return Ok(());
+        }
+        let mut data = match self.entries.get("Dockerfile") {
+            Some(Entry::File { data, .. }) => data.clone(),
+            Some(Entry::OnDisk { path, .. }) => std::fs::read(path).map_err(io_error(path))?,
+            _ => return Err(ContextError::NoDockerfile),
+        };
+        if !data.ends_with(b"\n") {
+            data.push(b'\n');
+        }
+        data.extend_from_slice(b"# scaling: and limits: from funko.yml\nLABEL");
+        for (label, value) in labels {
+            data.extend_from_slice(format!(" {label}=\"{value}\"").as_bytes());
+        }
+        data.push(b'\n');
+        self.entries
+            .insert("Dockerfile".to_string(), Entry::File { data, mode: 0o644 });
+        Ok(())
     }
 
     /// Checks what must hold for the image to start, before anything is built: files that the
@@ -452,6 +482,29 @@ mod tests {
     fn funko(dir: &Path, yml: &str) -> FunkoSpec {
         std::fs::write(dir.join("funko.yml"), yml).unwrap();
         FunkoSpec::load(dir).unwrap()
+    }
+
+    #[test]
+    fn settings_become_labels_of_the_final_image() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY x /x").unwrap();
+        let spec = funko(
+            dir.path(),
+            "name: hello\nscaling: {min: 0, max: 2}\nlimits: {timeout: 5s}\n",
+        );
+        let context = BuildContext::assemble(&spec).unwrap();
+        let dockerfile = String::from_utf8(context.file("Dockerfile").unwrap().to_vec()).unwrap();
+        assert_eq!(
+            dockerfile,
+            "FROM scratch\nCOPY x /x\n# scaling: and limits: from funko.yml\n\
+             LABEL faaso.scale.min=\"0\" faaso.scale.max=\"2\" faaso.limits.timeout=\"5s\"\n"
+        );
+        let plain = funko(dir.path(), "name: hello\n");
+        let context = BuildContext::assemble(&plain).unwrap();
+        assert_eq!(
+            &*context.file("Dockerfile").unwrap(),
+            b"FROM scratch\nCOPY x /x"
+        );
     }
 
     #[test]

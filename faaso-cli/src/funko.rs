@@ -5,7 +5,11 @@
 //! name: hello
 //! runtime: flask          # a built-in runtime, or a path; absent = the folder is a build context
 //! options: {}             # runtime-defined, checked against the runtime's options.yml
+//! scaling: {min: 0, max: 3}           # per-funko settings, written as image labels
+//! limits: {timeout: 30s, max_body: 1MiB}
 //! ```
+//!
+//! `scaling:` and `limits:` are described in [`crate::settings`].
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +30,8 @@ pub struct FunkoSpec {
     pub runtime: Option<String>,
     /// The runtime options, as a mapping (empty when absent).
     pub options: serde_yaml::Mapping,
+    /// `scaling:` and `limits:`, which `faaso build` writes as image labels.
+    pub settings: crate::settings::Settings,
 }
 
 /// Why a funko folder cannot be used.
@@ -66,6 +72,10 @@ struct RawSpec {
     runtime: Option<String>,
     #[serde(default)]
     options: Option<serde_yaml::Value>,
+    #[serde(default)]
+    scaling: Option<serde_yaml::Value>,
+    #[serde(default)]
+    limits: Option<serde_yaml::Value>,
 }
 
 impl FunkoSpec {
@@ -129,11 +139,37 @@ impl FunkoSpec {
             }
         };
         let runtime = raw.runtime.filter(|r| !r.trim().is_empty());
+        let mut sections = Vec::new();
+        for (key, value) in [("scaling", &raw.scaling), ("limits", &raw.limits)] {
+            sections.push(match value {
+                None | Some(serde_yaml::Value::Null) => None,
+                Some(serde_yaml::Value::Mapping(mapping)) => Some(mapping),
+                Some(_) => {
+                    return Err(FunkoError::Yaml {
+                        path: path.to_path_buf(),
+                        line: line_of(text, key),
+                        column: 1,
+                        message: format!("{key} must be a mapping of settings to values"),
+                    });
+                }
+            });
+        }
+        let settings =
+            crate::settings::Settings::from_sections(sections[0], sections[1]).map_err(|err| {
+                let section = err.name.split('.').next().unwrap_or_default();
+                FunkoError::Yaml {
+                    path: path.to_path_buf(),
+                    line: line_of(text, section),
+                    column: 1,
+                    message: err.to_string(),
+                }
+            })?;
         Ok(FunkoSpec {
             folder: folder.to_path_buf(),
             name: raw.name,
             runtime,
             options,
+            settings,
         })
     }
 }
@@ -162,6 +198,31 @@ mod tests {
         let bare = parse("name: bare\n").unwrap();
         assert_eq!(bare.runtime, None);
         assert!(bare.options.is_empty());
+    }
+
+    #[test]
+    fn scaling_and_limits_are_read_and_checked() {
+        let spec =
+            parse("name: hello\nscaling:\n  min: 0\n  max: 3\nlimits:\n  timeout: 5s\n").unwrap();
+        assert_eq!(spec.settings.scale_min, Some(0));
+        assert_eq!(spec.settings.scale_max, Some(3));
+        assert_eq!(
+            spec.settings.timeout,
+            Some(std::time::Duration::from_secs(5))
+        );
+        assert_eq!(parse("name: hello\n").unwrap().settings, Default::default());
+        let err = parse("name: hello\nlimits:\n  timeout: soon\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("f/funko.yml:2:1: limits.timeout: expected a duration"),
+            "{err}"
+        );
+        let err = parse("name: hello\nscaling: 3\n").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "f/funko.yml:2:1: scaling must be a mapping of settings to values"
+        );
     }
 
     #[test]

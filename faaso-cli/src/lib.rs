@@ -16,6 +16,8 @@
 //! - [`deploy`]: zero-downtime rollout of the newest image, and rollback.
 //! - [`releases`]: a funko's release tags, and pruning the old ones.
 //! - [`status`]: funkos, instances and images as data (table or JSON).
+//! - [`settings`]: per-funko scaling and limits, as `funko.yml` sections and Docker labels.
+//! - [`units`]: durations and sizes as people write them.
 //! - [`logs`]: the merged logs of a funko's instances.
 //! - [`files`]: whole-or-nothing private writes, modes, private folders, `is_root`.
 //! - [`secrets`]: secret files per funko, mounted at `/secrets`.
@@ -52,8 +54,10 @@ pub mod render;
 pub mod runtime;
 pub mod scaffold;
 pub mod secrets;
+pub mod settings;
 pub mod state;
 pub mod status;
+pub mod units;
 
 /// The version of this crate, shown by `faaso version` and the gateway's admin API.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -458,43 +458,7 @@ fn parse_bool(value: &str) -> Result<bool, String> {
     }
 }
 
-/// Parses `250ms`, `2s`, `1m`, `1h`, or a bare number of seconds.
-pub fn parse_duration(value: &str) -> Result<Duration, String> {
-    let err = || format!("expected a duration like 500ms, 2s, 1m or 1h, got {value:?}");
-    let value = value.trim();
-    let split = value
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(value.len());
-    let (number, unit) = value.split_at(split);
-    let number: f64 = number.parse().map_err(|_| err())?;
-    let seconds = match unit.trim() {
-        "ms" => number / 1000.0,
-        "" | "s" => number,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => return Err(err()),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| err())
-}
-
-/// Parses a byte count: a plain number, or with `KiB`, `MiB`, `GiB` (or `K`, `M`, `G`, `KB`, ...).
-pub fn parse_bytes(value: &str) -> Result<u64, String> {
-    let err = || format!("expected a size like 1048576, 512KiB or 10MiB, got {value:?}");
-    let value = value.trim();
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(value.len());
-    let (number, unit) = value.split_at(split);
-    let number: u64 = number.parse().map_err(|_| err())?;
-    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(err()),
-    };
-    number.checked_mul(multiplier).ok_or_else(err)
-}
+pub use faaso::units::{parse_bytes, parse_duration};
 
 #[cfg(test)]
 mod tests {

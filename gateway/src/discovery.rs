@@ -265,6 +265,13 @@ impl Discovery {
                 timeouts: self.timeouts,
             },
         );
+        for funko in table.funkos() {
+            let before = previous.get(&funko.name).map(|f| &f.setting_errors);
+            if !funko.setting_errors.is_empty() && before != Some(&funko.setting_errors) {
+                let errors = funko.setting_errors.join("; ");
+                tracing::warn!(funko = %funko.name, %errors, "discovery: labels that cannot be read are left at their defaults");
+            }
+        }
         if let Some(metrics) = crate::metrics::if_enabled() {
             metrics.publish_instances(&table);
             metrics.resyncs.inc();

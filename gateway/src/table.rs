@@ -21,6 +21,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
 use faaso::conventions::{instance_port, parse_instance_name};
+use faaso::settings::{SettingError, Settings};
 use http::HeaderValue;
 use pingora::upstreams::peer::HttpPeer;
 
@@ -53,6 +54,10 @@ pub struct Funko<S> {
     pub stats: Arc<S>,
     /// `X-Forwarded-Prefix` values, made once: `/funko/<name>` and `/faaso/<name>`.
     pub forwarded_prefix: [HeaderValue; 2],
+    /// Its largest request body (`faaso.limits.max_body`), when it sets one.
+    pub max_body: Option<u64>,
+    /// Its settings labels that could not be read (left at their defaults).
+    pub setting_errors: Vec<String>,
 }
 
 impl<S> Funko<S> {
@@ -69,6 +74,8 @@ impl<S> Funko<S> {
             instances,
             stats,
             forwarded_prefix: [prefix("funko"), prefix("faaso")],
+            max_body: None,
+            setting_errors: Vec::new(),
         }
     }
 }
@@ -280,6 +287,9 @@ pub fn build<S>(containers: &[ContainerSummary], input: &BuildInput<'_, S>) -> R
         .map(|i| (i.id.as_str(), &i.state))
         .collect();
     let mut instances: HashMap<&str, Vec<Arc<Instance>>> = HashMap::new();
+    // Each funko's settings, from the labels of its newest running container (Docker merges
+    // the image's labels with the container's own).
+    let mut settings: HashMap<&str, (i64, Settings, Vec<SettingError>)> = HashMap::new();
     for name in input.image_funkos {
         instances.entry(name.as_str()).or_default();
     }
@@ -290,6 +300,14 @@ pub fn build<S>(containers: &[ContainerSummary], input: &BuildInput<'_, S>) -> R
         let list = instances.entry(funko).or_default();
         if let Some(instance) = instance {
             list.push(Arc::new(instance));
+            let created = container.created.unwrap_or_default();
+            if settings
+                .get(funko)
+                .is_none_or(|(newest, _, _)| created > *newest)
+            {
+                let (read, errors) = Settings::from_labels(container.labels.as_ref());
+                settings.insert(funko, (created, read, errors));
+            }
         }
     }
     let funkos = instances
@@ -301,10 +319,12 @@ pub fn build<S>(containers: &[ContainerSummary], input: &BuildInput<'_, S>) -> R
                 Some(previous) => Arc::clone(&previous.stats),
                 None => Arc::new((input.new_stats)(name)),
             };
-            (
-                Box::from(name),
-                Arc::new(Funko::new(name, instances, stats)),
-            )
+            let mut funko = Funko::new(name, instances, stats);
+            if let Some((_, read, errors)) = settings.remove(name) {
+                funko.max_body = read.max_body;
+                funko.setting_errors = errors.iter().map(ToString::to_string).collect();
+            }
+            (Box::from(name), Arc::new(funko))
         })
         .collect();
     RouteTable { funkos }
@@ -331,13 +351,18 @@ fn instance_of<'c, S>(
         .get(id)
         .map(|state| Arc::clone(state))
         .unwrap_or_default();
+    let mut timeouts = input.timeouts;
+    // The funko's own upstream timeout (`faaso.limits.timeout`) replaces `read_timeout`.
+    if let Some(timeout) = Settings::from_labels(container.labels.as_ref()).0.timeout {
+        timeouts.read = timeout;
+    }
     let mut instance = Instance::new(
         id.to_string(),
         container_name.trim_start_matches('/').to_string(),
         SocketAddr::new(ip, port),
         docker_health(container.status.as_deref().unwrap_or("")),
         state,
-        input.timeouts,
+        timeouts,
     );
     instance.active_checks = faaso::conventions::active_checks(container.labels.as_ref());
     Some((parsed.funko, Some(instance)))
@@ -418,6 +443,53 @@ pub(crate) mod tests {
     }
 
     use ContainerSummaryStateEnum::{EXITED, RUNNING};
+
+    #[test]
+    fn a_funkos_labels_set_its_timeout_and_body_limit() {
+        let mut limited = container(
+            "l1",
+            "faaso-slow-aaaaaa",
+            RUNNING,
+            &[("faaso-net", "10.0.0.9")],
+            "Up 1 minute",
+        );
+        limited.labels = Some(
+            [
+                ("faaso.limits.timeout".to_string(), "1500ms".to_string()),
+                ("faaso.limits.max_body".to_string(), "1KiB".to_string()),
+                ("faaso.scale.max".to_string(), "lots".to_string()),
+            ]
+            .into(),
+        );
+        let plain = container(
+            "p1",
+            "faaso-plain-bbbbbb",
+            RUNNING,
+            &[("faaso-net", "10.0.0.8")],
+            "Up 1 minute",
+        );
+        let table = build_simple(&[limited, plain], &RouteTable::default());
+        let slow = table.get("slow").unwrap();
+        assert_eq!(slow.instances[0].timeouts.read, Duration::from_millis(1500));
+        assert_eq!(
+            slow.instances[0].peer.options.read_timeout,
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(slow.max_body, Some(1024));
+        assert_eq!(slow.setting_errors.len(), 1);
+        assert!(
+            slow.setting_errors[0].starts_with("faaso.scale.max:"),
+            "{:?}",
+            slow.setting_errors
+        );
+        let plain = table.get("plain").unwrap();
+        assert_eq!(
+            plain.instances[0].timeouts.read,
+            PeerTimeouts::default().read
+        );
+        assert_eq!(plain.max_body, None);
+        assert!(plain.setting_errors.is_empty());
+    }
 
     #[test]
     fn containers_become_instances_by_convention() {

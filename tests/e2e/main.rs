@@ -7,6 +7,7 @@ mod container;
 mod exchange;
 mod funkos;
 mod lifecycle;
+mod limits;
 mod metrics;
 mod network;
 mod routing;

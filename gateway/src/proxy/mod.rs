@@ -142,6 +142,14 @@ impl RequestCtx {
         self.funko.as_deref().map(|f| &*f.name)
     }
 
+    /// The largest request body this request may have: its funko's limit, else the gateway's.
+    fn max_body(&self, gateway_limit: u64) -> u64 {
+        self.funko
+            .as_deref()
+            .and_then(|f| f.max_body)
+            .unwrap_or(gateway_limit)
+    }
+
     /// What the instance is told about this request (request_filter routed it).
     fn forwarding(&self, session: &Session) -> headers::Forwarding<'_> {
         headers::Forwarding {
@@ -278,7 +286,7 @@ impl ProxyHttp for Gateway {
                 .ok()
                 .and_then(|l| l.trim().parse::<u64>().ok())
                 .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(400), "bad Content-Length"))?;
-            if length > self.settings.max_body_bytes {
+            if length > ctx.max_body(self.settings.max_body_bytes) {
                 return Err(Error::explain(ErrorType::HTTPStatus(413), "body too large"));
             }
         }
@@ -321,7 +329,7 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         if let Some(chunk) = body {
             ctx.body_bytes += chunk.len() as u64;
-            if ctx.body_bytes > self.settings.max_body_bytes {
+            if ctx.body_bytes > ctx.max_body(self.settings.max_body_bytes) {
                 return Err(Error::explain(ErrorType::HTTPStatus(413), "body too large"));
             }
         }
@@ -426,7 +434,7 @@ impl ProxyHttp for Gateway {
             // The connection is closed after an error (part of a body may be unread): say so,
             // so that clients do not send their next request on it.
             session.set_keepalive(None);
-            let message = errors::message(code, self.settings.max_body_bytes);
+            let message = errors::message(code, ctx.max_body(self.settings.max_body_bytes));
             let body = error_body(&message, ctx.funko_name());
             let mut extra: Vec<(&'static str, &str)> = Vec::with_capacity(2);
             if code == 503 {

@@ -1,0 +1,328 @@
+//! Per-funko settings, scaling and limits, as Docker labels: `faaso build` writes the
+//! `scaling:` and `limits:` sections of `funko.yml` as image labels, a container label of the same
+//! name overrides the image's (Docker merges them into the container's labels), and the gateway
+//! reads them from Docker's lists. So `docker run -l faaso.limits.timeout=5s ...` works too.
+//!
+//! | `funko.yml` | label | default | meaning |
+//! |---|---|---|---|
+//! | `scaling.min` | `faaso.scale.min` | 1 | fewest instances; 0 allows scale to zero |
+//! | `scaling.max` | `faaso.scale.max` | 1 | most instances the gateway may run |
+//! | `scaling.idle_timeout` | `faaso.scale.idle_timeout` | `5m` | no request this long: down to `min` |
+//! | `scaling.target_inflight` | `faaso.scale.target_inflight` | 10 | in-flight requests per instance aimed at |
+//! | `limits.max_inflight` | `faaso.limits.max_inflight` | none | most concurrent requests per instance |
+//! | `limits.queue_timeout` | `faaso.limits.queue_timeout` | `10s` | longest wait for a free slot, then 429 |
+//! | `limits.timeout` | `faaso.limits.timeout` | gateway `read_timeout` | upstream timeout (504) |
+//! | `limits.max_body` | `faaso.limits.max_body` | gateway `max_body_bytes` | largest request body (413) |
+//!
+//! A label that cannot be read is reported (the gateway logs it) and left at its default: one bad
+//! label never takes a funko out of routing.
+//!
+//! The gateway acts on `limits.timeout` and `limits.max_body`; the scaling settings and the
+//! in-flight limit are read and written as labels, and `faaso build` says that they have no
+//! effect yet ([`Settings::not_acted_on`]).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::units::{format_duration, parse_bytes, parse_duration};
+
+pub const SCALE_MIN: &str = "faaso.scale.min";
+pub const SCALE_MAX: &str = "faaso.scale.max";
+pub const IDLE_TIMEOUT: &str = "faaso.scale.idle_timeout";
+pub const TARGET_INFLIGHT: &str = "faaso.scale.target_inflight";
+pub const MAX_INFLIGHT: &str = "faaso.limits.max_inflight";
+pub const QUEUE_TIMEOUT: &str = "faaso.limits.queue_timeout";
+pub const TIMEOUT: &str = "faaso.limits.timeout";
+pub const MAX_BODY: &str = "faaso.limits.max_body";
+
+/// A funko's settings; `None` is "not set" (the default applies).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub scale_min: Option<u32>,
+    pub scale_max: Option<u32>,
+    pub idle_timeout: Option<Duration>,
+    pub target_inflight: Option<u32>,
+    pub max_inflight: Option<u32>,
+    pub queue_timeout: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub max_body: Option<u64>,
+}
+
+/// A setting that cannot be used, naming it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}: {message}")]
+pub struct SettingError {
+    /// The label, or the `funko.yml` key.
+    pub name: String,
+    pub message: String,
+}
+
+/// Every setting: its label, its `funko.yml` section and key.
+const KEYS: &[(&str, &str, &str)] = &[
+    (SCALE_MIN, "scaling", "min"),
+    (SCALE_MAX, "scaling", "max"),
+    (IDLE_TIMEOUT, "scaling", "idle_timeout"),
+    (TARGET_INFLIGHT, "scaling", "target_inflight"),
+    (MAX_INFLIGHT, "limits", "max_inflight"),
+    (QUEUE_TIMEOUT, "limits", "queue_timeout"),
+    (TIMEOUT, "limits", "timeout"),
+    (MAX_BODY, "limits", "max_body"),
+];
+
+impl Settings {
+    /// The settings in a container's (or an image's) labels, and the labels that could not be
+    /// read (left unset).
+    pub fn from_labels(labels: Option<&HashMap<String, String>>) -> (Settings, Vec<SettingError>) {
+        let mut settings = Settings::default();
+        let mut errors = Vec::new();
+        let Some(labels) = labels else {
+            return (settings, errors);
+        };
+        for (label, _, _) in KEYS {
+            if let Some(value) = labels.get(*label)
+                && let Err(message) = settings.set(label, value)
+            {
+                errors.push(SettingError {
+                    name: label.to_string(),
+                    message,
+                });
+            }
+        }
+        if let Err(err) = settings.check() {
+            errors.push(err);
+            settings.scale_max = None;
+        }
+        (settings, errors)
+    }
+
+    /// The labels that carry these settings (only those that are set), in a stable order.
+    pub fn to_labels(&self) -> Vec<(&'static str, String)> {
+        let mut labels = Vec::new();
+        let mut put = |label: &'static str, value: Option<String>| {
+            if let Some(value) = value {
+                labels.push((label, value));
+            }
+        };
+        put(SCALE_MIN, self.scale_min.map(|v| v.to_string()));
+        put(SCALE_MAX, self.scale_max.map(|v| v.to_string()));
+        put(IDLE_TIMEOUT, self.idle_timeout.map(format_duration));
+        put(TARGET_INFLIGHT, self.target_inflight.map(|v| v.to_string()));
+        put(MAX_INFLIGHT, self.max_inflight.map(|v| v.to_string()));
+        put(QUEUE_TIMEOUT, self.queue_timeout.map(format_duration));
+        put(TIMEOUT, self.timeout.map(format_duration));
+        put(MAX_BODY, self.max_body.map(|v| v.to_string()));
+        labels
+    }
+
+    /// Sets one setting, by label, from its text.
+    pub fn set(&mut self, label: &str, value: &str) -> Result<(), String> {
+        let count = |min: u32| {
+            value
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n >= min)
+                .ok_or_else(|| format!("expected a whole number from {min} up, got {value:?}"))
+        };
+        let duration = |allow_zero: bool| {
+            parse_duration(value).and_then(|d| {
+                if d.is_zero() && !allow_zero {
+                    Err(format!("expected a duration above zero, got {value:?}"))
+                } else {
+                    Ok(d)
+                }
+            })
+        };
+        match label {
+            SCALE_MIN => self.scale_min = Some(count(0)?),
+            SCALE_MAX => self.scale_max = Some(count(1)?),
+            IDLE_TIMEOUT => self.idle_timeout = Some(duration(false)?),
+            TARGET_INFLIGHT => self.target_inflight = Some(count(1)?),
+            MAX_INFLIGHT => self.max_inflight = Some(count(1)?),
+            QUEUE_TIMEOUT => self.queue_timeout = Some(duration(true)?),
+            TIMEOUT => self.timeout = Some(duration(false)?),
+            MAX_BODY => self.max_body = Some(parse_bytes(value)?),
+            _ => return Err("not a FaaSO setting".to_string()),
+        }
+        Ok(())
+    }
+
+    /// The `funko.yml` names of the settings that are set here but that the gateway does not
+    /// act on yet (they are still written as labels). The gateway acts on `limits.timeout` and
+    /// `limits.max_body`.
+    pub fn not_acted_on(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        for (set, name) in [
+            (self.scale_min.is_some(), "scaling.min"),
+            (self.scale_max.is_some(), "scaling.max"),
+            (self.idle_timeout.is_some(), "scaling.idle_timeout"),
+            (self.target_inflight.is_some(), "scaling.target_inflight"),
+            (self.max_inflight.is_some(), "limits.max_inflight"),
+            (self.queue_timeout.is_some(), "limits.queue_timeout"),
+        ] {
+            if set {
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    /// Checks the settings against each other: `min` may not be above `max`.
+    pub fn check(&self) -> Result<(), SettingError> {
+        if let (Some(min), Some(max)) = (self.scale_min, self.scale_max)
+            && min > max
+        {
+            return Err(SettingError {
+                name: SCALE_MAX.to_string(),
+                message: format!("{max} is below {SCALE_MIN} ({min})"),
+            });
+        }
+        Ok(())
+    }
+
+    /// The settings of a `funko.yml`'s `scaling:` and `limits:` sections (each a mapping of
+    /// key to value; numbers or text); the error names the key as `section.key`.
+    pub fn from_sections(
+        scaling: Option<&serde_yaml::Mapping>,
+        limits: Option<&serde_yaml::Mapping>,
+    ) -> Result<Settings, SettingError> {
+        let mut settings = Settings::default();
+        for (section_name, section) in [("scaling", scaling), ("limits", limits)] {
+            let Some(section) = section else { continue };
+            for (key, value) in section {
+                let key = key.as_str().unwrap_or_default();
+                let name = format!("{section_name}.{key}");
+                let Some((label, _, _)) = KEYS
+                    .iter()
+                    .find(|(_, section, k)| *section == section_name && *k == key)
+                else {
+                    let known: Vec<&str> = KEYS
+                        .iter()
+                        .filter(|(_, section, _)| *section == section_name)
+                        .map(|(_, _, k)| *k)
+                        .collect();
+                    return Err(SettingError {
+                        name,
+                        message: format!("unknown setting (known: {})", known.join(", ")),
+                    });
+                };
+                let text = match value {
+                    serde_yaml::Value::Number(n) => n.to_string(),
+                    serde_yaml::Value::String(s) => s.clone(),
+                    _ => {
+                        return Err(SettingError {
+                            name,
+                            message: "expected a number or a text like 5s or 1MiB".to_string(),
+                        });
+                    }
+                };
+                settings
+                    .set(label, &text)
+                    .map_err(|message| SettingError { name, message })?;
+            }
+        }
+        settings.check().map_err(|err| SettingError {
+            name: "scaling.max".to_string(),
+            message: err.message.replace(SCALE_MIN, "scaling.min"),
+        })?;
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn labels_round_trip() {
+        let settings = Settings {
+            scale_min: Some(0),
+            scale_max: Some(4),
+            idle_timeout: Some(Duration::from_secs(120)),
+            target_inflight: Some(5),
+            max_inflight: Some(2),
+            queue_timeout: Some(Duration::from_millis(1500)),
+            timeout: Some(Duration::from_secs(30)),
+            max_body: Some(1 << 20),
+        };
+        let written: HashMap<String, String> = settings
+            .to_labels()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        assert_eq!(written[TIMEOUT], "30s");
+        assert_eq!(written[IDLE_TIMEOUT], "2m");
+        assert_eq!(Settings::from_labels(Some(&written)), (settings, vec![]));
+        assert_eq!(
+            Settings::from_labels(None),
+            (Settings::default(), Vec::new())
+        );
+    }
+
+    #[test]
+    fn bad_labels_are_reported_and_left_unset() {
+        let (settings, errors) = Settings::from_labels(Some(&labels(&[
+            (TIMEOUT, "soon"),
+            (MAX_BODY, "1KiB"),
+            (SCALE_MIN, "3"),
+            (SCALE_MAX, "2"),
+            ("other.label", "x"),
+        ])));
+        assert_eq!(settings.timeout, None);
+        assert_eq!(settings.max_body, Some(1024));
+        assert_eq!(settings.scale_min, Some(3));
+        assert_eq!(settings.scale_max, None, "max below min is not used");
+        let names: Vec<&str> = errors.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, [TIMEOUT, SCALE_MAX]);
+        assert!(
+            errors[0]
+                .to_string()
+                .starts_with("faaso.limits.timeout: expected a duration")
+        );
+    }
+
+    #[test]
+    fn funko_yml_sections() {
+        let yaml: serde_yaml::Mapping = serde_yaml::from_str(
+            "scaling: {min: 0, max: 3}\nlimits: {timeout: 5s, max_body: 1MiB}",
+        )
+        .unwrap();
+        let section = |name: &str| yaml.get(name).and_then(|v| v.as_mapping()).cloned();
+        let settings =
+            Settings::from_sections(section("scaling").as_ref(), section("limits").as_ref())
+                .unwrap();
+        assert_eq!(settings.scale_min, Some(0));
+        assert_eq!(settings.scale_max, Some(3));
+        assert_eq!(settings.timeout, Some(Duration::from_secs(5)));
+        assert_eq!(settings.max_body, Some(1 << 20));
+
+        let bad = |scaling: &str, limits: &str| {
+            let scaling: serde_yaml::Mapping = serde_yaml::from_str(scaling).unwrap();
+            let limits: serde_yaml::Mapping = serde_yaml::from_str(limits).unwrap();
+            Settings::from_sections(Some(&scaling), Some(&limits))
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            bad("{mini: 0}", "{}"),
+            "scaling.mini: unknown setting (known: min, max, idle_timeout, target_inflight)"
+        );
+        assert!(
+            bad("{}", "{timeout: 0s}")
+                .starts_with("limits.timeout: expected a duration above zero")
+        );
+        assert!(bad("{max: 0}", "{}").starts_with("scaling.max: expected a whole number from 1"));
+        assert_eq!(
+            bad("{min: 3, max: 2}", "{}"),
+            "scaling.max: 2 is below scaling.min (3)"
+        );
+        assert!(bad("{}", "{max_body: [1]}").starts_with("limits.max_body: expected a number"));
+    }
+}

@@ -1,0 +1,123 @@
+//! Per-funko settings from Docker labels, as `faaso build` writes them from `funko.yml`
+//! (`limits:`) or `docker run -l` sets them: each funko's own upstream timeout and body limit.
+
+use std::time::{Duration, Instant};
+
+use faaso_tests::cli::Faaso;
+use faaso_tests::docker::Cleanup;
+use faaso_tests::gateway::GatewayProcess;
+use faaso_tests::http::{client, wait_for_status};
+use faaso_tests::{require_docker, testfunko, unique_name};
+
+#[tokio::test]
+async fn a_funkos_own_timeout_and_body_limit_apply_to_it_alone() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let gateway = GatewayProcess::start("").await;
+    let faaso = Faaso::in_dir(gateway.dir.path());
+    let limited = unique_name("limited");
+    let plain = unique_name("plain");
+    for (name, instructions) in [
+        (
+            &limited,
+            "LABEL faaso.limits.timeout=\"1s\" faaso.limits.max_body=\"1KiB\"",
+        ),
+        (&plain, "ENV TESTFUNKO_VERSION=1"),
+    ] {
+        let tag = format!("faaso-{name}:latest");
+        testfunko::variant(&docker, &tag, instructions).await;
+        cleanup.image(tag);
+        faaso.ok(&["up", name]);
+        for c in faaso::docker::list_instances(&docker, name).await.unwrap() {
+            cleanup.container(c.id.unwrap_or_default());
+        }
+        wait_for_status(
+            &format!("{}/funko/{name}/ping", gateway.url),
+            200,
+            Duration::from_secs(20),
+        )
+        .await;
+    }
+    let http = client();
+    let get = |funko: &str, path: &str| {
+        let request = http.get(format!("{}/funko/{funko}/{path}", gateway.url));
+        async move {
+            let started = Instant::now();
+            let status = request.send().await.unwrap().status().as_u16();
+            (status, started.elapsed())
+        }
+    };
+    // 1 s for the limited funko: 504 after about a second; the other keeps the gateway's 60 s.
+    let (status, took) = get(&limited, "sleep/2500").await;
+    assert_eq!(status, 504, "after {took:?}");
+    assert!(took < Duration::from_millis(2200), "{took:?}");
+    assert_eq!(get(&limited, "sleep/200").await.0, 200);
+    assert_eq!(get(&plain, "sleep/2500").await.0, 200);
+
+    let post = |funko: &str, bytes: usize| {
+        let request = http
+            .post(format!("{}/funko/{funko}/echo", gateway.url))
+            .body(vec![b'x'; bytes]);
+        async move { request.send().await.unwrap() }
+    };
+    let refused = post(&limited, 2048).await;
+    assert_eq!(refused.status().as_u16(), 413);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("1024 bytes"),
+        "{body}"
+    );
+    assert_eq!(post(&limited, 1000).await.status().as_u16(), 200);
+    assert_eq!(post(&plain, 2048).await.status().as_u16(), 200);
+}
+
+/// `faaso build` writes `scaling:` and `limits:` as image labels, and says which ones the
+/// gateway does not act on yet.
+#[tokio::test]
+async fn funko_yml_settings_become_image_labels() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let base = testfunko::image(&docker).await;
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique_name("labelled");
+    let folder = dir.path().join(&name);
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("Dockerfile"), format!("FROM {base}\n")).unwrap();
+    std::fs::write(
+        folder.join("funko.yml"),
+        format!("name: {name}\nscaling:\n  max: 2\nlimits:\n  timeout: 1500ms\n  max_body: 1MiB\n"),
+    )
+    .unwrap();
+    let faaso = Faaso::in_dir(dir.path());
+    cleanup.image(format!("faaso-{name}:latest"));
+    let out = faaso.run(&["build", folder.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for (_, tag) in faaso::releases::list(&docker, &name).await.unwrap() {
+        cleanup.image(tag);
+    }
+    let warning = stderr
+        .lines()
+        .find(|l| l.starts_with("warning:"))
+        .unwrap_or_else(|| panic!("no warning: {stderr}"));
+    assert!(
+        warning.ends_with(
+            "scaling.max are written as image labels, but the gateway does not act on them yet"
+        ),
+        "{warning}"
+    );
+    let image = docker
+        .inspect_image(&format!("faaso-{name}:latest"))
+        .await
+        .unwrap();
+    let labels = image.config.and_then(|c| c.labels).unwrap_or_default();
+    assert_eq!(
+        labels.get("faaso.limits.timeout").map(String::as_str),
+        Some("1500ms")
+    );
+    assert_eq!(
+        labels.get("faaso.limits.max_body").map(String::as_str),
+        Some("1048576")
+    );
+    assert_eq!(labels.get("faaso.scale.max").map(String::as_str), Some("2"));
+}
