@@ -414,3 +414,72 @@ async fn without_a_password_the_login_page_says_how_to_set_one() {
     );
     assert!(!html.contains("<form method=\"post\" action=\"/admin/login\""));
 }
+
+/// Failed logins through the form and through the API count against one limit per address: the
+/// eleventh try in a minute, whichever way, gets 429 with `Retry-After`.
+#[tokio::test]
+async fn the_login_form_and_the_api_share_one_limit() {
+    let _docker = require_docker!();
+    let gateway = GatewayProcess::start(&format!("password: {PASSWORD}\n")).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form_login = |password: &'static str| {
+        let http = http.clone();
+        let url = format!("{}/admin/login", gateway.url);
+        async move {
+            let page = http.get(&url).send().await.unwrap();
+            let cookie = page.headers()["set-cookie"]
+                .to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_string();
+            let html = page.text().await.unwrap();
+            let marker = r#"name="token" value=""#;
+            let start = html.find(marker).unwrap() + marker.len();
+            let token = html[start..].split('"').next().unwrap().to_string();
+            http.post(&url)
+                .header("Cookie", cookie)
+                .form(&[("token", token.as_str()), ("password", password)])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..5 {
+        let api = http
+            .get(format!("{}/admin/api/version", gateway.url))
+            .basic_auth("admin", Some("guess"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(api.status().as_u16(), 401);
+        assert_eq!(form_login("guess").await.status().as_u16(), 401);
+    }
+    let limited = form_login(PASSWORD).await;
+    assert_eq!(limited.status().as_u16(), 429);
+    let retry: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert!(
+        limited
+            .text()
+            .await
+            .unwrap()
+            .contains("Too many failed logins")
+    );
+    // A login form without its cookie (posted from elsewhere) is refused before any password check.
+    let forged = http
+        .post(format!("{}/admin/login", gateway.url))
+        .form(&[("token", "0"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 403);
+}

@@ -336,7 +336,18 @@ async fn login_page(
     error: Option<String>,
     next: &str,
 ) -> Answer {
-    let mut headers = Vec::new();
+    login_page_with(admin, session, request, status, error, next, Vec::new()).await
+}
+
+async fn login_page_with(
+    admin: &Admin,
+    session: &mut Session,
+    request: &Request,
+    status: u16,
+    error: Option<String>,
+    next: &str,
+    mut headers: Vec<(&'static str, String)>,
+) -> Answer {
     let configured = admin.auth.is_configured();
     let status = if configured { status } else { 503 };
     let login_token = token();
@@ -422,7 +433,8 @@ async fn login(admin: &Admin, session: &mut Session, request: &Request) -> Answe
         Verdict::Limited(seconds) => {
             let error =
                 format!("Too many failed logins from this address; try again in {seconds} s.");
-            login_page(admin, session, request, 429, Some(error), &next).await
+            let retry = vec![("Retry-After", seconds.to_string())];
+            login_page_with(admin, session, request, 429, Some(error), &next, retry).await
         }
         Verdict::NotConfigured => login_page(admin, session, request, 503, None, &next).await,
     }
@@ -817,27 +829,25 @@ async fn secrets_page(
     request: &Request,
     active: &Active,
 ) -> Answer {
-    let listed = admin
-        .secrets()
-        .list(None)
-        .map_err(|e| refuse(500, e.to_string()))?;
-    let mut known: Vec<String> = admin
-        .ui
-        .discovery
-        .listing
-        .load_full()
-        .map(|listing| {
-            faaso::status::statuses(
-                &[],
-                &listing.containers,
-                &listing.images,
-                &StateDir::new(&admin.settings.state_dir),
-                &admin.settings.network,
-            )
-            .map(|statuses| statuses.into_iter().map(|s| s.name).collect())
-            .unwrap_or_default()
-        })
-        .unwrap_or_default();
+    // Folders and state files are read off the worker thread that carries traffic.
+    let secrets = admin.secrets();
+    let listing = admin.ui.discovery.listing.load_full();
+    let state = StateDir::new(&admin.settings.state_dir);
+    let network = admin.settings.network.clone();
+    let (listed, mut known) = tokio::task::spawn_blocking(move || {
+        let listed = secrets.list(None).map_err(|e| e.to_string())?;
+        let known: Vec<String> = listing
+            .map(|listing| {
+                faaso::status::statuses(&[], &listing.containers, &listing.images, &state, &network)
+                    .map(|statuses| statuses.into_iter().map(|s| s.name).collect())
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        Ok::<_, String>((listed, known))
+    })
+    .await
+    .map_err(|e| refuse(500, e.to_string()))?
+    .map_err(|e| refuse(500, e))?;
     for (funko, _) in &listed {
         if !known.contains(funko) {
             known.push(funko.clone());
