@@ -126,8 +126,15 @@ async fn the_admin_ui_in_a_real_browser() {
     browser
         .wait_for_text("#login-error", "Wrong password", Duration::from_secs(10))
         .await;
-    browser.fill("#password", PASSWORD).await;
-    browser.click("button[type=submit]").await;
+    // The keyboard alone: the password field has the focus, Enter submits.
+    let focused = browser
+        .eval("return document.activeElement && document.activeElement.id")
+        .await;
+    assert_eq!(focused, serde_json::json!("password"));
+    let enter = char::from(fantoccini::key::Key::Enter);
+    browser
+        .fill("#password", &format!("{PASSWORD}{enter}"))
+        .await;
     browser
         .wait_for_text("h1", "Funkos", Duration::from_secs(10))
         .await;
