@@ -17,9 +17,8 @@
 //! A label that cannot be read is reported (the gateway logs it) and left at its default: one bad
 //! label never takes a funko out of routing.
 //!
-//! The gateway acts on `limits.timeout` and `limits.max_body`; the scaling settings and the
-//! in-flight limit are read and written as labels, and `faaso build` says that they have no
-//! effect yet ([`Settings::not_acted_on`]).
+//! The gateway acts on every `limits:` setting; the `scaling:` settings are read and written as
+//! labels, and `faaso build` says that they have no effect yet ([`Settings::not_acted_on`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -148,8 +147,8 @@ impl Settings {
     }
 
     /// The `funko.yml` names of the settings that are set here but that the gateway does not
-    /// act on yet (they are still written as labels). The gateway acts on `limits.timeout` and
-    /// `limits.max_body`.
+    /// act on yet (they are still written as labels). The gateway acts on every `limits:`
+    /// setting.
     pub fn not_acted_on(&self) -> Vec<&'static str> {
         let mut names = Vec::new();
         for (set, name) in [
@@ -157,8 +156,6 @@ impl Settings {
             (self.scale_max.is_some(), "scaling.max"),
             (self.idle_timeout.is_some(), "scaling.idle_timeout"),
             (self.target_inflight.is_some(), "scaling.target_inflight"),
-            (self.max_inflight.is_some(), "limits.max_inflight"),
-            (self.queue_timeout.is_some(), "limits.queue_timeout"),
         ] {
             if set {
                 names.push(name);

@@ -72,6 +72,35 @@ pub fn pick(instances: &[Arc<Instance>], tried: Tried) -> Option<usize> {
     Some(if load(b) < load(a) { b } else { a })
 }
 
+/// For a funko with an in-flight limit: reserves a request on the eligible instance with the
+/// fewest in flight, if it has fewer than `cap` (checked and counted in one atomic step, so
+/// racing requests cannot both take the last slot). `None` when every eligible instance is full
+/// (or none is eligible).
+pub fn pick_below(
+    instances: &[Arc<Instance>],
+    tried: Tried,
+    cap: usize,
+) -> Option<(usize, crate::table::InFlight)> {
+    let prefer_ready = instances
+        .iter()
+        .enumerate()
+        .any(|(index, i)| !tried.contains(index) && usable(i, true));
+    // A slot taken by a racer between the look and the reservation: look again.
+    for _ in 0..instances.len().max(1) * 2 {
+        let (index, _) = instances
+            .iter()
+            .enumerate()
+            .filter(|(index, i)| !tried.contains(*index) && usable(i, prefer_ready))
+            .map(|(index, i)| (index, i.state.in_flight()))
+            .filter(|(_, load)| *load < cap)
+            .min_by_key(|(_, load)| *load)?;
+        if let Some(in_flight) = instances[index].state.try_start_below(cap) {
+            return Some((index, in_flight));
+        }
+    }
+    None
+}
+
 /// Whether an instance may get requests; with `ready_only`, only a proven one that Docker
 /// does not call `starting`.
 fn usable(instance: &Instance, ready_only: bool) -> bool {

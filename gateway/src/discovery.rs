@@ -277,7 +277,14 @@ impl Discovery {
             metrics.resyncs.inc();
             crate::metrics::forget_gone(&previous, &table);
         }
-        self.table.store(Arc::new(table));
+        let table = Arc::new(table);
+        self.table.store(Arc::clone(&table));
+        // Requests waiting for a slot look again: an instance may have been added.
+        for funko in table.funkos() {
+            if let Some(gate) = &funko.gate {
+                gate.wake_head();
+            }
+        }
         self.view.listing.store(Some(Arc::new(Listing {
             containers,
             images,

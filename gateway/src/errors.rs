@@ -36,6 +36,9 @@ pub fn message(code: u16, max_body_bytes: u64) -> String {
         400 => "malformed request".to_string(),
         404 => "no such funko".to_string(),
         413 => format!("request body larger than max_body_bytes ({max_body_bytes} bytes)"),
+        429 => {
+            "every instance of this funko is at its max_inflight; the queue timed out".to_string()
+        }
         502 => "cannot reach an instance of this funko".to_string(),
         503 => "no healthy instance of this funko".to_string(),
         504 => "the instance did not answer in time".to_string(),

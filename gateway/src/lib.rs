@@ -10,6 +10,7 @@
 //! - [`table`]: the immutable routing snapshot and per-instance health and load.
 //! - [`backoff`]: doubling retry delays (waiting for Docker).
 //! - [`balancer`]: picks an instance (power of two choices on requests in flight).
+//! - [`gate`]: a funko's in-flight limit per instance, with its FIFO queue.
 //! - [`headers`]: forwarding headers and request ids (pure).
 //! - [`errors`]: proxy failures → HTTP status and message, in one place.
 //! - [`access_log`]: one line per funko request, formatted without `tracing`'s formatter.
@@ -35,6 +36,7 @@ pub mod discovery;
 pub mod drain;
 pub mod errors;
 pub mod forward;
+pub mod gate;
 pub mod headers;
 pub mod health;
 pub mod idle;

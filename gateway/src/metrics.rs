@@ -42,6 +42,8 @@ pub struct Metrics {
     pub discovery_events: IntCounterVec,
     pub resyncs: IntCounter,
     pub build_info: IntGaugeVec,
+    pub queue_depth: IntGaugeVec,
+    pub queue_rejections: IntCounterVec,
     /// Funkos that have `faaso_funko_instances` series, to remove those that disappear.
     instance_series: Mutex<HashSet<String>>,
 }
@@ -145,6 +147,16 @@ impl Metrics {
                 "Always 1; the version label tells the gateway's version.",
                 &["version"],
             ),
+            queue_depth: gauge_vec(
+                "faaso_queue_depth",
+                "Requests waiting for a slot of a funko with limits.max_inflight, by funko.",
+                &["funko"],
+            ),
+            queue_rejections: counter_vec(
+                "faaso_queue_rejections_total",
+                "Requests answered 429 after waiting limits.queue_timeout, by funko.",
+                &["funko"],
+            ),
             instance_series: Mutex::new(HashSet::new()),
         }
     }
@@ -161,6 +173,8 @@ impl Metrics {
             Box::new(self.discovery_events.clone()),
             Box::new(self.resyncs.clone()),
             Box::new(self.build_info.clone()),
+            Box::new(self.queue_depth.clone()),
+            Box::new(self.queue_rejections.clone()),
         ]
     }
 
@@ -262,6 +276,8 @@ impl FunkoMetrics {
         let _ = m.in_flight.remove_label_values(&[name]);
         let _ = m.connect_errors.remove_label_values(&[name]);
         let _ = m.retries.remove_label_values(&[name]);
+        let _ = m.queue_depth.remove_label_values(&[name]);
+        let _ = m.queue_rejections.remove_label_values(&[name]);
         for reused in ["true", "false"] {
             let _ = m.upstream_requests.remove_label_values(&[name, reused]);
         }
@@ -299,6 +315,22 @@ impl FunkoMetrics {
     pub fn connect_error(&self) {
         self.connect_errors
             .get_or_init(|| metrics().connect_errors.with_label_values(&[&*self.name]))
+            .inc();
+    }
+
+    /// A request started (`+1`) or stopped (`-1`) waiting in the funko's queue.
+    pub fn queue_changed(&self, delta: i64) {
+        metrics()
+            .queue_depth
+            .with_label_values(&[&*self.name])
+            .add(delta);
+    }
+
+    /// Counts a request refused after waiting in the queue.
+    pub fn queue_rejected(&self) {
+        metrics()
+            .queue_rejections
+            .with_label_values(&[&*self.name])
             .inc();
     }
 
@@ -449,7 +481,7 @@ mod tests {
         let dashboard: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let defined = metrics().family_names();
-        assert_eq!(defined.len(), 10, "{defined:?}");
+        assert_eq!(defined.len(), 12, "{defined:?}");
         let mut exprs = Vec::new();
         collect_exprs(&dashboard, &mut exprs);
         assert!(exprs.len() >= 8, "only {} expressions", exprs.len());

@@ -58,6 +58,8 @@ pub struct Funko<S> {
     pub max_body: Option<u64>,
     /// Its settings labels that could not be read (left at their defaults).
     pub setting_errors: Vec<String>,
+    /// Its in-flight limit and queue (`faaso.limits.max_inflight`), when it sets one.
+    pub gate: Option<Arc<crate::gate::Gate>>,
 }
 
 impl<S> Funko<S> {
@@ -76,6 +78,7 @@ impl<S> Funko<S> {
             forwarded_prefix: [prefix("funko"), prefix("faaso")],
             max_body: None,
             setting_errors: Vec::new(),
+            gate: None,
         }
     }
 }
@@ -220,6 +223,17 @@ impl InstanceState {
         self.in_flight.load(Ordering::Relaxed)
     }
 
+    /// Counts a request in flight, as [`InstanceState::start_request`], only if fewer than
+    /// `cap` are.
+    pub fn try_start_below(self: &Arc<Self>, cap: usize) -> Option<InFlight> {
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| InFlight(Arc::clone(self)))
+    }
+
     /// Counts a request in flight until the returned guard is dropped.
     pub fn start_request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -319,10 +333,22 @@ pub fn build<S>(containers: &[ContainerSummary], input: &BuildInput<'_, S>) -> R
                 Some(previous) => Arc::clone(&previous.stats),
                 None => Arc::new((input.new_stats)(name)),
             };
+            let previous_gate = input.previous.get(name).and_then(|f| f.gate.clone());
             let mut funko = Funko::new(name, instances, stats);
             if let Some((_, read, errors)) = settings.remove(name) {
                 funko.max_body = read.max_body;
                 funko.setting_errors = errors.iter().map(ToString::to_string).collect();
+                funko.gate = read.max_inflight.map(|cap| {
+                    let cap = cap as usize;
+                    let timeout = read
+                        .queue_timeout
+                        .unwrap_or(crate::gate::DEFAULT_QUEUE_TIMEOUT);
+                    // The same setting keeps its queue (and the requests waiting in it).
+                    match previous_gate {
+                        Some(gate) if gate.cap == cap && gate.queue_timeout == timeout => gate,
+                        _ => Arc::new(crate::gate::Gate::new(cap, timeout)),
+                    }
+                });
             }
             (Box::from(name), Arc::new(funko))
         })

@@ -121,3 +121,106 @@ async fn funko_yml_settings_become_image_labels() {
     );
     assert_eq!(labels.get("faaso.scale.max").map(String::as_str), Some("2"));
 }
+
+/// `max_inflight: 2`: ten concurrent slow requests all succeed, and the instance never sees more
+/// than two at once; a request that waits longer than `queue_timeout` gets 429 and `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_inflight_queues_requests_and_refuses_after_the_queue_timeout() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let gateway = GatewayProcess::start("").await;
+    let faaso = Faaso::in_dir(gateway.dir.path());
+    let queued = unique_name("queued");
+    let strict = unique_name("strict");
+    for (name, instructions) in [
+        (
+            &queued,
+            "LABEL faaso.limits.max_inflight=\"2\" faaso.limits.queue_timeout=\"10s\"",
+        ),
+        (
+            &strict,
+            "LABEL faaso.limits.max_inflight=\"1\" faaso.limits.queue_timeout=\"1s\"",
+        ),
+    ] {
+        let tag = format!("faaso-{name}:latest");
+        testfunko::variant(&docker, &tag, instructions).await;
+        cleanup.image(tag);
+        faaso.ok(&["up", name]);
+        for c in faaso::docker::list_instances(&docker, name).await.unwrap() {
+            cleanup.container(c.id.unwrap_or_default());
+        }
+        wait_for_status(
+            &format!("{}/funko/{name}/ping", gateway.url),
+            200,
+            Duration::from_secs(20),
+        )
+        .await;
+    }
+    let http = client();
+    let started = Instant::now();
+    let requests: Vec<_> = (0..10)
+        .map(|_| {
+            let request = http.get(format!("{}/funko/{queued}/sleep/300", gateway.url));
+            tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    for request in requests {
+        assert_eq!(request.await.unwrap(), 200);
+    }
+    let took = started.elapsed();
+    let peak: usize = http
+        .get(format!("{}/funko/{queued}/peak", gateway.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    println!("10 requests of 300 ms at max_inflight 2: {took:?}, peak {peak} at once");
+    assert_eq!(peak, 2, "the instance saw {peak} at once");
+    // Five rounds of two: about 1.5 s (not 0.3 s: they were not all let through).
+    assert!(took >= Duration::from_millis(1400), "{took:?}");
+
+    let busy = {
+        let request = http.get(format!("{}/funko/{strict}/sleep/3000", gateway.url));
+        tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let refused = http
+        .get(format!("{}/funko/{strict}/ping", gateway.url))
+        .send()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(refused.status().as_u16(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_millis(2500),
+        "{waited:?}"
+    );
+    assert_eq!(busy.await.unwrap(), 200);
+    let metrics = http
+        .get(format!("{}/metrics", gateway.metrics_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        faaso_tests::prom::value(
+            &metrics,
+            "faaso_queue_rejections_total",
+            &[("funko", &strict)]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        faaso_tests::prom::value(&metrics, "faaso_queue_depth", &[("funko", &queued)]),
+        Some(0.0)
+    );
+}

@@ -77,6 +77,9 @@ pub struct RequestCtx {
     tried: Tried,
     /// Counts this request on the current instance until the request ends.
     in_flight: Option<InFlight>,
+    /// For a funko with an in-flight limit: the slot this request holds (instead of
+    /// `in_flight`), which wakes the next waiter when it ends.
+    admitted: Option<crate::gate::Admitted>,
     /// Where the instance's target starts in the request target (after the prefix).
     upstream_at: usize,
     /// The prefix's form, for `X-Forwarded-Prefix`.
@@ -100,6 +103,7 @@ impl Default for RequestCtx {
             current: None,
             tried: Tried::default(),
             in_flight: None,
+            admitted: None,
             upstream_at: 0,
             form: PrefixForm::Funko,
             request_id: None,
@@ -175,6 +179,45 @@ impl RequestCtx {
 }
 
 impl Gateway {
+    /// Waits for a slot of a funko with an in-flight limit ([`crate::gate`]); 429 after its
+    /// queue timeout. The request then runs on the snapshot it was admitted in.
+    async fn admit(&self, gate: &Arc<crate::gate::Gate>, ctx: &mut RequestCtx) -> Result<()> {
+        let Some(funko) = ctx.funko.as_ref().map(Arc::clone) else {
+            return Ok(());
+        };
+        let metrics = self.settings.metrics.then(|| Arc::clone(&funko.stats));
+        let admitted = gate
+            .admit(
+                || self.table.load().get(&funko.name).cloned(),
+                |delta| {
+                    if let Some(stats) = &metrics {
+                        stats.queue_changed(delta);
+                    }
+                },
+            )
+            .await;
+        match admitted {
+            Ok((current, admitted)) => {
+                ctx.funko = Some(current);
+                ctx.admitted = Some(admitted);
+                Ok(())
+            }
+            Err(crate::gate::Refused::QueueTimeout) => {
+                if let Some(stats) = &metrics {
+                    stats.queue_rejected();
+                }
+                Err(Error::explain(
+                    ErrorType::HTTPStatus(429),
+                    "every instance is at max_inflight and the queue timed out",
+                ))
+            }
+            Err(crate::gate::Refused::NoInstance) => Err(Error::explain(
+                ErrorType::HTTPStatus(503),
+                "no healthy instance",
+            )),
+        }
+    }
+
     /// Picks the instance for the next attempt (skipping those tried) and counts the request on
     /// it; on a retry, counts the retry.
     fn next_instance<'c>(&self, ctx: &'c mut RequestCtx) -> Result<&'c Instance> {
@@ -184,6 +227,41 @@ impl Gateway {
                 "no funko in context",
             ));
         };
+        if let Some(gate) = &funko.gate {
+            // The first attempt uses the slot it was admitted with; a retry takes a slot on
+            // another instance, or fails.
+            let (index, slot) = match (&ctx.admitted, ctx.current) {
+                (Some(admitted), None) => (admitted.index, None),
+                _ => {
+                    let Some((index, in_flight)) =
+                        balancer::pick_below(&funko.instances, ctx.tried, gate.cap)
+                    else {
+                        return Err(Error::explain(
+                            ErrorType::HTTPStatus(502),
+                            "no instance left to try",
+                        ));
+                    };
+                    if self.settings.metrics {
+                        funko.stats.retry();
+                    }
+                    let gate = Arc::clone(gate);
+                    (
+                        index,
+                        Some(crate::gate::Admitted::new(index, in_flight, gate)),
+                    )
+                }
+            };
+            if let Some(slot) = slot {
+                ctx.admitted = Some(slot);
+            }
+            ctx.tried.insert(index);
+            ctx.current = Some(index);
+            let funko = ctx
+                .funko
+                .as_ref()
+                .ok_or_else(|| Error::explain(ErrorType::InternalError, "no funko in context"))?;
+            return Ok(&funko.instances[index]);
+        }
         let Some(index) = balancer::pick(&funko.instances, ctx.tried) else {
             let status = if ctx.current.is_some() { 502 } else { 503 };
             return Err(Error::explain(
@@ -289,6 +367,9 @@ impl ProxyHttp for Gateway {
             if length > ctx.max_body(self.settings.max_body_bytes) {
                 return Err(Error::explain(ErrorType::HTTPStatus(413), "body too large"));
             }
+        }
+        if let Some(gate) = ctx.funko.as_ref().and_then(|f| f.gate.clone()) {
+            self.admit(&gate, ctx).await?;
         }
         if session.is_upgrade_req() {
             self.tunnel(session, ctx).await?;
@@ -437,8 +518,13 @@ impl ProxyHttp for Gateway {
             let message = errors::message(code, ctx.max_body(self.settings.max_body_bytes));
             let body = error_body(&message, ctx.funko_name());
             let mut extra: Vec<(&'static str, &str)> = Vec::with_capacity(2);
-            if code == 503 {
-                extra.push(("Retry-After", "1"));
+            let retry_after = match (code, ctx.funko.as_ref().and_then(|f| f.gate.as_ref())) {
+                (503, _) => Some("1".to_string()),
+                (429, Some(gate)) => Some(gate.retry_after().to_string()),
+                _ => None,
+            };
+            if let Some(retry) = retry_after.as_deref() {
+                extra.push(("Retry-After", retry));
             }
             if let Some(id) = ctx.request_id.as_ref().and_then(|id| id.to_str().ok()) {
                 extra.push(("X-Request-Id", id));

@@ -8,6 +8,8 @@
 //! - `/echo`: method, path, query, headers and body as JSON
 //! - `/status/<code>`: an empty response with that status
 //! - `/sleep/<ms>`: waits, then answers `slept <ms>`
+//! - `/peak`: the most `/sleep/` requests this instance has answered at once (a proxy's
+//!   concurrency limit, seen from behind it)
 //! - `/stream/<n>`: `n` chunks of a chunked response, flushed one by one 50 ms apart
 //! - `/bytes/<n>`: `n` bytes of `x`
 //! - `/file?path=<p>`: the content of a file (404 when it cannot be read)
@@ -49,6 +51,9 @@ use http::{Request, Response};
 
 /// Requests being answered right now; SIGTERM waits for this to drop to zero.
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// `/sleep/<ms>` requests being answered now, and the most there were at once (`/peak`).
+static SLEEPING: AtomicUsize = AtomicUsize::new(0);
+static PEAK_SLEEPING: AtomicUsize = AtomicUsize::new(0);
 
 fn main() {
     if let Some(code) = std::env::var("TESTFUNKO_EXIT_CODE")
@@ -194,7 +199,10 @@ fn answer(request: &Request, out: &mut TcpStream) -> io::Result<()> {
         },
         "sleep" => match arg.parse::<u64>() {
             Ok(ms) => {
+                let now = SLEEPING.fetch_add(1, Ordering::SeqCst) + 1;
+                PEAK_SLEEPING.fetch_max(now, Ordering::SeqCst);
                 thread::sleep(Duration::from_millis(ms));
+                SLEEPING.fetch_sub(1, Ordering::SeqCst);
                 Response::new(200).body(&format!("slept {ms}")).write(out)
             }
             Err(_) => Response::new(400).body("bad milliseconds").write(out),
@@ -207,6 +215,9 @@ fn answer(request: &Request, out: &mut TcpStream) -> io::Result<()> {
             Ok(n) if n <= 1 << 30 => Response::new(200).body(&"x".repeat(n)).write(out),
             _ => Response::new(400).body("bad byte count").write(out),
         },
+        "peak" => Response::new(200)
+            .body(&PEAK_SLEEPING.load(Ordering::SeqCst).to_string())
+            .write(out),
         "file" => match request.query_param("path") {
             Some(file) => match std::fs::read(&file) {
                 Ok(content) => Response::new(200).body_bytes(content).write(out),
