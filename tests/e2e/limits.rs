@@ -9,12 +9,35 @@ use faaso_tests::gateway::GatewayProcess;
 use faaso_tests::http::{client, wait_for_status};
 use faaso_tests::{require_docker, testfunko, unique_name};
 
+/// Builds a test-funko variant as `name`'s image, starts one instance of it next to `gateway`,
+/// and waits until the gateway routes to it.
+async fn serve(
+    docker: &bollard::Docker,
+    cleanup: &Cleanup,
+    gateway: &GatewayProcess,
+    name: &str,
+    instructions: &str,
+) {
+    let tag = format!("faaso-{name}:latest");
+    testfunko::variant(docker, &tag, instructions).await;
+    cleanup.image(tag);
+    Faaso::in_dir(gateway.dir.path()).ok(&["up", name]);
+    for c in faaso::docker::list_instances(docker, name).await.unwrap() {
+        cleanup.container(c.id.unwrap_or_default());
+    }
+    wait_for_status(
+        &format!("{}/funko/{name}/ping", gateway.url),
+        200,
+        Duration::from_secs(20),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_funkos_own_timeout_and_body_limit_apply_to_it_alone() {
     let docker = require_docker!();
     let cleanup = Cleanup::new();
     let gateway = GatewayProcess::start("").await;
-    let faaso = Faaso::in_dir(gateway.dir.path());
     let limited = unique_name("limited");
     let plain = unique_name("plain");
     for (name, instructions) in [
@@ -24,19 +47,7 @@ async fn a_funkos_own_timeout_and_body_limit_apply_to_it_alone() {
         ),
         (&plain, "ENV TESTFUNKO_VERSION=1"),
     ] {
-        let tag = format!("faaso-{name}:latest");
-        testfunko::variant(&docker, &tag, instructions).await;
-        cleanup.image(tag);
-        faaso.ok(&["up", name]);
-        for c in faaso::docker::list_instances(&docker, name).await.unwrap() {
-            cleanup.container(c.id.unwrap_or_default());
-        }
-        wait_for_status(
-            &format!("{}/funko/{name}/ping", gateway.url),
-            200,
-            Duration::from_secs(20),
-        )
-        .await;
+        serve(&docker, &cleanup, &gateway, name, instructions).await;
     }
     let http = client();
     let get = |funko: &str, path: &str| {
@@ -129,7 +140,6 @@ async fn max_inflight_queues_requests_and_refuses_after_the_queue_timeout() {
     let docker = require_docker!();
     let cleanup = Cleanup::new();
     let gateway = GatewayProcess::start("").await;
-    let faaso = Faaso::in_dir(gateway.dir.path());
     let queued = unique_name("queued");
     let strict = unique_name("strict");
     for (name, instructions) in [
@@ -142,19 +152,7 @@ async fn max_inflight_queues_requests_and_refuses_after_the_queue_timeout() {
             "LABEL faaso.limits.max_inflight=\"1\" faaso.limits.queue_timeout=\"1s\"",
         ),
     ] {
-        let tag = format!("faaso-{name}:latest");
-        testfunko::variant(&docker, &tag, instructions).await;
-        cleanup.image(tag);
-        faaso.ok(&["up", name]);
-        for c in faaso::docker::list_instances(&docker, name).await.unwrap() {
-            cleanup.container(c.id.unwrap_or_default());
-        }
-        wait_for_status(
-            &format!("{}/funko/{name}/ping", gateway.url),
-            200,
-            Duration::from_secs(20),
-        )
-        .await;
+        serve(&docker, &cleanup, &gateway, name, instructions).await;
     }
     let http = client();
     let started = Instant::now();

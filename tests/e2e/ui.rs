@@ -41,6 +41,33 @@ fn csrf_in(html: &str) -> String {
     html[start..].split('"').next().unwrap().to_string()
 }
 
+/// Fills in the login form as a browser would (its cookie and token) and posts `password`.
+async fn post_login(
+    http: &reqwest::Client,
+    gateway: &GatewayProcess,
+    password: &str,
+) -> reqwest::Response {
+    let url = format!("{}/admin/login", gateway.url);
+    let page = http.get(&url).send().await.unwrap();
+    let cookie = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let html = page.text().await.unwrap();
+    let marker = r#"name="token" value=""#;
+    let start = html.find(marker).unwrap() + marker.len();
+    let token = html[start..].split('"').next().unwrap().to_string();
+    http.post(&url)
+        .header("Cookie", cookie)
+        .form(&[("token", token.as_str()), ("password", password)])
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Logs in with plain HTTP (a second browser, as far as the gateway can tell): its session
 /// cookie and CSRF token.
 async fn second_session(gateway: &GatewayProcess) -> (String, String) {
@@ -48,29 +75,7 @@ async fn second_session(gateway: &GatewayProcess) -> (String, String) {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let login = http
-        .get(format!("{}/admin/login", gateway.url))
-        .send()
-        .await
-        .unwrap();
-    let login_cookie = login.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let html = login.text().await.unwrap();
-    let marker = r#"name="token" value=""#;
-    let start = html.find(marker).unwrap() + marker.len();
-    let token = html[start..].split('"').next().unwrap().to_string();
-    let done = http
-        .post(format!("{}/admin/login", gateway.url))
-        .header("Cookie", &login_cookie)
-        .form(&[("token", token.as_str()), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
+    let done = post_login(&http, gateway, PASSWORD).await;
     assert_eq!(done.status().as_u16(), 303);
     let session = done
         .headers()
@@ -122,7 +127,7 @@ async fn the_admin_ui_in_a_real_browser() {
     );
     browser.screenshot("login").await;
     browser.fill("#password", "wrong").await;
-    browser.click("button[type=submit]").await;
+    browser.click_to_new_page("button[type=submit]").await;
     browser
         .wait_for_text("#login-error", "Wrong password", Duration::from_secs(10))
         .await;
@@ -381,13 +386,13 @@ async fn the_admin_ui_in_a_real_browser() {
         .await;
     for _ in 0..10 {
         browser.fill("#password", "guess").await;
-        browser.click("button[type=submit]").await;
+        browser.click_to_new_page("button[type=submit]").await;
         browser
             .wait_for_text("#login-error", "Wrong password", Duration::from_secs(10))
             .await;
     }
     browser.fill("#password", PASSWORD).await;
-    browser.click("button[type=submit]").await;
+    browser.click_to_new_page("button[type=submit]").await;
     browser
         .wait_for_text(
             "#login-error",
@@ -432,30 +437,6 @@ async fn the_login_form_and_the_api_share_one_limit() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let form_login = |password: &'static str| {
-        let http = http.clone();
-        let url = format!("{}/admin/login", gateway.url);
-        async move {
-            let page = http.get(&url).send().await.unwrap();
-            let cookie = page.headers()["set-cookie"]
-                .to_str()
-                .unwrap()
-                .split(';')
-                .next()
-                .unwrap()
-                .to_string();
-            let html = page.text().await.unwrap();
-            let marker = r#"name="token" value=""#;
-            let start = html.find(marker).unwrap() + marker.len();
-            let token = html[start..].split('"').next().unwrap().to_string();
-            http.post(&url)
-                .header("Cookie", cookie)
-                .form(&[("token", token.as_str()), ("password", password)])
-                .send()
-                .await
-                .unwrap()
-        }
-    };
     for _ in 0..5 {
         let api = http
             .get(format!("{}/admin/api/version", gateway.url))
@@ -464,9 +445,12 @@ async fn the_login_form_and_the_api_share_one_limit() {
             .await
             .unwrap();
         assert_eq!(api.status().as_u16(), 401);
-        assert_eq!(form_login("guess").await.status().as_u16(), 401);
+        assert_eq!(
+            post_login(&http, &gateway, "guess").await.status().as_u16(),
+            401
+        );
     }
-    let limited = form_login(PASSWORD).await;
+    let limited = post_login(&http, &gateway, PASSWORD).await;
     assert_eq!(limited.status().as_u16(), 429);
     let retry: u64 = limited.headers()["retry-after"]
         .to_str()

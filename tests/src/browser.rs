@@ -125,6 +125,21 @@ impl Browser {
             .unwrap_or_else(|e| panic!("click {css}: {e}"));
     }
 
+    /// Clicks the element matching `css` and waits up to 10 s until the browser shows a new
+    /// page (so that what is looked at next is not the old page's).
+    pub async fn click_to_new_page(&self, css: &str) {
+        self.eval("window.faasoOldPage = true; return 1").await;
+        self.click(css).await;
+        let started = Instant::now();
+        while self.eval("return window.faasoOldPage === true").await == serde_json::json!(true) {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "clicking {css} led to no new page"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits up to `timeout` until the element matching `css` has text containing `wanted`;
     /// returns that text.
     pub async fn wait_for_text(&self, css: &str, wanted: &str, timeout: Duration) -> String {

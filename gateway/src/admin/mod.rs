@@ -525,14 +525,17 @@ fn audit(
     }
 }
 
-fn valid(name: &str) -> std::result::Result<String, Reject> {
+pub(crate) fn valid(name: &str) -> std::result::Result<String, Reject> {
     faaso::conventions::validate_name(name)
         .map(|()| name.to_string())
         .map_err(|e| reject(400, e.to_string()))
 }
 
 /// 404 unless the funko has an image or a container.
-async fn require_funko(lifecycle: &Lifecycle, name: &str) -> std::result::Result<(), Reject> {
+pub(crate) async fn require_funko(
+    lifecycle: &Lifecycle,
+    name: &str,
+) -> std::result::Result<(), Reject> {
     if lifecycle
         .funko_exists(name)
         .await
@@ -546,7 +549,7 @@ async fn require_funko(lifecycle: &Lifecycle, name: &str) -> std::result::Result
     ))
 }
 
-fn lifecycle_reject(err: faaso::lifecycle::LifecycleError) -> Reject {
+pub(crate) fn lifecycle_reject(err: faaso::lifecycle::LifecycleError) -> Reject {
     match err {
         faaso::lifecycle::LifecycleError::Unknown { .. } => reject(404, err.to_string()),
         faaso::lifecycle::LifecycleError::Name(_) => reject(400, err.to_string()),

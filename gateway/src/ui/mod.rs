@@ -464,27 +464,16 @@ async fn overview(
 ) -> Answer {
     let started = Instant::now();
     let ui = &admin.ui;
-    let listing = ui.discovery.listing.load_full();
-    let statuses = match &listing {
-        Some(listing) => {
-            let listing = Arc::clone(listing);
-            let state = StateDir::new(&admin.settings.state_dir);
-            let network = admin.settings.network.clone();
-            // The saved scales are files: read off the worker thread that carries traffic.
-            tokio::task::spawn_blocking(move || {
-                faaso::status::statuses(&[], &listing.containers, &listing.images, &state, &network)
-            })
-            .await
-            .map_err(|e| refuse(500, e.to_string()))?
-            .map_err(|e| refuse(500, e.to_string()))?
-        }
-        None => Vec::new(),
-    };
+    let listed = listed_statuses(admin, Vec::new()).await?;
+    let waiting = listed.is_none();
+    let statuses = listed
+        .unwrap_or(Ok(Vec::new()))
+        .map_err(|e| refuse(500, e.to_string()))?;
     let data = pages::overview(
         &statuses,
         &|name| ui.recent.summary(name),
         ui.metrics_on,
-        listing.is_none(),
+        waiting,
     );
     let html = if request.query("part").as_deref() == Some("funkos") {
         ui.pages
@@ -500,18 +489,24 @@ async fn overview(
     Ok(200)
 }
 
-/// One funko's status from discovery's last lists; 404 when Docker has nothing of it.
-async fn status_of(admin: &Admin, name: &str) -> std::result::Result<FunkoStatus, Refusal> {
-    let name = valid(name)?;
+/// The status of the named funkos (every funko when `names` is empty), as `faaso status` makes
+/// it, from discovery's last lists and the saved scales; the files are read off the worker
+/// thread that carries traffic. `None` before discovery's first sync.
+async fn listed_statuses(
+    admin: &Admin,
+    names: Vec<String>,
+) -> std::result::Result<
+    Option<std::result::Result<Vec<FunkoStatus>, faaso::lifecycle::LifecycleError>>,
+    Refusal,
+> {
     let Some(listing) = admin.ui.discovery.listing.load_full() else {
-        return Err(refuse(503, "waiting for the first sync with Docker"));
+        return Ok(None);
     };
     let state = StateDir::new(&admin.settings.state_dir);
     let network = admin.settings.network.clone();
-    let wanted = name.clone();
-    let found = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         faaso::status::statuses(
-            std::slice::from_ref(&wanted),
+            &names,
             &listing.containers,
             &listing.images,
             &state,
@@ -519,7 +514,16 @@ async fn status_of(admin: &Admin, name: &str) -> std::result::Result<FunkoStatus
         )
     })
     .await
-    .map_err(|e| refuse(500, e.to_string()))?;
+    .map(Some)
+    .map_err(|e| refuse(500, e.to_string()))
+}
+
+/// One funko's status from discovery's last lists; 404 when Docker has nothing of it.
+async fn status_of(admin: &Admin, name: &str) -> std::result::Result<FunkoStatus, Refusal> {
+    let name = valid(name)?;
+    let Some(found) = listed_statuses(admin, vec![name.clone()]).await? else {
+        return Err(refuse(503, "waiting for the first sync with Docker"));
+    };
     match found {
         Ok(mut statuses) if !statuses.is_empty() => Ok(statuses.remove(0)),
         Ok(_) | Err(faaso::lifecycle::LifecycleError::Unknown { .. }) => Err(refuse(
@@ -557,11 +561,8 @@ async fn operate(
 ) -> Answer {
     let name = valid(name)?;
     let lifecycle = admin.lifecycle().await.map_err(from_admin)?;
-    let heading;
-    let back = format!("/admin/funkos/{name}");
-    let mut back_label = format!("Back to {name}");
-    let task: Box<dyn FnOnce(crate::admin::stream::Out) -> OperationFuture + Send> = match operation
-    {
+    // Stop is scale 0; every form but an upscale needs the funko to exist.
+    let (operation, heading) = match operation {
         "scale" => {
             let scale = form
                 .get("scale")
@@ -573,54 +574,13 @@ async fn operate(
                         format!("scale: expected a number of instances from 0 to {MAX_SCALE}"),
                     )
                 })?;
-            if scale == 0 {
-                require_funko(&lifecycle, &name).await?;
-            }
-            heading = format!("Scaling {name} to {scale}");
-            let name = name.clone();
-            Box::new(
-                move |mut out: crate::admin::stream::Out| -> OperationFuture {
-                    Box::pin(async move {
-                        lifecycle
-                            .scale(&name, scale, &mut |line| out.log(line))
-                            .await
-                            .map_err(|e| e.to_string())
-                    })
-                },
+            (
+                Operation::Scale(scale),
+                format!("Scaling {name} to {scale}"),
             )
         }
-        "stop" => {
-            require_funko(&lifecycle, &name).await?;
-            heading = format!("Stopping {name}");
-            let name = name.clone();
-            Box::new(
-                move |mut out: crate::admin::stream::Out| -> OperationFuture {
-                    Box::pin(async move {
-                        lifecycle
-                            .scale(&name, 0, &mut |line| out.log(line))
-                            .await
-                            .map_err(|e| e.to_string())
-                    })
-                },
-            )
-        }
-        "deploy" => {
-            require_funko(&lifecycle, &name).await?;
-            heading = format!("Deploying {name}");
-            let name = name.clone();
-            Box::new(
-                move |mut out: crate::admin::stream::Out| -> OperationFuture {
-                    Box::pin(async move {
-                        let deployed = lifecycle
-                            .deploy(&name, &mut |line| out.log(line))
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        out.log(deployed.summary(&name));
-                        Ok(())
-                    })
-                },
-            )
-        }
+        "stop" => (Operation::Scale(0), format!("Stopping {name}")),
+        "deploy" => (Operation::Deploy, format!("Deploying {name}")),
         "purge" => {
             let typed = form.get("confirm").map(|s| s.trim()).unwrap_or("");
             if typed != name {
@@ -631,27 +591,16 @@ async fn operate(
                     ),
                 ));
             }
-            require_funko(&lifecycle, &name).await?;
-            heading = format!("Purging {name}");
-            back_label = "Back to the overview".to_string();
-            let name = name.clone();
-            Box::new(
-                move |mut out: crate::admin::stream::Out| -> OperationFuture {
-                    Box::pin(async move {
-                        lifecycle
-                            .purge(&name, &mut |line| out.log(line))
-                            .await
-                            .map_err(|e| e.to_string())
-                    })
-                },
-            )
+            (Operation::Purge, format!("Purging {name}"))
         }
         _ => return Err(refuse(404, format!("no operation {operation:?}"))),
     };
-    let back = if operation == "purge" {
-        "/admin/".to_string()
-    } else {
-        back
+    if !matches!(operation, Operation::Scale(n) if n > 0) {
+        require_funko(&lifecycle, &name).await?;
+    }
+    let (back, back_label) = match operation {
+        Operation::Purge => ("/admin/".to_string(), "Back to the overview".to_string()),
+        _ => (format!("/admin/funkos/{name}"), format!("Back to {name}")),
     };
     let page = render(
         admin,
@@ -668,16 +617,34 @@ async fn operate(
         head: head.to_string(),
         tail: tail.to_string(),
     };
-    stream_encoded(session, &encoding, WhenClientLeaves::Finish, move |out| {
-        task(out)
-    })
+    stream_encoded(
+        session,
+        &encoding,
+        WhenClientLeaves::Finish,
+        move |mut out| async move {
+            let mut log = |line| out.log(line);
+            match operation {
+                Operation::Scale(scale) => lifecycle.scale(&name, scale, &mut log).await,
+                Operation::Deploy => lifecycle.deploy(&name, &mut log).await.map(|deployed| {
+                    log(deployed.summary(&name));
+                }),
+                Operation::Purge => lifecycle.purge(&name, &mut log).await,
+            }
+            .map_err(|e| e.to_string())
+        },
+    )
     .await
     .map_err(internal)?;
     Ok(200)
 }
 
-type OperationFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<(), String>> + Send>>;
+/// What a funko page's form asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    Scale(u32),
+    Deploy,
+    Purge,
+}
 
 /// Progress of an operation as the lines of an HTML page.
 struct HtmlProgress {
@@ -829,25 +796,16 @@ async fn secrets_page(
     request: &Request,
     active: &Active,
 ) -> Answer {
-    // Folders and state files are read off the worker thread that carries traffic.
+    // The secrets folder is read off the worker thread that carries traffic.
     let secrets = admin.secrets();
-    let listing = admin.ui.discovery.listing.load_full();
-    let state = StateDir::new(&admin.settings.state_dir);
-    let network = admin.settings.network.clone();
-    let (listed, mut known) = tokio::task::spawn_blocking(move || {
-        let listed = secrets.list(None).map_err(|e| e.to_string())?;
-        let known: Vec<String> = listing
-            .map(|listing| {
-                faaso::status::statuses(&[], &listing.containers, &listing.images, &state, &network)
-                    .map(|statuses| statuses.into_iter().map(|s| s.name).collect())
-                    .unwrap_or_default()
-            })
-            .unwrap_or_default();
-        Ok::<_, String>((listed, known))
-    })
-    .await
-    .map_err(|e| refuse(500, e.to_string()))?
-    .map_err(|e| refuse(500, e))?;
+    let listed = tokio::task::spawn_blocking(move || secrets.list(None))
+        .await
+        .map_err(|e| refuse(500, e.to_string()))?
+        .map_err(|e| refuse(500, e.to_string()))?;
+    let mut known: Vec<String> = match listed_statuses(admin, Vec::new()).await? {
+        Some(Ok(statuses)) => statuses.into_iter().map(|s| s.name).collect(),
+        _ => Vec::new(),
+    };
     for (funko, _) in &listed {
         if !known.contains(funko) {
             known.push(funko.clone());
@@ -1060,31 +1018,20 @@ fn parse_form(body: &[u8]) -> HashMap<String, String> {
 }
 
 fn valid(name: &str) -> std::result::Result<String, Refusal> {
-    faaso::conventions::validate_name(name)
-        .map(|()| name.to_string())
-        .map_err(|e| refuse(400, e.to_string()))
+    crate::admin::valid(name).map_err(from_admin)
 }
 
 async fn require_funko(
     lifecycle: &faaso::lifecycle::Lifecycle,
     name: &str,
 ) -> std::result::Result<(), Refusal> {
-    match lifecycle.funko_exists(name).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(refuse(
-            404,
-            format!("funko {name} does not exist (no image, no containers)"),
-        )),
-        Err(err) => Err(lifecycle_refusal(err)),
-    }
+    crate::admin::require_funko(lifecycle, name)
+        .await
+        .map_err(from_admin)
 }
 
 fn lifecycle_refusal(err: faaso::lifecycle::LifecycleError) -> Refusal {
-    match err {
-        faaso::lifecycle::LifecycleError::Unknown { .. } => refuse(404, err.to_string()),
-        faaso::lifecycle::LifecycleError::Name(_) => refuse(400, err.to_string()),
-        other => refuse(500, other.to_string()),
-    }
+    from_admin(crate::admin::lifecycle_reject(err))
 }
 
 fn from_admin(reject: crate::admin::Reject) -> Refusal {
