@@ -112,7 +112,7 @@ fn append(builder: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8], mode: u3
 }
 
 /// Builds a variant of the test funko image (for example with `ENV TESTFUNKO_VERSION=2`) as
-/// `tag`: a new image id, as a new release of a funko would have. `FROM` a local image needs no
+/// `tag`: a new image id (never one from the build cache), as a new release of a funko would have. `FROM` a local image needs no
 /// registry.
 pub async fn variant(docker: &Docker, tag: &str, instructions: &str) {
     let base = image(docker).await;
@@ -120,9 +120,12 @@ pub async fn variant(docker: &Docker, tag: &str, instructions: &str) {
     let mut context = tar::Builder::new(Vec::new());
     append(&mut context, "Dockerfile", dockerfile.as_bytes(), 0o644);
     let context = context.into_inner().expect("tar can be finished");
+    // Without the build cache: two tests asking for the same instructions would otherwise get
+    // the same image, and one test's cleanup would remove it while the other builds on it.
     let options = BuildImageOptions {
         t: Some(tag.to_string()),
         rm: true,
+        nocache: true,
         ..Default::default()
     };
     let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
