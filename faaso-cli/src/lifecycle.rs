@@ -56,6 +56,8 @@ pub struct Lifecycle {
     pub ready_timeout: Duration,
     /// How long to wait for another operation on the same funko.
     pub lock_timeout: Duration,
+    /// How often a starting instance is looked at while waiting for it to be ready.
+    pub ready_poll: Duration,
 }
 
 /// A running instance, as the lifecycle sees it.
@@ -78,6 +80,7 @@ impl Lifecycle {
             stop_grace: Duration::from_secs(10),
             ready_timeout: Duration::from_secs(60),
             lock_timeout: Duration::from_secs(300),
+            ready_poll: Duration::from_millis(200),
         }
     }
 
@@ -184,6 +187,28 @@ impl Lifecycle {
             if scale == 1 { "" } else { "s" }
         ));
         Ok(())
+    }
+
+    /// Stops and removes the named instances of a funko (those still running) and saves the
+    /// number left running as its scale. The gateway's scaler calls it for instances it has
+    /// taken out of routing and drained, so no request in flight is cut.
+    pub async fn retire(
+        &self,
+        funko: &str,
+        names: &[String],
+        report: &mut (dyn FnMut(String) + Send),
+    ) -> Result<u32, LifecycleError> {
+        validate_name(funko)?;
+        let _lock = self.state.lock(funko, self.lock_timeout).await?;
+        let running = self.running(funko).await?;
+        let mut left = running.len() as u32;
+        for instance in running.iter().filter(|i| names.contains(&i.name)) {
+            docker::stop_and_remove(&self.docker, &instance.id, self.stop_seconds()).await?;
+            report(format!("stopped {}", instance.name));
+            left -= 1;
+        }
+        self.state.save(funko, FunkoState { scale: left })?;
+        Ok(left)
     }
 
     /// Makes sure at least `scale` instances run (default: the saved scale, else 1).
@@ -419,7 +444,7 @@ impl Lifecycle {
             if failed {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(self.ready_poll).await;
         }
         if !failed {
             last = format!("{last} (after {:?})", self.ready_timeout);

@@ -17,8 +17,8 @@
 //! A label that cannot be read is reported (the gateway logs it) and left at its default: one bad
 //! label never takes a funko out of routing.
 //!
-//! The gateway acts on every `limits:` setting; the `scaling:` settings are read and written as
-//! labels, and `faaso build` says that they have no effect yet ([`Settings::not_acted_on`]).
+//! A funko with any `scaling:` setting is scaled by the gateway within `min..=max`
+//! ([`Settings::scales`]); one without keeps the scale it is given by hand (`faaso scale`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -33,6 +33,12 @@ pub const MAX_INFLIGHT: &str = "faaso.limits.max_inflight";
 pub const QUEUE_TIMEOUT: &str = "faaso.limits.queue_timeout";
 pub const TIMEOUT: &str = "faaso.limits.timeout";
 pub const MAX_BODY: &str = "faaso.limits.max_body";
+
+/// Defaults of the `scaling:` settings.
+pub const DEFAULT_MIN: u32 = 1;
+pub const DEFAULT_MAX: u32 = 1;
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_TARGET_INFLIGHT: u32 = 10;
 
 /// A funko's settings; `None` is "not set" (the default applies).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -146,22 +152,33 @@ impl Settings {
         Ok(())
     }
 
-    /// The `funko.yml` names of the settings that are set here but that the gateway does not
-    /// act on yet (they are still written as labels). The gateway acts on every `limits:`
-    /// setting.
-    pub fn not_acted_on(&self) -> Vec<&'static str> {
-        let mut names = Vec::new();
-        for (set, name) in [
-            (self.scale_min.is_some(), "scaling.min"),
-            (self.scale_max.is_some(), "scaling.max"),
-            (self.idle_timeout.is_some(), "scaling.idle_timeout"),
-            (self.target_inflight.is_some(), "scaling.target_inflight"),
-        ] {
-            if set {
-                names.push(name);
-            }
-        }
-        names
+    /// Whether the gateway scales this funko: any `scaling:` setting is set. A funko without
+    /// one keeps the scale it is given by hand.
+    pub fn scales(&self) -> bool {
+        self.scale_min.is_some()
+            || self.scale_max.is_some()
+            || self.idle_timeout.is_some()
+            || self.target_inflight.is_some()
+    }
+
+    /// `scaling.min`, or its default.
+    pub fn min(&self) -> u32 {
+        self.scale_min.unwrap_or(DEFAULT_MIN)
+    }
+
+    /// `scaling.max`, or its default (never below `min`).
+    pub fn max(&self) -> u32 {
+        self.scale_max.unwrap_or(DEFAULT_MAX).max(self.min())
+    }
+
+    /// `scaling.idle_timeout`, or its default.
+    pub fn idle(&self) -> Duration {
+        self.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT)
+    }
+
+    /// `scaling.target_inflight`, or its default.
+    pub fn target(&self) -> u32 {
+        self.target_inflight.unwrap_or(DEFAULT_TARGET_INFLIGHT)
     }
 
     /// Checks the settings against each other: `min` may not be above `max`.

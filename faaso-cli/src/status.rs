@@ -10,6 +10,12 @@
 //!   "state_error": "...",                 only when the saved state cannot be read
 //!   "problem": "...",                     only when the gateway cannot bring it to its scale
 //!   "running": 2,                         instances running now
+//!   "scaling": {                          only for a funko the gateway scales (scaling: set)
+//!     "min": 0, "max": 3,                 instance range
+//!     "idle_timeout": "5m",               no request this long: down to min
+//!     "target_inflight": 10,              in-flight requests per instance aimed at
+//!     "idle": true                        at zero, and the next request starts an instance
+//!   },
 //!   "instances": [{
 //!     "name": "faaso-hello-ab12cd",       container name
 //!     "id": "3f2a9c1e0b7d",               short container id
@@ -51,8 +57,23 @@ pub struct FunkoStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
     pub running: usize,
+    /// For a funko the gateway scales: its range and whether it is idle at zero.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<ScalingStatus>,
     pub instances: Vec<InstanceStatus>,
     pub images: Vec<ImageStatus>,
+}
+
+/// A scaled funko's settings as the gateway reads them (its newest running instance's labels,
+/// else its image's), and whether it sleeps at zero.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScalingStatus {
+    pub min: u32,
+    pub max: u32,
+    pub idle_timeout: String,
+    pub target_inflight: u32,
+    /// No instance runs and a request starts one (`min` 0, an image to start).
+    pub idle: bool,
 }
 
 /// One instance.
@@ -221,6 +242,7 @@ fn build_status(
         .collect();
     instances.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.name.cmp(&b.name)));
     let running = instances.iter().filter(|i| i.state == "running").count();
+    let scaling = scaling_of(name, containers, &own_images, &latest_tag, running);
     let images = own_images
         .into_iter()
         .map(|i| {
@@ -249,9 +271,44 @@ fn build_status(
         state_error: None,
         problem: None,
         running,
+        scaling,
         instances,
         images,
     }
+}
+
+/// The scaling settings of a funko, read as the gateway reads them: from the labels of its
+/// newest running instance, else from its `:latest` image. `None` for a funko without any.
+fn scaling_of(
+    name: &str,
+    containers: &[ContainerSummary],
+    own_images: &[&ImageSummary],
+    latest_tag: &str,
+    running: usize,
+) -> Option<ScalingStatus> {
+    let newest = containers
+        .iter()
+        .filter(|c| {
+            funko_of_container(c) == Some(name)
+                && c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+        })
+        .max_by_key(|c| c.created.unwrap_or_default());
+    let latest = own_images
+        .iter()
+        .find(|i| i.repo_tags.iter().any(|t| t == latest_tag));
+    let labels = match (newest, latest) {
+        (Some(container), _) => container.labels.as_ref(),
+        (None, Some(image)) => Some(&image.labels),
+        (None, None) => None,
+    };
+    let (settings, _) = crate::settings::Settings::from_labels(labels);
+    settings.scales().then(|| ScalingStatus {
+        min: settings.min(),
+        max: settings.max(),
+        idle_timeout: crate::units::format_duration(settings.idle()),
+        target_inflight: settings.target(),
+        idle: settings.min() == 0 && running == 0 && latest.is_some(),
+    })
 }
 
 /// Seconds as a short age: `45s`, `12m`, `3h`, `2d`.

@@ -54,6 +54,12 @@ pub struct Config {
     pub resync_interval: Duration,
     /// How long SIGTERM waits for requests in flight before exiting.
     pub grace_period: Duration,
+    /// Longest wait of a request for a funko at zero while its first instance starts (503).
+    pub cold_start_timeout: Duration,
+    /// How long the load must stay above `target_inflight` before the autoscaler adds instances.
+    pub autoscale_up_window: Duration,
+    /// How long the load must stay well below it before the autoscaler removes one.
+    pub autoscale_down_window: Duration,
     /// Whether metrics are collected and served.
     pub metrics: bool,
     /// One log line per request (target `faaso::access`).
@@ -138,6 +144,9 @@ pub const KEYS: &[Key] = &[
     key("health_interval", None),
     key("resync_interval", None),
     key("grace_period", None),
+    key("cold_start_timeout", None),
+    key("autoscale_up_window", None),
+    key("autoscale_down_window", None),
     key("metrics", Some("FAASO_METRICS")),
     key("access_log", Some("FAASO_ACCESS_LOG")),
     key("log_level", Some("FAASO_LOG")),
@@ -179,6 +188,9 @@ impl Config {
             health_interval: Duration::from_secs(5),
             resync_interval: Duration::from_secs(10),
             grace_period: Duration::from_secs(10),
+            cold_start_timeout: Duration::from_secs(30),
+            autoscale_up_window: Duration::from_secs(10),
+            autoscale_down_window: Duration::from_secs(60),
             metrics: true,
             access_log: true,
             log_level: "info".to_string(),
@@ -298,6 +310,9 @@ impl Config {
                     "health_interval" => format!("{:?}", self.health_interval),
                     "resync_interval" => format!("{:?}", self.resync_interval),
                     "grace_period" => format!("{:?}", self.grace_period),
+                    "cold_start_timeout" => format!("{:?}", self.cold_start_timeout),
+                    "autoscale_up_window" => format!("{:?}", self.autoscale_up_window),
+                    "autoscale_down_window" => format!("{:?}", self.autoscale_down_window),
                     "metrics" => self.metrics.to_string(),
                     "access_log" => self.access_log.to_string(),
                     "log_level" => self.log_level.clone(),
@@ -372,6 +387,13 @@ impl Config {
             "health_interval" => self.health_interval = parse_duration(value).map_err(bad)?,
             "resync_interval" => self.resync_interval = parse_duration(value).map_err(bad)?,
             "grace_period" => self.grace_period = parse_duration(value).map_err(bad)?,
+            "cold_start_timeout" => self.cold_start_timeout = parse_duration(value).map_err(bad)?,
+            "autoscale_up_window" => {
+                self.autoscale_up_window = parse_duration(value).map_err(bad)?
+            }
+            "autoscale_down_window" => {
+                self.autoscale_down_window = parse_duration(value).map_err(bad)?
+            }
             "max_body_bytes" => self.max_body_bytes = parse_bytes(value).map_err(bad)?,
             "access_log" => self.access_log = parse_bool(value).map_err(bad)?,
             "trusted_proxies" => {
@@ -415,6 +437,9 @@ impl Config {
             ("write_timeout", self.write_timeout),
             ("health_interval", self.health_interval),
             ("resync_interval", self.resync_interval),
+            ("cold_start_timeout", self.cold_start_timeout),
+            ("autoscale_up_window", self.autoscale_up_window),
+            ("autoscale_down_window", self.autoscale_down_window),
         ] {
             if value.is_zero() {
                 return Err(zero(key));

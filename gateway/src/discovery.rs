@@ -91,6 +91,24 @@ impl DiscoveryView {
     }
 }
 
+/// The funkos the images name, each with the labels of its `:latest` image.
+fn image_funkos(images: &[ImageSummary]) -> Vec<table::ImageFunko> {
+    let mut funkos = Vec::new();
+    for image in images {
+        for tag in &image.repo_tags {
+            let Some(name) = faaso::conventions::funko_of_image(tag) else {
+                continue;
+            };
+            let latest = tag.ends_with(":latest");
+            funkos.push(table::ImageFunko {
+                name: name.to_string(),
+                labels: latest.then(|| image.labels.clone()),
+            });
+        }
+    }
+    funkos
+}
+
 /// Why a connection to Docker ended.
 #[derive(Debug, thiserror::Error)]
 enum SyncError {
@@ -245,12 +263,7 @@ impl Discovery {
                 what: "images",
                 source,
             })?;
-        let image_funkos: Vec<String> = images
-            .iter()
-            .flat_map(|image| image.repo_tags.iter())
-            .filter_map(|tag| faaso::conventions::funko_of_image(tag))
-            .map(str::to_string)
-            .collect();
+        let image_funkos = image_funkos(&images);
         stopping.prune(&containers, Instant::now());
         let stopping_ids: HashSet<String> = stopping.0.keys().cloned().collect();
         let previous = self.table.load();

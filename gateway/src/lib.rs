@@ -16,6 +16,10 @@
 //! - [`access_log`]: one line per funko request, formatted without `tracing`'s formatter.
 //! - [`metrics`]: Prometheus metrics (per-funko handles kept with the snapshot) and `/metrics`.
 //! - [`restore`]: brings funkos back to their saved scale at start.
+//! - [`autoscale`]: the autoscaler's decisions from what it observed (pure).
+//! - [`scaler`]: the background service that starts and stops instances (cold starts, idle
+//!   scale-down, autoscaling).
+//! - [`wake`]: a request for a funko at zero waits for one shared start.
 //! - [`responses`]: JSON error bodies and responses the gateway writes itself.
 //! - [`discovery`]: the background service that follows Docker and publishes snapshots.
 //! - [`health`]: the background service that checks `GET /ping` on every instance.
@@ -28,6 +32,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod autoscale;
 pub mod backoff;
 pub mod balancer;
 pub mod client_ip;
@@ -45,10 +50,12 @@ pub mod proxy;
 pub mod responses;
 pub mod restore;
 pub mod router;
+pub mod scaler;
 pub mod server;
 pub mod table;
 pub mod tunnel;
 pub mod ui;
+pub mod wake;
 
 /// The routing snapshot the gateway runs on: each funko carries its metric handles.
 pub type Routes = table::RouteTable<metrics::FunkoMetrics>;

@@ -30,6 +30,10 @@ const BUCKETS: &[f64] = &[
     60.0,
 ];
 
+/// Cold start buckets (seconds): from a static executable's tens of milliseconds to a slow
+/// runtime's half minute.
+const COLD_START_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
+
 /// Every metric family the gateway exports.
 pub struct Metrics {
     pub requests: IntCounterVec,
@@ -44,6 +48,9 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     pub queue_depth: IntGaugeVec,
     pub queue_rejections: IntCounterVec,
+    pub cold_starts: IntCounterVec,
+    pub cold_start_duration: HistogramVec,
+    pub autoscale_events: IntCounterVec,
     /// Funkos that have `faaso_funko_instances` series, to remove those that disappear.
     instance_series: Mutex<HashSet<String>>,
 }
@@ -157,6 +164,26 @@ impl Metrics {
                 "Requests answered 429 after waiting limits.queue_timeout, by funko.",
                 &["funko"],
             ),
+            cold_starts: counter_vec(
+                "faaso_cold_starts_total",
+                "Instances started for a request to a funko at zero, by funko.",
+                &["funko"],
+            ),
+            cold_start_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "faaso_cold_start_duration_seconds",
+                    "Time from the first request to a funko at zero until an instance was \
+                     ready, by funko.",
+                )
+                .buckets(COLD_START_BUCKETS.to_vec()),
+                &["funko"],
+            )
+            .expect("valid metric definition"),
+            autoscale_events: counter_vec(
+                "faaso_autoscale_events_total",
+                "Instance count changes made by the autoscaler, by funko and direction (up, down).",
+                &["funko", "direction"],
+            ),
             instance_series: Mutex::new(HashSet::new()),
         }
     }
@@ -175,6 +202,9 @@ impl Metrics {
             Box::new(self.build_info.clone()),
             Box::new(self.queue_depth.clone()),
             Box::new(self.queue_rejections.clone()),
+            Box::new(self.cold_starts.clone()),
+            Box::new(self.cold_start_duration.clone()),
+            Box::new(self.autoscale_events.clone()),
         ]
     }
 
@@ -233,6 +263,25 @@ pub fn forget_gone(previous: &Routes, current: &Routes) {
     }
 }
 
+/// Counts a cold start of `funko` that took `seconds` (when metrics are on).
+pub fn cold_start(funko: &str, seconds: f64) {
+    if let Some(m) = if_enabled() {
+        m.cold_starts.with_label_values(&[funko]).inc();
+        m.cold_start_duration
+            .with_label_values(&[funko])
+            .observe(seconds);
+    }
+}
+
+/// Counts a change the autoscaler made (`direction`: `up` or `down`).
+pub fn autoscale_event(funko: &str, direction: &str) {
+    if let Some(m) = if_enabled() {
+        m.autoscale_events
+            .with_label_values(&[funko, direction])
+            .inc();
+    }
+}
+
 /// Status codes whose counters each funko caches; others are looked up by label.
 const CACHED_CODES: [u16; 18] = [
     200, 201, 204, 301, 302, 304, 400, 401, 403, 404, 405, 409, 413, 429, 500, 502, 503, 504,
@@ -278,6 +327,11 @@ impl FunkoMetrics {
         let _ = m.retries.remove_label_values(&[name]);
         let _ = m.queue_depth.remove_label_values(&[name]);
         let _ = m.queue_rejections.remove_label_values(&[name]);
+        let _ = m.cold_starts.remove_label_values(&[name]);
+        let _ = m.cold_start_duration.remove_label_values(&[name]);
+        for direction in ["up", "down"] {
+            let _ = m.autoscale_events.remove_label_values(&[name, direction]);
+        }
         for reused in ["true", "false"] {
             let _ = m.upstream_requests.remove_label_values(&[name, reused]);
         }
@@ -481,7 +535,7 @@ mod tests {
         let dashboard: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let defined = metrics().family_names();
-        assert_eq!(defined.len(), 12, "{defined:?}");
+        assert_eq!(defined.len(), 15, "{defined:?}");
         let mut exprs = Vec::new();
         collect_exprs(&dashboard, &mut exprs);
         assert!(exprs.len() >= 8, "only {} expressions", exprs.len());

@@ -1,6 +1,6 @@
 //! Assembles the Pingora server from the configuration: one proxy service per worker on
-//! `listen`, the metrics service on `metrics_listen`, and the discovery, health-check, restore
-//! and drain background services, sharing one routing snapshot. Pingora's own process options
+//! `listen`, the metrics service on `metrics_listen`, and the discovery, health-check, restore,
+//! scaler and drain background services, sharing one routing snapshot. Pingora's own process options
 //! (grace period, PID file, upgrade socket, retries) come from [`Config`] rather than from a
 //! second config file.
 //!
@@ -147,6 +147,23 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
         },
     ));
 
+    let (wakes, starts) = crate::wake::Wakes::new(config.cold_start_timeout);
+    let wakes = Arc::new(wakes);
+    server.add_service(background_service(
+        "scaler",
+        crate::scaler::Scaler {
+            docker_host: config.docker_host.clone(),
+            network: config.network.clone(),
+            state_dir: config.state_dir.clone(),
+            secrets_dir: config.secrets_dir.clone(),
+            table: Arc::clone(&table),
+            wakes: Arc::clone(&wakes),
+            starts: std::sync::Mutex::new(Some(starts)),
+            up_window: config.autoscale_up_window,
+            down_window: config.autoscale_down_window,
+        },
+    ));
+
     let health = HealthChecker {
         table: Arc::clone(&table),
         snapshot_changed,
@@ -199,6 +216,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
     );
     let gateway = Gateway {
         table,
+        wakes,
         admin: Arc::new(admin),
         ready,
         settings: Arc::new(ProxySettings {

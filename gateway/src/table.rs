@@ -15,7 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -60,6 +60,28 @@ pub struct Funko<S> {
     pub setting_errors: Vec<String>,
     /// Its in-flight limit and queue (`faaso.limits.max_inflight`), when it sets one.
     pub gate: Option<Arc<crate::gate::Gate>>,
+    /// Its settings, from its newest running container, or from its image when none runs.
+    pub settings: Settings,
+    /// For a funko the gateway scales ([`Settings::scales`]): its requests, counted for the
+    /// scaler (carried over on rebuilds).
+    pub activity: Option<Arc<Activity>>,
+}
+
+/// Requests a scaled funko has had, read by the scaler to tell an idle funko.
+#[derive(Debug, Default)]
+pub struct Activity {
+    requests: AtomicU64,
+}
+
+impl Activity {
+    /// Counts a request (one relaxed add).
+    pub fn request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
 }
 
 impl<S> Funko<S> {
@@ -79,7 +101,16 @@ impl<S> Funko<S> {
             max_body: None,
             setting_errors: Vec::new(),
             gate: None,
+            settings: Settings::default(),
+            activity: None,
         }
+    }
+
+    /// Whether the gateway starts an instance for a request that finds none: the funko allows
+    /// scale to zero (`scaling.min: 0`) and has no instance that could take the request (none
+    /// running, or only ones being drained).
+    pub fn wakes_on_request(&self) -> bool {
+        self.settings.scale_min == Some(0) && self.instances.iter().all(|i| i.state.is_draining())
     }
 }
 
@@ -171,6 +202,9 @@ pub struct InstanceState {
     failures: AtomicU32,
     /// Requests currently sent to this instance.
     in_flight: AtomicUsize,
+    /// Set by the scaler before it stops the instance: out of routing for good, and no check
+    /// brings it back.
+    draining: AtomicBool,
 }
 
 /// Failed active checks that take an instance out.
@@ -185,6 +219,7 @@ impl Default for InstanceState {
             proven: AtomicBool::new(false),
             failures: AtomicU32::new(0),
             in_flight: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
         }
     }
 }
@@ -199,11 +234,31 @@ impl InstanceState {
         self.proven.load(Ordering::Relaxed)
     }
 
-    /// An active check passed: the instance is back (and proven).
+    /// An active check passed: the instance is back (and proven), unless it is draining.
     pub fn check_passed(&self) {
         self.failures.store(0, Ordering::Relaxed);
-        self.up.store(true, Ordering::Relaxed);
         self.proven.store(true, Ordering::Relaxed);
+        if !self.is_draining() {
+            self.up.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes the instance out of routing before it is stopped: requests in flight finish, no
+    /// new one is sent to it.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        self.up.store(false, Ordering::Relaxed);
+    }
+
+    /// Brings back an instance whose drain was called off (a request arrived for a funko that
+    /// was going to zero).
+    pub fn undrain(&self) {
+        self.draining.store(false, Ordering::Relaxed);
+        self.up.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// An active check failed: out after [`FAILURES_TO_DOWN`] in a row. Returns whether it
@@ -280,8 +335,9 @@ impl<S> RouteTable<S> {
 pub struct BuildInput<'a, S> {
     /// The network instances are reached on.
     pub network: &'a str,
-    /// Funkos known from their images (`faaso-<name>`), which have no instance yet.
-    pub image_funkos: &'a [String],
+    /// Funkos known from their images (`faaso-<name>`), with the labels of their `:latest`
+    /// image (their settings when no instance runs).
+    pub image_funkos: &'a [ImageFunko],
     /// Containers being stopped: no new requests go to them.
     pub stopping: &'a HashSet<String>,
     /// The table being replaced, whose instance states and funko values are carried over.
@@ -290,6 +346,14 @@ pub struct BuildInput<'a, S> {
     pub new_stats: &'a dyn Fn(&str) -> S,
     /// Connection settings of the instances' peers.
     pub timeouts: PeerTimeouts,
+}
+
+/// A funko known from its images.
+#[derive(Debug, Clone, Default)]
+pub struct ImageFunko {
+    pub name: String,
+    /// The labels of `faaso-<name>:latest`, if that tag exists.
+    pub labels: Option<HashMap<String, String>>,
 }
 
 /// Builds a table from Docker's container list (`all=true`, so stopped containers still make
@@ -304,8 +368,12 @@ pub fn build<S>(containers: &[ContainerSummary], input: &BuildInput<'_, S>) -> R
     // Each funko's settings, from the labels of its newest running container (Docker merges
     // the image's labels with the container's own).
     let mut settings: HashMap<&str, (i64, Settings, Vec<SettingError>)> = HashMap::new();
-    for name in input.image_funkos {
-        instances.entry(name.as_str()).or_default();
+    let mut image_labels: HashMap<&str, &HashMap<String, String>> = HashMap::new();
+    for image in input.image_funkos {
+        instances.entry(image.name.as_str()).or_default();
+        if let Some(labels) = &image.labels {
+            image_labels.insert(image.name.as_str(), labels);
+        }
     }
     for container in containers {
         let Some((funko, instance)) = instance_of(container, input, &previous_states) else {
@@ -333,23 +401,32 @@ pub fn build<S>(containers: &[ContainerSummary], input: &BuildInput<'_, S>) -> R
                 Some(previous) => Arc::clone(&previous.stats),
                 None => Arc::new((input.new_stats)(name)),
             };
-            let previous_gate = input.previous.get(name).and_then(|f| f.gate.clone());
+            let previous = input.previous.get(name);
+            let previous_gate = previous.and_then(|f| f.gate.clone());
+            let previous_activity = previous.and_then(|f| f.activity.clone());
             let mut funko = Funko::new(name, instances, stats);
-            if let Some((_, read, errors)) = settings.remove(name) {
-                funko.max_body = read.max_body;
-                funko.setting_errors = errors.iter().map(ToString::to_string).collect();
-                funko.gate = read.max_inflight.map(|cap| {
-                    let cap = cap as usize;
-                    let timeout = read
-                        .queue_timeout
-                        .unwrap_or(crate::gate::DEFAULT_QUEUE_TIMEOUT);
-                    // The same setting keeps its queue (and the requests waiting in it).
-                    match previous_gate {
-                        Some(gate) if gate.cap == cap && gate.queue_timeout == timeout => gate,
-                        _ => Arc::new(crate::gate::Gate::new(cap, timeout)),
-                    }
-                });
+            // No running instance: the settings its next one will have, its image's.
+            let (read, errors) = settings.remove(name).map_or_else(
+                || Settings::from_labels(image_labels.get(name).copied()),
+                |(_, read, errors)| (read, errors),
+            );
+            funko.max_body = read.max_body;
+            funko.setting_errors = errors.iter().map(ToString::to_string).collect();
+            funko.gate = read.max_inflight.map(|cap| {
+                let cap = cap as usize;
+                let timeout = read
+                    .queue_timeout
+                    .unwrap_or(crate::gate::DEFAULT_QUEUE_TIMEOUT);
+                // The same setting keeps its queue (and the requests waiting in it).
+                match previous_gate {
+                    Some(gate) if gate.cap == cap && gate.queue_timeout == timeout => gate,
+                    _ => Arc::new(crate::gate::Gate::new(cap, timeout)),
+                }
+            });
+            if read.scales() {
+                funko.activity = Some(previous_activity.unwrap_or_default());
             }
+            funko.settings = read;
             (Box::from(name), Arc::new(funko))
         })
         .collect();
@@ -459,7 +536,10 @@ pub(crate) mod tests {
             containers,
             &BuildInput {
                 network: "faaso-net",
-                image_funkos: &["imageonly".to_string()],
+                image_funkos: &[ImageFunko {
+                    name: "imageonly".to_string(),
+                    labels: None,
+                }],
                 stopping: &HashSet::from(["stopping1".to_string()]),
                 previous,
                 new_stats: &|_| (),

@@ -11,5 +11,6 @@ mod limits;
 mod metrics;
 mod network;
 mod routing;
+mod scaling;
 mod smoke;
 mod ui;

@@ -45,6 +45,7 @@ pub struct Cleanup {
     containers: Mutex<Vec<String>>,
     images: Mutex<Vec<String>>,
     networks: Mutex<Vec<String>>,
+    funkos: Mutex<Vec<String>>,
 }
 
 impl Cleanup {
@@ -60,6 +61,12 @@ impl Cleanup {
     /// Registers an image tag for removal.
     pub fn image(&self, name: impl Into<String>) {
         lock(&self.images).push(name.into());
+    }
+
+    /// Registers every instance of a funko for removal, whoever starts them (the gateway's
+    /// scaler, say): they are listed when the cleanup runs.
+    pub fn funko(&self, name: impl Into<String>) {
+        lock(&self.funkos).push(name.into());
     }
 
     /// Registers a network for removal (after the containers).
@@ -79,7 +86,8 @@ impl Drop for Cleanup {
         let containers = std::mem::take(&mut *lock(&self.containers));
         let images = std::mem::take(&mut *lock(&self.images));
         let networks = std::mem::take(&mut *lock(&self.networks));
-        if containers.is_empty() && images.is_empty() && networks.is_empty() {
+        let funkos = std::mem::take(&mut *lock(&self.funkos));
+        if containers.is_empty() && images.is_empty() && networks.is_empty() && funkos.is_empty() {
             return;
         }
         // Drop may run inside a Tokio runtime (or during a panic): use a thread with its own.
@@ -94,6 +102,11 @@ impl Drop for Cleanup {
                 let Ok(docker) = faaso::docker::connect().await else {
                     return;
                 };
+                let mut containers = containers;
+                for funko in funkos {
+                    let listed = faaso::docker::list_instances(&docker, &funko).await;
+                    containers.extend(listed.unwrap_or_default().into_iter().filter_map(|c| c.id));
+                }
                 for name in containers {
                     let options = RemoveContainerOptions {
                         force: true,

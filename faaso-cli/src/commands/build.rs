@@ -44,17 +44,6 @@ impl BuildArgs {
             keep_releases: faaso::releases::keep_from_env(faaso::dirs::process_env),
         };
         for folder in &self.folders {
-            // A funko.yml that cannot be read fails the build below, with its own message.
-            if let Ok(spec) = faaso::funko::FunkoSpec::load(folder) {
-                let ignored = spec.settings.not_acted_on();
-                if !ignored.is_empty() {
-                    eprintln!(
-                        "warning: {}: {} are written as image labels, but the gateway does not act on them yet",
-                        folder.join(faaso::funko::FUNKO_YML).display(),
-                        ignored.join(", ")
-                    );
-                }
-            }
             let progress = ui.progress(&format!("building {}", folder.display()));
             let result = match &target {
                 Target::Local(lifecycle) => faaso::builder::build(

@@ -46,8 +46,21 @@ fn table(funkos: &[FunkoStatus]) -> String {
         let scale = funko
             .scale
             .map_or_else(|| "-".to_string(), |s| s.to_string());
+        let scaling = funko.scaling.as_ref().map_or_else(String::new, |s| {
+            format!(
+                " (min {}, max {}, idle after {}{})",
+                s.min,
+                s.max,
+                s.idle_timeout,
+                if s.idle {
+                    "; idle: a request starts it"
+                } else {
+                    ""
+                }
+            )
+        });
         out.push_str(&format!(
-            "{}  scale {scale}, {} running\n",
+            "{}  scale {scale}, {} running{scaling}\n",
             funko.name, funko.running
         ));
         if let Some(err) = &funko.state_error {

@@ -49,6 +49,8 @@ pub struct ProxySettings {
 #[derive(Clone)]
 pub struct Gateway {
     pub table: SharedRoutes,
+    /// Starts for funkos at zero that requests wait on.
+    pub wakes: Arc<crate::wake::Wakes>,
     pub admin: Arc<crate::admin::Admin>,
     pub ready: Arc<AtomicBool>,
     pub settings: Arc<ProxySettings>,
@@ -218,6 +220,17 @@ impl Gateway {
         }
     }
 
+    /// Waits for the instance a funko at zero is given ([`crate::wake`]), then runs the request
+    /// on the snapshot that has it.
+    async fn wake(&self, ctx: &mut RequestCtx) -> std::result::Result<(), crate::wake::WakeError> {
+        let Some(name) = ctx.funko.as_ref().map(|f| Arc::clone(&f.name)) else {
+            return Ok(());
+        };
+        self.wakes.wake(&name).await?;
+        ctx.funko = self.table.load().get(&name).cloned();
+        Ok(())
+    }
+
     /// Picks the instance for the next attempt (skipping those tried) and counts the request on
     /// it; on a retry, counts the retry.
     fn next_instance<'c>(&self, ctx: &'c mut RequestCtx) -> Result<&'c Instance> {
@@ -351,12 +364,25 @@ impl ProxyHttp for Gateway {
         if self.settings.metrics {
             ctx.count();
         }
+        if let Some(activity) = ctx.funko.as_ref().and_then(|f| f.activity.as_deref()) {
+            activity.request();
+        }
         let instances = ctx.funko.as_ref().map_or(&[][..], |f| &f.instances[..]);
         if !balancer::any_available(instances) {
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(503),
-                "no healthy instance",
-            ));
+            if !ctx.funko.as_ref().is_some_and(|f| f.wakes_on_request()) {
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(503),
+                    "no healthy instance",
+                ));
+            }
+            if let Err(err) = self.wake(ctx).await {
+                let body = error_body(&err.to_string(), ctx.funko_name());
+                let id = ctx.request_id.as_ref().and_then(|id| id.to_str().ok());
+                let mut extra = vec![("Retry-After", "5")];
+                extra.extend(id.map(|id| ("X-Request-Id", id)));
+                write_json(session, 503, body, &extra).await?;
+                return Ok(true);
+            }
         }
         if let Some(length) = header.headers.get(http::header::CONTENT_LENGTH) {
             let length = length

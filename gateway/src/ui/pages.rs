@@ -169,6 +169,13 @@ pub fn funko(status: &FunkoStatus) -> Value {
         "scale": status.scale.map_or("not set".to_string(), |s| s.to_string()),
         "scale_value": status.scale.unwrap_or(status.running as u32),
         "running": status.running,
+        "scaling": status.scaling.as_ref().map(|s| json!({
+            "min": s.min,
+            "max": s.max,
+            "idle_timeout": s.idle_timeout,
+            "target_inflight": s.target_inflight,
+            "idle": s.idle,
+        })),
         "problem": status.problem,
         "state_error": status.state_error,
         "instances": instances(status),
@@ -264,6 +271,7 @@ mod tests {
             state_error: None,
             problem: None,
             running: instances,
+            scaling: None,
             instances: (0..instances)
                 .map(|i| InstanceStatus {
                     name: format!("faaso-{name}-s{i:05}"),
