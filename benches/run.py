@@ -11,12 +11,14 @@ responses. Printed: requests/s, p50, p99, errors, CPU time per request of the pr
 processes (user + system, over the run, divided by the requests answered: the efficiency
 figure that does not depend on sharing the cores with wrk and the backend), peak RSS, and the
 gateway's ratio to each; also the gateway with access log and metrics off, and discovery
-latency (docker start of a new instance → its first 200 through the gateway). With
+latency (docker start of a new instance → its first 200 through the gateway), and cold-start
+latency (a request to a funko at zero, `scaling.min: 0`, → its response). With --baseline REV
+the gateway built at git revision REV runs beside it (the cost of a change on the hot path). With
 --rounds N every run is repeated N times, interleaved, and the median (by req/s) is kept.
 Results also go to JSON.
 
 Usage:  python3 benches/run.py [--duration S] [--connections 64,256] [--rounds N]
-                               [--trials N] [--json PATH] [--smoke]
+                               [--trials N] [--baseline REV] [--json PATH] [--smoke]
 Needs Docker, wrk, nginx, haproxy and caddy (apt-get install wrk nginx-light haproxy caddy;
 installed when missing and running as root).
 """
@@ -35,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NETWORK = "faaso-net"
@@ -206,6 +209,8 @@ class Proxies:
         self.work = work
         self.procs = {}
         self.containers = []
+        self.images = []
+        self.funkos = []
 
     def start(self, name, cmd, log_name=None):
         out = open(os.path.join(self.work, log_name or f"{name}.log"), "w")
@@ -218,8 +223,14 @@ class Proxies:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        for funko in self.funkos:
+            listed = subprocess.run(["docker", "ps", "-aq", "--filter", f"name=faaso-{funko}-"],
+                                    capture_output=True, text=True).stdout.split()
+            self.containers.extend(listed)
         for name in self.containers:
             subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        for image in self.images:
+            subprocess.run(["docker", "rmi", "-f", image], capture_output=True)
 
 
 def write_anchor_configs(work, backend, ports):
@@ -311,6 +322,69 @@ def discovery_latency(gateway_url, trials, proxies):
             "after_start_returned_p99_ms": p(after_start, 0.99)}
 
 
+def cold_start_latency(gateway_url, trials, proxies):
+    """Seconds from a request to a funko at zero (`scaling.min: 0`) to its response, each trial
+    after the gateway has scaled it back to zero (`idle_timeout: 1s`)."""
+    host, port = gateway_url.removeprefix("http://").split(":")
+    funko = f"benchcold_{suffix()}"
+    image = f"faaso-{funko}:latest"
+    subprocess.run(["docker", "build", "-q", "-t", image, "--label", "faaso.scale.min=0",
+                    "--label", "faaso.scale.idle_timeout=1s", "-"], input="FROM testfunko:bench\n",
+                   text=True, check=True, capture_output=True, env={**os.environ, "DOCKER_BUILDKIT": "0"})
+    proxies.images.append(image)
+    proxies.funkos.append(funko)
+    filters = json.dumps({"name": [f"faaso-{funko}-"], "status": ["running"]})
+    time.sleep(1)  # discovery learns of the new image from Docker's events
+
+    def running():
+        query = "/containers/json?filters=" + urllib.parse.quote(filters)
+        return len(json.loads(docker_api("GET", query)))
+
+    samples = []
+    for n in range(trials):
+        deadline = time.time() + 20
+        while running() > 0:
+            if time.time() > deadline:
+                raise RuntimeError(f"{funko} still running 20 s after its last request")
+            time.sleep(0.05)
+        # Discovery has seen the stop when the instance is gone from the routing table; a new
+        # connection for each trial, as a first visitor would come.
+        time.sleep(0.3)
+        conn = http.client.HTTPConnection(host, int(port), timeout=40)
+        start = time.perf_counter()
+        conn.request("GET", f"/funko/{funko}/ping")
+        response = conn.getresponse()
+        response.read()
+        took = time.perf_counter() - start
+        conn.close()
+        if response.status != 200:
+            raise RuntimeError(f"cold start {n + 1}: status {response.status}")
+        samples.append(took)
+
+    def p(values, q):
+        values = sorted(values)
+        return round(values[min(len(values) - 1, int(round(q * (len(values) - 1))))] * 1000, 1)
+
+    return {"trials": trials, "p50_ms": p(samples, 0.5), "p99_ms": p(samples, 0.99), "max_ms": p(samples, 1.0),
+            "min_ms": p(samples, 0.0)}
+
+
+def build_baseline(rev, target_dir, work):
+    """The gateway built at git revision `rev` (in a worktree sharing the target folder, so only
+    the workspace's own crates are rebuilt), copied out before the current build replaces it."""
+    tree = os.path.join(work, "baseline-tree")
+    run(["git", "-C", ROOT, "worktree", "add", "--detach", tree, rev])
+    try:
+        log(f"building the gateway at {rev} (release)")
+        subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "faaso-gateway", "--bin", "faaso-gateway"],
+                       cwd=tree, check=True, env={**os.environ, "CARGO_TARGET_DIR": target_dir})
+        exe = os.path.join(work, "faaso-gateway-baseline")
+        shutil.copy(os.path.join(target_dir, "release", "faaso-gateway"), exe)
+        return exe
+    finally:
+        subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", tree], capture_output=True)
+
+
 def fmt(value, digits=1):
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -330,6 +404,8 @@ def main():
     parser.add_argument("--connections", default="64,256", help="connection counts (default 64,256)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of every run; the median is kept (default 1)")
     parser.add_argument("--trials", type=int, default=20, help="discovery latency trials (default 20)")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also run the gateway built at this git revision (64 connections, tiny)")
     parser.add_argument("--json", default=os.path.join(ROOT, "target", "bench", "results.json"))
     parser.add_argument("--smoke", action="store_true", help="1 s runs at 64 connections, 3 trials (for CI)")
     args = parser.parse_args()
@@ -339,8 +415,9 @@ def main():
 
     ensure_tools()
     target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    gateway_bin, bare_bin = build(target_dir)
     work = tempfile.mkdtemp(prefix="faaso-bench-")
+    baseline_bin = build_baseline(args.baseline, target_dir, work) if args.baseline else None
+    gateway_bin, bare_bin = build(target_dir)
     proxies = Proxies(work)
     try:
         subprocess.run(["docker", "network", "create", NETWORK], capture_output=True)
@@ -349,7 +426,8 @@ def main():
         proxies.containers.append(backend_name)
         backend = f"{container_ip(backend_name)}:3000"
         ports = {name: free_port() for name in ["gateway", "gateway_metrics", "quiet", "quiet_metrics",
-                                                "nginx", "haproxy", "caddy", "bare", "bare_per_core"]}
+                                                "nginx", "haproxy", "caddy", "bare", "bare_per_core",
+                                                "baseline", "baseline_metrics"]}
         write_anchor_configs(work, backend, ports)
         gateway = proxies.start("gateway", [gateway_bin, "--config",
                                             gateway_config(work, "gateway", ports["gateway"], ports["gateway_metrics"], False)])
@@ -375,6 +453,11 @@ def main():
             "pingora, bare shared": (f"http://127.0.0.1:{ports['bare']}", bare, False),
             "gateway, log+metrics off": (f"http://127.0.0.1:{ports['quiet']}/funko/bench", quiet, False),
         }
+        if baseline_bin:
+            baseline = proxies.start("baseline", [baseline_bin, "--config", gateway_config(
+                work, "baseline", ports["baseline"], ports["baseline_metrics"], False)])
+            targets[f"gateway at {args.baseline}"] = (f"http://127.0.0.1:{ports['baseline']}/funko/bench",
+                                                      baseline, False)
         for name, (base, _, _) in targets.items():
             wait_http(base + "/ping")
         plan = []
@@ -398,6 +481,8 @@ def main():
         results = [median_run(runs[(name, c, size)]) for name, c, size, _, _ in plan]
         log(f"discovery latency: {args.trials} trials")
         discovery = discovery_latency(f"http://127.0.0.1:{ports['gateway']}", args.trials, proxies)
+        log(f"cold start latency: {args.trials} trials")
+        cold = cold_start_latency(f"http://127.0.0.1:{ports['gateway']}", args.trials, proxies)
     finally:
         proxies.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -423,12 +508,14 @@ def main():
                  f"p50 {discovery['p50_ms']} ms, p99 {discovery['p99_ms']} ms; after the engine's start call "
                  f"returned: p50 {discovery['after_start_returned_p50_ms']} ms, "
                  f"p99 {discovery['after_start_returned_p99_ms']} ms.")
+    lines.append(f"Cold start (request to a funko at zero → its response, {cold['trials']} trials): "
+                 f"p50 {cold['p50_ms']} ms, p99 {cold['p99_ms']} ms (min {cold['min_ms']}, max {cold['max_ms']}).")
     lines.append(f"wrk -t1, {args.duration} s per run, median of {args.rounds} round(s); machine: {machine}.")
     print("\n".join(lines))
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump({"machine": machine, "duration_s": args.duration, "rounds": args.rounds, "results": results,
-                   "discovery": discovery}, f, indent=2)
+                   "discovery": discovery, "cold_start": cold}, f, indent=2)
     log(f"results written to {args.json}")
     failed = [r for r in results if r["rps"] == 0 or r["errors"] > 0]
     if failed:
