@@ -406,6 +406,9 @@ def main():
     parser.add_argument("--trials", type=int, default=20, help="discovery latency trials (default 20)")
     parser.add_argument("--baseline", metavar="REV",
                         help="also run the gateway built at this git revision (64 connections, tiny)")
+    parser.add_argument("--only", metavar="NAMES",
+                        help="run only these targets (comma-separated names; 'baseline' is the --baseline gateway)")
+    parser.add_argument("--sizes", default=",".join(SIZES), help="response sizes (default tiny,1KiB,64KiB)")
     parser.add_argument("--json", default=os.path.join(ROOT, "target", "bench", "results.json"))
     parser.add_argument("--smoke", action="store_true", help="1 s runs at 64 connections, 3 trials (for CI)")
     args = parser.parse_args()
@@ -457,12 +460,16 @@ def main():
             baseline = proxies.start("baseline", [baseline_bin, "--config", gateway_config(
                 work, "baseline", ports["baseline"], ports["baseline_metrics"], False)])
             targets[f"gateway at {args.baseline}"] = (f"http://127.0.0.1:{ports['baseline']}/funko/bench",
-                                                      baseline, False)
+                                                      baseline, args.only is not None)
+        if args.only:
+            wanted = {name.strip() for name in args.only.split(",")} | {"gateway"}
+            targets = {name: t for name, t in targets.items()
+                       if name in wanted or ("baseline" in wanted and name.startswith("gateway at "))}
         for name, (base, _, _) in targets.items():
             wait_http(base + "/ping")
         plan = []
         for c in connections:
-            for size in SIZES:
+            for size in args.sizes.split(","):
                 if size != "tiny" and c != connections[0]:
                     continue
                 for name, (base, proc, everywhere) in targets.items():

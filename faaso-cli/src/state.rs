@@ -193,6 +193,18 @@ impl StateDir {
     }
 }
 
+impl StateDir {
+    /// Whether another operation holds the funko's lock right now (a look, not a wait: the
+    /// answer may be stale by the time it is used).
+    pub fn is_locked(&self, funko: &str) -> bool {
+        let path = self.root.join("locks").join(format!("{funko}.lock"));
+        match File::options().write(true).open(&path) {
+            Ok(file) => matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+            Err(_) => false,
+        }
+    }
+}
+
 /// A held per-funko lock.
 #[derive(Debug)]
 pub struct FunkoLock {
@@ -231,7 +243,10 @@ mod tests {
     async fn the_lock_excludes_a_second_holder() {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::new(dir.path());
+        assert!(!state.is_locked("hello"), "no lock file yet");
         let held = state.lock("hello", Duration::from_secs(1)).await.unwrap();
+        assert!(state.is_locked("hello"));
+        assert!(!state.is_locked("other"));
         let err = state
             .lock("hello", Duration::from_millis(120))
             .await
@@ -242,6 +257,7 @@ mod tests {
             .await
             .unwrap();
         drop(held);
+        assert!(!state.is_locked("hello"), "a look does not hold it");
         state
             .lock("hello", Duration::from_millis(10))
             .await

@@ -3,7 +3,8 @@
 //! Once a second the scaler ([`crate::scaler`]) gives each scaled funko's [`Tracker`] its
 //! running instances, its requests in flight and its request count. The tracker answers with at
 //! most one [`Decision`]:
-//! - below `min` (and not stopped by hand): up to `min`; above `max`: down to `max`;
+//! - below `min` (and not stopped by hand): up to `min`; above `max` for a whole up window (a
+//!   rolling deploy runs one more for a moment): down to `max`;
 //! - no request for `idle_timeout`: down to `min` (0 is scale to zero);
 //! - in-flight requests per instance above `target_inflight` on average over the up window
 //!   (10 s): up, to as many instances as that load needs at the target, at most `max`;
@@ -132,7 +133,8 @@ impl Tracker {
                 reason: format!("{running} running, below min {}", policy.min),
             });
         }
-        if running > policy.max {
+        let age = now.duration_since(self.since);
+        if running > policy.max && age >= policy.up_window {
             return Some(Decision::Down {
                 to: policy.max,
                 reason: format!("{running} running, above max {}", policy.max),
@@ -152,7 +154,6 @@ impl Tracker {
         {
             self.samples.pop_front();
         }
-        let age = now.duration_since(self.since);
         let target = f64::from(policy.target);
         if running < policy.max && age >= policy.up_window {
             let load = self.mean_over(now, policy.up_window);
@@ -352,7 +353,8 @@ mod tests {
         let mut tracker = Tracker::new(start);
         let (_, up) = run(&mut tracker, &policy(2, 4), start, 0, 1, 1, 0).unwrap();
         assert_eq!(up.to(), 2);
-        let (_, down) = run(&mut tracker, &policy(1, 3), start, 1, 1, 5, 0).unwrap();
-        assert_eq!(down.to(), 3);
+        // Above max: only once it lasts a whole up window (not a deploy's extra instance).
+        let (at, down) = run(&mut tracker, &policy(1, 3), start, 1, 30, 5, 0).unwrap();
+        assert_eq!((at, down.to()), (11, 3));
     }
 }

@@ -246,7 +246,12 @@ impl Scaler {
                 continue;
             };
             let ops = shared.ops(&funko.name);
-            if ops.waiting(now) || ops.busy.swap(true, Ordering::AcqRel) {
+            // A deploy or `faaso scale` under way (a deploy runs one instance more for a
+            // while): nothing is decided until it is done.
+            if ops.waiting(now) || shared.lifecycle.state.is_locked(&funko.name) {
+                continue;
+            }
+            if ops.busy.swap(true, Ordering::AcqRel) {
                 continue;
             }
             tracing::info!(

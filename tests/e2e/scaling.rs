@@ -375,3 +375,40 @@ async fn sustained_load_grows_to_max_and_quiet_shrinks_to_min() {
         "{status}"
     );
 }
+
+/// A deploy of a scaled funko at its `max` keeps the count: the one instance more that a
+/// rolling deploy runs for a while is not taken for a scale-down, and the count ends where it
+/// began, every instance on the new release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_at_max_keeps_the_count() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let name = unique_name("rolling");
+    let labels = "LABEL faaso.scale.min=\"1\" faaso.scale.max=\"2\"";
+    image(&docker, &cleanup, &name, labels).await;
+    let gateway = gateway("").await;
+    let faaso = Faaso::in_dir(gateway.dir.path());
+    faaso.ok(&["scale", &name, "2"]);
+    let tag = format!("faaso-{name}:latest");
+    testfunko::variant(&docker, &tag, &format!("{labels}\nENV TESTFUNKO_VERSION=2")).await;
+    faaso.ok(&["deploy", &name]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(running(&docker, &name).await, 2);
+    let version = client()
+        .get(format!("{}/funko/{name}/version", gateway.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(version, "2");
+    let text = metrics(&gateway).await;
+    let down = faaso_tests::prom::value(
+        &text,
+        "faaso_autoscale_events_total",
+        &[("funko", name.as_str()), ("direction", "down")],
+    );
+    assert_eq!(down, None, "no scale-down during the deploy: {text}");
+    assert!(!gateway.log().contains("above max"), "{}", gateway.log());
+}

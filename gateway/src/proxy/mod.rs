@@ -368,21 +368,12 @@ impl ProxyHttp for Gateway {
             activity.request();
         }
         let instances = ctx.funko.as_ref().map_or(&[][..], |f| &f.instances[..]);
-        if !balancer::any_available(instances) {
-            if !ctx.funko.as_ref().is_some_and(|f| f.wakes_on_request()) {
-                return Err(Error::explain(
-                    ErrorType::HTTPStatus(503),
-                    "no healthy instance",
-                ));
-            }
-            if let Err(err) = self.wake(ctx).await {
-                let body = error_body(&err.to_string(), ctx.funko_name());
-                let id = ctx.request_id.as_ref().and_then(|id| id.to_str().ok());
-                let mut extra = vec![("Retry-After", "5")];
-                extra.extend(id.map(|id| ("X-Request-Id", id)));
-                write_json(session, 503, body, &extra).await?;
-                return Ok(true);
-            }
+        let available = balancer::any_available(instances);
+        if !available && !ctx.funko.as_ref().is_some_and(|f| f.wakes_on_request()) {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(503),
+                "no healthy instance",
+            ));
         }
         if let Some(length) = header.headers.get(http::header::CONTENT_LENGTH) {
             let length = length
@@ -393,6 +384,15 @@ impl ProxyHttp for Gateway {
             if length > ctx.max_body(self.settings.max_body_bytes) {
                 return Err(Error::explain(ErrorType::HTTPStatus(413), "body too large"));
             }
+        }
+        // A funko at zero that wakes on demand: wait for its first instance.
+        if !available && let Err(err) = self.wake(ctx).await {
+            let body = error_body(&err.to_string(), ctx.funko_name());
+            let id = ctx.request_id.as_ref().and_then(|id| id.to_str().ok());
+            let mut extra = vec![("Retry-After", "5")];
+            extra.extend(id.map(|id| ("X-Request-Id", id)));
+            write_json(session, 503, body, &extra).await?;
+            return Ok(true);
         }
         if let Some(gate) = ctx.funko.as_ref().and_then(|f| f.gate.clone()) {
             self.admit(&gate, ctx).await?;
