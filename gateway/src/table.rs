@@ -551,6 +551,68 @@ pub(crate) mod tests {
     use ContainerSummaryStateEnum::{EXITED, RUNNING};
 
     #[test]
+    fn a_funko_at_zero_has_its_images_settings_and_keeps_its_activity() {
+        let labels = |min: &str| {
+            Some(HashMap::from([
+                ("faaso.scale.min".to_string(), min.to_string()),
+                ("faaso.scale.max".to_string(), "3".to_string()),
+            ]))
+        };
+        let input = |images: &[ImageFunko], previous: &RouteTable<()>| -> RouteTable<()> {
+            build(
+                &[],
+                &BuildInput {
+                    network: "faaso-net",
+                    image_funkos: images,
+                    stopping: &HashSet::new(),
+                    previous,
+                    new_stats: &|_| (),
+                    timeouts: PeerTimeouts::default(),
+                },
+            )
+        };
+        let images = [
+            ImageFunko {
+                name: "sleepy".to_string(),
+                labels: labels("0"),
+            },
+            // An older release's tag names the funko too, without settings of its own.
+            ImageFunko {
+                name: "sleepy".to_string(),
+                labels: None,
+            },
+            ImageFunko {
+                name: "plain".to_string(),
+                labels: None,
+            },
+        ];
+        let table = input(&images, &RouteTable::default());
+        let sleepy = table.get("sleepy").unwrap();
+        assert_eq!(sleepy.settings.scale_min, Some(0));
+        assert_eq!(sleepy.settings.max(), 3);
+        assert!(sleepy.wakes_on_request());
+        sleepy.activity.as_ref().unwrap().request();
+        let plain = table.get("plain").unwrap();
+        assert!(!plain.wakes_on_request());
+        assert!(plain.activity.is_none(), "an unscaled funko counts nothing");
+
+        let rebuilt = input(&images, &table);
+        let activity = rebuilt.get("sleepy").unwrap().activity.as_ref().unwrap();
+        assert_eq!(activity.requests(), 1, "carried over");
+    }
+
+    #[test]
+    fn a_draining_instance_is_out_until_called_back() {
+        let state = Arc::new(InstanceState::default());
+        state.drain();
+        assert!(!state.is_up() && state.is_draining());
+        state.check_passed();
+        assert!(!state.is_up(), "a passed check does not bring it back");
+        state.undrain();
+        assert!(state.is_up() && !state.is_draining());
+    }
+
+    #[test]
     fn a_funkos_labels_set_its_timeout_and_body_limit() {
         let mut limited = container(
             "l1",
