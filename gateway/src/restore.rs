@@ -30,12 +30,42 @@ pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 const RETRY_FIRST: Duration = Duration::from_secs(10);
 const RETRY_MOST: Duration = Duration::from_secs(300);
 
-/// The restore service.
-pub struct Restore {
+/// Where funkos run: what a background service needs for its own [`Lifecycle`].
+#[derive(Debug, Clone)]
+pub struct LifecycleConfig {
     pub docker_host: Option<String>,
     pub network: String,
     pub state_dir: PathBuf,
     pub secrets_dir: PathBuf,
+}
+
+impl LifecycleConfig {
+    /// A lifecycle on a Docker client, once the engine answers (it may start after the
+    /// gateway); `service` names the waiting service in the debug log.
+    pub async fn connect(&self, service: &str) -> Lifecycle {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        let docker = loop {
+            match faaso::docker::connect_to(self.docker_host.as_deref()).await {
+                Ok(docker) => break docker,
+                Err(err) => {
+                    tracing::debug!(error = %err, "{service}: waiting for Docker");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+            }
+        };
+        let mut lifecycle = Lifecycle::new(
+            docker,
+            StateDir::new(&self.state_dir),
+            SecretsDir::new(&self.secrets_dir),
+        );
+        lifecycle.network = self.network.clone();
+        lifecycle
+    }
+}
+
+/// The restore service.
+pub struct Restore {
+    pub lifecycle: LifecycleConfig,
 }
 
 #[async_trait]
@@ -50,22 +80,7 @@ impl BackgroundService for Restore {
 
 impl Restore {
     async fn run(&self) {
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-        let docker = loop {
-            match faaso::docker::connect_to(self.docker_host.as_deref()).await {
-                Ok(docker) => break docker,
-                Err(err) => {
-                    tracing::debug!(error = %err, "restore: waiting for Docker");
-                    tokio::time::sleep(backoff.next_delay()).await;
-                }
-            }
-        };
-        let mut lifecycle = Lifecycle::new(
-            docker,
-            StateDir::new(&self.state_dir),
-            SecretsDir::new(&self.secrets_dir),
-        );
-        lifecycle.network = self.network.clone();
+        let mut lifecycle = self.lifecycle.connect("restore").await;
         let mut report = |line: String| tracing::info!("restore: {line}");
         if let Err(err) = lifecycle.restore(&mut report).await {
             tracing::warn!(error = %err, "restore: cannot read saved scales");

@@ -21,22 +21,18 @@
 //! ([`crate::table::Activity`]) and the scaler reads it.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use faaso::lifecycle::Lifecycle;
-use faaso::secrets::SecretsDir;
-use faaso::state::StateDir;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tokio::sync::mpsc;
 
 use crate::SharedRoutes;
 use crate::autoscale::{Decision, Observation, Policy, Tracker};
-use crate::backoff::Backoff;
 use crate::table::{Instance, InstanceState};
 use crate::wake::{WakeStart, Wakes};
 
@@ -55,10 +51,7 @@ const COLD_START_POLL: Duration = Duration::from_millis(20);
 
 /// The scaler service.
 pub struct Scaler {
-    pub docker_host: Option<String>,
-    pub network: String,
-    pub state_dir: PathBuf,
-    pub secrets_dir: PathBuf,
+    pub lifecycle: crate::restore::LifecycleConfig,
     pub table: SharedRoutes,
     pub wakes: Arc<Wakes>,
     /// Starts asked for by requests (taken when the service starts).
@@ -157,22 +150,7 @@ impl BackgroundService for Scaler {
 
 impl Scaler {
     async fn run(&self, starts: &mut mpsc::UnboundedReceiver<WakeStart>) {
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-        let docker = loop {
-            match faaso::docker::connect_to(self.docker_host.as_deref()).await {
-                Ok(docker) => break docker,
-                Err(err) => {
-                    tracing::debug!(error = %err, "scaler: waiting for Docker");
-                    tokio::time::sleep(backoff.next_delay()).await;
-                }
-            }
-        };
-        let mut lifecycle = Lifecycle::new(
-            docker,
-            StateDir::new(&self.state_dir),
-            SecretsDir::new(&self.secrets_dir),
-        );
-        lifecycle.network = self.network.clone();
+        let mut lifecycle = self.lifecycle.connect("scaler").await;
         lifecycle.ready_poll = COLD_START_POLL;
         let mut waking = lifecycle.clone();
         let timeout = self.wakes.timeout;

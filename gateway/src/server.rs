@@ -137,13 +137,16 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
         ));
     }
 
+    let lifecycle = crate::restore::LifecycleConfig {
+        docker_host: config.docker_host.clone(),
+        network: config.network.clone(),
+        state_dir: config.state_dir.clone(),
+        secrets_dir: config.secrets_dir.clone(),
+    };
     server.add_service(background_service(
         "restore saved scales",
         Restore {
-            docker_host: config.docker_host.clone(),
-            network: config.network.clone(),
-            state_dir: config.state_dir.clone(),
-            secrets_dir: config.secrets_dir.clone(),
+            lifecycle: lifecycle.clone(),
         },
     ));
 
@@ -152,10 +155,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
     server.add_service(background_service(
         "scaler",
         crate::scaler::Scaler {
-            docker_host: config.docker_host.clone(),
-            network: config.network.clone(),
-            state_dir: config.state_dir.clone(),
-            secrets_dir: config.secrets_dir.clone(),
+            lifecycle,
             table: Arc::clone(&table),
             wakes: Arc::clone(&wakes),
             starts: std::sync::Mutex::new(Some(starts)),

@@ -191,14 +191,7 @@ async fn max_inflight_queues_requests_and_refuses_after_the_queue_timeout() {
         "{waited:?}"
     );
     assert_eq!(busy.await.unwrap(), 200);
-    let metrics = http
-        .get(format!("{}/metrics", gateway.metrics_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gateway.metrics().await;
     assert_eq!(
         faaso_tests::prom::value(
             &metrics,

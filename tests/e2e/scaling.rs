@@ -61,17 +61,6 @@ async fn wait_for_running(
     panic!("{funko}: {last} running after {timeout:?}, expected {count}");
 }
 
-async fn metrics(gateway: &GatewayProcess) -> String {
-    client()
-        .get(format!("{}/metrics", gateway.metrics_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// A funko at zero (`min: 0`, an image, no container) is shown as idle; twenty concurrent
 /// requests start exactly one instance and all get 200; the start is counted and timed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +110,7 @@ async fn twenty_requests_at_zero_start_one_instance_and_all_get_200() {
     assert_eq!(hosts.len(), 1, "one instance answered them all: {hosts:?}");
     assert_eq!(running(&docker, &name).await, 1, "exactly one start");
 
-    let text = metrics(&gateway).await;
+    let text = gateway.metrics().await;
     let labels = [("funko", name.as_str())];
     assert_eq!(
         faaso_tests::prom::value(&text, "faaso_cold_starts_total", &labels),
@@ -241,7 +230,7 @@ async fn an_idle_funko_goes_back_to_zero_and_wakes_again() {
     )
     .await;
     assert_eq!(get(&restarted, "ping").await.0, 200);
-    let text = metrics(&restarted).await;
+    let text = restarted.metrics().await;
     let events = faaso_tests::prom::value(
         &text,
         "faaso_cold_starts_total",
@@ -291,7 +280,7 @@ async fn a_scale_down_drains_requests_in_flight() {
     }
     // Idle now: the next removal leaves min (1).
     wait_for_running(&docker, &name, 1, Duration::from_secs(15)).await;
-    let text = metrics(&gateway).await;
+    let text = gateway.metrics().await;
     assert_eq!(
         faaso_tests::prom::value(
             &text,
@@ -358,7 +347,7 @@ async fn sustained_load_grows_to_max_and_quiet_shrinks_to_min() {
     }
     let shrank = wait_for_running(&docker, &name, 1, Duration::from_secs(30)).await;
     println!("back to min (1) {shrank:?} after the load");
-    let text = metrics(&gateway).await;
+    let text = gateway.metrics().await;
     let events = |direction: &str| {
         faaso_tests::prom::value(
             &text,
@@ -403,7 +392,7 @@ async fn a_deploy_at_max_keeps_the_count() {
         .await
         .unwrap();
     assert_eq!(version, "2");
-    let text = metrics(&gateway).await;
+    let text = gateway.metrics().await;
     let down = faaso_tests::prom::value(
         &text,
         "faaso_autoscale_events_total",

@@ -93,6 +93,16 @@ impl GatewayProcess {
         }
     }
 
+    /// The gateway's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let response = crate::http::client()
+            .get(format!("{}/metrics", self.metrics_url))
+            .send()
+            .await
+            .expect("the metrics listener answers");
+        response.text().await.expect("a metrics body")
+    }
+
     /// Sends a signal (`TERM`, `QUIT`, ...) to the gateway process.
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
