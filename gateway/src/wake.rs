@@ -18,7 +18,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 /// How long a failed start answers requests before another start is tried.
-pub const FAILURE_HOLD: Duration = Duration::from_secs(5);
+pub const FAILURE_HOLD: Duration = Duration::from_secs(FAILURE_HOLD_SECONDS);
+
+/// [`FAILURE_HOLD`] in whole seconds, as the `Retry-After` of a request a start failed for.
+pub const FAILURE_HOLD_RETRY_AFTER: &str = "5";
+const FAILURE_HOLD_SECONDS: u64 = 5;
 
 /// The outcome of a start: `None` while it runs, then `Ok` (an instance is in the routing
 /// table) or the reason it failed.
@@ -145,6 +149,12 @@ impl Wakes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_says_the_failure_hold() {
+        let seconds: u64 = FAILURE_HOLD_RETRY_AFTER.parse().unwrap();
+        assert_eq!(Duration::from_secs(seconds), FAILURE_HOLD);
+    }
 
     #[tokio::test]
     async fn concurrent_requests_share_one_start() {

@@ -61,6 +61,32 @@ async fn wait_for_running(
     panic!("{funko}: {last} running after {timeout:?}, expected {count}");
 }
 
+/// The gateway's `faaso_autoscale_events_total` for a funko and direction, read again until it
+/// reaches `expected` or 10 s pass: an event is counted once its change is wholly carried out
+/// (a retired container is removed as well as stopped), a little after Docker shows the count.
+/// Returns the last value and the metrics text it came from.
+async fn autoscale_events(
+    gateway: &GatewayProcess,
+    funko: &str,
+    direction: &str,
+    expected: f64,
+) -> (f64, String) {
+    let started = Instant::now();
+    loop {
+        let text = gateway.metrics().await;
+        let value = faaso_tests::prom::value(
+            &text,
+            "faaso_autoscale_events_total",
+            &[("funko", funko), ("direction", direction)],
+        )
+        .unwrap_or(0.0);
+        if value >= expected || started.elapsed() > Duration::from_secs(10) {
+            return (value, text);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A funko at zero (`min: 0`, an image, no container) is shown as idle; twenty concurrent
 /// requests start exactly one instance and all get 200; the start is counted and timed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,16 +306,8 @@ async fn a_scale_down_drains_requests_in_flight() {
     }
     // Idle now: the next removal leaves min (1).
     wait_for_running(&docker, &name, 1, Duration::from_secs(15)).await;
-    let text = gateway.metrics().await;
-    assert_eq!(
-        faaso_tests::prom::value(
-            &text,
-            "faaso_autoscale_events_total",
-            &[("funko", name.as_str()), ("direction", "down")]
-        ),
-        Some(2.0),
-        "{text}"
-    );
+    let (down, text) = autoscale_events(&gateway, &name, "down", 2.0).await;
+    assert_eq!(down, 2.0, "{text}");
 }
 
 /// Sustained load above `target_inflight` adds instances up to `max`; when it stops they go
@@ -347,17 +365,10 @@ async fn sustained_load_grows_to_max_and_quiet_shrinks_to_min() {
     }
     let shrank = wait_for_running(&docker, &name, 1, Duration::from_secs(30)).await;
     println!("back to min (1) {shrank:?} after the load");
-    let text = gateway.metrics().await;
-    let events = |direction: &str| {
-        faaso_tests::prom::value(
-            &text,
-            "faaso_autoscale_events_total",
-            &[("funko", name.as_str()), ("direction", direction)],
-        )
-        .unwrap_or(0.0)
-    };
-    assert!(events("up") >= 1.0, "{text}");
-    assert_eq!(events("down"), 2.0, "one at a time: {text}");
+    let (up, text) = autoscale_events(&gateway, &name, "up", 1.0).await;
+    assert!(up >= 1.0, "{text}");
+    let (down, text) = autoscale_events(&gateway, &name, "down", 2.0).await;
+    assert_eq!(down, 2.0, "one at a time: {text}");
     let status = Faaso::in_dir(gateway.dir.path()).ok(&["status", &name]);
     assert!(
         status.contains("scale 1, 1 running (min 1, max 3"),

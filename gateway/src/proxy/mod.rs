@@ -389,7 +389,7 @@ impl ProxyHttp for Gateway {
         if !available && let Err(err) = self.wake(ctx).await {
             let body = error_body(&err.to_string(), ctx.funko_name());
             let id = ctx.request_id.as_ref().and_then(|id| id.to_str().ok());
-            let mut extra = vec![("Retry-After", "5")];
+            let mut extra = vec![("Retry-After", crate::wake::FAILURE_HOLD_RETRY_AFTER)];
             extra.extend(id.map(|id| ("X-Request-Id", id)));
             write_json(session, 503, body, &extra).await?;
             return Ok(true);
