@@ -58,6 +58,9 @@ pub struct Lifecycle {
     pub lock_timeout: Duration,
     /// How often a starting instance is looked at while waiting for it to be ready.
     pub ready_poll: Duration,
+    /// When the wait for a ready instance ends at the latest, whatever `ready_timeout` says:
+    /// the gateway's cold start gives up in time to answer its waiting requests with the reason.
+    pub ready_by: Option<std::time::Instant>,
 }
 
 /// A running instance, as the lifecycle sees it.
@@ -81,6 +84,7 @@ impl Lifecycle {
             ready_timeout: Duration::from_secs(60),
             lock_timeout: Duration::from_secs(300),
             ready_poll: Duration::from_millis(200),
+            ready_by: None,
         }
     }
 
@@ -399,9 +403,12 @@ impl Lifecycle {
     /// carries the instance's last log lines.
     pub(crate) async fn wait_ready(&self, name: &str) -> Result<(), LifecycleError> {
         let start = std::time::Instant::now();
+        let end = self.ready_by.map_or(start + self.ready_timeout, |by| {
+            by.min(start + self.ready_timeout)
+        });
         let mut last = String::from("not started");
         let mut failed = false;
-        while start.elapsed() < self.ready_timeout {
+        while std::time::Instant::now() < end {
             match docker::inspect_state(&self.docker, name, &self.network).await? {
                 None => {
                     last = "the container is gone".to_string();
@@ -430,7 +437,10 @@ impl Lifecycle {
                             .map(|ip| SocketAddr::new(ip, state.port));
                         match addr {
                             Some(addr) => {
-                                match crate::probe::ping(addr, Duration::from_secs(2)).await {
+                                let left = end.saturating_duration_since(std::time::Instant::now());
+                                let wait =
+                                    left.clamp(Duration::from_millis(50), Duration::from_secs(2));
+                                match crate::probe::ping(addr, wait).await {
                                     Ok(()) => return Ok(()),
                                     Err(reason) => last = format!("GET /ping: {reason}"),
                                 }
@@ -447,7 +457,7 @@ impl Lifecycle {
             tokio::time::sleep(self.ready_poll).await;
         }
         if !failed {
-            last = format!("{last} (after {:?})", self.ready_timeout);
+            last = format!("{last} (after {:?})", end.duration_since(start));
         }
         Err(LifecycleError::NotReady {
             instance: name.to_string(),

@@ -377,7 +377,13 @@ impl Shared {
     async fn start_one(&self, name: &str, ops: &FunkoOps, began: Instant) -> Result<(), String> {
         let _serial = ops.serial.lock().await;
         let mut report = |line: String| tracing::info!(funko = %name, "cold start: {line}");
-        self.waking
+        // However long creating the container took, the wait for `/ping` ends in time for the
+        // requests to get the reason (and the container to be removed) within the timeout.
+        let timeout = self.wakes.timeout;
+        let mut waking = self.waking.clone();
+        waking.ready_by =
+            Some(began + timeout.saturating_sub((timeout / 3).min(Duration::from_secs(2))));
+        waking
             .up(name, Some(1), &mut report)
             .await
             .map_err(|err| err.to_string())?;
