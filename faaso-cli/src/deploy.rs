@@ -52,6 +52,9 @@ impl Lifecycle {
         funko: &str,
         report: &mut (dyn FnMut(String) + Send),
     ) -> Result<Deployed, LifecycleError> {
+        if self.orchestrator == crate::swarm::Orchestrator::Swarm {
+            return self.swarm_deploy(funko, report).await;
+        }
         let (image, user) = self.latest_image(funko).await?;
         let running = self.running(funko).await?;
         if running.is_empty() {

@@ -26,7 +26,8 @@
 //! - [`probe`]: the `GET /ping` health probe.
 //! - [`remote`]: the admin API client for remote mode (feature `cli`).
 //! - [`login`]: the saved login (gateway URL, password, CA; mode 0600) (feature `cli`).
-//! - [`docker`]: the one module that calls the Docker engine.
+//! - [`docker`]: the one module that calls the Docker engine for containers and images.
+//! - [`swarm`]: Swarm mode: funkos as services, Swarm secrets, rolling service updates.
 //!
 //! The CLI binary (`src/main.rs`, `src/commands/`) is a thin layer of clap commands over these.
 
@@ -57,6 +58,7 @@ pub mod secrets;
 pub mod settings;
 pub mod state;
 pub mod status;
+pub mod swarm;
 pub mod units;
 
 /// The version of this crate, shown by `faaso version` and the gateway's admin API.

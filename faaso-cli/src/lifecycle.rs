@@ -61,6 +61,8 @@ pub struct Lifecycle {
     /// When the wait for a ready instance ends at the latest, whatever `ready_timeout` says:
     /// the gateway's cold start gives up in time to answer its waiting requests with the reason.
     pub ready_by: Option<std::time::Instant>,
+    /// Containers on this engine, or services on its Swarm.
+    pub orchestrator: crate::swarm::Orchestrator,
 }
 
 /// A running instance, as the lifecycle sees it.
@@ -85,6 +87,7 @@ impl Lifecycle {
             lock_timeout: Duration::from_secs(300),
             ready_poll: Duration::from_millis(200),
             ready_by: None,
+            orchestrator: crate::swarm::Orchestrator::Docker,
         }
     }
 
@@ -134,6 +137,9 @@ impl Lifecycle {
 
     /// The running instances of a funko, oldest first.
     pub async fn running(&self, funko: &str) -> Result<Vec<RunningInstance>, LifecycleError> {
+        if self.orchestrator == crate::swarm::Orchestrator::Swarm {
+            return self.swarm_running(funko).await;
+        }
         Ok(self.containers(funko).await?.0)
     }
 
@@ -157,6 +163,9 @@ impl Lifecycle {
         scale: u32,
         report: &mut (dyn FnMut(String) + Send),
     ) -> Result<(), LifecycleError> {
+        if self.orchestrator == crate::swarm::Orchestrator::Swarm {
+            return self.swarm_scale(funko, scale, report).await;
+        }
         let (running, leftovers) = self.containers(funko).await?;
         for container in leftovers {
             if let Some(id) = &container.id {
@@ -270,6 +279,9 @@ impl Lifecycle {
                 funko: funko.to_string(),
             });
         }
+        if self.orchestrator == crate::swarm::Orchestrator::Swarm {
+            self.swarm_purge(funko, report).await?;
+        }
         for container in docker::list_instances(&self.docker, funko).await? {
             if let Some(id) = &container.id {
                 docker::stop_and_remove(&self.docker, id, self.stop_seconds()).await?;
@@ -327,6 +339,9 @@ impl Lifecycle {
         value: &[u8],
     ) -> Result<(), LifecycleError> {
         crate::secrets::validate_secret_name(secret)?;
+        if self.orchestrator == crate::swarm::Orchestrator::Swarm {
+            return self.swarm_add_secret(funko, secret, value).await;
+        }
         let dir = self.secrets.ensure_funko_dir(funko)?;
         let image = conventions::image_latest(funko);
         if let Some(info) = docker::image_inspect(&self.docker, &image).await? {

@@ -105,7 +105,10 @@ impl Lifecycle {
         for name in names {
             validate_name(name)?;
         }
-        let containers = docker::list_all_instances(&self.docker).await?;
+        let mut containers = docker::list_all_instances(&self.docker).await?;
+        if self.orchestrator == crate::swarm::Orchestrator::Swarm {
+            containers.extend(crate::swarm::task_instances(&self.docker, &self.network).await?);
+        }
         let images = docker::list_all_images(&self.docker).await?;
         statuses(names, &containers, &images, &self.state, &self.network)
     }

@@ -20,6 +20,8 @@ pub struct Config {
     pub metrics_listen: SocketAddr,
     /// Docker network the instances are reached on.
     pub network: String,
+    /// Containers on one engine (`docker`) or services on its Swarm (`swarm`).
+    pub orchestrator: faaso::swarm::Orchestrator,
     /// Docker engine address; `None` means `DOCKER_HOST` or the local socket.
     pub docker_host: Option<String>,
     /// Admin API password; `None` (and no hash) refuses every admin request.
@@ -127,6 +129,7 @@ pub const KEYS: &[Key] = &[
     key("listen", Some("FAASO_LISTEN")),
     key("metrics_listen", Some("FAASO_METRICS_LISTEN")),
     key("network", Some("FAASO_NETWORK")),
+    key("orchestrator", Some("FAASO_ORCHESTRATOR")),
     key("docker_host", Some("DOCKER_HOST")),
     key("password", Some("FAASO_PASSWORD")),
     key("password_hash", Some("FAASO_PASSWORD_HASH")),
@@ -171,6 +174,7 @@ impl Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8888)),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9091)),
             network: faaso::conventions::NETWORK.to_string(),
+            orchestrator: faaso::swarm::Orchestrator::Docker,
             docker_host: None,
             password: None,
             password_hash: None,
@@ -290,6 +294,7 @@ impl Config {
                     "listen" => self.listen.to_string(),
                     "metrics_listen" => self.metrics_listen.to_string(),
                     "network" => self.network.clone(),
+                    "orchestrator" => self.orchestrator.as_str().to_string(),
                     "docker_host" => self
                         .docker_host
                         .clone()
@@ -341,6 +346,7 @@ impl Config {
         match key {
             "listen" => self.listen = parse_addr(value).map_err(bad)?,
             "metrics_listen" => self.metrics_listen = parse_addr(value).map_err(bad)?,
+            "orchestrator" => self.orchestrator = value.parse().map_err(bad)?,
             "network" => {
                 if value.is_empty() || value.contains(char::is_whitespace) {
                     return Err(bad(format!("invalid network name {value:?}")));
@@ -504,6 +510,7 @@ mod tests {
         assert_eq!(config.listen.to_string(), "0.0.0.0:8888");
         assert_eq!(config.metrics_listen.to_string(), "127.0.0.1:9091");
         assert_eq!(config.network, "faaso-net");
+        assert_eq!(config.orchestrator, faaso::swarm::Orchestrator::Docker);
         assert_eq!(config.connect_timeout, Duration::from_secs(2));
         assert_eq!(config.idle_timeout, Duration::from_secs(30));
         assert_eq!(config.max_body_bytes, 10 * 1024 * 1024);
@@ -544,6 +551,12 @@ mod tests {
                 .contains("key `password_hash`: expected an argon2 hash"),
             "{err}"
         );
+        config.apply_yaml("orchestrator: swarm\n", file()).unwrap();
+        assert_eq!(config.orchestrator, faaso::swarm::Orchestrator::Swarm);
+        let err = config
+            .apply_yaml("orchestrator: nomad\n", file())
+            .unwrap_err();
+        assert!(err.to_string().contains("orchestrator"), "{err}");
         config.apply_yaml("access_log: false\n", file()).unwrap();
         assert!(!config.access_log);
         assert!(config.apply_yaml("access_log: maybe\n", file()).is_err());

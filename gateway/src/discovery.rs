@@ -47,6 +47,8 @@ pub struct Discovery {
     pub docker_host: Option<String>,
     pub network: String,
     pub resync_interval: Duration,
+    /// In Swarm mode the funko services' tasks are instances too (see [`faaso::swarm`]).
+    pub orchestrator: faaso::swarm::Orchestrator,
     /// Connection settings of the instances' peers.
     pub timeouts: PeerTimeouts,
     pub table: SharedRoutes,
@@ -125,6 +127,9 @@ enum SyncError {
     },
 }
 
+/// How often Swarm mode lists services and tasks when no event says so.
+pub const SWARM_RESYNC: Duration = Duration::from_secs(1);
+
 /// Longest a stopping mark keeps a running container out of routing.
 pub const STOPPING_AT_MOST: Duration = Duration::from_secs(120);
 
@@ -174,18 +179,29 @@ impl Discovery {
         synced: &mut bool,
     ) -> Result<std::convert::Infallible, SyncError> {
         let docker = faaso::docker::connect_to(self.docker_host.as_deref()).await?;
-        if let Err(err) = faaso::docker::ensure_network(&docker, &self.network).await {
+        let swarm = self.orchestrator == faaso::swarm::Orchestrator::Swarm;
+        let network = if swarm {
+            faaso::swarm::ensure_overlay(&docker, &self.network).await
+        } else {
+            faaso::docker::ensure_network(&docker, &self.network)
+                .await
+                .map(drop)
+        };
+        if let Err(err) = network {
             tracing::warn!(error = %err, "discovery: cannot create network {}", self.network);
         }
         // Subscribe before listing, so nothing that happens in between is missed.
         let options = EventsOptions {
             filters: Some(HashMap::from([(
                 "type".to_string(),
-                vec![
-                    "container".to_string(),
-                    "network".to_string(),
-                    "image".to_string(),
-                ],
+                [
+                    "container",
+                    "network",
+                    "image",
+                    if swarm { "service" } else { "container" },
+                ]
+                .map(str::to_string)
+                .to_vec(),
             )])),
             ..Default::default()
         };
@@ -196,7 +212,14 @@ impl Discovery {
             funkos = self.table.load().len(),
             "discovery: synced with Docker"
         );
-        let mut resync = tokio::time::interval(self.resync_interval);
+        // A task on another node changes state without an event here: Swarm mode looks again
+        // every second.
+        let every = if swarm {
+            self.resync_interval.min(SWARM_RESYNC)
+        } else {
+            self.resync_interval
+        };
+        let mut resync = tokio::time::interval(every);
         resync.tick().await;
         loop {
             let mut dirty = tokio::select! {
@@ -263,6 +286,10 @@ impl Discovery {
                 what: "images",
                 source,
             })?;
+        let mut containers = containers;
+        if self.orchestrator == faaso::swarm::Orchestrator::Swarm {
+            containers.extend(faaso::swarm::task_instances(docker, &self.network).await?);
+        }
         let image_funkos = image_funkos(&images);
         stopping.prune(&containers, Instant::now());
         let stopping_ids: HashSet<String> = stopping.0.keys().cloned().collect();
@@ -344,7 +371,14 @@ impl Stopping {
                 let is_instance = attribute("name")
                     .and_then(faaso::conventions::parse_instance_name)
                     .is_some();
-                let Some(id) = actor.and_then(|a| a.id.as_deref()) else {
+                // A funko service's task container on this node: its instance is the task.
+                let task = attribute("com.docker.swarm.task.id").filter(|_| {
+                    attribute("com.docker.swarm.service.name")
+                        .and_then(faaso::swarm::funko_of_service)
+                        .is_some()
+                });
+                let is_instance = is_instance || task.is_some();
+                let Some(id) = task.or_else(|| actor.and_then(|a| a.id.as_deref())) else {
                     return false;
                 };
                 if !is_instance {
@@ -372,6 +406,10 @@ impl Stopping {
             // images too (404 for a funko without one, 503 for one without an instance).
             // Image events name the image by id, not always by its tags: every one counts.
             Some(EventMessageTypeEnum::IMAGE) => matches!(action, "tag" | "untag" | "delete"),
+            // A funko service created, scaled, updated or removed (Swarm mode).
+            Some(EventMessageTypeEnum::SERVICE) => attribute("name")
+                .and_then(faaso::swarm::funko_of_service)
+                .is_some(),
             _ => false,
         }
     }

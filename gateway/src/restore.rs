@@ -37,6 +37,7 @@ pub struct LifecycleConfig {
     pub network: String,
     pub state_dir: PathBuf,
     pub secrets_dir: PathBuf,
+    pub orchestrator: faaso::swarm::Orchestrator,
 }
 
 impl LifecycleConfig {
@@ -59,6 +60,7 @@ impl LifecycleConfig {
             SecretsDir::new(&self.secrets_dir),
         );
         lifecycle.network = self.network.clone();
+        lifecycle.orchestrator = self.orchestrator;
         lifecycle
     }
 }

@@ -115,6 +115,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
         docker_host: config.docker_host.clone(),
         network: config.network.clone(),
         resync_interval: config.resync_interval,
+        orchestrator: config.orchestrator,
         timeouts: PeerTimeouts {
             connect: config.connect_timeout,
             read: config.read_timeout,
@@ -142,27 +143,34 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
         network: config.network.clone(),
         state_dir: config.state_dir.clone(),
         secrets_dir: config.secrets_dir.clone(),
+        orchestrator: config.orchestrator,
     };
-    server.add_service(background_service(
-        "restore saved scales",
-        Restore {
-            lifecycle: lifecycle.clone(),
-        },
-    ));
-
     let (wakes, starts) = crate::wake::Wakes::new(config.cold_start_timeout);
     let wakes = Arc::new(wakes);
-    server.add_service(background_service(
-        "scaler",
-        crate::scaler::Scaler {
-            lifecycle,
-            table: Arc::clone(&table),
-            wakes: Arc::clone(&wakes),
-            starts: std::sync::Mutex::new(Some(starts)),
-            up_window: config.autoscale_up_window,
-            down_window: config.autoscale_down_window,
-        },
-    ));
+    // Swarm keeps each service's replicas itself: nothing to restore, and the scaler (which
+    // starts and stops containers) stays out of it.
+    if config.orchestrator == faaso::swarm::Orchestrator::Docker {
+        server.add_service(background_service(
+            "restore saved scales",
+            Restore {
+                lifecycle: lifecycle.clone(),
+            },
+        ));
+
+        server.add_service(background_service(
+            "scaler",
+            crate::scaler::Scaler {
+                lifecycle,
+                table: Arc::clone(&table),
+                wakes: Arc::clone(&wakes),
+                starts: std::sync::Mutex::new(Some(starts)),
+                up_window: config.autoscale_up_window,
+                down_window: config.autoscale_down_window,
+            },
+        ));
+    } else {
+        drop(starts);
+    }
 
     let health = HealthChecker {
         table: Arc::clone(&table),
@@ -191,6 +199,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
         AdminSettings {
             docker_host: config.docker_host.clone(),
             network: config.network.clone(),
+            orchestrator: config.orchestrator,
             state_dir: config.state_dir.clone(),
             secrets_dir: config.secrets_dir.clone(),
             trusted_proxies: config.trusted_proxies.clone(),

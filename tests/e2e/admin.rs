@@ -64,27 +64,11 @@ async fn auth_none_wrong_right_unset_and_brute_force() {
     );
 
     // An argon2 hash works like the password.
-    let hash = password_hash_line(PASSWORD);
+    let hash = faaso_tests::gateway::password_hash_line(PASSWORD);
     let hashed = GatewayProcess::start(&format!("{hash}\n")).await;
     let url = format!("{}/admin/api/version", hashed.url);
     assert_eq!(get(&url, Some(PASSWORD)).await.status().as_u16(), 200);
     assert_eq!(get(&url, Some("wrong")).await.status().as_u16(), 401);
-}
-
-/// `faaso-gateway --hash-password` for `password`: the config line it prints, as the README
-/// shows it (`password_hash: '$argon2id$...'`), pasted into configs as it is.
-fn password_hash_line(password: &str) -> String {
-    let mut hasher = std::process::Command::new(faaso_tests::bins::path("faaso-gateway"))
-        .arg("--hash-password")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(hasher.stdin.take().unwrap(), "{password}").unwrap();
-    let line = String::from_utf8(hasher.wait_with_output().unwrap().stdout).unwrap();
-    assert!(line.starts_with("password_hash: '$argon2id$"), "{line}");
-    assert!(line.ends_with("'\n"), "{line}");
-    line.trim().to_string()
 }
 
 /// A stream of wrong passwords against an argon2 hash, from many clients behind a trusted
@@ -96,7 +80,7 @@ async fn admin_auth_under_attack() {
     let cleanup = Cleanup::new();
     let funko = unique_name("attacked");
     faaso_tests::docker::start_instance(&docker, &cleanup, &funko, &[]).await;
-    let hash = password_hash_line(PASSWORD);
+    let hash = faaso_tests::gateway::password_hash_line(PASSWORD);
     let gateway = GatewayProcess::start(&format!(
         "{hash}\nthreads: 1\ntrusted_proxies: [127.0.0.1]\n"
     ))

@@ -13,4 +13,5 @@ mod network;
 mod routing;
 mod scaling;
 mod smoke;
+mod swarm;
 mod ui;

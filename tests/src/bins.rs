@@ -36,3 +36,11 @@ pub fn path(name: &str) -> PathBuf {
     );
     path
 }
+
+/// The workspace folder (where `conf/` and the crates are).
+pub fn workspace_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .expect("the tests crate lives in the workspace")
+}

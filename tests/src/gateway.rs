@@ -27,6 +27,31 @@ pub fn free_port() -> u16 {
         .expect("a free port on loopback")
 }
 
+/// `faaso-gateway --hash-password` for `password`: the config line it prints, as the README
+/// shows it (`password_hash: '$argon2id$...'`), pasted into configs as it is.
+pub fn password_hash_line(password: &str) -> String {
+    let mut hasher = std::process::Command::new(crate::bins::path("faaso-gateway"))
+        .arg("--hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    writeln!(hasher.stdin.take().unwrap(), "{password}").unwrap();
+    let line = String::from_utf8(hasher.wait_with_output().unwrap().stdout).unwrap();
+    assert!(line.starts_with("password_hash: '$argon2id$"), "{line}");
+    assert!(line.ends_with("'\n"), "{line}");
+    line.trim().to_string()
+}
+
+/// The argon2 hash alone, as `FAASO_PASSWORD_HASH` takes it.
+pub fn hash_password(password: &str) -> String {
+    let line = password_hash_line(password);
+    line.trim_start_matches("password_hash: '")
+        .trim_end_matches('\'')
+        .to_string()
+}
+
 impl GatewayProcess {
     /// Starts the gateway with `extra_yaml` appended to its generated config, and waits until
     /// `/healthz` answers.

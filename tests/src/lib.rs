@@ -14,6 +14,7 @@
 //! - [`raw`]: a raw HTTP/1.1 connection, to see framing and connection reuse on the wire.
 //! - [`relay`]: a Docker socket relay a test can cut, to break the gateway's event stream.
 //! - [`skip`]: recording skipped tests, which `.ci/run` counts and prints.
+//! - [`swarm`]: a single-node Docker Swarm for a test, and the gateway as an image.
 //! - [`tls`]: a private CA, certificates, and a TLS front for tests.
 
 pub mod bins;
@@ -26,6 +27,7 @@ pub mod prom;
 pub mod raw;
 pub mod relay;
 pub mod skip;
+pub mod swarm;
 pub mod testfunko;
 pub mod tls;
 

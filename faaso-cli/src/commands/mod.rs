@@ -44,6 +44,10 @@ pub struct Global {
     /// Act on the local Docker engine even when a server is configured
     #[arg(long, global = true)]
     pub local: bool,
+    /// In local mode, run funkos as services of this engine's Docker Swarm (the same as
+    /// FAASO_ORCHESTRATOR=swarm); a remote gateway uses its own `orchestrator`
+    #[arg(long, global = true)]
+    pub swarm: bool,
     /// PEM file of a private CA that signed the gateway's HTTPS certificate; default: the one
     /// saved by `faaso login`
     #[arg(long, global = true, env = "FAASO_CA_CERT", value_name = "FILE")]
@@ -180,17 +184,30 @@ pub async fn remote(global: &Global, ui: &Ui) -> anyhow::Result<Option<faaso::re
 /// The lifecycle on the local Docker engine (said in one line), with the same state and
 /// secrets folders as the gateway uses by default (`FAASO_STATE_DIR`, `FAASO_SECRETS_DIR`).
 pub async fn local_lifecycle(
-    _global: &Global,
+    global: &Global,
     ui: &Ui,
 ) -> anyhow::Result<faaso::lifecycle::Lifecycle> {
-    ui.note("using the local Docker engine");
+    use faaso::swarm::Orchestrator;
+    let orchestrator = match std::env::var("FAASO_ORCHESTRATOR") {
+        _ if global.swarm => Orchestrator::Swarm,
+        Ok(text) if !text.is_empty() => text
+            .parse()
+            .map_err(|err| anyhow::anyhow!("FAASO_ORCHESTRATOR: {err}"))?,
+        _ => Orchestrator::Docker,
+    };
+    ui.note(match orchestrator {
+        Orchestrator::Docker => "using the local Docker engine",
+        Orchestrator::Swarm => "using the local Docker engine's Swarm",
+    });
     let docker = faaso::docker::connect().await?;
     let env = faaso::dirs::process_env;
-    Ok(faaso::lifecycle::Lifecycle::new(
+    let mut lifecycle = faaso::lifecycle::Lifecycle::new(
         docker,
         faaso::state::StateDir::new(faaso::dirs::state_dir(env)),
         faaso::secrets::SecretsDir::new(faaso::dirs::secrets_dir(env)),
-    ))
+    );
+    lifecycle.orchestrator = orchestrator;
+    Ok(lifecycle)
 }
 
 /// Prints the lines of a remote operation as local mode prints its progress.

@@ -49,6 +49,7 @@ const MAX_SMALL_BODY: usize = 64 * 1024;
 pub struct AdminSettings {
     pub docker_host: Option<String>,
     pub network: String,
+    pub orchestrator: faaso::swarm::Orchestrator,
     pub state_dir: PathBuf,
     pub secrets_dir: PathBuf,
     pub upload: Limits,
@@ -337,10 +338,17 @@ impl Admin {
                 .map_err(|e| reject(500, e.to_string()))
             }
             (&Method::GET, ["secrets"]) => {
-                let listed = self
-                    .secrets()
-                    .list(None)
-                    .map_err(|e| reject(500, e.to_string()))?;
+                let listed = if self.settings.orchestrator == faaso::swarm::Orchestrator::Swarm {
+                    self.lifecycle()
+                        .await?
+                        .swarm_secret_names()
+                        .await
+                        .map_err(|e| reject(500, e.to_string()))?
+                } else {
+                    self.secrets()
+                        .list(None)
+                        .map_err(|e| reject(500, e.to_string()))?
+                };
                 let map: serde_json::Map<String, serde_json::Value> = listed
                     .into_iter()
                     .map(|(f, names)| (f, json!(names)))
@@ -498,6 +506,7 @@ impl Admin {
             self.secrets(),
         );
         lifecycle.network = self.settings.network.clone();
+        lifecycle.orchestrator = self.settings.orchestrator;
         Ok(lifecycle)
     }
 
