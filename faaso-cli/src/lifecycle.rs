@@ -63,6 +63,9 @@ pub struct Lifecycle {
     pub ready_by: Option<std::time::Instant>,
     /// Containers on this engine, or services on its Swarm.
     pub orchestrator: crate::swarm::Orchestrator,
+    /// Swarm mode: the registry services pull funko images from (`host:port`), or none (the
+    /// images are on this node only).
+    pub registry: Option<String>,
 }
 
 /// A running instance, as the lifecycle sees it.
@@ -88,6 +91,7 @@ impl Lifecycle {
             ready_poll: Duration::from_millis(200),
             ready_by: None,
             orchestrator: crate::swarm::Orchestrator::Docker,
+            registry: None,
         }
     }
 
@@ -353,6 +357,23 @@ impl Lifecycle {
             }
         }
         Ok(self.secrets.add(funko, secret, value)?)
+    }
+
+    /// Removes one of a funko's secrets (in Swarm mode, the service stops mounting it first).
+    pub async fn remove_secret(&self, funko: &str, secret: &str) -> Result<(), LifecycleError> {
+        crate::secrets::validate_secret_name(secret)?;
+        if self.orchestrator == crate::swarm::Orchestrator::Swarm {
+            return self.swarm_remove_secret(funko, secret).await;
+        }
+        Ok(self.secrets.remove(funko, secret)?)
+    }
+
+    /// The names of every funko's secrets, by funko (never their values).
+    pub async fn secret_names(&self) -> Result<Vec<(String, Vec<String>)>, LifecycleError> {
+        if self.orchestrator == crate::swarm::Orchestrator::Swarm {
+            return self.swarm_secret_names().await;
+        }
+        Ok(self.secrets.list(None)?)
     }
 
     /// Creates and starts one instance of `image`, with the funko's secrets mounted.

@@ -87,6 +87,9 @@ pub struct InstanceStatus {
     pub created: i64,
     pub age_seconds: i64,
     pub ip: Option<String>,
+    /// Swarm mode: the node the task runs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// One image.
@@ -240,6 +243,11 @@ fn build_status(
                     .and_then(|n| n.get(network))
                     .and_then(|e| e.ip_address.clone())
                     .filter(|ip| !ip.is_empty()),
+                node: c
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(crate::swarm::NODE_LABEL))
+                    .cloned(),
             }
         })
         .collect();

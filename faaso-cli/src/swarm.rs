@@ -219,8 +219,22 @@ pub async fn task_instances(
     if services.is_empty() {
         return Ok(Vec::new());
     }
-    let tasks = list_running_tasks(docker).await?;
+    let mut tasks = list_running_tasks(docker).await?;
     let addresses = task_addresses(docker, network).await?;
+    // Nodes by their hostnames, as `docker node ls` shows them.
+    let nodes = docker
+        .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+        .await
+        .map_err(DockerError::call("list nodes"))?;
+    let hostnames: HashMap<String, String> = nodes
+        .into_iter()
+        .filter_map(|n| Some((n.id?, n.description?.hostname?)))
+        .collect();
+    for task in &mut tasks {
+        if let Some(hostname) = task.node_id.as_ref().and_then(|id| hostnames.get(id)) {
+            task.node_id = Some(hostname.clone());
+        }
+    }
     Ok(instances_of_tasks(&services, &tasks, &addresses, network))
 }
 
@@ -321,7 +335,7 @@ fn parse_rfc3339_seconds(text: &str) -> Option<i64> {
     Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
-/// Label the instances of tasks carry: the node they run on.
+/// Label the instances of tasks carry: the node they run on (its hostname).
 pub const NODE_LABEL: &str = "faaso.swarm.node";
 
 /// Whether a task runs.
@@ -330,7 +344,87 @@ pub fn task_running(task: &Task) -> bool {
         && task.desired_state == Some(TaskState::RUNNING)
 }
 
+/// The image reference a service of `funko` runs for the image `image_id` with the release
+/// tags `tags`: the image id itself without a registry (one node: the image is here), else
+/// `<registry>/faaso-<funko>:<release>` (the newest `<unix-seconds>` tag, or the short id).
+pub fn service_image(
+    registry: Option<&str>,
+    funko: &str,
+    image_id: &str,
+    tags: &[String],
+) -> String {
+    let Some(registry) = registry else {
+        return image_id.to_string();
+    };
+    let repo = format!("{PREFIX}{funko}:");
+    let release = tags
+        .iter()
+        .filter_map(|t| t.strip_prefix(&repo))
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+        .max_by_key(|t| t.parse::<u64>().unwrap_or(0))
+        .map(str::to_string)
+        .unwrap_or_else(|| short_id(image_id).to_string());
+    format!(
+        "{}/{PREFIX}{funko}:{release}",
+        registry.trim_end_matches('/')
+    )
+}
+
 impl Lifecycle {
+    /// The reference the funko's service runs for `image_id` (see [`service_image`]), pushed
+    /// to the registry when there is one.
+    async fn publish_image(
+        &self,
+        funko: &str,
+        image_id: &str,
+        report: &mut (dyn FnMut(String) + Send),
+    ) -> Result<String, LifecycleError> {
+        let tags = crate::docker::image_inspect(&self.docker, image_id)
+            .await?
+            .and_then(|i| i.repo_tags)
+            .unwrap_or_default();
+        let reference = service_image(self.registry.as_deref(), funko, image_id, &tags);
+        if self.registry.is_none() {
+            return Ok(reference);
+        }
+        let (repo, tag) = reference
+            .rsplit_once(':')
+            .unwrap_or((reference.as_str(), "latest"));
+        crate::docker::tag_image(&self.docker, image_id, repo, tag).await?;
+        let options = bollard::query_parameters::PushImageOptions {
+            tag: Some(tag.to_string()),
+            ..Default::default()
+        };
+        let mut pushing = self.docker.push_image(repo, Some(options), None);
+        use futures_util::StreamExt as _;
+        while let Some(item) = pushing.next().await {
+            let info = item.map_err(DockerError::call(format!("push {reference}")))?;
+            if let Some(error) = info.error_detail.and_then(|d| d.message) {
+                return Err(
+                    DockerError::Gone(format!("pushing {reference} failed: {error}")).into(),
+                );
+            }
+        }
+        report(format!("pushed {reference}"));
+        Ok(reference)
+    }
+
+    /// A line of warning when the swarm has more than one node and no registry is set: the
+    /// other nodes cannot pull a funko's image.
+    async fn registry_warning(&self) -> Option<String> {
+        if self.registry.is_some() {
+            return None;
+        }
+        let info = self.docker.info().await.ok()?;
+        let nodes = info.swarm.and_then(|s| s.nodes).unwrap_or(0);
+        (nodes > 1).then(|| {
+            format!(
+                "warning: the swarm has {nodes} nodes and no `registry` is set: only nodes that \
+                 have the image can run the funko's tasks"
+            )
+        })
+    }
+
     /// The funko's running tasks as the lifecycle's running instances, oldest first.
     pub(crate) async fn swarm_running(
         &self,
@@ -400,10 +494,12 @@ impl Lifecycle {
         Ok(tasks)
     }
 
-    /// The spec of a new service for `funko`, running `image` (its id) as `user`.
+    /// The spec of a new service for `funko`, running `image` (the reference of the image
+    /// `image_id`, see [`service_image`]) as `user`.
     async fn service_spec(
         &self,
         funko: &str,
+        image_id: &str,
         image: &str,
         user: &str,
         replicas: u32,
@@ -414,7 +510,7 @@ impl Lifecycle {
         ]);
         // The image's labels go on the service too: a node without the image yet and the
         // gateway's routing table read settings (port, limits, scaling) from the service.
-        let mut container_labels = crate::docker::image_inspect(&self.docker, image)
+        let mut container_labels = crate::docker::image_inspect(&self.docker, image_id)
             .await?
             .and_then(|i| i.config)
             .and_then(|c| c.labels)
@@ -607,8 +703,14 @@ impl Lifecycle {
             }
             None if replicas == 0 => {}
             None => {
-                let (image, user) = self.latest_image(funko).await?;
-                let spec = self.service_spec(funko, &image, &user, replicas).await?;
+                let (image_id, user) = self.latest_image(funko).await?;
+                if let Some(warning) = self.registry_warning().await {
+                    report(warning);
+                }
+                let image = self.publish_image(funko, &image_id, report).await?;
+                let spec = self
+                    .service_spec(funko, &image_id, &image, &user, replicas)
+                    .await?;
                 self.docker
                     .create_service(spec, None)
                     .await
@@ -620,7 +722,7 @@ impl Lifecycle {
                     "created service {} with {replicas} replica{} of image {}",
                     service_name(funko),
                     if replicas == 1 { "" } else { "s" },
-                    short_id(&image)
+                    short_id(&image_id)
                 ));
             }
         }
@@ -668,7 +770,7 @@ impl Lifecycle {
         funko: &str,
         report: &mut (dyn FnMut(String) + Send),
     ) -> Result<Deployed, LifecycleError> {
-        let (image, user) = self.latest_image(funko).await?;
+        let (image_id, user) = self.latest_image(funko).await?;
         let Some(service) = self.service(funko).await? else {
             return Err(LifecycleError::NotRunning {
                 funko: funko.to_string(),
@@ -687,7 +789,11 @@ impl Lifecycle {
             .and_then(|t| t.container_spec.as_ref())
             .and_then(|c| c.image.clone())
             .unwrap_or_default();
-        if current == image {
+        let tags = crate::docker::image_inspect(&self.docker, &image_id)
+            .await?
+            .and_then(|i| i.repo_tags)
+            .unwrap_or_default();
+        if current == service_image(self.registry.as_deref(), funko, &image_id, &tags) {
             report(format!(
                 "{funko}: all {replicas} tasks run the newest image"
             ));
@@ -696,8 +802,9 @@ impl Lifecycle {
                 current: replicas,
             });
         }
+        let image = self.publish_image(funko, &image_id, report).await?;
         let mut spec = self
-            .service_spec(funko, &image, &user, replicas as u32)
+            .service_spec(funko, &image_id, &image, &user, replicas as u32)
             .await?;
         // What Swarm does not take from us stays as it was (placement, resources set by hand).
         if let Some(old) = service.spec.as_ref().and_then(|s| s.task_template.as_ref())
@@ -710,7 +817,7 @@ impl Lifecycle {
         report(format!(
             "{funko}: rolling update of {replicas} task{} to image {} (start-first, one at a time)",
             if replicas == 1 { "" } else { "s" },
-            short_id(&image)
+            short_id(&image_id)
         ));
         self.wait_for_update(funko, replicas, report).await?;
         Ok(Deployed {
@@ -826,6 +933,78 @@ impl Lifecycle {
         Ok(())
     }
 
+    /// The (id, name) of every version of one of a funko's Swarm secrets.
+    async fn secret_versions(
+        &self,
+        funko: &str,
+        secret: &str,
+    ) -> Result<Vec<(String, String)>, LifecycleError> {
+        Ok(self
+            .funko_secrets(funko)
+            .await?
+            .iter()
+            .filter(|s| {
+                s.spec
+                    .as_ref()
+                    .and_then(|spec| spec.labels.as_ref())
+                    .and_then(|l| l.get(SECRET_LABEL))
+                    .is_some_and(|f| f == secret)
+            })
+            .filter_map(|s| Some((s.id.clone()?, s.spec.as_ref()?.name.clone()?)))
+            .collect())
+    }
+
+    /// Points the funko's service (when it exists) at its current secrets, leaving `without`
+    /// out, and waits for the rolling update.
+    async fn remount_secrets(&self, funko: &str, without: &[String]) -> Result<(), LifecycleError> {
+        let Some(service) = self.service(funko).await? else {
+            return Ok(());
+        };
+        let (_, user) = self.latest_image(funko).await?;
+        let mut spec = service.spec.clone().unwrap_or_default();
+        let mut refs = self.secret_refs(funko, &user).await?;
+        refs.retain(|r| r.secret_id.as_ref().is_none_or(|id| !without.contains(id)));
+        if let Some(container) = spec
+            .task_template
+            .as_mut()
+            .and_then(|t| t.container_spec.as_mut())
+        {
+            container.secrets = Some(refs);
+        }
+        self.update_service(&service, spec).await?;
+        if replicas_of(&service) > 0 {
+            self.wait_for_update(funko, replicas_of(&service), &mut |_| {})
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// `secret rm` in Swarm mode: the service stops mounting it (a rolling update), then every
+    /// version of it is removed.
+    pub(crate) async fn swarm_remove_secret(
+        &self,
+        funko: &str,
+        secret: &str,
+    ) -> Result<(), LifecycleError> {
+        let versions = self.secret_versions(funko, secret).await?;
+        if versions.is_empty() {
+            return Err(crate::secrets::SecretError::NotFound {
+                funko: funko.to_string(),
+                secret: secret.to_string(),
+            }
+            .into());
+        }
+        let ids: Vec<String> = versions.iter().map(|(id, _)| id.clone()).collect();
+        self.remount_secrets(funko, &ids).await?;
+        for (id, name) in versions {
+            self.docker
+                .delete_secret(&id)
+                .await
+                .map_err(DockerError::call(format!("remove secret {name}")))?;
+        }
+        Ok(())
+    }
+
     /// `secret add` in Swarm mode: a Swarm secret `faaso-<funko>-<secret>` (a value already
     /// stored gets a new secret `faaso-<funko>-<secret>-<unix-seconds>`, since Swarm secrets
     /// cannot change); a running service is updated to mount it (a rolling update) and the
@@ -837,18 +1016,7 @@ impl Lifecycle {
         value: &[u8],
     ) -> Result<(), LifecycleError> {
         use base64::Engine as _;
-        let existing = self.funko_secrets(funko).await?;
-        let versions: Vec<(String, String)> = existing
-            .iter()
-            .filter(|s| {
-                s.spec
-                    .as_ref()
-                    .and_then(|spec| spec.labels.as_ref())
-                    .and_then(|l| l.get(SECRET_LABEL))
-                    .is_some_and(|f| f == secret)
-            })
-            .filter_map(|s| Some((s.id.clone()?, s.spec.as_ref()?.name.clone()?)))
-            .collect();
+        let versions = self.secret_versions(funko, secret).await?;
         let mut name = secret_name(funko, secret);
         if versions.iter().any(|(_, n)| *n == name) {
             let now = std::time::SystemTime::now()
@@ -871,23 +1039,7 @@ impl Lifecycle {
             .create_secret(spec)
             .await
             .map_err(DockerError::call(format!("create secret {name}")))?;
-        if let Some(service) = self.service(funko).await? {
-            let (_, user) = self.latest_image(funko).await?;
-            let mut spec = service.spec.clone().unwrap_or_default();
-            let refs = self.secret_refs(funko, &user).await?;
-            if let Some(container) = spec
-                .task_template
-                .as_mut()
-                .and_then(|t| t.container_spec.as_mut())
-            {
-                container.secrets = Some(refs);
-            }
-            self.update_service(&service, spec).await?;
-            if replicas_of(&service) > 0 {
-                self.wait_for_update(funko, replicas_of(&service), &mut |_| {})
-                    .await?;
-            }
-        }
+        self.remount_secrets(funko, &[]).await?;
         // Older versions the service no longer mounts go (one still in use stays).
         for (id, _) in versions {
             let _ = self.docker.delete_secret(&id).await;
@@ -920,6 +1072,25 @@ mod tests {
         assert_eq!(funko_of_service("faaso-Bad"), None);
         assert_eq!(funko_of_service("web"), None);
         assert_eq!(secret_name("hello", "api_key"), "faaso-hello-api_key");
+    }
+
+    #[test]
+    fn services_run_the_image_id_here_and_the_release_from_a_registry() {
+        let tags = [
+            "faaso-hello:latest".to_string(),
+            "faaso-hello:1796309303".to_string(),
+            "faaso-hello:1796300000".to_string(),
+        ];
+        assert_eq!(
+            service_image(None, "hello", "sha256:abc", &tags),
+            "sha256:abc"
+        );
+        assert_eq!(
+            service_image(Some("registry.lan:5000/"), "hello", "sha256:abc", &tags),
+            "registry.lan:5000/faaso-hello:1796309303"
+        );
+        let untagged = service_image(Some("r:5000"), "hello", "sha256:0123456789abcdef", &[]);
+        assert_eq!(untagged, "r:5000/faaso-hello:0123456789ab");
     }
 
     #[test]

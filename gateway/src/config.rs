@@ -22,6 +22,8 @@ pub struct Config {
     pub network: String,
     /// Containers on one engine (`docker`) or services on its Swarm (`swarm`).
     pub orchestrator: faaso::swarm::Orchestrator,
+    /// Swarm mode: the registry (`host:port`) funko images are pushed to and pulled from.
+    pub registry: Option<String>,
     /// Docker engine address; `None` means `DOCKER_HOST` or the local socket.
     pub docker_host: Option<String>,
     /// Admin API password; `None` (and no hash) refuses every admin request.
@@ -130,6 +132,7 @@ pub const KEYS: &[Key] = &[
     key("metrics_listen", Some("FAASO_METRICS_LISTEN")),
     key("network", Some("FAASO_NETWORK")),
     key("orchestrator", Some("FAASO_ORCHESTRATOR")),
+    key("registry", Some("FAASO_REGISTRY")),
     key("docker_host", Some("DOCKER_HOST")),
     key("password", Some("FAASO_PASSWORD")),
     key("password_hash", Some("FAASO_PASSWORD_HASH")),
@@ -175,6 +178,7 @@ impl Config {
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9091)),
             network: faaso::conventions::NETWORK.to_string(),
             orchestrator: faaso::swarm::Orchestrator::Docker,
+            registry: None,
             docker_host: None,
             password: None,
             password_hash: None,
@@ -295,6 +299,10 @@ impl Config {
                     "metrics_listen" => self.metrics_listen.to_string(),
                     "network" => self.network.clone(),
                     "orchestrator" => self.orchestrator.as_str().to_string(),
+                    "registry" => self
+                        .registry
+                        .clone()
+                        .unwrap_or_else(|| "(none: images stay on this node)".to_string()),
                     "docker_host" => self
                         .docker_host
                         .clone()
@@ -347,6 +355,18 @@ impl Config {
             "listen" => self.listen = parse_addr(value).map_err(bad)?,
             "metrics_listen" => self.metrics_listen = parse_addr(value).map_err(bad)?,
             "orchestrator" => self.orchestrator = value.parse().map_err(bad)?,
+            "registry" => {
+                let registry = value.trim().trim_end_matches('/');
+                if registry.is_empty()
+                    || registry.contains(char::is_whitespace)
+                    || registry.contains("://")
+                {
+                    return Err(bad(format!(
+                        "invalid registry {value:?}: give host[:port][/path], without a scheme"
+                    )));
+                }
+                self.registry = Some(registry.to_string());
+            }
             "network" => {
                 if value.is_empty() || value.contains(char::is_whitespace) {
                     return Err(bad(format!("invalid network name {value:?}")));

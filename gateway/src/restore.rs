@@ -38,6 +38,7 @@ pub struct LifecycleConfig {
     pub state_dir: PathBuf,
     pub secrets_dir: PathBuf,
     pub orchestrator: faaso::swarm::Orchestrator,
+    pub registry: Option<String>,
 }
 
 impl LifecycleConfig {
@@ -61,6 +62,7 @@ impl LifecycleConfig {
         );
         lifecycle.network = self.network.clone();
         lifecycle.orchestrator = self.orchestrator;
+        lifecycle.registry = self.registry.clone();
         lifecycle
     }
 }

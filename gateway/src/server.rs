@@ -144,6 +144,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
         state_dir: config.state_dir.clone(),
         secrets_dir: config.secrets_dir.clone(),
         orchestrator: config.orchestrator,
+        registry: config.registry.clone(),
     };
     let (wakes, starts) = crate::wake::Wakes::new(config.cold_start_timeout);
     let wakes = Arc::new(wakes);
@@ -200,6 +201,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
             docker_host: config.docker_host.clone(),
             network: config.network.clone(),
             orchestrator: config.orchestrator,
+            registry: config.registry.clone(),
             state_dir: config.state_dir.clone(),
             secrets_dir: config.secrets_dir.clone(),
             trusted_proxies: config.trusted_proxies.clone(),

@@ -199,6 +199,14 @@ async fn swarm_mode_routes_scales_deploys_and_heals_services() {
     assert_eq!(seen.len(), 3, "three replicas answer: {seen:?}");
     let status = faaso.ok(&["status", &name]);
     assert!(status.contains("3 running"), "{status}");
+    // Tasks per node: this engine's hostname, as `docker node ls` names it.
+    let hostname = docker(&["info", "--format", "{{.Name}}"]);
+    assert!(status.contains("NODE"), "{status}");
+    let on_this_node = status
+        .lines()
+        .filter(|l| l.split_whitespace().last() == Some(hostname.trim()))
+        .count();
+    assert_eq!(on_this_node, 3, "{status}");
 
     // A secret: readable by the funko at /secrets/<name>, never returned by the API.
     let mut child = faaso
@@ -308,6 +316,29 @@ async fn swarm_mode_routes_scales_deploys_and_heals_services() {
     assert_eq!(failures, Vec::<String>::new(), "of {sent} requests");
     let seen = hosts(&whoami, 30).await;
     assert_eq!(seen.len(), 3, "three replicas again: {seen:?}");
+
+    // Removing the secret: the tasks are rolled over without it, and it is gone from Swarm.
+    faaso.ok(&["secret", "rm", &name, "api_key"]);
+    assert!(faaso.ok(&["secret", "list", &name]).is_empty());
+    let secrets = docker(&[
+        "secret",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=faaso.funko={name}"),
+    ]);
+    assert!(secrets.trim().is_empty(), "{secrets}");
+    let gone = client().get(&read).send().await.unwrap();
+    assert_ne!(gone.status().as_u16(), 200, "the secret file is gone");
+    faaso.ok(&[
+        "secret",
+        "add",
+        &name,
+        "api_key",
+        "--force",
+        "--from-file",
+        "/etc/hostname",
+    ]);
 
     // Purge removes the service and its secrets.
     faaso.ok(&["purge", &name, "--yes"]);

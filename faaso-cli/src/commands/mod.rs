@@ -207,6 +207,10 @@ pub async fn local_lifecycle(
         faaso::secrets::SecretsDir::new(faaso::dirs::secrets_dir(env)),
     );
     lifecycle.orchestrator = orchestrator;
+    lifecycle.registry = std::env::var("FAASO_REGISTRY")
+        .ok()
+        .map(|r| r.trim().trim_end_matches('/').to_string())
+        .filter(|r| !r.is_empty());
     Ok(lifecycle)
 }
 

@@ -64,10 +64,13 @@ impl SecretArgs {
             SecretAction::List { funko: None } => {}
         }
         let remote = super::remote(global, &ui).await?;
-        if remote.is_none() {
+        if remote.is_none() && !global.swarm {
             ui.note("using the local secrets folder");
         }
         let secrets = SecretsDir::new(faaso::dirs::secrets_dir(faaso::dirs::process_env));
+        // Swarm mode keeps secrets in the swarm, not in the local folder.
+        let swarm =
+            global.swarm || std::env::var("FAASO_ORCHESTRATOR").is_ok_and(|o| o.trim() == "swarm");
         match self.action {
             SecretAction::Add {
                 funko,
@@ -104,6 +107,10 @@ impl SecretArgs {
             SecretAction::Rm { funko, secret } => {
                 match &remote {
                     Some(remote) => remote.delete_secret(&funko, &secret).await?,
+                    None if swarm => {
+                        let lifecycle = super::local_lifecycle(global, &ui).await?;
+                        lifecycle.remove_secret(&funko, &secret).await?
+                    }
                     None => secrets.remove(&funko, &secret)?,
                 }
                 println!("{funko}: secret {secret} removed");
@@ -111,6 +118,10 @@ impl SecretArgs {
             SecretAction::List { funko } => {
                 let listed = match &remote {
                     Some(remote) => remote.secrets().await?,
+                    None if swarm => {
+                        let lifecycle = super::local_lifecycle(global, &ui).await?;
+                        lifecycle.secret_names().await?
+                    }
                     None => secrets.list(funko.as_deref())?,
                 };
                 for (owner, names) in listed {

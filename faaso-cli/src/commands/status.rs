@@ -77,6 +77,10 @@ fn table(funkos: &[FunkoStatus]) -> String {
             "AGE".into(),
             "IP".into(),
         ]];
+        let swarm = funko.instances.iter().any(|i| i.node.is_some());
+        if swarm {
+            rows[0].push("NODE".into());
+        }
         for i in &funko.instances {
             rows.push(vec![
                 format!("  {}", i.name),
@@ -90,6 +94,9 @@ fn table(funkos: &[FunkoStatus]) -> String {
                 human_age(i.age_seconds),
                 i.ip.clone().unwrap_or_else(|| "-".into()),
             ]);
+            if swarm && let Some(row) = rows.last_mut() {
+                row.push(i.node.clone().unwrap_or_else(|| "-".into()));
+            }
         }
         if funko.instances.is_empty() {
             out.push_str("  no instances\n");

@@ -50,6 +50,7 @@ pub struct AdminSettings {
     pub docker_host: Option<String>,
     pub network: String,
     pub orchestrator: faaso::swarm::Orchestrator,
+    pub registry: Option<String>,
     pub state_dir: PathBuf,
     pub secrets_dir: PathBuf,
     pub upload: Limits,
@@ -338,17 +339,12 @@ impl Admin {
                 .map_err(|e| reject(500, e.to_string()))
             }
             (&Method::GET, ["secrets"]) => {
-                let listed = if self.settings.orchestrator == faaso::swarm::Orchestrator::Swarm {
-                    self.lifecycle()
-                        .await?
-                        .swarm_secret_names()
-                        .await
-                        .map_err(|e| reject(500, e.to_string()))?
-                } else {
-                    self.secrets()
-                        .list(None)
-                        .map_err(|e| reject(500, e.to_string()))?
-                };
+                let listed = self
+                    .lifecycle()
+                    .await?
+                    .secret_names()
+                    .await
+                    .map_err(|e| reject(500, e.to_string()))?;
                 let map: serde_json::Map<String, serde_json::Value> = listed
                     .into_iter()
                     .map(|(f, names)| (f, json!(names)))
@@ -376,11 +372,13 @@ impl Admin {
                 let funko = valid(funko)?;
                 faaso::secrets::validate_secret_name(secret)
                     .map_err(|e| reject(400, e.to_string()))?;
-                match self.secrets().remove(&funko, secret) {
+                match self.lifecycle().await?.remove_secret(&funko, secret).await {
                     Ok(()) => respond(session, 200, json!({ "ok": true })).await,
-                    Err(err @ faaso::secrets::SecretError::NotFound { .. }) => {
-                        Err(reject(404, err.to_string()))
-                    }
+                    Err(
+                        err @ faaso::lifecycle::LifecycleError::Secret(
+                            faaso::secrets::SecretError::NotFound { .. },
+                        ),
+                    ) => Err(reject(404, err.to_string())),
                     Err(err) => Err(reject(500, err.to_string())),
                 }
             }
@@ -507,6 +505,7 @@ impl Admin {
         );
         lifecycle.network = self.settings.network.clone();
         lifecycle.orchestrator = self.settings.orchestrator;
+        lifecycle.registry = self.settings.registry.clone();
         Ok(lifecycle)
     }
 

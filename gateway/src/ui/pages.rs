@@ -282,6 +282,7 @@ mod tests {
                     created: 0,
                     age_seconds: 3600,
                     ip: Some(format!("172.18.0.{i}")),
+                    node: None,
                 })
                 .collect(),
             images: vec![ImageStatus {
