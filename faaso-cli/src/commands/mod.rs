@@ -122,7 +122,7 @@ impl Cli {
 
 /// Where a command acts: this machine's Docker engine, or a gateway's admin API.
 pub enum Target {
-    Local(faaso::lifecycle::Lifecycle),
+    Local(Box<faaso::lifecycle::Lifecycle>),
     Remote(faaso::remote::Remote),
 }
 
@@ -133,7 +133,7 @@ pub async fn target(global: &Global, ui: &Ui) -> anyhow::Result<Target> {
     if let Some(remote) = remote(global, ui).await? {
         return Ok(Target::Remote(remote));
     }
-    Ok(Target::Local(local_lifecycle(global, ui).await?))
+    Ok(Target::Local(Box::new(local_lifecycle(global, ui).await?)))
 }
 
 /// The remote to act on, if any (see [`target`]).

@@ -81,7 +81,7 @@ impl SecretArgs {
                 // One connection to where it acts, for the check and the write.
                 let target = match remote {
                     Some(remote) => Target::Remote(remote),
-                    None => Target::Local(super::local_lifecycle(global, &ui).await?),
+                    None => Target::Local(Box::new(super::local_lifecycle(global, &ui).await?)),
                 };
                 if !force && !funko_exists(&funko, &target).await? {
                     anyhow::bail!(
