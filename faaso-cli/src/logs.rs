@@ -29,6 +29,9 @@ impl Lifecycle {
         out: &mut (dyn FnMut(LogLine) + Send),
     ) -> Result<(), LifecycleError> {
         validate_name(funko)?;
+        if self.orchestrator == crate::swarm::Orchestrator::Swarm {
+            return self.swarm_logs(funko, follow, tail, out).await;
+        }
         let containers = docker::list_instances(&self.docker, funko).await?;
         if containers.is_empty() && !self.funko_exists(funko).await? {
             return Err(LifecycleError::Unknown {

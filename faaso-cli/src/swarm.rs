@@ -899,6 +899,51 @@ impl Lifecycle {
         Ok(containers.len())
     }
 
+    /// `logs` in Swarm mode: the service's logs, from the tasks on every node, as Swarm merges
+    /// them; each line is attributed to the service (the API gives no task per line).
+    pub(crate) async fn swarm_logs(
+        &self,
+        funko: &str,
+        follow: bool,
+        tail: Option<u32>,
+        out: &mut (dyn FnMut(crate::logs::LogLine) + Send),
+    ) -> Result<(), LifecycleError> {
+        use futures_util::StreamExt as _;
+        let name = service_name(funko);
+        if self.service(funko).await?.is_none() {
+            return Err(LifecycleError::NotRunning {
+                funko: funko.to_string(),
+            });
+        }
+        let options = bollard::query_parameters::LogsOptions {
+            follow,
+            stdout: true,
+            stderr: true,
+            tail: tail.map_or_else(|| "all".to_string(), |n| n.to_string()),
+            ..Default::default()
+        };
+        let mut stream = self.docker.service_logs(&name, Some(options));
+        let mut pending = String::new();
+        while let Some(item) = stream.next().await {
+            let output = item.map_err(DockerError::call(format!("read the logs of {name}")))?;
+            pending.push_str(&String::from_utf8_lossy(&output.into_bytes()));
+            while let Some(end) = pending.find('\n') {
+                let line: String = pending.drain(..=end).collect();
+                out(crate::logs::LogLine {
+                    instance: name.clone(),
+                    line: line.trim_end_matches(['\n', '\r']).to_string(),
+                });
+            }
+        }
+        if !pending.is_empty() {
+            out(crate::logs::LogLine {
+                instance: name,
+                line: pending,
+            });
+        }
+        Ok(())
+    }
+
     /// `purge` in Swarm mode: the service and the funko's Swarm secrets.
     pub(crate) async fn swarm_purge(
         &self,

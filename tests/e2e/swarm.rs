@@ -70,6 +70,18 @@ async fn hosts(url: &str, n: usize) -> BTreeSet<String> {
     hosts
 }
 
+/// The hosts answering 30 requests, asked again until there are `count` of them or 10 s pass.
+async fn hosts_until(url: &str, count: usize) -> BTreeSet<String> {
+    let started = Instant::now();
+    loop {
+        let seen = hosts(url, 30).await;
+        if seen.len() >= count || started.elapsed() > Duration::from_secs(10) {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Keeps `clients` loops of requests to `url` going until `stop`; returns each client's count
 /// of requests and the failures (status or error) it saw.
 fn load(
@@ -186,16 +198,13 @@ async fn swarm_mode_routes_scales_deploys_and_heals_services() {
     assert_eq!(running_tasks(&service), 2);
     let whoami = format!("{url}/funko/{name}/whoami");
     wait_for_status(&whoami, 200, Duration::from_secs(10)).await;
-    let seen = hosts(&whoami, 30).await;
+    // Discovery sees a new task within a second of Swarm reporting it running.
+    let seen = hosts_until(&whoami, 2).await;
     assert_eq!(seen.len(), 2, "both replicas answer: {seen:?}");
 
     // Three.
     faaso.ok(&["scale", &name, "3"]);
-    let started = Instant::now();
-    let mut seen = BTreeSet::new();
-    while seen.len() < 3 && started.elapsed() < Duration::from_secs(10) {
-        seen = hosts(&whoami, 30).await;
-    }
+    let seen = hosts_until(&whoami, 3).await;
     assert_eq!(seen.len(), 3, "three replicas answer: {seen:?}");
     let status = faaso.ok(&["status", &name]);
     assert!(status.contains("3 running"), "{status}");
@@ -207,6 +216,16 @@ async fn swarm_mode_routes_scales_deploys_and_heals_services() {
         .filter(|l| l.split_whitespace().last() == Some(hostname.trim()))
         .count();
     assert_eq!(on_this_node, 3, "{status}");
+
+    // The service's logs, from all its tasks.
+    let printed = client()
+        .get(format!("{url}/funko/{name}/print/2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(printed.status().as_u16(), 200);
+    let logs = faaso.ok(&["logs", &name]);
+    assert!(logs.contains("testfunko line 2 of 2"), "{logs}");
 
     // A secret: readable by the funko at /secrets/<name>, never returned by the API.
     let mut child = faaso
@@ -314,7 +333,7 @@ async fn swarm_mode_routes_scales_deploys_and_heals_services() {
         failures.len()
     );
     assert_eq!(failures, Vec::<String>::new(), "of {sent} requests");
-    let seen = hosts(&whoami, 30).await;
+    let seen = hosts_until(&whoami, 3).await;
     assert_eq!(seen.len(), 3, "three replicas again: {seen:?}");
 
     // Removing the secret: the tasks are rolled over without it, and it is gone from Swarm.
