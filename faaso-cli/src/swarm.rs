@@ -819,7 +819,33 @@ impl Lifecycle {
             if replicas == 1 { "" } else { "s" },
             short_id(&image_id)
         ));
-        self.wait_for_update(funko, replicas, report).await?;
+        if let Err(err) = self.wait_for_update(funko, replicas, report).await {
+            // What serves after a rollback is the release `latest` names again, so that the
+            // next deploy or new service does not start the broken one.
+            let serving = self
+                .service(funko)
+                .await?
+                .as_ref()
+                .and_then(|s| s.spec.as_ref())
+                .and_then(|s| s.task_template.as_ref())
+                .and_then(|t| t.container_spec.as_ref())
+                .and_then(|c| c.image.clone());
+            if let Some(serving) = serving.filter(|s| *s != image) {
+                crate::docker::tag_image(
+                    &self.docker,
+                    &serving,
+                    &crate::conventions::image_repo(funko),
+                    "latest",
+                )
+                .await?;
+                report(format!(
+                    "{} is back on image {}, which serves",
+                    crate::conventions::image_latest(funko),
+                    short_id(&serving)
+                ));
+            }
+            return Err(err);
+        }
         Ok(Deployed {
             replaced: replicas,
             current: 0,
@@ -859,11 +885,17 @@ impl Lifecycle {
                     return Ok(());
                 }
                 Some(S::ROLLBACK_COMPLETED | S::ROLLBACK_PAUSED | S::PAUSED) => {
+                    let outcome = match state {
+                        Some(S::PAUSED) => "Swarm paused the update",
+                        Some(S::ROLLBACK_PAUSED) => "Swarm began a rollback and paused it",
+                        _ => "Swarm rolled the update back; the earlier release serves",
+                    };
+                    let failed = self.last_task_error(funko).await;
                     return Err(LifecycleError::NotReady {
                         instance: service_name(funko),
                         reason: format!(
-                            "the update failed and was rolled back: {}",
-                            status.message.unwrap_or_default()
+                            "a new task failed ({}); {outcome}",
+                            failed.unwrap_or_else(|| status.message.unwrap_or_default())
                         ),
                         logs: String::new(),
                     });
@@ -897,6 +929,25 @@ impl Lifecycle {
             .await
             .map_err(DockerError::call(format!("list containers of {service}")))?;
         Ok(containers.len())
+    }
+
+    /// The error of the funko's most recent failed task, as Swarm reports it.
+    async fn last_task_error(&self, funko: &str) -> Option<String> {
+        let options = ListTasksOptions {
+            filters: Some(HashMap::from([(
+                "service".to_string(),
+                vec![service_name(funko)],
+            )])),
+        };
+        let tasks = self.docker.list_tasks(Some(options)).await.ok()?;
+        tasks
+            .into_iter()
+            .filter_map(|t| {
+                let err = t.status.as_ref()?.err.clone()?;
+                Some((t.created_at.map(|c| c.to_string()).unwrap_or_default(), err))
+            })
+            .max()
+            .map(|(_, err)| err)
     }
 
     /// `logs` in Swarm mode: the service's logs, from the tasks on every node, as Swarm merges

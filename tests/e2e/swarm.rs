@@ -301,6 +301,49 @@ async fn swarm_mode_routes_scales_deploys_and_heals_services() {
     };
     assert_eq!(versions, BTreeSet::from(["2".to_string()]));
 
+    // A release that cannot start: Swarm rolls the update back, `deploy` fails saying so,
+    // and the old tasks serve throughout.
+    testfunko::variant(&engine, &tag, "ENTRYPOINT [\"/no-such-program\"]").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(&version, 4, &stop);
+    let broken = faaso.run(&["deploy", &name, "--timeout", "20"]);
+    stop.store(true, Ordering::Relaxed);
+    let (sent, failures) = finish(clients).await;
+    let stderr = format!(
+        "{}{}",
+        String::from_utf8_lossy(&broken.stdout),
+        String::from_utf8_lossy(&broken.stderr)
+    );
+    println!(
+        "broken deploy under load: {sent} requests, {} failed: {stderr}",
+        failures.len()
+    );
+    assert!(!broken.status.success(), "{stderr}");
+    assert!(stderr.contains("rolled the update back"), "{stderr}");
+    assert!(
+        stderr.contains("no-such-program"),
+        "the task's error: {stderr}"
+    );
+    assert_eq!(failures, Vec::<String>::new(), "of {sent} requests");
+    assert!(stderr.contains("is back on image"), "{stderr}");
+    assert_eq!(running_tasks(&service), 3);
+    assert_eq!(
+        client()
+            .get(&version)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "2"
+    );
+    let again = faaso.ok(&["deploy", &name]);
+    assert!(
+        again.contains("0 instances replaced, 3 already current"),
+        "{again}"
+    );
+
     // A replica killed: Swarm replaces it, and the requests meanwhile are served elsewhere.
     let containers = docker(&[
         "ps",
