@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// Parses `250ms`, `2s`, `1m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(value: &str) -> Result<Duration, String> {
-    let err = || format!("expected a duration like 500ms, 2s, 1m or 1h, got {value:?}");
+    let err = || format!("expected a duration like 500ms, 2s, 1m, 1h or 30d, got {value:?}");
     let value = value.trim();
     let split = value
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -17,6 +17,7 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
         "" | "s" => number,
         "m" => number * 60.0,
         "h" => number * 3600.0,
+        "d" => number * 86_400.0,
         _ => return Err(err()),
     };
     Duration::try_from_secs_f64(seconds).map_err(|_| err())
@@ -72,6 +73,7 @@ mod tests {
             assert_eq!(format_duration(duration), text);
         }
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
         assert!(parse_duration("5 minutes").is_err());
         assert!(parse_duration("-1s").is_err());
     }

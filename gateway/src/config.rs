@@ -18,6 +18,16 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Listener for Prometheus metrics (`/metrics`).
     pub metrics_listen: SocketAddr,
+    /// HTTPS listener (HTTP/2 and HTTP/1.1 by ALPN); `None` serves plain HTTP only.
+    pub tls_listen: Option<SocketAddr>,
+    /// Certificate and key files served on `tls_listen`, chosen by SNI; reloaded on `SIGHUP`.
+    pub tls_certs: Vec<crate::tls::certs::CertFiles>,
+    /// Plain requests (but ACME challenges, `/healthz`, `/readyz`) answered 308 to HTTPS.
+    pub redirect_https: bool,
+    /// `Strict-Transport-Security` max-age sent on HTTPS answers; `None` sends none.
+    pub hsts_max_age: Option<Duration>,
+    /// Certificates obtained and renewed over ACME.
+    pub acme: crate::tls::acme::AcmeConfig,
     /// Docker network the instances are reached on.
     pub network: String,
     /// Containers on one engine (`docker`) or services on its Swarm (`swarm`).
@@ -130,6 +140,15 @@ pub struct Key {
 pub const KEYS: &[Key] = &[
     key("listen", Some("FAASO_LISTEN")),
     key("metrics_listen", Some("FAASO_METRICS_LISTEN")),
+    key("tls_listen", Some("FAASO_TLS_LISTEN")),
+    key("tls_certs", None),
+    key("redirect_https", None),
+    key("hsts_max_age", None),
+    key("acme.domains", None),
+    key("acme.directory", None),
+    key("acme.email", None),
+    key("acme.ca_cert", None),
+    key("acme.renew_before", None),
     key("network", Some("FAASO_NETWORK")),
     key("orchestrator", Some("FAASO_ORCHESTRATOR")),
     key("registry", Some("FAASO_REGISTRY")),
@@ -162,7 +181,10 @@ pub const KEYS: &[Key] = &[
 ];
 
 /// Keys that take a list: a YAML sequence, or comma-separated text (environment, flags).
-const LIST_KEYS: &[&str] = &["trusted_proxies"];
+const LIST_KEYS: &[&str] = &["trusted_proxies", "acme.domains"];
+
+/// Keys that group others: `acme: {domains: [...]}` is `acme.domains: [...]`.
+const GROUP_KEYS: &[&str] = &["acme"];
 
 const fn key(name: &'static str, env: Option<&'static str>) -> Key {
     Key { name, env }
@@ -176,6 +198,11 @@ impl Config {
         Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8888)),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9091)),
+            tls_listen: None,
+            tls_certs: Vec::new(),
+            redirect_https: false,
+            hsts_max_age: None,
+            acme: crate::tls::acme::AcmeConfig::default(),
             network: faaso::conventions::NETWORK.to_string(),
             orchestrator: faaso::swarm::Orchestrator::Docker,
             registry: None,
@@ -234,6 +261,7 @@ impl Config {
                 });
             }
         };
+        let mut entries: Vec<(String, serde_yaml::Value)> = Vec::with_capacity(mapping.len());
         for (key, value) in mapping {
             let Some(key) = key.as_str() else {
                 return Err(ConfigError::Yaml {
@@ -241,6 +269,32 @@ impl Config {
                     message: format!("key {key:?} is not a string"),
                 });
             };
+            match value {
+                serde_yaml::Value::Mapping(group) if GROUP_KEYS.contains(&key) => {
+                    for (sub, value) in group {
+                        let Some(sub) = sub.as_str() else {
+                            return Err(ConfigError::Yaml {
+                                origin: source,
+                                message: format!("key {key}.{sub:?} is not a string"),
+                            });
+                        };
+                        entries.push((format!("{key}.{sub}"), value));
+                    }
+                }
+                value => entries.push((key.to_string(), value)),
+            }
+        }
+        for (key, value) in entries {
+            let key = key.as_str();
+            if key == "tls_certs" {
+                self.tls_certs =
+                    yaml_cert_files(value).map_err(|message| ConfigError::BadValue {
+                        origin: source.clone(),
+                        key: key.to_string(),
+                        message,
+                    })?;
+                continue;
+            }
             let text = match value {
                 serde_yaml::Value::String(s) => s,
                 serde_yaml::Value::Number(n) => n.to_string(),
@@ -297,6 +351,28 @@ impl Config {
                 let value = match key.name {
                     "listen" => self.listen.to_string(),
                     "metrics_listen" => self.metrics_listen.to_string(),
+                    "tls_listen" => self
+                        .tls_listen
+                        .map_or_else(|| "(off)".to_string(), |a| a.to_string()),
+                    "tls_certs" => self
+                        .tls_certs
+                        .iter()
+                        .map(|f| format!("{} + {}", f.cert.display(), f.key.display()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    "redirect_https" => self.redirect_https.to_string(),
+                    "hsts_max_age" => self
+                        .hsts_max_age
+                        .map_or_else(|| "(off)".to_string(), |d| format!("{d:?}")),
+                    "acme.domains" => self.acme.domains.join(", "),
+                    "acme.directory" => self.acme.directory.clone(),
+                    "acme.email" => self.acme.email.clone().unwrap_or_default(),
+                    "acme.ca_cert" => self
+                        .acme
+                        .ca_cert
+                        .as_deref()
+                        .map_or_else(|| "(the system's roots)".to_string(), path),
+                    "acme.renew_before" => format!("{:?}", self.acme.renew_before),
                     "network" => self.network.clone(),
                     "orchestrator" => self.orchestrator.as_str().to_string(),
                     "registry" => self
@@ -354,6 +430,40 @@ impl Config {
         match key {
             "listen" => self.listen = parse_addr(value).map_err(bad)?,
             "metrics_listen" => self.metrics_listen = parse_addr(value).map_err(bad)?,
+            "tls_listen" => self.tls_listen = Some(parse_addr(value).map_err(bad)?),
+            "tls_certs" => self.tls_certs = text_cert_files(value).map_err(bad)?,
+            "redirect_https" => self.redirect_https = parse_bool(value).map_err(bad)?,
+            "hsts_max_age" => {
+                let age = parse_duration(value).map_err(bad)?;
+                self.hsts_max_age = (!age.is_zero()).then_some(age);
+            }
+            "acme.domains" => {
+                self.acme.domains = value
+                    .split(',')
+                    .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
+                    .filter(|d| !d.is_empty())
+                    .map(|d| check_domain(&d).map(|()| d))
+                    .collect::<Result<_, _>>()
+                    .map_err(bad)?;
+            }
+            "acme.directory" => {
+                let url = value.trim();
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(bad(format!(
+                        "expected an http(s):// directory URL, got {value:?}"
+                    )));
+                }
+                self.acme.directory = url.to_string();
+            }
+            "acme.email" => {
+                let email = value.trim();
+                if !email.contains('@') || email.contains(char::is_whitespace) {
+                    return Err(bad(format!("expected an email address, got {value:?}")));
+                }
+                self.acme.email = Some(email.to_string());
+            }
+            "acme.ca_cert" => self.acme.ca_cert = Some(parse_dir(value).map_err(bad)?),
+            "acme.renew_before" => self.acme.renew_before = parse_duration(value).map_err(bad)?,
             "orchestrator" => self.orchestrator = value.parse().map_err(bad)?,
             "registry" => {
                 let registry = value.trim().trim_end_matches('/');
@@ -478,6 +588,45 @@ impl Config {
                 message: "needs a port (0 would give every worker a different one)".to_string(),
             });
         }
+        if let Some(tls) = self.tls_listen {
+            let invalid = |message: String| ConfigError::Invalid {
+                key: "tls_listen".to_string(),
+                message,
+            };
+            if tls.port() == 0 {
+                return Err(invalid(
+                    "needs a port (0 would give every worker a different one)".to_string(),
+                ));
+            }
+            if tls == self.listen || (self.metrics && tls == self.metrics_listen) {
+                return Err(invalid(format!(
+                    "must differ from listen ({}) and metrics_listen ({})",
+                    self.listen, self.metrics_listen
+                )));
+            }
+            if self.tls_certs.is_empty() && self.acme.domains.is_empty() {
+                return Err(invalid(
+                    "needs certificates: list them in tls_certs, or name acme.domains".to_string(),
+                ));
+            }
+        } else {
+            for (key, set) in [
+                ("tls_certs", !self.tls_certs.is_empty()),
+                ("acme.domains", !self.acme.domains.is_empty()),
+                ("redirect_https", self.redirect_https),
+                ("hsts_max_age", self.hsts_max_age.is_some()),
+            ] {
+                if set {
+                    return Err(ConfigError::Invalid {
+                        key: key.to_string(),
+                        message: "needs tls_listen (the HTTPS listener)".to_string(),
+                    });
+                }
+            }
+        }
+        if self.acme.renew_before.is_zero() {
+            return Err(zero("acme.renew_before"));
+        }
         if self.metrics && self.listen == self.metrics_listen {
             return Err(ConfigError::Invalid {
                 key: "metrics_listen".to_string(),
@@ -492,6 +641,86 @@ fn parse_addr(value: &str) -> Result<SocketAddr, String> {
     value
         .parse()
         .map_err(|_| format!("expected an address like 0.0.0.0:8888, got {value:?}"))
+}
+
+/// `tls_certs` in YAML: a list of `{cert: path, key: path}`.
+fn yaml_cert_files(value: serde_yaml::Value) -> Result<Vec<crate::tls::certs::CertFiles>, String> {
+    let expected = "expected a list of {cert: path, key: path}";
+    let items = match value {
+        serde_yaml::Value::Null => return Ok(Vec::new()),
+        serde_yaml::Value::Sequence(items) => items,
+        _ => return Err(expected.to_string()),
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let field = |name: &str| match item.get(name) {
+                Some(serde_yaml::Value::String(path)) if !path.is_empty() => {
+                    Ok(PathBuf::from(path))
+                }
+                _ => Err(format!("entry {}: {expected} (no `{name}`)", i + 1)),
+            };
+            if let Some(map) = item.as_mapping()
+                && let Some(other) = map
+                    .keys()
+                    .filter_map(|k| k.as_str())
+                    .find(|k| !["cert", "key"].contains(k))
+            {
+                return Err(format!(
+                    "entry {}: unknown field `{other}` ({expected})",
+                    i + 1
+                ));
+            }
+            Ok(crate::tls::certs::CertFiles {
+                cert: field("cert")?,
+                key: field("key")?,
+            })
+        })
+        .collect()
+}
+
+/// `tls_certs` as text (a flag or variable): `cert.pem:key.pem[,cert.pem:key.pem...]`.
+fn text_cert_files(value: &str) -> Result<Vec<crate::tls::certs::CertFiles>, String> {
+    value
+        .split(',')
+        .filter(|part| !part.trim().is_empty())
+        .map(|part| match part.trim().split_once(':') {
+            Some((cert, key)) if !cert.is_empty() && !key.is_empty() => {
+                Ok(crate::tls::certs::CertFiles {
+                    cert: PathBuf::from(cert),
+                    key: PathBuf::from(key),
+                })
+            }
+            _ => Err(format!("expected cert.pem:key.pem, got {part:?}")),
+        })
+        .collect()
+}
+
+/// An ACME name: a DNS host name (HTTP-01 cannot prove a wildcard).
+fn check_domain(domain: &str) -> Result<(), String> {
+    if domain.starts_with("*.") {
+        return Err(format!(
+            "{domain:?}: a wildcard needs a DNS-01 challenge; ACME here uses HTTP-01, so list \
+             each name (or put a wildcard certificate in tls_certs)"
+        ));
+    }
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if domain.len() > 253
+        || !domain.split('.').all(label_ok)
+        || domain.parse::<std::net::IpAddr>().is_ok()
+    {
+        return Err(format!("{domain:?} is not a DNS host name"));
+    }
+    Ok(())
 }
 
 fn parse_dir(value: &str) -> Result<PathBuf, String> {

@@ -26,6 +26,15 @@ use tokio::net::TcpStream;
 
 use crate::table::PeerTimeouts;
 
+/// What the gateway adds to the instance's answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Added<'a> {
+    /// `X-Request-Id`.
+    pub request_id: Option<&'a HeaderValue>,
+    /// `Strict-Transport-Security` (HTTPS with `hsts_max_age`).
+    pub hsts: Option<&'a HeaderValue>,
+}
+
 /// Opens a new connection to an instance within `timeout`.
 pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Stream> {
     match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
@@ -100,8 +109,9 @@ pub async fn exchange(
     idempotent: bool,
     request: RequestHeader,
     timeouts: &PeerTimeouts,
-    request_id: Option<&HeaderValue>,
+    added: Added<'_>,
 ) -> std::result::Result<Done, Failure> {
+    let Added { request_id, hsts } = added;
     let lost = |e: &Error| {
         matches!(
             e.etype(),
@@ -146,6 +156,11 @@ pub async fn exchange(
     };
     let mut response =
         Box::new(crate::headers::client_response(header, request_id).map_err(Failure::Failed)?);
+    if let Some(hsts) = hsts {
+        response
+            .insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())
+            .map_err(Failure::Failed)?;
+    }
     // Asked first: it also sets up how the body is read (HEAD, 204 and 304 have none).
     let body_done = instance.is_body_done();
     let no_body = body_done

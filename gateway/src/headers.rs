@@ -21,6 +21,9 @@ const MAX_REQUEST_ID: usize = 128;
 /// `X-Forwarded-Proto` of the plain listener.
 pub const PROTO_HTTP: HeaderValue = HeaderValue::from_static("http");
 
+/// `X-Forwarded-Proto` of the HTTPS listener.
+pub const PROTO_HTTPS: HeaderValue = HeaderValue::from_static("https");
+
 /// What the gateway tells an instance about the request, besides the request itself.
 #[derive(Debug)]
 pub struct Forwarding<'a> {
@@ -32,6 +35,8 @@ pub struct Forwarding<'a> {
     pub prefix: Option<&'a HeaderValue>,
     /// `X-Request-Id`.
     pub request_id: Option<&'a HeaderValue>,
+    /// Whether the client came in over TLS (`X-Forwarded-Proto: https`).
+    pub tls: bool,
 }
 
 /// Appends `from`'s headers to `into` (a request or response header, Pingora's two types with
@@ -110,7 +115,11 @@ pub fn upstream_request(
             client.headers.get(&FORWARDING[0]).map(|v| v.as_bytes()),
             forwarding.client,
         ),
-        Some(PROTO_HTTP),
+        Some(if forwarding.tls {
+            PROTO_HTTPS
+        } else {
+            PROTO_HTTP
+        }),
         client.headers.get(http::header::HOST).cloned(),
         forwarding.prefix.cloned(),
         forwarding.request_id.cloned(),
@@ -312,6 +321,7 @@ mod tests {
             client: Some("10.0.0.7".parse().unwrap()),
             prefix: Some(&prefix),
             request_id: Some(&id),
+            tls: false,
         };
         rewrite_request(&mut request, &forwarding).unwrap();
         assert_eq!(request.uri, "/a/b?x=1");
@@ -330,6 +340,7 @@ mod tests {
                 client: None,
                 prefix: None,
                 request_id: None,
+                tls: false,
             },
         )
         .unwrap();
@@ -358,6 +369,7 @@ mod tests {
             client: Some("10.0.0.7".parse().unwrap()),
             prefix: None,
             request_id: Some(&id),
+            tls: false,
         };
         let wire = |request: &RequestHeader| {
             let mut wire = Vec::new();
@@ -464,6 +476,7 @@ mod properties {
                 client: Some(client),
                 prefix: Some(&prefix),
                 request_id: Some(&id),
+                tls: false,
             }).unwrap();
             let expected = if rest.is_empty() { "/".to_string() } else { rest.clone() };
             prop_assert_eq!(request.uri.path(), expected.as_str());

@@ -25,6 +25,7 @@
 //! - [`health`]: the background service that checks `GET /ping` on every instance.
 //! - [`forward`]: requests without a body, carried to the instance by the gateway itself.
 //! - [`idle`]: each worker's own pool of idle connections to instances.
+//! - [`tls`]: HTTPS (certificates by SNI, reloads, ACME).
 //! - [`tunnel`]: WebSocket and other `Upgrade` requests, relayed by the gateway itself.
 //! - [`drain`]: counts requests in flight and exits once they are done on shutdown.
 //! - [`proxy`]: the thin `ProxyHttp` implementation that ties them together.
@@ -53,6 +54,7 @@ pub mod router;
 pub mod scaler;
 pub mod server;
 pub mod table;
+pub mod tls;
 pub mod tunnel;
 pub mod ui;
 pub mod wake;

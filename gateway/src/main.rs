@@ -127,6 +127,12 @@ fn main() -> ExitCode {
         .with_writer(writer)
         .with_env_filter(log_filter(&config.log_level))
         .init();
+    // The certificate files are read once here so that a bad one stops the start (or `-t`)
+    // with its name, before any listener opens.
+    if let Err(err) = faaso_gateway::tls::reload::load_all(&config.tls_certs) {
+        eprintln!("faaso-gateway: tls_certs: {err}");
+        return ExitCode::from(2);
+    }
     if args.test {
         println!("faaso-gateway: configuration OK");
         return ExitCode::SUCCESS;
@@ -137,5 +143,18 @@ fn main() -> ExitCode {
         test: false,
     };
     tracing::info!(listen = %config.listen, network = %config.network, "faaso-gateway starting");
-    server::build(&config, flags).run_forever()
+    // SIGHUP reloads the certificates (crate::tls::reload, which installs its handler once the
+    // server runs); until then, and without TLS, it must not end the process.
+    // SAFETY: `SIG_IGN` runs no code of ours in a signal context; `signal` is safe to call
+    // from any thread.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
+    match server::build(&config, flags) {
+        Ok(server) => server.run_forever(),
+        Err(err) => {
+            eprintln!("faaso-gateway: tls_certs: {err}");
+            ExitCode::from(2)
+        }
+    }
 }

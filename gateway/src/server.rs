@@ -96,8 +96,9 @@ fn listener_options() -> TcpSocketOptions {
     options
 }
 
-/// Builds the server with all services added; the caller runs it.
-pub fn build(config: &Config, flags: ProcessFlags) -> Server {
+/// Builds the server with all services added; the caller runs it. Fails only on a
+/// certificate file of `tls_certs` that cannot be served.
+pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, crate::tls::certs::CertError> {
     let opt = Opt {
         upgrade: flags.upgrade,
         daemon: flags.daemon,
@@ -225,6 +226,47 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
             metrics_on: config.metrics,
         },
     );
+    // HTTPS: one certificate store for every worker's listener, fed by the files (reloaded on
+    // SIGHUP or change) and by ACME.
+    let tls = match config.tls_listen {
+        Some(addr) => {
+            let store = Arc::new(crate::tls::certs::CertStore::default());
+            store.set_files(crate::tls::reload::load_all(&config.tls_certs)?);
+            if !config.tls_certs.is_empty() {
+                server.add_service(background_service(
+                    "TLS certificate reloads",
+                    crate::tls::reload::Reload {
+                        files: config.tls_certs.clone(),
+                        store: Arc::clone(&store),
+                    },
+                ));
+            }
+            let challenges = (!config.acme.domains.is_empty()).then(|| {
+                let challenges = Arc::new(crate::tls::acme::Challenges::default());
+                server.add_service(background_service(
+                    "ACME certificates",
+                    crate::tls::acme::AcmeService {
+                        config: config.acme.clone(),
+                        state_dir: config.state_dir.clone(),
+                        store: Arc::clone(&store),
+                        challenges: Arc::clone(&challenges),
+                    },
+                ));
+                challenges
+            });
+            Some((addr, store, challenges))
+        }
+        None => None,
+    };
+    let https = tls
+        .as_ref()
+        .map(|(addr, _, challenges)| crate::proxy::HttpsSettings {
+            redirect_to: config.redirect_https.then_some(addr.port()),
+            hsts: config.hsts_max_age.and_then(|age| {
+                http::HeaderValue::try_from(format!("max-age={}", age.as_secs())).ok()
+            }),
+            challenges: challenges.clone(),
+        });
     let gateway = Gateway {
         table,
         wakes,
@@ -234,8 +276,12 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
             max_body_bytes: config.max_body_bytes,
             access_log: config.access_log,
             metrics: config.metrics,
+            https,
         }),
     };
+    let tls_keys = tls
+        .as_ref()
+        .map(|(addr, _, _)| worker_listen_keys(*addr, config.threads));
     for (worker, key) in worker_listen_keys(config.listen, config.threads)
         .into_iter()
         .enumerate()
@@ -248,6 +294,15 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
         );
         proxy.threads = Some(1);
         proxy.add_tcp_with_settings(&key, listener_options());
+        if let (Some((_, store, _)), Some(keys)) = (&tls, &tls_keys) {
+            let settings = crate::tls::listener_settings(store).map_err(|err| {
+                crate::tls::certs::CertError::Invalid {
+                    what: "tls_listen".to_string(),
+                    message: err.to_string(),
+                }
+            })?;
+            proxy.add_tls_with_settings(&keys[worker], Some(listener_options()), settings);
+        }
         server.add_service(proxy);
     }
 
@@ -258,7 +313,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Server {
         metrics.add_tcp(&config.metrics_listen.to_string());
         server.add_service(metrics);
     }
-    server
+    Ok(server)
 }
 
 #[cfg(test)]

@@ -197,18 +197,26 @@ async fn admin_auth_under_attack() {
     }
 }
 
-/// The CLI talks to an `https://` gateway whose certificate a private CA signed: refused
-/// without the CA, accepted with `--cacert` (saved by `login`) or `FAASO_CA_CERT`.
-// Multi-threaded: the TLS front runs on the test's runtime while the CLI is waited for.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// The CLI talks to the gateway's own HTTPS listener, whose certificate a private CA signed:
+/// refused without the CA, accepted with `--cacert` (saved by `login`) or `FAASO_CA_CERT`.
+#[tokio::test]
 async fn the_cli_speaks_https_with_a_private_ca() {
     let _docker = require_docker!();
-    let gateway = GatewayProcess::start(&format!("password: {PASSWORD}\n")).await;
-    let backend: std::net::SocketAddr = gateway.url.trim_start_matches("http://").parse().unwrap();
     let ca = faaso_tests::tls::TestCa::new("FaaSO test CA");
-    let front =
-        faaso_tests::tls::TlsFront::start(&ca.issue(&["localhost", "127.0.0.1"]), backend).await;
-    let server = format!("https://localhost:{}", front.addr.port());
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = faaso_tests::tls::write_pair(
+        certs.path(),
+        "localhost",
+        &ca.issue(&["localhost", "127.0.0.1"]),
+    );
+    let tls_port = faaso_tests::gateway::free_port();
+    let _gateway = GatewayProcess::start(&format!(
+        "password: {PASSWORD}\ntls_listen: 127.0.0.1:{tls_port}\ntls_certs:\n  - cert: {}\n    key: {}\n",
+        cert.display(),
+        key.display()
+    ))
+    .await;
+    let server = format!("https://localhost:{tls_port}");
     let dir = tempfile::tempdir().unwrap();
     let ca_file = ca.write_pem(dir.path());
     let faaso = Faaso::in_dir(dir.path());

@@ -14,4 +14,5 @@ mod routing;
 mod scaling;
 mod smoke;
 mod swarm;
+mod tls;
 mod ui;

@@ -63,7 +63,12 @@ impl GatewayProcess {
     /// Like [`GatewayProcess::start`], with its config, state and secrets in `dir` (shared with
     /// an earlier gateway, or with `faaso` commands through [`crate::cli::Faaso::in_dir`]).
     pub async fn start_in(dir: Arc<tempfile::TempDir>, extra_yaml: &str) -> GatewayProcess {
-        let port = free_port();
+        // A `listen:` in `extra_yaml` names the port (a test that must know it beforehand).
+        let port = extra_yaml
+            .lines()
+            .find_map(|line| line.strip_prefix("listen:"))
+            .and_then(|addr| addr.trim().rsplit(':').next()?.parse().ok())
+            .unwrap_or_else(free_port);
         let metrics_port = free_port();
         let base = format!(
             "listen: 127.0.0.1:{port}\nmetrics_listen: 127.0.0.1:{metrics_port}\n\

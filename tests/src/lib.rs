@@ -15,7 +15,8 @@
 //! - [`relay`]: a Docker socket relay a test can cut, to break the gateway's event stream.
 //! - [`skip`]: recording skipped tests, which `.ci/run` counts and prints.
 //! - [`swarm`]: a single-node Docker Swarm for a test, and the gateway as an image.
-//! - [`tls`]: a private CA, certificates, and a TLS front for tests.
+//! - [`tls`]: a private CA, certificates, and an HTTPS client that reports the certificate.
+//! - [`pebble`]: a real ACME server (`pebble`) with its mock DNS, for the ACME test.
 
 pub mod bins;
 pub mod browser;
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod docker;
 pub mod gateway;
 pub mod http;
+pub mod pebble;
 pub mod prom;
 pub mod raw;
 pub mod relay;

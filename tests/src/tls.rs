@@ -1,16 +1,10 @@
-//! TLS for tests: a private CA and certificates signed by it (`rcgen`), and a TLS front that
-//! terminates HTTPS on a loopback port and passes the bytes to a plain address (for the CLI's
-//! `https://` support, before the gateway speaks TLS itself).
+//! TLS for tests: a private CA and certificates signed by it (`rcgen`), written as the
+//! gateway's `tls_certs` take them, and an HTTPS client that shows which certificate it got.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::ServerConfig;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// A private certificate authority.
 pub struct TestCa {
@@ -68,46 +62,45 @@ impl TestCa {
     }
 }
 
-/// A TLS listener on loopback that relays each connection to `backend` in plain TCP.
-pub struct TlsFront {
-    pub addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+/// Writes `issued` as `<name>.crt` and `<name>.key` into `dir`; returns the two paths.
+pub fn write_pair(dir: &Path, name: &str, issued: &Issued) -> (PathBuf, PathBuf) {
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    std::fs::write(&cert, &issued.cert_pem).expect("the certificate can be written");
+    std::fs::write(&key, &issued.key_pem).expect("the key can be written");
+    (cert, key)
 }
 
-impl TlsFront {
-    pub async fn start(issued: &Issued, backend: SocketAddr) -> TlsFront {
-        let config = ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![CertificateDer::from(issued.cert_der.clone())],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(issued.key_der.clone())),
-            )
-            .expect("a TLS server configuration");
-        let acceptor = TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port");
-        let addr = listener.local_addr().expect("the bound address");
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(mut tls) = acceptor.accept(client).await else {
-                        return;
-                    };
-                    let Ok(mut plain) = TcpStream::connect(backend).await else {
-                        return;
-                    };
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-                });
-            }
-        });
-        TlsFront { addr, task }
+/// An HTTPS client that trusts `ca_pem` only, reaches `host` at `addr` (so SNI and the
+/// certificate check use `host`), reports the peer certificate (`tls_info`), follows no
+/// redirect, and offers HTTP/2 and HTTP/1.1 by ALPN, or HTTP/1.1 only with `http1_only`.
+pub fn https_client(
+    ca_pem: &str,
+    host: &str,
+    addr: SocketAddr,
+    http1_only: bool,
+) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("a PEM CA");
+    let mut builder = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .resolve(host, addr)
+        .tls_info(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(30))
+        .connect_timeout(std::time::Duration::from_secs(2));
+    if http1_only {
+        builder = builder.http1_only();
     }
+    builder.build().expect("an HTTPS client")
 }
 
-impl Drop for TlsFront {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+/// The certificate the server presented on `response`'s connection (DER).
+pub fn peer_certificate(response: &reqwest::Response) -> Vec<u8> {
+    response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|info| info.peer_certificate())
+        .map(<[u8]>::to_vec)
+        .expect("TLS information with the peer certificate")
 }

@@ -46,7 +46,10 @@ impl Gateway {
                 idempotent,
                 request,
                 &opened.timeouts,
-                ctx.request_id.as_ref(),
+                forward::Added {
+                    request_id: ctx.request_id.as_ref(),
+                    hsts: ctx.hsts.as_ref(),
+                },
             )
             .await;
             match outcome {

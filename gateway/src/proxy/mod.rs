@@ -43,6 +43,19 @@ pub struct ProxySettings {
     pub access_log: bool,
     /// Whether requests are counted in the metrics.
     pub metrics: bool,
+    /// What changes once HTTPS is on; `None` when it is off.
+    pub https: Option<HttpsSettings>,
+}
+
+/// The plain listener's and the HTTPS answers' part in TLS.
+#[derive(Debug, Clone)]
+pub struct HttpsSettings {
+    /// `redirect_https`: plain requests get a 308 to this port.
+    pub redirect_to: Option<u16>,
+    /// `Strict-Transport-Security` on HTTPS answers.
+    pub hsts: Option<HeaderValue>,
+    /// ACME's HTTP-01 challenges being validated.
+    pub challenges: Option<Arc<crate::tls::acme::Challenges>>,
 }
 
 /// The gateway's proxy logic; each worker has a clone (the state behind it is shared).
@@ -90,6 +103,10 @@ pub struct RequestCtx {
     request_id: Option<HeaderValue>,
     /// Request body bytes seen so far.
     body_bytes: u64,
+    /// `Strict-Transport-Security` for the answer (HTTPS with `hsts_max_age` only).
+    hsts: Option<HeaderValue>,
+    /// Whether the client came in over TLS.
+    tls: bool,
     /// Counts the request for draining on shutdown.
     _drain: crate::drain::RequestGuard,
 }
@@ -107,6 +124,8 @@ impl Default for RequestCtx {
             in_flight: None,
             admitted: None,
             upstream_at: 0,
+            hsts: None,
+            tls: false,
             form: PrefixForm::Funko,
             request_id: None,
             body_bytes: 0,
@@ -169,6 +188,7 @@ impl RequestCtx {
                 .as_deref()
                 .map(|funko| &funko.forwarded_prefix[self.form as usize]),
             request_id: self.request_id.as_ref(),
+            tls: self.tls,
         }
     }
 
@@ -181,6 +201,54 @@ impl RequestCtx {
 }
 
 impl Gateway {
+    /// The plain listener's own answers once HTTPS is on: ACME challenges, and the 308 of
+    /// `redirect_https`. `true` when the request was answered.
+    async fn plain_answer(&self, session: &mut Session, https: &HttpsSettings) -> Result<bool> {
+        let header = session.req_header();
+        let path = header.uri.path();
+        if let Some(challenges) = &https.challenges
+            && let Some(token) = crate::tls::plain::challenge_token(path)
+        {
+            let answer = challenges.answer(token);
+            let (status, body) = match answer {
+                Some(key_authorization) => (200, Bytes::from(key_authorization)),
+                None => (404, Bytes::from_static(b"no such challenge\n")),
+            };
+            let mut response = pingora::http::ResponseHeader::build(status, Some(3))?;
+            response.insert_header("Content-Type", "text/plain")?;
+            response.insert_header("Content-Length", body.len().to_string())?;
+            response.insert_header("Cache-Control", "no-store")?;
+            session
+                .write_response_header(Box::new(response), false)
+                .await?;
+            session.write_response_body(Some(body), true).await?;
+            return Ok(true);
+        }
+        let Some(port) = https.redirect_to else {
+            return Ok(false);
+        };
+        if !crate::tls::plain::redirects(path) {
+            return Ok(false);
+        }
+        let host = header
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| header.uri.authority().map(|a| a.as_str()));
+        let target = header.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        match crate::tls::plain::https_location(host, target, port) {
+            Some(location) => {
+                let body = error_body("this gateway answers over HTTPS", None);
+                write_json(session, 308, body, &[("Location", &location)]).await?;
+            }
+            None => {
+                let body = error_body("a Host header is needed to redirect to HTTPS", None);
+                write_json(session, 400, body, &[]).await?;
+            }
+        }
+        Ok(true)
+    }
+
     /// Waits for a slot of a funko with an in-flight limit ([`crate::gate`]); 429 after its
     /// queue timeout. The request then runs on the snapshot it was admitted in.
     async fn admit(&self, gate: &Arc<crate::gate::Gate>, ctx: &mut RequestCtx) -> Result<()> {
@@ -315,6 +383,14 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if let Some(https) = &self.settings.https {
+            ctx.tls = crate::tls::is_tls(session);
+            if ctx.tls {
+                ctx.hsts = https.hsts.clone();
+            } else if self.plain_answer(session, https).await? {
+                return Ok(true);
+            }
+        }
         let header = session.req_header();
         let target = header.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let funko = match route(target) {
@@ -450,6 +526,10 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         *upstream_response = headers::client_response(upstream_response, ctx.request_id.as_ref())?;
+        if let Some(hsts) = &ctx.hsts {
+            upstream_response
+                .insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
+        }
         Ok(())
     }
 
