@@ -17,10 +17,15 @@ the gateway built at git revision REV runs beside it (the cost of a change on th
 --rounds N every run is repeated N times, interleaved, and the median (by req/s) is kept.
 Results also go to JSON.
 
+HTTPS rows: a gateway with `tls_listen` and nginx (`listen ... ssl http2`) serve the same
+self-signed ECDSA P-256 certificate in front of the same backend: HTTP/1.1 with keep-alive
+(wrk), HTTP/2 (h2load, 10 streams per connection) and a new TLS handshake per request (wrk with
+`Connection: close`), each with req/s and the proxy's CPU time per request.
+
 Usage:  python3 benches/run.py [--duration S] [--connections 64,256] [--rounds N]
                                [--trials N] [--baseline REV] [--json PATH] [--smoke]
-Needs Docker, wrk, nginx, haproxy and caddy (apt-get install wrk nginx-light haproxy caddy;
-installed when missing and running as root).
+Needs Docker, wrk, h2load, openssl, nginx, haproxy and caddy (apt-get install wrk nghttp2-client
+nginx-light haproxy caddy; installed when missing and running as root).
 """
 
 import argparse
@@ -41,7 +46,8 @@ import urllib.parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NETWORK = "faaso-net"
-PACKAGES = {"wrk": "wrk", "nginx": "nginx-light", "haproxy": "haproxy", "caddy": "caddy"}
+PACKAGES = {"wrk": "wrk", "h2load": "nghttp2-client", "openssl": "openssl", "nginx": "nginx-light",
+            "haproxy": "haproxy", "caddy": "caddy"}
 
 
 def log(message):
@@ -175,10 +181,10 @@ def parse_ms(value):
     return float(value)
 
 
-def wrk(url, connections, duration, pids=None):
+def wrk(url, connections, duration, pids=None, extra=()):
     """One wrk run; with `pids`, also the CPU time those processes used per request."""
     before = cpu_seconds(pids) if pids else None
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url],
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", *extra, url],
                          text=True, capture_output=True).stdout
     used = cpu_seconds(pids) - before if pids else None
     result = {"rps": 0.0, "p50_ms": None, "p99_ms": None, "errors": 0, "requests": 0,
@@ -233,13 +239,48 @@ class Proxies:
             subprocess.run(["docker", "rmi", "-f", image], capture_output=True)
 
 
+def h2load(url, connections, duration, pids=None):
+    """One h2load run (HTTP/2, 10 streams per connection); CPU per request as with wrk."""
+    before = cpu_seconds(pids) if pids else None
+    out = subprocess.run(["h2load", "-c", str(connections), "-m", "10", "-t", "1", "-D", str(duration), url],
+                         text=True, capture_output=True).stdout
+    used = cpu_seconds(pids) - before if pids else None
+    result = {"rps": 0.0, "p50_ms": None, "p99_ms": None, "errors": 0, "requests": 0,
+              "cpu_us_per_request": None, "mean_ms": None}
+    for line in out.splitlines():
+        parts = line.replace(",", "").split()
+        if line.startswith("finished in"):
+            result["rps"] = float(parts[3])
+        elif line.startswith("requests:"):
+            result["requests"] = int(parts[7])
+            result["errors"] = int(parts[9]) + int(parts[11])
+        elif line.startswith("time for request:"):
+            result["mean_ms"] = parse_ms(parts[5])
+    if used is not None and result["requests"]:
+        result["cpu_us_per_request"] = round(used / result["requests"] * 1e6, 1)
+    return result
+
+
+def write_certificate(work):
+    """A self-signed ECDSA P-256 certificate for localhost, shared by every HTTPS target."""
+    cert, key = os.path.join(work, "tls.crt"), os.path.join(work, "tls.key")
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-days", "2",
+         "-keyout", key, "-out", cert])
+    return cert, key
+
+
 def write_anchor_configs(work, backend, ports):
+    cert, key = os.path.join(work, "tls.crt"), os.path.join(work, "tls.key")
     with open(os.path.join(work, "nginx.conf"), "w") as f:
         f.write(f"""worker_processes 2; daemon off; pid {work}/nginx.pid; error_log {work}/nginx.err;
 events {{ worker_connections 4096; }}
 http {{ access_log off;
   upstream be {{ server {backend}; keepalive 64; }}
   server {{ listen 127.0.0.1:{ports['nginx']};
+    location /funko/bench/ {{ proxy_pass http://be/; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
+  server {{ listen 127.0.0.1:{ports['nginx_tls']} ssl http2;
+    ssl_certificate {cert}; ssl_certificate_key {key}; ssl_protocols TLSv1.2 TLSv1.3;
     location /funko/bench/ {{ proxy_pass http://be/; proxy_http_version 1.1; proxy_set_header Connection ""; }} }} }}
 """)
     with open(os.path.join(work, "haproxy.cfg"), "w") as f:
@@ -272,7 +313,7 @@ http://127.0.0.1:{ports['caddy']} {{
 """)
 
 
-def gateway_config(work, name, port, metrics_port, quiet):
+def gateway_config(work, name, port, metrics_port, quiet, tls_port=None):
     path = os.path.join(work, f"{name}.yml")
     with open(path, "w") as f:
         f.write(f"listen: 127.0.0.1:{port}\nmetrics_listen: 127.0.0.1:{metrics_port}\n"
@@ -280,6 +321,9 @@ def gateway_config(work, name, port, metrics_port, quiet):
                 f"pid_file: {work}/{name}.pid\nupgrade_sock: {work}/{name}.sock\nthreads: 2\n")
         if quiet:
             f.write("access_log: false\nmetrics: false\n")
+        if tls_port:
+            f.write(f"tls_listen: 127.0.0.1:{tls_port}\ntls_certs:\n"
+                    f"  - cert: {work}/tls.crt\n    key: {work}/tls.key\n")
     return path
 
 
@@ -369,6 +413,56 @@ def cold_start_latency(gateway_url, trials, proxies):
             "min_ms": p(samples, 0.0)}
 
 
+def https_runs(args, ports, gateway_tls, nginx):
+    """The HTTPS rows: the gateway and nginx, same certificate, same backend, interleaved."""
+    c = int(args.connections.split(",")[0])
+    targets = {"gateway": (f"https://127.0.0.1:{ports['tls']}/funko/bench", gateway_tls),
+               "nginx": (f"https://127.0.0.1:{ports['nginx_tls']}/funko/bench", nginx)}
+    for base, _ in targets.values():
+        wait_https(base + "/ping")
+    loads = [(f"HTTP/1.1 keep-alive, {c} conns", lambda url, pids: wrk(url, c, args.duration, pids)),
+             (f"HTTP/2, {c} conns x 10 streams", lambda url, pids: h2load(url, c, args.duration, pids)),
+             (f"new TLS handshake per request, {c} conns",
+              lambda url, pids: wrk(url, c, args.duration, pids, ["-H", "Connection: close"]))]
+    runs = {}
+    for round_no in range(args.rounds):
+        for load, measure in loads:
+            for name, (base, proc) in targets.items():
+                log(f"round {round_no + 1}/{args.rounds}: HTTPS {name}: {load}")
+                r = measure(base + SIZES["tiny"], process_tree(proc.pid))
+                r.update({"target": name, "load": load})
+                runs.setdefault((name, load), []).append(r)
+    rows = [median_run(runs[(name, load)]) for load, _ in loads for name in targets]
+    for load, _ in loads:
+        g, n = runs_for(rows, "gateway", load), runs_for(rows, "nginx", load)
+        for r in (g, n):
+            r["gateway_ratio"] = round(g["rps"] / r["rps"], 2) if r["rps"] else None
+            r["gateway_cpu_ratio"] = (round(g["cpu_us_per_request"] / r["cpu_us_per_request"], 2)
+                                      if g["cpu_us_per_request"] and r["cpu_us_per_request"] else None)
+    return rows
+
+
+def runs_for(rows, target, load):
+    return next(r for r in rows if r["target"] == target and r["load"] == load)
+
+
+def wait_https(url, timeout=20):
+    import ssl
+    import urllib.request
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2, context=context) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    sys.exit(f"{url} did not answer 200 within {timeout} s")
+
+
 def build_baseline(rev, target_dir, work):
     """The gateway built at git revision `rev` (in a worktree sharing the target folder, so only
     the workspace's own crates are rebuilt), copied out before the current build replaces it."""
@@ -430,12 +524,16 @@ def main():
         backend = f"{container_ip(backend_name)}:3000"
         ports = {name: free_port() for name in ["gateway", "gateway_metrics", "quiet", "quiet_metrics",
                                                 "nginx", "haproxy", "caddy", "bare", "bare_per_core",
-                                                "baseline", "baseline_metrics"]}
+                                                "baseline", "baseline_metrics", "nginx_tls", "tls",
+                                                "tls_plain", "tls_metrics"]}
+        write_certificate(work)
         write_anchor_configs(work, backend, ports)
         gateway = proxies.start("gateway", [gateway_bin, "--config",
                                             gateway_config(work, "gateway", ports["gateway"], ports["gateway_metrics"], False)])
         quiet = proxies.start("quiet", [gateway_bin, "--config",
                                         gateway_config(work, "quiet", ports["quiet"], ports["quiet_metrics"], True)])
+        gateway_tls = proxies.start("gateway_tls", [gateway_bin, "--config", gateway_config(
+            work, "gateway_tls", ports["tls_plain"], ports["tls_metrics"], False, ports["tls"])])
         bare = proxies.start("bare", [bare_bin, f"127.0.0.1:{ports['bare']}", backend, "shared"])
         bare_per_core = proxies.start("bare_per_core", [bare_bin, f"127.0.0.1:{ports['bare_per_core']}", backend,
                                                         "per-core"])
@@ -486,6 +584,9 @@ def main():
                           "peak_rss_mb": peak_rss_mb(pids) if proc else None})
                 runs.setdefault((name, c, size), []).append(r)
         results = [median_run(runs[(name, c, size)]) for name, c, size, _, _ in plan]
+        https = []
+        if args.only is None or "https" in args.only:
+            https = https_runs(args, ports, gateway_tls, nginx)
         log(f"discovery latency: {args.trials} trials")
         discovery = discovery_latency(f"http://127.0.0.1:{ports['gateway']}", args.trials, proxies)
         log(f"cold start latency: {args.trials} trials")
@@ -510,6 +611,14 @@ def main():
         lines.append(f"| {r['target']} | {r['connections']} | {r['size']} | {r['rps']:.0f} | {fmt(r['p50_ms'], 2)} | "
                      f"{fmt(r['p99_ms'], 2)} | {r['errors']} | {fmt(r['cpu_us_per_request'])} | "
                      f"{fmt(r['peak_rss_mb'])} | {fmt(r['gateway_ratio'], 2)} | {fmt(r['gateway_cpu_ratio'], 2)} |")
+    if https:
+        lines += ["", "| HTTPS target | load | req/s | p50 ms | p99 ms | mean ms | errors | CPU µs/req "
+                      "| gateway ÷ nginx (req/s) | gateway ÷ nginx (CPU/req) |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in https:
+            lines.append(f"| {r['target']} | {r['load']} | {r['rps']:.0f} | {fmt(r['p50_ms'], 2)} | "
+                         f"{fmt(r['p99_ms'], 2)} | {fmt(r.get('mean_ms'), 2)} | {r['errors']} | "
+                         f"{fmt(r['cpu_us_per_request'])} | {fmt(r.get('gateway_ratio'), 2)} | "
+                         f"{fmt(r.get('gateway_cpu_ratio'), 2)} |")
     lines.append("")
     lines.append(f"Discovery (docker start → first 200 through the gateway, {discovery['trials']} trials): "
                  f"p50 {discovery['p50_ms']} ms, p99 {discovery['p99_ms']} ms; after the engine's start call "
@@ -522,9 +631,10 @@ def main():
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump({"machine": machine, "duration_s": args.duration, "rounds": args.rounds, "results": results,
+                   "https": https,
                    "discovery": discovery, "cold_start": cold}, f, indent=2)
     log(f"results written to {args.json}")
-    failed = [r for r in results if r["rps"] == 0 or r["errors"] > 0]
+    failed = [r for r in results + https if r["rps"] == 0 or r["errors"] > 0]
     if failed:
         sys.exit(f"runs with errors or no throughput: {[(r['target'], r['connections'], r['size']) for r in failed]}")
 
