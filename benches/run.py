@@ -183,10 +183,11 @@ def parse_ms(value):
 
 def wrk(url, connections, duration, pids=None, extra=()):
     """One wrk run; with `pids`, also the CPU time those processes used per request."""
-    before = cpu_seconds(pids) if pids else None
+    before, client_before = cpu_seconds(pids) if pids else None, client_cpu_seconds()
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", *extra, url],
                          text=True, capture_output=True).stdout
     used = cpu_seconds(pids) - before if pids else None
+    client_used = client_cpu_seconds() - client_before
     result = {"rps": 0.0, "p50_ms": None, "p99_ms": None, "errors": 0, "requests": 0,
               "cpu_us_per_request": None}
     for line in out.splitlines():
@@ -205,7 +206,16 @@ def wrk(url, connections, duration, pids=None, extra=()):
             result["errors"] += sum(int(p.strip(",")) for p in parts if p.strip(",").isdigit())
     if used is not None and result["requests"]:
         result["cpu_us_per_request"] = round(used / result["requests"] * 1e6, 1)
+    if result["requests"]:
+        result["client_cpu_us_per_request"] = round(client_used / result["requests"] * 1e6, 1)
     return result
+
+
+def client_cpu_seconds():
+    """CPU time (user + system) of the load generators run so far (waited-for children)."""
+    import resource
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 class Proxies:
@@ -241,10 +251,11 @@ class Proxies:
 
 def h2load(url, connections, duration, pids=None):
     """One h2load run (HTTP/2, 10 streams per connection); CPU per request as with wrk."""
-    before = cpu_seconds(pids) if pids else None
+    before, client_before = cpu_seconds(pids) if pids else None, client_cpu_seconds()
     out = subprocess.run(["h2load", "-c", str(connections), "-m", "10", "-t", "1", "-D", str(duration), url],
                          text=True, capture_output=True).stdout
     used = cpu_seconds(pids) - before if pids else None
+    client_used = client_cpu_seconds() - client_before
     result = {"rps": 0.0, "p50_ms": None, "p99_ms": None, "errors": 0, "requests": 0,
               "cpu_us_per_request": None, "mean_ms": None}
     for line in out.splitlines():
@@ -258,6 +269,8 @@ def h2load(url, connections, duration, pids=None):
             result["mean_ms"] = parse_ms(parts[5])
     if used is not None and result["requests"]:
         result["cpu_us_per_request"] = round(used / result["requests"] * 1e6, 1)
+    if result["requests"]:
+        result["client_cpu_us_per_request"] = round(client_used / result["requests"] * 1e6, 1)
     return result
 
 
@@ -613,11 +626,13 @@ def main():
                      f"{fmt(r['peak_rss_mb'])} | {fmt(r['gateway_ratio'], 2)} | {fmt(r['gateway_cpu_ratio'], 2)} |")
     if https:
         lines += ["", "| HTTPS target | load | req/s | p50 ms | p99 ms | mean ms | errors | CPU µs/req "
-                      "| gateway ÷ nginx (req/s) | gateway ÷ nginx (CPU/req) |", "|---|---|---|---|---|---|---|---|---|---|"]
+                      "| load generator CPU µs/req | gateway ÷ nginx (req/s) | gateway ÷ nginx (CPU/req) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in https:
             lines.append(f"| {r['target']} | {r['load']} | {r['rps']:.0f} | {fmt(r['p50_ms'], 2)} | "
                          f"{fmt(r['p99_ms'], 2)} | {fmt(r.get('mean_ms'), 2)} | {r['errors']} | "
-                         f"{fmt(r['cpu_us_per_request'])} | {fmt(r.get('gateway_ratio'), 2)} | "
+                         f"{fmt(r['cpu_us_per_request'])} | {fmt(r.get('client_cpu_us_per_request'))} | "
+                         f"{fmt(r.get('gateway_ratio'), 2)} | "
                          f"{fmt(r.get('gateway_cpu_ratio'), 2)} |")
     lines.append("")
     lines.append(f"Discovery (docker start → first 200 through the gateway, {discovery['trials']} trials): "

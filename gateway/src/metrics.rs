@@ -51,6 +51,7 @@ pub struct Metrics {
     pub cold_starts: IntCounterVec,
     pub cold_start_duration: HistogramVec,
     pub autoscale_events: IntCounterVec,
+    pub tls_expiry: IntGaugeVec,
     /// Funkos that have `faaso_funko_instances` series, to remove those that disappear.
     instance_series: Mutex<HashSet<String>>,
 }
@@ -184,6 +185,12 @@ impl Metrics {
                 "Instance count changes made by the autoscaler, by funko and direction (up, down).",
                 &["funko", "direction"],
             ),
+            tls_expiry: gauge_vec(
+                "faaso_tls_certificate_expiry_timestamp_seconds",
+                "When each certificate the HTTPS listener serves expires (Unix time), by name \
+                 and source (file, acme).",
+                &["name", "source"],
+            ),
             instance_series: Mutex::new(HashSet::new()),
         }
     }
@@ -205,6 +212,7 @@ impl Metrics {
             Box::new(self.cold_starts.clone()),
             Box::new(self.cold_start_duration.clone()),
             Box::new(self.autoscale_events.clone()),
+            Box::new(self.tls_expiry.clone()),
         ]
     }
 
@@ -270,6 +278,19 @@ pub fn cold_start(funko: &str, seconds: f64) {
         m.cold_start_duration
             .with_label_values(&[funko])
             .observe(seconds);
+    }
+}
+
+/// Publishes when each served certificate expires (Unix seconds), by name and `source`
+/// (`file` or `acme`), replacing what was published before.
+pub fn tls_certificates<'a>(served: impl Iterator<Item = (&'a str, &'a str, i64)>) {
+    if let Some(m) = if_enabled() {
+        m.tls_expiry.reset();
+        for (name, source, not_after) in served {
+            m.tls_expiry
+                .with_label_values(&[name, source])
+                .set(not_after);
+        }
     }
 }
 
@@ -535,7 +556,7 @@ mod tests {
         let dashboard: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let defined = metrics().family_names();
-        assert_eq!(defined.len(), 15, "{defined:?}");
+        assert_eq!(defined.len(), 16, "{defined:?}");
         let mut exprs = Vec::new();
         collect_exprs(&dashboard, &mut exprs);
         assert!(exprs.len() >= 8, "only {} expressions", exprs.len());

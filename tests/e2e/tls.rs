@@ -124,6 +124,46 @@ async fn funkos_admin_and_ui_over_https_with_http2_sni_and_redirects() {
         }
     }
 
+    // Streaming over HTTP/2: the chunks arrive one by one, 50 ms apart, not all at the end.
+    let mut stream = h2
+        .get(url("one.faaso.test", &format!("/funko/{funko}/stream/4")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.version(), reqwest::Version::HTTP_2);
+    let started = Instant::now();
+    let mut arrivals = Vec::new();
+    while let Some(chunk) = stream.chunk().await.unwrap() {
+        if !chunk.is_empty() {
+            arrivals.push(started.elapsed());
+        }
+    }
+    assert!(arrivals.len() >= 2, "{arrivals:?}");
+    assert!(
+        arrivals[arrivals.len() - 1] - arrivals[0] >= Duration::from_millis(100),
+        "chunks were buffered: {arrivals:?}"
+    );
+
+    // A WebSocket-style upgrade over HTTPS (HTTP/1.1): 101, then bytes both ways.
+    let upgrade = h1
+        .get(url("one.faaso.test", &format!("/funko/{funko}/upgrade")))
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upgrade.status().as_u16(), 101);
+    let mut tunnel = upgrade.upgrade().await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tunnel.write_all(b"through tls").await.unwrap();
+    let mut echoed = [0u8; 11];
+    tokio::time::timeout(Duration::from_secs(5), tunnel.read_exact(&mut echoed))
+        .await
+        .expect("the echo within 5 s")
+        .unwrap();
+    assert_eq!(&echoed, b"through tls");
+    drop(tunnel);
+
     // Another name gets its own certificate (a wildcard here); a name no certificate has gets
     // the first one, which then fails the client's check.
     let other = https_client(&ca.cert_pem(), "api.two.faaso.test", tls, false);
@@ -285,6 +325,13 @@ async fn a_certificate_replaced_on_disk_is_served_after_sighup_and_open_connecti
     assert_eq!(peer_certificate(&response), old.cert_der);
     // The gateway is still the same process.
     assert!(gateway.log().matches("faaso-gateway starting").count() == 1);
+    let metrics = gateway.metrics().await;
+    assert!(
+        metrics.contains(
+            "faaso_tls_certificate_expiry_timestamp_seconds{name=\"reload.faaso.test\",source=\"file\"}"
+        ),
+        "{metrics}"
+    );
 }
 
 fn mode(path: &Path) -> u32 {
@@ -371,6 +418,24 @@ async fn acme_obtains_a_certificate_from_pebble_serves_it_and_renews_it() {
         "{log}"
     );
     assert_eq!(log.matches("ACME account created").count(), 1, "{log}");
+    let metrics = gateway.metrics().await;
+    let expiry = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(&format!(
+                "faaso_tls_certificate_expiry_timestamp_seconds{{name=\"{host}\",source=\"acme\"}}"
+            ))
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no expiry series for {host}: {metrics}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        expiry > now && expiry <= now + 31,
+        "expires at {expiry}, now {now}"
+    );
     // The plain listener answered the challenges and still serves.
     wait_for_status(
         &format!("{}/healthz", gateway.url),

@@ -260,6 +260,24 @@ impl CertStore {
             table.default = acme.first().map(|(_, loaded)| Arc::clone(&loaded.key));
         }
         self.table.store(Arc::new(table));
+        let expiry = |cert: &Loaded| {
+            cert.not_after
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        };
+        let served = files
+            .iter()
+            .flat_map(|cert| {
+                cert.names
+                    .iter()
+                    .map(move |n| (n.as_str(), "file", expiry(cert)))
+            })
+            .chain(acme.iter().flat_map(|(_, cert)| {
+                cert.names
+                    .iter()
+                    .map(move |n| (n.as_str(), "acme", expiry(cert)))
+            }));
+        crate::metrics::tls_certificates(served);
     }
 }
 
