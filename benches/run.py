@@ -289,7 +289,7 @@ def write_anchor_configs(work, backend, ports):
         f.write(f"""worker_processes 2; daemon off; pid {work}/nginx.pid; error_log {work}/nginx.err;
 events {{ worker_connections 4096; }}
 http {{ access_log off;
-  upstream be {{ server {backend}; keepalive 64; }}
+  upstream be {{ server {backend}; keepalive 256; }}
   server {{ listen 127.0.0.1:{ports['nginx']};
     location /funko/bench/ {{ proxy_pass http://be/; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
   server {{ listen 127.0.0.1:{ports['nginx_tls']} ssl http2;

@@ -68,6 +68,10 @@ pub fn server_conf(config: &Config) -> ServerConf {
         graceful_shutdown_timeout_seconds: Some(1),
         max_retries: ATTEMPTS,
         work_stealing: false,
+        // Pingora's own pool (requests with a body, and every HTTP/2 request): as many idle
+        // connections per worker as the worker's own pool keeps for 4 instances (crate::idle),
+        // not Pingora's default of 128, which a few hundred HTTP/2 streams outgrow.
+        upstream_keepalive_pool_size: 4 * crate::idle::MAX_PER_INSTANCE,
         fast_timeout_to_tokio_threshold_seconds: Some(0),
         ..ServerConf::default()
     }

@@ -452,4 +452,43 @@ async fn acme_obtains_a_certificate_from_pebble_serves_it_and_renews_it() {
         .await
         .unwrap();
     assert_eq!(unknown.status().as_u16(), 404);
+
+    // A gateway the ACME server cannot validate (pebble fetches the token from the first
+    // gateway's port, which does not know it): the order fails with the server's reason in one
+    // line, it is retried later, and the gateway goes on serving.
+    let stranded = GatewayProcess::start(&format!(
+        "tls_listen: 127.0.0.1:{}\nacme:\n  domains: [stranded.faaso.test]\n  directory: {}\n  \
+         ca_cert: {}\n",
+        free_port(),
+        pebble.directory,
+        pebble.ca_file.display()
+    ))
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !stranded.log().contains("retry_in") {
+        assert!(Instant::now() < deadline, "{}", stranded.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = stranded.log();
+    let line = log.lines().find(|l| l.contains("retry_in")).unwrap();
+    assert!(
+        line.contains("ERROR")
+            && line.contains("validating stranded.faaso.test")
+            && line.contains("returned 404"),
+        "{line}"
+    );
+    assert!(line.contains("retry_in=60s"), "{line}");
+    wait_for_status(
+        &format!("{}/healthz", stranded.url),
+        200,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        !stranded
+            .dir
+            .path()
+            .join("state/acme/stranded.faaso.test.crt")
+            .exists()
+    );
 }

@@ -237,10 +237,14 @@ impl AcmeService {
             let retries = RetryPolicy::new().timeout(Duration::from_secs(120));
             match order.poll_ready(&retries).await {
                 Ok(OrderStatus::Ready) => Ok(()),
-                Ok(status) => anyhow::bail!(
-                    "the order for {domain} is {status:?}: the ACME server could not fetch \
-                     http://{domain}{CHALLENGE_PREFIX}<token> from this gateway's plain listener"
-                ),
+                Ok(status) => {
+                    let why = challenge_errors(&mut order).await;
+                    anyhow::bail!(
+                        "the order for {domain} is {status:?}: the ACME server could not fetch \
+                         http://{domain}{CHALLENGE_PREFIX}<token> from this gateway's plain \
+                         listener ({why})"
+                    )
+                }
                 Err(err) => Err(anyhow::Error::new(err).context(format!("validating {domain}"))),
             }
         }
@@ -308,6 +312,27 @@ impl AcmeService {
             .with_context(|| format!("saving {}", path.display()))?;
         tracing::info!(directory = self.config.directory, "ACME account created");
         Ok(account)
+    }
+}
+
+/// What the ACME server said about the challenges of a failed order, fetched afresh.
+async fn challenge_errors(order: &mut instant_acme::Order) -> String {
+    let mut why = Vec::new();
+    let mut authorizations = order.authorizations();
+    while let Some(Ok(mut authorization)) = authorizations.next().await {
+        if let Ok(state) = authorization.refresh().await {
+            why.extend(
+                state
+                    .challenges
+                    .iter()
+                    .filter_map(|c| c.error.as_ref().map(|e| e.to_string())),
+            );
+        }
+    }
+    if why.is_empty() {
+        "no reason given".to_string()
+    } else {
+        why.join("; ")
     }
 }
 
