@@ -598,7 +598,14 @@ impl Config {
                     "needs a port (0 would give every worker a different one)".to_string(),
                 ));
             }
-            if tls == self.listen || (self.metrics && tls == self.metrics_listen) {
+            // Same port on the same address, or on every address (0.0.0.0, ::): one socket.
+            let clash = |other: SocketAddr| {
+                tls.port() == other.port()
+                    && (tls.ip() == other.ip()
+                        || tls.ip().is_unspecified()
+                        || other.ip().is_unspecified())
+            };
+            if clash(self.listen) || (self.metrics && clash(self.metrics_listen)) {
                 return Err(invalid(format!(
                     "must differ from listen ({}) and metrics_listen ({})",
                     self.listen, self.metrics_listen
@@ -751,6 +758,75 @@ mod tests {
 
     fn file() -> Source {
         Source::File(PathBuf::from("faaso.yml"))
+    }
+
+    #[test]
+    fn tls_and_acme_keys_from_yaml_and_their_rules() {
+        let mut config = Config::defaults(no_env);
+        config
+            .apply_yaml(
+                "tls_listen: 127.0.0.1:8443\ntls_certs:\n  - {cert: /c/a.crt, key: /c/a.key}\n\
+                 redirect_https: true\nhsts_max_age: 365d\n\
+                 acme:\n  domains: [Example.COM., api.example.com]\n  email: ops@example.com\n  \
+                 renew_before: 10d\n",
+                file(),
+            )
+            .unwrap();
+        let config = config.validate().unwrap();
+        assert_eq!(config.tls_listen.unwrap().to_string(), "127.0.0.1:8443");
+        assert_eq!(config.tls_certs[0].cert, PathBuf::from("/c/a.crt"));
+        assert_eq!(config.tls_certs[0].key, PathBuf::from("/c/a.key"));
+        assert!(config.redirect_https);
+        assert_eq!(config.hsts_max_age, Some(Duration::from_secs(365 * 86_400)));
+        assert_eq!(config.acme.domains, ["example.com", "api.example.com"]);
+        assert_eq!(config.acme.email.as_deref(), Some("ops@example.com"));
+        assert_eq!(config.acme.renew_before, Duration::from_secs(10 * 86_400));
+        assert_eq!(config.acme.directory, crate::tls::acme::LETS_ENCRYPT);
+
+        let refused = |yaml: &str| {
+            let mut config = Config::defaults(no_env);
+            match config.apply_yaml(yaml, file()) {
+                Err(err) => err.to_string(),
+                Ok(()) => config.validate().unwrap_err().to_string(),
+            }
+        };
+        let err = refused("tls_listen: 127.0.0.1:8443\n");
+        assert!(
+            err.contains("tls_listen") && err.contains("tls_certs"),
+            "{err}"
+        );
+        let err = refused("redirect_https: true\n");
+        assert!(
+            err.contains("redirect_https") && err.contains("needs tls_listen"),
+            "{err}"
+        );
+        let err = refused("tls_listen: 127.0.0.1:8888\nacme:\n  domains: [a.test]\n");
+        assert!(err.contains("must differ from listen"), "{err}");
+        let err = refused("tls_certs:\n  - {cert: a.crt}\n");
+        assert!(
+            err.contains("tls_certs") && err.contains("no `key`"),
+            "{err}"
+        );
+        let err = refused("tls_certs:\n  - {cert: a.crt, key: a.key, chain: b}\n");
+        assert!(err.contains("unknown field `chain`"), "{err}");
+        let err = refused("acme:\n  domains: ['*.example.com']\n");
+        assert!(
+            err.contains("acme.domains") && err.contains("DNS-01"),
+            "{err}"
+        );
+        let err = refused("acme:\n  domains: [exa mple.com]\n");
+        assert!(err.contains("not a DNS host name"), "{err}");
+        let err = refused("acme:\n  directory: ftp://x\n");
+        assert!(err.contains("acme.directory"), "{err}");
+        let err = refused("acme:\n  colour: blue\n");
+        assert!(err.contains("unknown key `acme.colour`"), "{err}");
+        // The text form of tls_certs, for a flag or variable.
+        let mut config = Config::defaults(no_env);
+        config
+            .set("tls_certs", "/a.crt:/a.key,/b.crt:/b.key", &Source::Flag)
+            .unwrap();
+        assert_eq!(config.tls_certs.len(), 2);
+        assert!(config.set("tls_certs", "/a.crt", &Source::Flag).is_err());
     }
 
     #[test]
