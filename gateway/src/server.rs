@@ -262,13 +262,17 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, crate::tls:
         }
         None => None,
     };
+    let hsts = config
+        .hsts_max_age
+        .and_then(|age| http::HeaderValue::try_from(format!("max-age={}", age.as_secs())).ok());
+    if let Some(hsts) = &hsts {
+        crate::tls::set_hsts(hsts.clone());
+    }
     let https = tls
         .as_ref()
         .map(|(addr, _, challenges)| crate::proxy::HttpsSettings {
             redirect_to: config.redirect_https.then_some(addr.port()),
-            hsts: config.hsts_max_age.and_then(|age| {
-                http::HeaderValue::try_from(format!("max-age={}", age.as_secs())).ok()
-            }),
+            hsts: hsts.clone(),
             challenges: challenges.clone(),
         });
     let gateway = Gateway {

@@ -219,6 +219,7 @@ async fn funkos_admin_and_ui_over_https_with_http2_sni_and_redirects() {
     assert_eq!(api.status().as_u16(), 200, "{:?}", api.text().await);
     let login = url("one.faaso.test", "/admin/login");
     let page = h1.get(&login).send().await.unwrap();
+    assert_eq!(page.headers()["strict-transport-security"], "max-age=86400");
     let cookie = page.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(cookie.contains("Secure"), "{cookie}");
     let html = page.text().await.unwrap();

@@ -1077,6 +1077,9 @@ async fn send(
     for (name, value) in extra {
         header.append_header(name, value)?;
     }
+    if let Some(hsts) = crate::tls::hsts_for(session) {
+        header.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
+    }
     let head_only = session.req_header().method == http::Method::HEAD;
     session
         .write_response_header(Box::new(header), head_only)
