@@ -288,7 +288,7 @@ def write_anchor_configs(work, backend, ports):
     with open(os.path.join(work, "nginx.conf"), "w") as f:
         f.write(f"""worker_processes 2; daemon off; pid {work}/nginx.pid; error_log {work}/nginx.err;
 events {{ worker_connections 4096; }}
-http {{ access_log off;
+http {{ access_log off; keepalive_requests 1000000;
   upstream be {{ server {backend}; keepalive 256; }}
   server {{ listen 127.0.0.1:{ports['nginx']};
     location /funko/bench/ {{ proxy_pass http://be/; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
@@ -651,7 +651,8 @@ def main():
     log(f"results written to {args.json}")
     failed = [r for r in results + https if r["rps"] == 0 or r["errors"] > 0]
     if failed:
-        sys.exit(f"runs with errors or no throughput: {[(r['target'], r['connections'], r['size']) for r in failed]}")
+        named = [(r["target"], r.get("load") or f"{r['connections']} conns, {r['size']}") for r in failed]
+        sys.exit(f"runs with errors or no throughput: {named}")
 
 
 if __name__ == "__main__":

@@ -159,16 +159,25 @@ pub async fn list_services(docker: &Docker) -> Result<Vec<Service>, DockerError>
         .collect())
 }
 
+/// A task list's filters: of one funko's service (or of all), only those Swarm wants running
+/// (or all, failed ones too).
+fn task_filters(funko: Option<&str>, running_only: bool) -> ListTasksOptions {
+    let mut filters = HashMap::new();
+    if let Some(funko) = funko {
+        filters.insert("service".to_string(), vec![service_name(funko)]);
+    }
+    if running_only {
+        filters.insert("desired-state".to_string(), vec!["running".to_string()]);
+    }
+    ListTasksOptions {
+        filters: Some(filters),
+    }
+}
+
 /// The tasks Swarm wants running (`desired-state=running`), of every service.
 pub async fn list_running_tasks(docker: &Docker) -> Result<Vec<Task>, DockerError> {
-    let options = ListTasksOptions {
-        filters: Some(HashMap::from([(
-            "desired-state".to_string(),
-            vec!["running".to_string()],
-        )])),
-    };
     docker
-        .list_tasks(Some(options))
+        .list_tasks(Some(task_filters(None, true)))
         .await
         .map_err(DockerError::call("list tasks"))
 }
@@ -477,15 +486,9 @@ impl Lifecycle {
 
     /// The funko's running tasks.
     async fn service_tasks(&self, funko: &str) -> Result<Vec<Task>, LifecycleError> {
-        let options = ListTasksOptions {
-            filters: Some(HashMap::from([
-                ("service".to_string(), vec![service_name(funko)]),
-                ("desired-state".to_string(), vec!["running".to_string()]),
-            ])),
-        };
         let tasks = self
             .docker
-            .list_tasks(Some(options))
+            .list_tasks(Some(task_filters(Some(funko), true)))
             .await
             .map_err(DockerError::call(format!(
                 "list tasks of {}",
@@ -933,13 +936,11 @@ impl Lifecycle {
 
     /// The error of the funko's most recent failed task, as Swarm reports it.
     async fn last_task_error(&self, funko: &str) -> Option<String> {
-        let options = ListTasksOptions {
-            filters: Some(HashMap::from([(
-                "service".to_string(),
-                vec![service_name(funko)],
-            )])),
-        };
-        let tasks = self.docker.list_tasks(Some(options)).await.ok()?;
+        let tasks = self
+            .docker
+            .list_tasks(Some(task_filters(Some(funko), false)))
+            .await
+            .ok()?;
         tasks
             .into_iter()
             .filter_map(|t| {

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::Command;
 
 use bollard::Docker;
-use bollard::query_parameters::BuildImageOptions;
-use futures_util::StreamExt;
+
+use crate::testfunko::append;
 
 /// The engine's swarm for the length of a test: joined by `docker swarm init --advertise-addr
 /// 127.0.0.1` when the engine was in none, and left (`--force`) on drop in that case only.
@@ -95,23 +95,7 @@ pub async fn gateway_image(docker: &Docker) -> String {
          ENTRYPOINT [\"/faaso-gateway\"]\n"
     );
     append(&mut context, "Dockerfile", dockerfile.as_bytes(), 0o644);
-    let context = context.into_inner().expect("tar can be finished");
-    let options = BuildImageOptions {
-        t: Some(tag.clone()),
-        rm: true,
-        forcerm: true,
-        ..Default::default()
-    };
-    let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(info) if info.error_detail.is_some() => {
-                panic!("building {tag} failed: {:?}", info.error_detail)
-            }
-            Ok(_) => {}
-            Err(err) => panic!("building {tag} failed: {err}"),
-        }
-    }
+    crate::testfunko::build(docker, context, &tag, false).await;
     tag
 }
 
@@ -140,14 +124,4 @@ fn shared_libraries(executable: &Path) -> Vec<String> {
         }
     }
     libraries
-}
-
-fn append(builder: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8], mode: u32) {
-    let mut header = tar::Header::new_gnu();
-    header.set_size(data.len() as u64);
-    header.set_mode(mode);
-    header.set_cksum();
-    builder
-        .append_data(&mut header, path, data)
-        .expect("tar entry can be written");
 }

@@ -81,27 +81,34 @@ async fn build_image(docker: &Docker, executable: &[u8], tag: &str) {
     let mut context = tar::Builder::new(Vec::new());
     append(&mut context, "Dockerfile", dockerfile.as_bytes(), 0o644);
     append(&mut context, "testfunko", executable, 0o755);
+    build(docker, context, tag, false).await;
+}
+
+/// Builds the image `tag` from a tar build context (a fresh build with `nocache`), and panics
+/// with the engine's message when the build fails.
+pub async fn build(docker: &Docker, context: tar::Builder<Vec<u8>>, tag: &str, nocache: bool) {
     let context = context.into_inner().expect("tar can be finished");
     let options = BuildImageOptions {
         t: Some(tag.to_string()),
         rm: true,
         forcerm: true,
+        nocache,
         ..Default::default()
     };
     let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
     while let Some(item) = stream.next().await {
         match item {
-            Ok(info) => {
-                if let Some(detail) = info.error_detail {
-                    panic!("building {tag} failed: {detail:?}");
-                }
+            Ok(info) if info.error_detail.is_some() => {
+                panic!("building {tag} failed: {:?}", info.error_detail)
             }
+            Ok(_) => {}
             Err(err) => panic!("building {tag} failed: {err}"),
         }
     }
 }
 
-fn append(builder: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8], mode: u32) {
+/// Adds a file to a tar build context.
+pub fn append(builder: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8], mode: u32) {
     let mut header = tar::Header::new_gnu();
     header.set_size(data.len() as u64);
     header.set_mode(mode);
@@ -119,23 +126,7 @@ pub async fn variant(docker: &Docker, tag: &str, instructions: &str) {
     let dockerfile = format!("FROM {base}\n{instructions}\n");
     let mut context = tar::Builder::new(Vec::new());
     append(&mut context, "Dockerfile", dockerfile.as_bytes(), 0o644);
-    let context = context.into_inner().expect("tar can be finished");
     // Without the build cache: two tests asking for the same instructions would otherwise get
     // the same image, and one test's cleanup would remove it while the other builds on it.
-    let options = BuildImageOptions {
-        t: Some(tag.to_string()),
-        rm: true,
-        nocache: true,
-        ..Default::default()
-    };
-    let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(info) if info.error_detail.is_some() => {
-                panic!("building {tag} failed: {:?}", info.error_detail)
-            }
-            Ok(_) => {}
-            Err(err) => panic!("building {tag} failed: {err}"),
-        }
-    }
+    build(docker, context, tag, true).await;
 }
