@@ -44,17 +44,7 @@ async fn routes_with_prefix_stripped_query_kept_and_forwarding_headers() {
     let echo: serde_json::Value = response.json().await.unwrap();
     assert_eq!(echo["path"], "/echo/a/b");
     assert_eq!(echo["query"], "x=1&y=2");
-    let headers: HashMap<String, String> = echo["headers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            (
-                h[0].as_str().unwrap().to_ascii_lowercase(),
-                h[1].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let headers = faaso_tests::http::echoed_headers(&echo);
     assert_eq!(headers["x-forwarded-prefix"], format!("/funko/{funko}"));
     assert_eq!(headers["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
     assert_eq!(headers["x-forwarded-proto"], "http");

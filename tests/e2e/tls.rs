@@ -3,14 +3,13 @@
 //! connection stays open, the web UI's `Secure` cookie, and certificates from a real ACME
 //! server (pebble), renewed.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use faaso_tests::docker::{Cleanup, start_instance};
 use faaso_tests::gateway::{GatewayProcess, free_port};
-use faaso_tests::http::{client, wait_for_status};
+use faaso_tests::http::{client, echoed_headers, session_cookie, wait_for_status};
 use faaso_tests::tls::{TestCa, https_client, peer_certificate, write_pair};
 use faaso_tests::{require_docker, unique_name};
 
@@ -31,21 +30,6 @@ fn tls_certs(pairs: &[(std::path::PathBuf, std::path::PathBuf)]) -> String {
 
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-/// The echo's request headers, lowercased names.
-fn echoed_headers(echo: &serde_json::Value) -> HashMap<String, String> {
-    echo["headers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            (
-                h[0].as_str().unwrap().to_ascii_lowercase(),
-                h[1].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -234,13 +218,7 @@ async fn funkos_admin_and_ui_over_https_with_http2_sni_and_redirects() {
         .await
         .unwrap();
     assert_eq!(done.status().as_u16(), 303);
-    let session = done
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|c| c.starts_with("faaso_session="))
-        .expect("a session cookie");
+    let session = session_cookie(&done);
     assert!(
         session.contains("; Secure") && session.contains("HttpOnly"),
         "{session}"

@@ -77,13 +77,7 @@ async fn second_session(gateway: &GatewayProcess) -> (String, String) {
         .unwrap();
     let done = post_login(&http, gateway, PASSWORD).await;
     assert_eq!(done.status().as_u16(), 303);
-    let session = done
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|c| c.starts_with("faaso_session="))
-        .expect("a session cookie");
+    let session = faaso_tests::http::session_cookie(&done);
     assert!(session.contains("HttpOnly") && session.contains("SameSite=Strict"));
     let session = session.split(';').next().unwrap().to_string();
     let page = http

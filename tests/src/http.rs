@@ -1,5 +1,6 @@
 //! HTTP helpers for tests: a shared client and polling until a server answers.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// A client with short timeouts and no connection reuse surprises across tests.
@@ -41,4 +42,31 @@ where
         assert!(start.elapsed() < timeout, "{what}: not within {timeout:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The request headers the test funko's `/echo` saw, by lowercased name.
+pub fn echoed_headers(echo: &serde_json::Value) -> HashMap<String, String> {
+    echo["headers"]
+        .as_array()
+        .expect("an echo with headers")
+        .iter()
+        .map(|h| {
+            (
+                h[0].as_str().unwrap_or_default().to_ascii_lowercase(),
+                h[1].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The `faaso_session` cookie a login answer set (the whole `Set-Cookie` value).
+pub fn session_cookie(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("faaso_session="))
+        .expect("a session cookie")
+        .to_string()
 }
