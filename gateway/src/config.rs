@@ -62,6 +62,17 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Largest request body accepted.
     pub max_body_bytes: u64,
+    /// A client's request head must be whole within this (from the accept, or from its first
+    /// byte on a kept-alive connection); then 408 and a close.
+    pub header_timeout: Duration,
+    /// Longest silence of a client connection between requests; then it is closed.
+    pub keepalive_timeout: Duration,
+    /// Longest a client may take nothing of an answer; then it is dropped.
+    pub send_timeout: Duration,
+    /// Most client connections open at once; `None`: from the file descriptor limit.
+    pub max_connections: Option<usize>,
+    /// Most client connections from one address (IPv6: one /64); 0 for no cap.
+    pub max_connections_per_ip: u32,
     /// Interval of active health checks (`GET /ping`).
     pub health_interval: Duration,
     /// Interval of full resyncs with Docker, a safety net under the event stream.
@@ -163,6 +174,14 @@ pub const KEYS: &[Key] = &[
     key("write_timeout", None),
     key("idle_timeout", None),
     key("max_body_bytes", None),
+    key("header_timeout", Some("FAASO_HEADER_TIMEOUT")),
+    key("keepalive_timeout", Some("FAASO_KEEPALIVE_TIMEOUT")),
+    key("send_timeout", Some("FAASO_SEND_TIMEOUT")),
+    key("max_connections", Some("FAASO_MAX_CONNECTIONS")),
+    key(
+        "max_connections_per_ip",
+        Some("FAASO_MAX_CONNECTIONS_PER_IP"),
+    ),
     key("max_upload_bytes", None),
     key("max_concurrent_builds", None),
     key("keep_releases", Some("FAASO_KEEP_RELEASES")),
@@ -220,6 +239,11 @@ impl Config {
             write_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(30),
             max_body_bytes: 10 * 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            max_connections: None,
+            max_connections_per_ip: 512,
             health_interval: Duration::from_secs(5),
             resync_interval: Duration::from_secs(10),
             grace_period: Duration::from_secs(10),
@@ -393,6 +417,17 @@ impl Config {
                     "write_timeout" => format!("{:?}", self.write_timeout),
                     "idle_timeout" => format!("{:?}", self.idle_timeout),
                     "max_body_bytes" => self.max_body_bytes.to_string(),
+                    "header_timeout" => format!("{:?}", self.header_timeout),
+                    "keepalive_timeout" => format!("{:?}", self.keepalive_timeout),
+                    "send_timeout" => format!("{:?}", self.send_timeout),
+                    "max_connections" => self.max_connections.map_or_else(
+                        || "(from the file descriptor limit)".to_string(),
+                        |n| n.to_string(),
+                    ),
+                    "max_connections_per_ip" => match self.max_connections_per_ip {
+                        0 => "(no cap)".to_string(),
+                        n => n.to_string(),
+                    },
                     "max_upload_bytes" => self.max_upload_bytes.to_string(),
                     "max_concurrent_builds" => self.max_concurrent_builds.to_string(),
                     "keep_releases" => self.keep_releases.to_string(),
@@ -531,6 +566,29 @@ impl Config {
                 self.autoscale_down_window = parse_duration(value).map_err(bad)?
             }
             "max_body_bytes" => self.max_body_bytes = parse_bytes(value).map_err(bad)?,
+            "header_timeout" => self.header_timeout = parse_duration(value).map_err(bad)?,
+            "keepalive_timeout" => self.keepalive_timeout = parse_duration(value).map_err(bad)?,
+            "send_timeout" => self.send_timeout = parse_duration(value).map_err(bad)?,
+            "max_connections" => {
+                self.max_connections = match value.trim() {
+                    "auto" => None,
+                    text => match text.parse::<usize>() {
+                        Ok(n) if n >= 1 => Some(n),
+                        _ => {
+                            return Err(bad(format!(
+                                "expected a number of connections (1 or more) or auto, got {value:?}"
+                            )));
+                        }
+                    },
+                }
+            }
+            "max_connections_per_ip" => {
+                self.max_connections_per_ip = value.trim().parse::<u32>().map_err(|_| {
+                    bad(format!(
+                        "expected a number of connections (0 for no cap), got {value:?}"
+                    ))
+                })?
+            }
             "access_log" => self.access_log = parse_bool(value).map_err(bad)?,
             "trusted_proxies" => {
                 self.trusted_proxies = value
@@ -574,6 +632,9 @@ impl Config {
             ("health_interval", self.health_interval),
             ("resync_interval", self.resync_interval),
             ("cold_start_timeout", self.cold_start_timeout),
+            ("header_timeout", self.header_timeout),
+            ("keepalive_timeout", self.keepalive_timeout),
+            ("send_timeout", self.send_timeout),
             ("autoscale_up_window", self.autoscale_up_window),
             ("autoscale_down_window", self.autoscale_down_window),
         ] {

@@ -27,6 +27,7 @@
 //! - [`idle`]: each worker's own pool of idle connections to instances.
 //! - [`tls`]: HTTPS (certificates by SNI, reloads, ACME).
 //! - [`tunnel`]: WebSocket and other `Upgrade` requests, relayed by the gateway itself.
+//! - [`edge`]: client connections: listeners, connection limits, client timeouts.
 //! - [`drain`]: counts requests in flight and exits once they are done on shutdown.
 //! - [`proxy`]: the thin `ProxyHttp` implementation that ties them together.
 //! - [`server`]: assembles the Pingora server from a [`config::Config`].
@@ -40,6 +41,7 @@ pub mod client_ip;
 pub mod config;
 pub mod discovery;
 pub mod drain;
+pub mod edge;
 pub mod errors;
 pub mod forward;
 pub mod gate;

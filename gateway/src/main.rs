@@ -153,8 +153,8 @@ fn main() -> ExitCode {
     match server::build(&config, flags) {
         Ok(server) => server.run_forever(),
         Err(err) => {
-            eprintln!("faaso-gateway: tls_certs: {err}");
-            ExitCode::from(2)
+            eprintln!("faaso-gateway: {err}");
+            ExitCode::from(err.exit_code())
         }
     }
 }

@@ -52,6 +52,8 @@ pub struct Metrics {
     pub cold_start_duration: HistogramVec,
     pub autoscale_events: IntCounterVec,
     pub tls_expiry: IntGaugeVec,
+    pub client_connections: IntGaugeVec,
+    pub connections_refused: IntCounterVec,
     /// Funkos that have `faaso_funko_instances` series, to remove those that disappear.
     instance_series: Mutex<HashSet<String>>,
 }
@@ -191,6 +193,19 @@ impl Metrics {
                  and source (file, acme).",
                 &["name", "source"],
             ),
+            client_connections: gauge_vec(
+                "faaso_client_connections",
+                "Open client connections by state: active (a request is read or answered, or a \
+                 TLS handshake runs; HTTP/2 connections count here) and idle (waiting for a \
+                 request).",
+                &["state"],
+            ),
+            connections_refused: counter_vec(
+                "faaso_connections_refused_total",
+                "Client connections closed at accept, by reason (max_connections, \
+                 max_connections_per_ip).",
+                &["reason"],
+            ),
             instance_series: Mutex::new(HashSet::new()),
         }
     }
@@ -213,6 +228,8 @@ impl Metrics {
             Box::new(self.cold_start_duration.clone()),
             Box::new(self.autoscale_events.clone()),
             Box::new(self.tls_expiry.clone()),
+            Box::new(self.client_connections.clone()),
+            Box::new(self.connections_refused.clone()),
         ]
     }
 
@@ -292,6 +309,22 @@ pub fn tls_certificates<'a>(served: impl Iterator<Item = (&'a str, &'a str, i64)
                 .set(not_after);
         }
     }
+}
+
+/// Counts a client connection closed at accept (`reason`: the limit it was over).
+pub fn connection_refused(reason: &str) {
+    if let Some(m) = if_enabled() {
+        m.connections_refused.with_label_values(&[reason]).inc();
+    }
+}
+
+/// Sets `faaso_client_connections` from the connection counts, before a scrape.
+fn publish_client_connections(m: &Metrics) {
+    let (active, idle) = crate::edge::tally::totals();
+    m.client_connections
+        .with_label_values(&["active"])
+        .set(active);
+    m.client_connections.with_label_values(&["idle"]).set(idle);
 }
 
 /// Counts a change the autoscaler made (`direction`: `up` or `down`).
@@ -480,6 +513,9 @@ impl ServeHttp for MetricsApp {
                 "text/plain",
             );
         }
+        if let Some(m) = if_enabled() {
+            publish_client_connections(m);
+        }
         let encoder = TextEncoder::new();
         let mut buffer = Vec::with_capacity(16 * 1024);
         match encoder.encode(&prometheus::gather(), &mut buffer) {
@@ -556,7 +592,7 @@ mod tests {
         let dashboard: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let defined = metrics().family_names();
-        assert_eq!(defined.len(), 16, "{defined:?}");
+        assert_eq!(defined.len(), 18, "{defined:?}");
         let mut exprs = Vec::new();
         collect_exprs(&dashboard, &mut exprs);
         assert!(exprs.len() >= 8, "only {} expressions", exprs.len());

@@ -21,11 +21,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use arc_swap::ArcSwap;
-use pingora::listeners::TcpSocketOptions;
 use pingora::server::Server;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::services::background::background_service;
-use pingora::services::listening::Service;
 
 use crate::SharedRoutes;
 use crate::admin::auth::{Auth, Secret};
@@ -34,6 +32,7 @@ use crate::admin::{Admin, AdminSettings};
 use crate::config::Config;
 use crate::discovery::Discovery;
 use crate::drain::Drain;
+use crate::edge::listen::{Endpoint, Listening};
 use crate::health::HealthChecker;
 use crate::proxy::{Gateway, ProxySettings};
 use crate::restore::Restore;
@@ -93,16 +92,46 @@ pub fn worker_listen_keys(addr: SocketAddr, workers: usize) -> Vec<String> {
         .collect()
 }
 
-/// Socket options of every worker's listener.
-fn listener_options() -> TcpSocketOptions {
-    let mut options = TcpSocketOptions::default();
-    options.so_reuseport = Some(true);
-    options
+/// Why the server could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A certificate file of `tls_certs` cannot be served (a configuration error).
+    #[error("tls_certs: {0}")]
+    Certs(#[from] crate::tls::certs::CertError),
+    /// A listen address cannot be bound, or another process listens there.
+    #[error("cannot listen on {0}")]
+    Listen(#[from] crate::edge::bind::BindError),
+    /// Another gateway holds `state_dir`.
+    #[error("{0}")]
+    StateDir(#[from] crate::edge::owner::OwnerError),
 }
 
-/// Builds the server with all services added; the caller runs it. Fails only on a
-/// certificate file of `tls_certs` that cannot be served.
-pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, crate::tls::certs::CertError> {
+impl StartError {
+    /// The exit code: 2 for a bad configuration, 1 for what the host refuses.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartError::Certs(_) => 2,
+            StartError::Listen(_) | StartError::StateDir(_) => 1,
+        }
+    }
+}
+
+/// Builds the server with all services added; the caller runs it. Unless `flags.upgrade`,
+/// `state_dir` is locked and every listen address bound here, so that a taken one ends the
+/// start at once.
+pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError> {
+    if flags.upgrade {
+        crate::edge::owner::StateLock::take_after_upgrade(
+            config.state_dir.clone(),
+            config.listen.to_string(),
+        );
+    } else {
+        let lock =
+            crate::edge::owner::StateLock::take(&config.state_dir, &config.listen.to_string())?;
+        // Held until the process ends; rewritten once the server runs (after a `-d` fork).
+        server_state_lock(lock);
+    }
+    let max_connections = descriptor_budget(config);
     let opt = Opt {
         upgrade: flags.upgrade,
         daemon: flags.daemon,
@@ -111,6 +140,14 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, crate::tls:
     };
     let mut server = Server::new_with_opt_and_conf(opt, server_conf(config));
     server.bootstrap();
+    if !flags.upgrade {
+        server.add_service(background_service(
+            "state_dir owner",
+            RecordOwner {
+                listen: config.listen.to_string(),
+            },
+        ));
+    }
 
     let table: SharedRoutes = Arc::new(ArcSwap::from_pointee(RouteTable::default()));
     let ready = Arc::new(AtomicBool::new(false));
@@ -258,7 +295,13 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, crate::tls:
                 ));
                 challenges
             });
-            Some((addr, store, challenges))
+            let acceptor = crate::tls::listener_settings(&store)
+                .map_err(|err| crate::tls::certs::CertError::Invalid {
+                    what: "tls_listen".to_string(),
+                    message: err.to_string(),
+                })?
+                .build();
+            Some((addr, Arc::new(acceptor), challenges))
         }
         None => None,
     };
@@ -287,41 +330,178 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, crate::tls:
             https,
         }),
     };
-    let tls_keys = tls
-        .as_ref()
-        .map(|(addr, _, _)| worker_listen_keys(*addr, config.threads));
-    for (worker, key) in worker_listen_keys(config.listen, config.threads)
-        .into_iter()
-        .enumerate()
-    {
-        let name = format!("proxy worker {worker}");
-        let mut proxy = pingora::proxy::http_proxy_service_with_name(
-            &server.configuration,
-            gateway.clone(),
-            &name,
-        );
-        proxy.threads = Some(1);
-        proxy.add_tcp_with_settings(&key, listener_options());
-        if let (Some((_, store, _)), Some(keys)) = (&tls, &tls_keys) {
-            let settings = crate::tls::listener_settings(store).map_err(|err| {
-                crate::tls::certs::CertError::Invalid {
-                    what: "tls_listen".to_string(),
-                    message: err.to_string(),
-                }
-            })?;
-            proxy.add_tls_with_settings(&keys[worker], Some(listener_options()), settings);
+
+    // The public listeners: every worker accepts on its own socket of each address.
+    let plain = Sockets::bind(flags, "listen", config.listen, config.threads)?;
+    let secure = match &tls {
+        Some((addr, _, _)) => Some(Sockets::bind(flags, "tls_listen", *addr, config.threads)?),
+        None => None,
+    };
+    let metrics_socket = match config.metrics {
+        true => Some(Sockets::bind(
+            flags,
+            "metrics_listen",
+            config.metrics_listen,
+            1,
+        )?),
+        false => None,
+    };
+    let connections = Arc::new(crate::edge::limits::Connections::new(
+        crate::edge::limits::Limits {
+            max_connections,
+            max_per_client: config.max_connections_per_ip,
+            exempt: config.trusted_proxies.clone(),
+        },
+    ));
+    let edge = crate::edge::EdgeSettings {
+        header_timeout: config.header_timeout,
+        keepalive_timeout: config.keepalive_timeout,
+        send_timeout: config.send_timeout,
+    };
+    let mut server_options = pingora::apps::HttpServerOptions::default();
+    server_options.h2_idle_timeout = Some(config.keepalive_timeout);
+    for worker in 0..config.threads {
+        let mut endpoints = vec![plain.endpoint(worker, None)?];
+        if let (Some(secure), Some((_, acceptor, _))) = (&secure, &tls) {
+            endpoints.push(secure.endpoint(worker, Some(Arc::clone(acceptor)))?);
         }
-        server.add_service(proxy);
+        let mut proxy = pingora::proxy::http_proxy(&server.configuration, gateway.clone());
+        proxy.server_options = Some(server_options.clone());
+        let handler =
+            crate::edge::client::Edge::new(Arc::new(proxy), edge, Arc::clone(&connections));
+        server.add_service(Listening::new(
+            format!("proxy worker {worker}"),
+            endpoints,
+            Arc::new(handler),
+        ));
     }
 
-    if config.metrics {
+    if let Some(socket) = metrics_socket {
         crate::metrics::enable();
-        let mut metrics = Service::new("metrics".to_string(), crate::metrics::server());
-        metrics.threads = Some(1);
-        metrics.add_tcp(&config.metrics_listen.to_string());
-        server.add_service(metrics);
+        server.add_service(Listening::new(
+            "metrics".to_string(),
+            vec![socket.endpoint(0, None)?],
+            Arc::new(crate::edge::listen::Serve(Arc::new(
+                crate::metrics::server(),
+            ))),
+        ));
     }
     Ok(server)
+}
+
+/// The state_dir lock of this process, kept until it ends.
+static STATE_LOCK: std::sync::Mutex<Option<crate::edge::owner::StateLock>> =
+    std::sync::Mutex::new(None);
+
+fn server_state_lock(lock: crate::edge::owner::StateLock) {
+    *STATE_LOCK.lock().unwrap_or_else(|p| p.into_inner()) = Some(lock);
+}
+
+/// Writes this process's pid into the state_dir lock once the server runs (after `-d` forked).
+struct RecordOwner {
+    listen: String,
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for RecordOwner {
+    async fn start(&self, _shutdown: pingora::server::ShutdownWatch) {
+        if let Some(lock) = STATE_LOCK
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+            && let Err(err) = lock.record(&self.listen)
+        {
+            tracing::warn!(error = %err, "cannot write the state_dir lock file");
+        }
+    }
+}
+
+/// Raises the soft file descriptor limit to the hard one, logs both, and gives
+/// `max_connections` (the configured one, or one from the limit).
+fn descriptor_budget(config: &Config) -> usize {
+    match crate::edge::owner::raise_descriptor_limit() {
+        Ok(limits) => {
+            let max = config
+                .max_connections
+                .unwrap_or_else(|| crate::edge::owner::default_max_connections(limits.now));
+            tracing::info!(
+                soft_before = limits.before,
+                soft = limits.now,
+                hard = limits.hard,
+                max_connections = max,
+                "file descriptor limit"
+            );
+            if max as u64 > limits.now {
+                tracing::warn!(
+                    max_connections = max,
+                    descriptors = limits.now,
+                    "max_connections is above the file descriptor limit: accept will fail first"
+                );
+            }
+            max
+        }
+        Err(err) => {
+            let max = config
+                .max_connections
+                .unwrap_or(crate::edge::owner::default_max_connections(1024));
+            tracing::warn!(error = %err, max_connections = max, "cannot read or raise the file descriptor limit");
+            max
+        }
+    }
+}
+
+/// The sockets of one listen address, one per worker key ([`worker_listen_keys`]).
+struct Sockets {
+    key: &'static str,
+    keys: Vec<String>,
+    /// Bound here; empty in a `-u` upgrade (the running process hands them over).
+    bound: Vec<std::net::TcpListener>,
+}
+
+impl Sockets {
+    fn bind(
+        flags: ProcessFlags,
+        key: &'static str,
+        addr: SocketAddr,
+        workers: usize,
+    ) -> Result<Sockets, crate::edge::bind::BindError> {
+        let keys = worker_listen_keys(addr, workers);
+        let distinct = workers.clamp(1, MAX_SOCKETS_PER_ADDRESS);
+        let bound = if flags.upgrade {
+            Vec::new()
+        } else {
+            crate::edge::bind::bind(key, addr, distinct)?
+        };
+        Ok(Sockets { key, keys, bound })
+    }
+
+    /// Worker `worker`'s endpoint: its own socket, or a handle on a shared one when there
+    /// are more workers than keys.
+    fn endpoint(
+        &self,
+        worker: usize,
+        tls: Option<Arc<pingora::listeners::tls::Acceptor>>,
+    ) -> Result<Endpoint, crate::edge::bind::BindError> {
+        let key = self.keys[worker % self.keys.len()].clone();
+        let socket = match self.bound.get(worker % MAX_SOCKETS_PER_ADDRESS) {
+            Some(socket) => Some(socket.try_clone().map_err(|err| {
+                crate::edge::bind::BindError {
+                    key: self.key,
+                    addr: key
+                        .parse()
+                        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+                    reason: err.to_string(),
+                }
+            })?),
+            None => None,
+        };
+        Ok(Endpoint {
+            key,
+            config_key: self.key,
+            socket,
+            tls,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -114,6 +114,15 @@ async fn upgrade_hands_over_the_listener_without_failures() {
         .unwrap();
     assert!(old_exit.is_some(), "the old process did not exit");
     wait_for_status(&url, 200, Duration::from_secs(2)).await;
+    // The new process took state_dir over once the old one was gone.
+    let lock = new.dir.path().join("state/gateway.lock");
+    let holder = format!("faaso-gateway pid {} ", new.child.id());
+    wait_until(
+        "the new process to hold state_dir",
+        Duration::from_secs(5),
+        || async { std::fs::read_to_string(&lock).is_ok_and(|text| text.starts_with(&holder)) },
+    )
+    .await;
 }
 
 /// One WebSocket-style upgrade through the gateway and two echoed messages; `Err` says where

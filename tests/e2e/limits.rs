@@ -6,32 +6,8 @@ use std::time::{Duration, Instant};
 use faaso_tests::cli::Faaso;
 use faaso_tests::docker::Cleanup;
 use faaso_tests::gateway::GatewayProcess;
-use faaso_tests::http::{client, wait_for_status};
+use faaso_tests::http::client;
 use faaso_tests::{require_docker, testfunko, unique_name};
-
-/// Builds a test-funko variant as `name`'s image, starts one instance of it next to `gateway`,
-/// and waits until the gateway routes to it.
-async fn serve(
-    docker: &bollard::Docker,
-    cleanup: &Cleanup,
-    gateway: &GatewayProcess,
-    name: &str,
-    instructions: &str,
-) {
-    let tag = format!("faaso-{name}:latest");
-    testfunko::variant(docker, &tag, instructions).await;
-    cleanup.image(tag);
-    Faaso::in_dir(gateway.dir.path()).ok(&["up", name]);
-    for c in faaso::docker::list_instances(docker, name).await.unwrap() {
-        cleanup.container(c.id.unwrap_or_default());
-    }
-    wait_for_status(
-        &format!("{}/funko/{name}/ping", gateway.url),
-        200,
-        Duration::from_secs(20),
-    )
-    .await;
-}
 
 #[tokio::test]
 async fn a_funkos_own_timeout_and_body_limit_apply_to_it_alone() {
@@ -47,7 +23,9 @@ async fn a_funkos_own_timeout_and_body_limit_apply_to_it_alone() {
         ),
         (&plain, "ENV TESTFUNKO_VERSION=1"),
     ] {
-        serve(&docker, &cleanup, &gateway, name, instructions).await;
+        gateway
+            .serve_variant(&docker, &cleanup, name, instructions)
+            .await;
     }
     let http = client();
     let get = |funko: &str, path: &str| {
@@ -143,7 +121,9 @@ async fn max_inflight_queues_requests_and_refuses_after_the_queue_timeout() {
             "LABEL faaso.limits.max_inflight=\"1\" faaso.limits.queue_timeout=\"1s\"",
         ),
     ] {
-        serve(&docker, &cleanup, &gateway, name, instructions).await;
+        gateway
+            .serve_variant(&docker, &cleanup, name, instructions)
+            .await;
     }
     let http = client();
     let started = Instant::now();

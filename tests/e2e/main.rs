@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod container;
+mod edge;
 mod exchange;
 mod funkos;
 mod lifecycle;

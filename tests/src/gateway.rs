@@ -63,40 +63,7 @@ impl GatewayProcess {
     /// Like [`GatewayProcess::start`], with its config, state and secrets in `dir` (shared with
     /// an earlier gateway, or with `faaso` commands through [`crate::cli::Faaso::in_dir`]).
     pub async fn start_in(dir: Arc<tempfile::TempDir>, extra_yaml: &str) -> GatewayProcess {
-        // A `listen:` in `extra_yaml` names the port (a test that must know it beforehand).
-        let port = extra_yaml
-            .lines()
-            .find_map(|line| line.strip_prefix("listen:"))
-            .and_then(|addr| addr.trim().rsplit(':').next()?.parse().ok())
-            .unwrap_or_else(free_port);
-        let metrics_port = free_port();
-        let base = format!(
-            "listen: 127.0.0.1:{port}\nmetrics_listen: 127.0.0.1:{metrics_port}\n\
-             state_dir: {state}\nsecrets_dir: {secrets}\npid_file: {pid}\nupgrade_sock: {sock}\n\
-             threads: 2\n",
-            state = dir.path().join("state").display(),
-            secrets = dir.path().join("secrets").display(),
-            pid = dir.path().join("gateway.pid").display(),
-            sock = dir.path().join("upgrade.sock").display(),
-        );
-        // A key in `extra_yaml` replaces the base's line for it.
-        let overridden = |line: &str| {
-            line.split_once(':').is_some_and(|(key, _)| {
-                extra_yaml
-                    .lines()
-                    .any(|extra| extra.starts_with(&format!("{key}:")))
-            })
-        };
-        let mut config: String = base
-            .lines()
-            .filter(|line| !overridden(line))
-            .map(|line| format!("{line}\n"))
-            .collect();
-        config.push_str(extra_yaml);
-        let config_path = dir.path().join("faaso.yml");
-        std::fs::File::create(&config_path)
-            .and_then(|mut f| f.write_all(config.as_bytes()))
-            .expect("config can be written");
+        let (config_path, port, metrics_port) = write_config(&dir, extra_yaml);
         let gateway = GatewayProcess {
             child: spawn(&config_path, &[]),
             url: format!("http://127.0.0.1:{port}"),
@@ -110,6 +77,58 @@ impl GatewayProcess {
         )
         .await;
         gateway
+    }
+
+    /// Starts a gateway that is expected to refuse to start, with its config in `dir`; waits
+    /// up to `limit` for it to exit. The process is killed if it still runs then.
+    pub fn start_refused(
+        dir: Arc<tempfile::TempDir>,
+        extra_yaml: &str,
+        limit: Duration,
+    ) -> Refused {
+        let (config_path, _, _) = write_config(&dir, extra_yaml);
+        let log_path = config_path.with_file_name("gateway.log");
+        let before = std::fs::read_to_string(&log_path).unwrap_or_default().len();
+        let started = std::time::Instant::now();
+        let mut gateway = GatewayProcess {
+            child: spawn(&config_path, &[]),
+            url: String::new(),
+            metrics_url: String::new(),
+            dir,
+        };
+        let code = gateway.wait_exit(limit);
+        let took = started.elapsed();
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        Refused {
+            code,
+            took,
+            stderr: log.get(before..).unwrap_or_default().to_string(),
+        }
+    }
+
+    /// Builds a test-funko variant as `name`'s image (`instructions` added to its
+    /// Dockerfile, labels for example), starts one instance of it next to this gateway, and
+    /// waits until the gateway routes to it.
+    pub async fn serve_variant(
+        &self,
+        docker: &bollard::Docker,
+        cleanup: &crate::docker::Cleanup,
+        name: &str,
+        instructions: &str,
+    ) {
+        let tag = format!("faaso-{name}:latest");
+        crate::testfunko::variant(docker, &tag, instructions).await;
+        cleanup.image(tag);
+        crate::cli::Faaso::in_dir(self.dir.path()).ok(&["up", name]);
+        for c in faaso::docker::list_instances(docker, name).await.unwrap() {
+            cleanup.container(c.id.unwrap_or_default());
+        }
+        crate::http::wait_for_status(
+            &format!("{}/funko/{name}/ping", self.url),
+            200,
+            Duration::from_secs(20),
+        )
+        .await;
     }
 
     /// Starts a second gateway with the same config and `-u`, which takes over the listeners
@@ -181,6 +200,59 @@ impl GatewayProcess {
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("faaso.yml")
     }
+}
+
+/// How a gateway that was expected to refuse to start ended.
+#[derive(Debug)]
+pub struct Refused {
+    /// Its exit code; `None` if it was still running after the limit (or died by a signal).
+    pub code: Option<Option<i32>>,
+    /// How long it ran.
+    pub took: Duration,
+    /// What it wrote to stderr.
+    pub stderr: String,
+}
+
+/// Writes `dir/faaso.yml`: free ports and private folders, then `extra_yaml` (a key there
+/// replaces the base's line for it). Returns the path and the public and metrics ports.
+fn write_config(dir: &tempfile::TempDir, extra_yaml: &str) -> (PathBuf, u16, u16) {
+    // A `listen:` in `extra_yaml` names the port (a test that must know it beforehand).
+    let port_of = |key: &str| {
+        extra_yaml
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|addr| addr.trim().rsplit(':').next()?.parse().ok())
+    };
+    let port = port_of("listen:").unwrap_or_else(free_port);
+    let metrics_port = port_of("metrics_listen:").unwrap_or_else(free_port);
+    let base = format!(
+        "listen: 127.0.0.1:{port}\nmetrics_listen: 127.0.0.1:{metrics_port}\n\
+         state_dir: {state}\nsecrets_dir: {secrets}\npid_file: {pid}\nupgrade_sock: {sock}\n\
+         threads: 2\n",
+        state = dir.path().join("state").display(),
+        secrets = dir.path().join("secrets").display(),
+        pid = dir.path().join("gateway.pid").display(),
+        sock = dir.path().join("upgrade.sock").display(),
+    );
+    // A key in `extra_yaml` replaces the base's line for it.
+    let overridden = |line: &str| {
+        line.split_once(':').is_some_and(|(key, _)| {
+            extra_yaml
+                .lines()
+                .any(|extra| extra.starts_with(&format!("{key}:")))
+        })
+    };
+    let mut config: String = base
+        .lines()
+        .filter(|line| !overridden(line))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    config.push_str(extra_yaml);
+    let config_path = dir.path().join("faaso.yml");
+    std::fs::File::create(&config_path)
+        .and_then(|mut f| f.write_all(config.as_bytes()))
+        .expect("config can be written");
+    (config_path, port, metrics_port)
 }
 
 /// Starts the gateway with its log appended to `gateway.log` next to the config.

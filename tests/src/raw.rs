@@ -50,6 +50,38 @@ impl RawConnection {
         }
     }
 
+    /// Connects to `addr` from the local address `from` (for example `127.0.0.2`: another
+    /// client address on loopback). `Err` when the connection cannot be made.
+    pub async fn open_from(from: &str, addr: &str) -> std::io::Result<RawConnection> {
+        let target: std::net::SocketAddr = addr.parse().map_err(std::io::Error::other)?;
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(format!("{from}:0").parse().map_err(std::io::Error::other)?)?;
+        let stream = socket.connect(target).await?;
+        Ok(RawConnection {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Sends `bytes` as they are (part of a request, say).
+    pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    /// Waits up to `limit` for the server to close the connection; returns what it sent
+    /// before closing, or `None` if the connection is still open after `limit`.
+    pub async fn closed_within(&mut self, limit: std::time::Duration) -> Option<Vec<u8>> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut chunk = [0u8; 4096];
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+                Err(_) => return None,
+                Ok(Ok(0)) | Ok(Err(_)) => return Some(std::mem::take(&mut self.buf)),
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
     /// Sends a `method` request for `target` with `Host` and the `extra` header lines.
     pub async fn send(&mut self, method: &str, target: &str, extra: &[&str]) {
         let mut request = format!("{method} {target} HTTP/1.1\r\nHost: test\r\n");

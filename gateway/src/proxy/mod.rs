@@ -69,6 +69,10 @@ pub struct Gateway {
     pub settings: Arc<ProxySettings>,
 }
 
+/// Longest a funko request waits for the first Docker sync before it is answered from what is
+/// known (404 for a funko not seen).
+const FIRST_SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The request id header, looked up without parsing a name.
 const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
@@ -249,6 +253,16 @@ impl Gateway {
         Ok(true)
     }
 
+    /// `name`'s entry once the first Docker sync is published, waiting for it at most
+    /// [`FIRST_SYNC_WAIT`].
+    async fn after_first_sync(&self, name: &str) -> Option<Arc<Funko>> {
+        let deadline = Instant::now() + FIRST_SYNC_WAIT;
+        while !self.ready.load(Ordering::Acquire) && Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        self.table.load().get(name).cloned()
+    }
+
     /// Waits for a slot of a funko with an in-flight limit ([`crate::gate`]); 429 after its
     /// queue timeout. The request then runs on the snapshot it was admitted in.
     async fn admit(&self, gate: &Arc<crate::gate::Gate>, ctx: &mut RequestCtx) -> Result<()> {
@@ -425,7 +439,14 @@ impl ProxyHttp for Gateway {
         ctx.form = funko.form;
         let request_id = headers::client_request_id(header.headers.get(X_REQUEST_ID))
             .unwrap_or_else(headers::new_request_id);
-        let Some(entry) = self.table.load().get(funko.name).cloned() else {
+        let found = match self.table.load().get(funko.name).cloned() {
+            Some(entry) => Some(entry),
+            // Before the first Docker sync every funko looks unknown (a fresh start, or the
+            // new process of a `-u` upgrade): wait for the sync instead of answering 404.
+            None if !self.ready.load(Ordering::Acquire) => self.after_first_sync(funko.name).await,
+            None => None,
+        };
+        let Some(entry) = found else {
             if self.settings.metrics {
                 ctx.count();
             }

@@ -1,0 +1,356 @@
+//! The gateway at the edge, tried as hostile and careless clients would: idle keep-alive
+//! connections, request heads that never finish, readers that take nothing, many connections
+//! from one address, and a port that someone else holds.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use faaso_tests::docker::Cleanup;
+use faaso_tests::gateway::GatewayProcess;
+use faaso_tests::http::{client, wait_until};
+use faaso_tests::prom;
+use faaso_tests::raw::RawConnection;
+use faaso_tests::{require_docker, unique_name};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn addr_of(gateway: &GatewayProcess) -> String {
+    gateway.url.trim_start_matches("http://").to_string()
+}
+
+/// `faaso_client_connections{state}` and `faaso_connections_refused_total{reason}`.
+async fn connection_metrics(gateway: &GatewayProcess) -> (f64, f64, f64, f64) {
+    let text = gateway.metrics().await;
+    let get = |name, labels: &[(&str, &str)]| prom::value(&text, name, labels).unwrap_or(0.0);
+    (
+        get("faaso_client_connections", &[("state", "active")]),
+        get("faaso_client_connections", &[("state", "idle")]),
+        get(
+            "faaso_connections_refused_total",
+            &[("reason", "max_connections_per_ip")],
+        ),
+        get(
+            "faaso_connections_refused_total",
+            &[("reason", "max_connections")],
+        ),
+    )
+}
+
+#[tokio::test]
+async fn an_idle_keepalive_connection_is_closed_and_a_busy_one_is_not() {
+    let gateway = GatewayProcess::start("keepalive_timeout: 1s\n").await;
+    let addr = addr_of(&gateway);
+    let mut idle = RawConnection::open(&addr).await;
+    idle.send("GET", "/healthz", &[]).await;
+    assert_eq!(idle.response(false).await.unwrap().status, 200);
+    let silent_since = Instant::now();
+    let said = idle.closed_within(Duration::from_secs(5)).await;
+    let took = silent_since.elapsed();
+    assert_eq!(said.as_deref(), Some(&b""[..]), "closed without a word");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(2500),
+        "closed after {took:?}"
+    );
+
+    // A connection that sends a request every 400 ms stays open for as long as it does.
+    let mut busy = RawConnection::open(&addr).await;
+    for _ in 0..6 {
+        busy.send("GET", "/healthz", &[]).await;
+        assert_eq!(busy.response(false).await.unwrap().status, 200);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_request_head_must_arrive_whole_within_header_timeout() {
+    let gateway = GatewayProcess::start("header_timeout: 1s\n").await;
+    let addr = addr_of(&gateway);
+
+    // Half a head: 408, then the connection is closed.
+    let mut half = RawConnection::open(&addr).await;
+    half.write(b"GET /healthz HTTP/1.1\r\nHost: test\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let said = half
+        .closed_within(Duration::from_secs(5))
+        .await
+        .expect("the connection is closed");
+    let took = started.elapsed();
+    let said = String::from_utf8_lossy(&said);
+    assert!(said.starts_with("HTTP/1.1 408 "), "{said}");
+    assert!(said.contains("header_timeout"), "{said}");
+    assert!(took < Duration::from_millis(2500), "after {took:?}");
+
+    // One byte every 100 ms: the deadline is for the whole head, not for each read.
+    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let drip = tokio::spawn(async move {
+        let head = format!("GET /healthz HTTP/1.1\r\nX-Slow: {}", "a".repeat(100));
+        for byte in head.bytes() {
+            if write.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let started = Instant::now();
+    let mut said = Vec::new();
+    let end = tokio::time::timeout(Duration::from_secs(5), read.read_to_end(&mut said)).await;
+    let took = started.elapsed();
+    drip.abort();
+    assert!(end.is_ok(), "still open after 5 s of dripping");
+    assert!(
+        said.starts_with(b"HTTP/1.1 408 "),
+        "{:?}",
+        String::from_utf8_lossy(&said)
+    );
+    assert!(took < Duration::from_millis(2500), "after {took:?}");
+
+    // A new connection that says nothing is closed without an answer.
+    let mut silent = RawConnection::open(&addr).await;
+    let said = silent.closed_within(Duration::from_secs(5)).await;
+    assert_eq!(said.as_deref(), Some(&b""[..]));
+
+    // On a kept-alive connection the clock starts at the next request's first byte: a pause
+    // longer than header_timeout between requests is fine.
+    let mut polite = RawConnection::open(&addr).await;
+    polite.send("GET", "/healthz", &[]).await;
+    assert_eq!(polite.response(false).await.unwrap().status, 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    polite.send("GET", "/healthz", &[]).await;
+    assert_eq!(polite.response(false).await.unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn one_address_is_capped_and_another_is_served_at_once() {
+    let gateway = GatewayProcess::start("max_connections_per_ip: 4\nheader_timeout: 30s\n").await;
+    let addr = addr_of(&gateway);
+    // The start's health checks may still hold a connection from 127.0.0.1 for a moment.
+    wait_until("no client connection", Duration::from_secs(5), || async {
+        let (active, idle, _, _) = connection_metrics(&gateway).await;
+        active + idle == 0.0
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(RawConnection::open(&addr).await);
+    }
+    wait_until("four idle connections", Duration::from_secs(5), || async {
+        connection_metrics(&gateway).await.1 >= 4.0
+    })
+    .await;
+
+    // The fifth from 127.0.0.1 is closed at accept, without an answer.
+    let mut refused = RawConnection::open(&addr).await;
+    let _ = refused
+        .write(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await;
+    let said = refused.closed_within(Duration::from_secs(3)).await;
+    assert_eq!(said.as_deref(), Some(&b""[..]), "refused at accept");
+
+    // 127.0.0.2 is another client: served at once.
+    let started = Instant::now();
+    let mut other = RawConnection::open_from("127.0.0.2", &addr).await.unwrap();
+    other.send("GET", "/healthz", &[]).await;
+    assert_eq!(other.response(false).await.unwrap().status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let (_, idle, per_ip, total) = connection_metrics(&gateway).await;
+    assert!(idle >= 4.0, "idle {idle}");
+    assert_eq!((per_ip, total), (1.0, 0.0));
+
+    // One of the four leaves: 127.0.0.1 gets in again.
+    drop(held.pop());
+    wait_until("a slot for 127.0.0.1", Duration::from_secs(5), || async {
+        let mut again = RawConnection::open(&addr).await;
+        again.send("GET", "/healthz", &[]).await;
+        again.response(false).await.is_ok_and(|r| r.status == 200)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_total_is_capped_at_accept() {
+    let gateway = GatewayProcess::start("max_connections: 3\nheader_timeout: 30s\n").await;
+    let addr = addr_of(&gateway);
+    // The start's health checks may still hold a connection for a moment.
+    wait_until("no client connection", Duration::from_secs(5), || async {
+        let (active, idle, _, _) = connection_metrics(&gateway).await;
+        active + idle == 0.0
+    })
+    .await;
+    let held: Vec<_> = futures_util::future::join_all(
+        (0..3).map(|i| RawConnection::open_from(["127.0.0.1", "127.0.0.3", "127.0.0.4"][i], &addr)),
+    )
+    .await;
+    wait_until("three idle connections", Duration::from_secs(5), || async {
+        connection_metrics(&gateway).await.1 >= 3.0
+    })
+    .await;
+    let mut refused = RawConnection::open_from("127.0.0.5", &addr).await.unwrap();
+    let _ = refused
+        .write(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await;
+    assert_eq!(
+        refused
+            .closed_within(Duration::from_secs(3))
+            .await
+            .as_deref(),
+        Some(&b""[..])
+    );
+    assert_eq!(connection_metrics(&gateway).await.3, 1.0);
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_takes_nothing_is_dropped_and_frees_its_slot() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let gateway = GatewayProcess::start("send_timeout: 1s\n").await;
+    let name = unique_name("slowread");
+    gateway
+        .serve_variant(
+            &docker,
+            &cleanup,
+            &name,
+            "LABEL faaso.limits.max_inflight=\"1\" faaso.limits.queue_timeout=\"30s\"",
+        )
+        .await;
+    let addr = addr_of(&gateway);
+
+    // 64 MiB asked for, nothing read, on a small receive buffer.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(addr.parse().unwrap()).await.unwrap();
+    stalled
+        .write_all(
+            format!("GET /funko/{name}/bytes/67108864 HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let in_flight = || async {
+        let text = gateway.metrics().await;
+        prom::value(&text, "faaso_http_requests_in_flight", &[("funko", &name)]).unwrap_or(0.0)
+    };
+    wait_until(
+        "the big answer to be on its way",
+        Duration::from_secs(10),
+        || async { in_flight().await >= 1.0 },
+    )
+    .await;
+
+    // The only slot is taken: this waits until the stalled reader is dropped.
+    let started = Instant::now();
+    let answer = client()
+        .get(format!("{}/funko/{name}/say/hi", gateway.url))
+        .send()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(answer.status(), 200, "waited {waited:?}");
+    assert!(
+        waited < Duration::from_secs(8),
+        "waited {waited:?}: the slot was not freed"
+    );
+    wait_until("nothing in flight", Duration::from_secs(5), || async {
+        in_flight().await == 0.0
+    })
+    .await;
+    // The stalled client's connection was closed: after what the buffers held, it ends.
+    let mut sink = vec![0u8; 1 << 20];
+    let mut read = 0usize;
+    let end = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stalled.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    })
+    .await;
+    assert!(
+        end.is_ok(),
+        "the stalled connection is still open after {read} bytes"
+    );
+    assert!(read < 64 << 20, "the whole answer was sent ({read} bytes)");
+}
+
+#[tokio::test]
+async fn a_taken_port_ends_the_start_with_one_line() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let me = std::process::id();
+    for key in ["listen", "metrics_listen"] {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let refused = GatewayProcess::start_refused(
+            dir,
+            &format!("{key}: 127.0.0.1:{port}\n"),
+            Duration::from_secs(5),
+        );
+        assert_eq!(refused.code, Some(Some(1)), "{refused:?}");
+        assert!(refused.took < Duration::from_secs(2), "{refused:?}");
+        let errors: Vec<&str> = refused
+            .stderr
+            .lines()
+            .filter(|line| line.starts_with("faaso-gateway: "))
+            .collect();
+        assert_eq!(errors.len(), 1, "{}", refused.stderr);
+        assert!(
+            errors[0].contains(&format!("{key} 127.0.0.1:{port}: address in use by ")),
+            "{}",
+            errors[0]
+        );
+        assert!(errors[0].contains(&format!("(pid {me})")), "{}", errors[0]);
+        for noise in ["panicked", "WARN", "backtrace"] {
+            assert!(!refused.stderr.contains(noise), "{}", refused.stderr);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_second_gateway_is_refused_naming_the_first() {
+    let first = GatewayProcess::start("").await;
+    let port = addr_of(&first).rsplit(':').next().unwrap().to_string();
+    let pid = first.child.id();
+
+    let same_port = GatewayProcess::start_refused(
+        Arc::new(tempfile::tempdir().unwrap()),
+        &format!("listen: 127.0.0.1:{port}\n"),
+        Duration::from_secs(5),
+    );
+    assert_eq!(same_port.code, Some(Some(1)), "{same_port:?}");
+    assert!(
+        same_port.stderr.contains(&format!(
+            "faaso-gateway: cannot listen on listen 127.0.0.1:{port}: address in use by faaso-gateway (pid {pid})"
+        )),
+        "{}",
+        same_port.stderr
+    );
+
+    let state_dir = first.dir.path().join("state");
+    let same_state = GatewayProcess::start_refused(
+        Arc::new(tempfile::tempdir().unwrap()),
+        &format!("state_dir: {}\n", state_dir.display()),
+        Duration::from_secs(5),
+    );
+    assert_eq!(same_state.code, Some(Some(1)), "{same_state:?}");
+    assert!(
+        same_state.stderr.contains(&format!(
+            "faaso-gateway: state_dir {} is in use by another faaso-gateway (faaso-gateway pid {pid} listening on 127.0.0.1:{port})",
+            state_dir.display()
+        )),
+        "{}",
+        same_state.stderr
+    );
+    // The first one was not disturbed.
+    let health = client()
+        .get(format!("{}/healthz", first.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
