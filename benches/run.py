@@ -287,7 +287,8 @@ def write_anchor_configs(work, backend, ports):
     cert, key = os.path.join(work, "tls.crt"), os.path.join(work, "tls.key")
     with open(os.path.join(work, "nginx.conf"), "w") as f:
         f.write(f"""worker_processes 2; daemon off; pid {work}/nginx.pid; error_log {work}/nginx.err;
-events {{ worker_connections 4096; }}
+worker_rlimit_nofile 40000;
+events {{ worker_connections 16384; }}
 http {{ access_log off; keepalive_requests 1000000;
   upstream be {{ server {backend}; keepalive 256; }}
   server {{ listen 127.0.0.1:{ports['nginx']};
@@ -476,6 +477,118 @@ def wait_https(url, timeout=20):
     sys.exit(f"{url} did not answer 200 within {timeout} s")
 
 
+def rss_bytes(pids):
+    """Resident memory (VmRSS) summed over the processes, in bytes."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        except FileNotFoundError:
+            pass
+    return total
+
+
+# Client addresses on loopback for the connection runs: 40 "clients", each well below the
+# gateway's default max_connections_per_ip (512) at 10,000 connections.
+SOURCES = [f"127.0.0.{i}" for i in range(2, 42)]
+
+
+def open_connections(port, path, count, half, start=0):
+    """Opens `count` connections to 127.0.0.1:`port`, each from one of SOURCES. Each sends one
+    GET for `path` and reads its whole answer, then stays open (an idle keep-alive connection);
+    with `half`, each sends only the first half of the request head."""
+    request = f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+    if half:
+        request = request[: len(request) // 2]
+    held = []
+    for i in range(start, start + count):
+        s = socket.socket()
+        s.settimeout(10)
+        s.bind((SOURCES[i % len(SOURCES)], 0))
+        s.connect(("127.0.0.1", port))
+        s.sendall(request)
+        if not half:
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                chunk = s.recv(4096)
+                if not chunk:
+                    raise RuntimeError(f"connection {i} closed before its answer")
+                answer += chunk
+            head, _, body = answer.partition(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            while len(body) < length:
+                body += s.recv(4096)
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"connection {i}: {head[:40]!r}")
+        held.append(s)
+    return held
+
+
+def connection_memory(work, gateway_bin, backend, counts=(1000, 10000)):
+    """RSS per open client connection of the gateway and of nginx, each a fresh process with
+    nothing else to do: idle keep-alive connections (one request answered, then silence) and
+    connections that sent half a request head. Per connection = (RSS with N open - RSS before)
+    / N, after a warm-up of 200 requests."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard < max(counts) + 1000:
+        sys.exit(f"the connection runs need {max(counts) + 1000} descriptors; the limit is {hard}")
+    rows = []
+    for target in ("gateway", "nginx"):
+        for kind in ("idle keep-alive", "half a request head"):
+            port, metrics = free_port(), free_port()
+            procs = Proxies(work)
+            try:
+                if target == "gateway":
+                    config = gateway_config(work, "conns", port, metrics, True)
+                    with open(config, "a") as f:
+                        f.write("max_connections: 30000\n")
+                    proc = procs.start("conns", [gateway_bin, "--config", config])
+                    path = "/funko/bench/ping"
+                else:
+                    conf = os.path.join(work, "nginx-conns.conf")
+                    with open(conf, "w") as f:
+                        f.write(f"""worker_processes 2; daemon off; pid {work}/nginx-conns.pid;
+error_log {work}/nginx-conns.err; worker_rlimit_nofile 40000;
+events {{ worker_connections 16384; }}
+http {{ access_log off; keepalive_requests 1000000;
+  upstream be {{ server {backend}; keepalive 256; }}
+  server {{ listen 127.0.0.1:{port};
+    location /funko/bench/ {{ proxy_pass http://be/; proxy_http_version 1.1; proxy_set_header Connection ""; }} }} }}
+""")
+                    proc = procs.start("nginx-conns", ["nginx", "-c", conf])
+                    path = "/funko/bench/ping"
+                wait_http(f"http://127.0.0.1:{port}{path}")
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                for _ in range(200):
+                    conn.request("GET", path)
+                    conn.getresponse().read()
+                conn.close()
+                time.sleep(1)
+                pids = process_tree(proc.pid)
+                before = rss_bytes(pids)
+                held, row = [], {"target": target, "kind": kind, "rss_before_mb": round(before / 2**20, 1)}
+                for count in counts:
+                    log(f"connections: {target}, {count} x {kind}")
+                    held += open_connections(port, path, count - len(held), kind != "idle keep-alive",
+                                             start=len(held))
+                    time.sleep(1)
+                    after = rss_bytes(pids)
+                    row[f"bytes_per_connection_{count}"] = round((after - before) / count)
+                    row[f"rss_{count}_mb"] = round(after / 2**20, 1)
+                for s in held:
+                    s.close()
+                rows.append(row)
+            finally:
+                procs.stop()
+    return rows
+
+
 def build_baseline(rev, target_dir, work):
     """The gateway built at git revision `rev` (in a worktree sharing the target folder, so only
     the workspace's own crates are rebuilt), copied out before the current build replaces it."""
@@ -514,7 +627,9 @@ def main():
     parser.add_argument("--baseline", metavar="REV",
                         help="also run the gateway built at this git revision (64 connections, tiny)")
     parser.add_argument("--only", metavar="NAMES",
-                        help="run only these targets (comma-separated names; 'baseline' is the --baseline gateway)")
+                        help="run only these targets (comma-separated names; 'baseline' is the --baseline "
+                             "gateway) or sections: 'https', 'connections' (memory per open client "
+                             "connection, with the gateway's and the anchors' req/s rows)")
     parser.add_argument("--sizes", default=",".join(SIZES), help="response sizes (default tiny,1KiB,64KiB)")
     parser.add_argument("--json", default=os.path.join(ROOT, "target", "bench", "results.json"))
     parser.add_argument("--smoke", action="store_true", help="1 s runs at 64 connections, 3 trials (for CI)")
@@ -572,10 +687,16 @@ def main():
                 work, "baseline", ports["baseline"], ports["baseline_metrics"], False)])
             targets[f"gateway at {args.baseline}"] = (f"http://127.0.0.1:{ports['baseline']}/funko/bench",
                                                       baseline, args.only is not None)
-        if args.only:
-            wanted = {name.strip() for name in args.only.split(",")} | {"gateway"}
+        sections = {"https", "connections"}
+        wanted = {name.strip() for name in (args.only or "").split(",") if name.strip()}
+        if wanted - sections:
+            wanted |= {"gateway"}
             targets = {name: t for name, t in targets.items()
                        if name in wanted or ("baseline" in wanted and name.startswith("gateway at "))}
+        elif wanted:
+            # A section alone: the usual rows beside it, to show the hot path kept its ratio.
+            targets = {name: t for name, t in targets.items()
+                       if name in ("direct", "gateway", "nginx", "haproxy", "caddy")}
         for name, (base, _, _) in targets.items():
             wait_http(base + "/ping")
         plan = []
@@ -598,8 +719,12 @@ def main():
                 runs.setdefault((name, c, size), []).append(r)
         results = [median_run(runs[(name, c, size)]) for name, c, size, _, _ in plan]
         https = []
-        if args.only is None or "https" in args.only:
+        if args.only is None or "https" in wanted:
             https = https_runs(args, ports, gateway_tls, nginx)
+        memory = []
+        if args.only is None or "connections" in wanted:
+            counts = (100, 1000) if args.smoke else (1000, 10000)
+            memory = connection_memory(work, gateway_bin, backend, counts)
         log(f"discovery latency: {args.trials} trials")
         discovery = discovery_latency(f"http://127.0.0.1:{ports['gateway']}", args.trials, proxies)
         log(f"cold start latency: {args.trials} trials")
@@ -634,6 +759,15 @@ def main():
                          f"{fmt(r['cpu_us_per_request'])} | {fmt(r.get('client_cpu_us_per_request'))} | "
                          f"{fmt(r.get('gateway_ratio'), 2)} | "
                          f"{fmt(r.get('gateway_cpu_ratio'), 2)} |")
+    if memory:
+        counts = [int(k.rsplit("_", 1)[1]) for k in memory[0] if k.startswith("bytes_per_connection_")]
+        lines += ["", "| connections | target | RSS before MB | " +
+                  " | ".join(f"RSS with {c:,} MB | bytes per connection ({c:,})" for c in counts) + " |",
+                  "|---|---|---|" + "---|---|" * len(counts)]
+        for r in memory:
+            lines.append(f"| {r['kind']} | {r['target']} | {r['rss_before_mb']} | " +
+                         " | ".join(f"{r[f'rss_{c}_mb']} | {r[f'bytes_per_connection_{c}']:,}" for c in counts) +
+                         " |")
     lines.append("")
     lines.append(f"Discovery (docker start → first 200 through the gateway, {discovery['trials']} trials): "
                  f"p50 {discovery['p50_ms']} ms, p99 {discovery['p99_ms']} ms; after the engine's start call "
@@ -646,7 +780,7 @@ def main():
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump({"machine": machine, "duration_s": args.duration, "rounds": args.rounds, "results": results,
-                   "https": https,
+                   "https": https, "connection_memory": memory,
                    "discovery": discovery, "cold_start": cold}, f, indent=2)
     log(f"results written to {args.json}")
     failed = [r for r in results + https if r["rps"] == 0 or r["errors"] > 0]

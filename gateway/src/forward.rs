@@ -85,6 +85,10 @@ pub fn is_idempotent(method: &http::Method) -> bool {
 pub enum Failure {
     /// A pooled connection was found closed before the instance answered: try a new one.
     Stale(Box<Error>),
+    /// A new connection was lost before the instance answered a request that may be sent
+    /// again (the instance died, or was killed): try another instance, as nginx's
+    /// `proxy_next_upstream error` does for idempotent requests.
+    Lost(Box<Error>),
     /// Nothing was sent to the client yet: answer with the error's status.
     Failed(Box<Error>),
 }
@@ -100,8 +104,9 @@ pub struct Done {
 ///
 /// A pooled (`reused`) connection that fails while the request is sent, or before any answer
 /// comes when the request is `idempotent`, was most likely closed by the instance while idle:
-/// that is [`Failure::Stale`], and the caller sends the request again on a new connection. A
-/// request that is not idempotent is not sent twice once it may have arrived.
+/// that is [`Failure::Stale`], and the caller sends the request again on a new connection. The
+/// same on a new connection is [`Failure::Lost`]: the instance went away, and the caller tries
+/// another. A request that is not idempotent is not sent twice once it may have arrived.
 pub async fn exchange(
     session: &mut Session,
     stream: Stream,
@@ -118,12 +123,10 @@ pub async fn exchange(
             ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
         )
     };
-    let failed = |e: Box<Error>, retry_safe: bool| {
-        if reused && retry_safe && lost(&e) {
-            Failure::Stale(e)
-        } else {
-            Failure::Failed(e.into_up())
-        }
+    let failed = |e: Box<Error>, retry_safe: bool| match (retry_safe && lost(&e), reused) {
+        (true, true) => Failure::Stale(e),
+        (true, false) => Failure::Lost(e),
+        (false, _) => Failure::Failed(e.into_up()),
     };
     let mut instance = instance_session(stream, timeouts);
     instance

@@ -33,7 +33,8 @@ use tokio::net::TcpStream;
 use super::EdgeSettings;
 use super::head::{MAX_HEAD, head_end};
 use super::limits::Connections;
-use super::listen::{Handler, l4_stream};
+use super::listen::Handler;
+use super::stream::ClientStream;
 use super::tally::{Phase, Tally};
 
 /// The proxy the public listeners serve.
@@ -122,7 +123,7 @@ impl Edge {
         shutdown: ShutdownWatch,
     ) {
         let deadline = Instant::now() + self.settings.header_timeout;
-        let stream = l4_stream(stream, peer);
+        let stream = ClientStream::new(stream, peer);
         let Some(acceptor) = tls else {
             let tally = Tally::new(Phase::Idle);
             return self
@@ -180,20 +181,31 @@ impl Edge {
             } else {
                 Instant::now() + self.settings.header_timeout
             };
-            let head = match read_head(&mut stream, start, deadline).await {
+            // A head that came whole needs no timer; one in pieces is read in a future of its
+            // own, so that an idle connection's task stays small.
+            let head = match head_end(&start, 0) {
+                Some(_) => Ok(start),
+                None => Box::pin(read_head(&mut stream, start, deadline)).await,
+            };
+            let head = match head {
                 Ok(head) => head,
                 Err(HeadError::TimedOut) => {
                     let message = format!(
                         "the request header did not arrive within {:?} (header_timeout)",
                         self.settings.header_timeout
                     );
-                    answer_and_close(&mut stream, "408 Request Timeout", &message).await;
+                    Box::pin(answer_and_close(
+                        &mut stream,
+                        "408 Request Timeout",
+                        &message,
+                    ))
+                    .await;
                     return;
                 }
                 Err(HeadError::TooLarge) => {
                     let message = format!("the request header is larger than {MAX_HEAD} bytes");
-                    answer_and_close(&mut stream, "431 Request Header Fields Too Large", &message)
-                        .await;
+                    let status = "431 Request Header Fields Too Large";
+                    Box::pin(answer_and_close(&mut stream, status, &message)).await;
                     return;
                 }
                 Err(HeadError::Closed) => return,
@@ -215,6 +227,10 @@ impl Edge {
 /// Bytes read in one go while a connection waits for a request; on the stack, only for the
 /// duration of one poll.
 const LANDING: usize = 4096;
+
+/// The first buffer of a head that arrived in pieces; it doubles as needed, up to
+/// [`MAX_HEAD`].
+const PARTIAL: usize = 1024;
 
 /// Waits until the next request's first bytes arrive, or `deadline`, holding no buffer: each
 /// poll reads into a buffer on the stack, and what arrives is copied into one of its size.
@@ -250,7 +266,7 @@ fn poll_start(
             let capacity = if head_end(bytes, 0).is_some() {
                 bytes.len()
             } else {
-                (2 * bytes.len()).max(LANDING)
+                (2 * bytes.len()).max(PARTIAL)
             };
             let mut buf = BytesMut::with_capacity(capacity);
             buf.extend_from_slice(bytes);
@@ -285,7 +301,7 @@ async fn read_head(
         scanned = buf.len();
         if buf.len() == buf.capacity() {
             let room = MAX_HEAD - buf.len();
-            buf.reserve(buf.len().max(LANDING).min(room));
+            buf.reserve(buf.len().max(PARTIAL).min(room));
         }
         match tokio::time::timeout_at(deadline.into(), stream.read_buf(&mut buf)).await {
             Err(_) => return Err(HeadError::TimedOut),

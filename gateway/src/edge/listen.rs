@@ -16,9 +16,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pingora::listeners::tls::Acceptor;
-use pingora::protocols::GetSocketDigest;
-use pingora::protocols::SocketDigest;
-use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::server::{ListenFds, ShutdownWatch};
 use tokio::net::TcpStream;
 
@@ -55,7 +52,7 @@ impl<A: pingora::apps::ServerApp + Send + Sync + 'static> Handler for Serve<A> {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let mut next: Option<pingora::protocols::Stream> =
-                Some(Box::new(l4_stream(stream, peer)));
+                Some(Box::new(super::stream::ClientStream::new(stream, peer)));
             while let Some(stream) = next.take() {
                 next = app.process_new(stream, &shutdown).await;
             }
@@ -93,17 +90,6 @@ impl<H: Handler> Listening<H> {
             handler,
         }
     }
-}
-
-/// A connection as Pingora's transport stream (unbuffered: the HTTP session keeps its own
-/// buffers), with the client's address where Pingora looks for it.
-pub fn l4_stream(stream: TcpStream, peer: SocketAddr) -> L4Stream {
-    let mut stream = L4Stream::from(stream);
-    let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
-    // A new cell: setting it cannot fail.
-    let _ = digest.peer_addr.set(Some(peer.into()));
-    stream.set_socket_digest(digest);
-    stream
 }
 
 /// The socket of `endpoint` as a Tokio listener: the one bound at start (entered in Pingora's

@@ -10,6 +10,7 @@
 //! - [`listen`]: the accept loops (a Pingora service per worker over pre-bound sockets).
 //! - [`limits`]: connection counts, in all and per client address.
 //! - [`client`]: one connection from accept to close.
+//! - [`stream`]: a client's TCP connection as Pingora's transport, socket and address only.
 //! - [`head`]: where a request head ends (pure).
 //! - [`tally`]: connections by state, for `faaso_client_connections`.
 
@@ -19,6 +20,7 @@ pub mod head;
 pub mod limits;
 pub mod listen;
 pub mod owner;
+pub mod stream;
 pub mod tally;
 
 use std::time::Duration;

@@ -60,6 +60,14 @@ impl Gateway {
                     return Ok(());
                 }
                 Err(Failure::Failed(err)) => return Err(err),
+                Err(Failure::Lost(err)) => {
+                    connects_failed += 1;
+                    self.instance_lost(ctx, &err);
+                    if connects_failed >= crate::server::ATTEMPTS {
+                        return Err(err.into_up());
+                    }
+                    opened = self.open(ctx, true, &mut connects_failed).await?;
+                }
                 Err(Failure::Stale(err)) => {
                     tracing::debug!(error = %err, "pooled connection was closed; sending on a new one");
                     let (addr, timeouts) = (opened.addr, opened.timeouts);

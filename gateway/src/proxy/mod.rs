@@ -375,6 +375,16 @@ impl Gateway {
         Ok(instance)
     }
 
+    /// A new connection to an instance ended before its answer: it is out until it passes a
+    /// check, and the request goes to another.
+    fn instance_lost(&self, ctx: &RequestCtx, error: &dyn std::fmt::Display) {
+        if let (Some(funko), Some(index)) = (&ctx.funko, ctx.current) {
+            let instance = &funko.instances[index];
+            instance.state.connect_failed();
+            tracing::warn!(instance = %instance.name, addr = %instance.addr, %error, "instance closed the connection before answering; trying another, instance out until it passes a check");
+        }
+    }
+
     /// A connection to an instance failed: it is out until it passes a check.
     fn connect_failed(&self, ctx: &RequestCtx, error: &dyn std::fmt::Display) {
         if let (Some(funko), Some(index)) = (&ctx.funko, ctx.current) {
