@@ -696,7 +696,8 @@ def main():
         elif wanted:
             # A section alone: the usual rows beside it, to show the hot path kept its ratio.
             targets = {name: t for name, t in targets.items()
-                       if name in ("direct", "gateway", "nginx", "haproxy", "caddy")}
+                       if name in ("direct", "gateway", "nginx", "haproxy", "caddy")
+                       or name.startswith("gateway at ")}
         for name, (base, _, _) in targets.items():
             wait_http(base + "/ping")
         plan = []

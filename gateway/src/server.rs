@@ -1,20 +1,24 @@
 //! Assembles the Pingora server from the configuration: one proxy service per worker on
-//! `listen`, the metrics service on `metrics_listen`, and the discovery, health-check, restore,
-//! scaler and drain background services, sharing one routing snapshot. Pingora's own process options
-//! (grace period, PID file, upgrade socket, retries) come from [`Config`] rather than from a
-//! second config file.
+//! `listen` (and `tls_listen`), the metrics service on `metrics_listen`, and the discovery,
+//! health-check, restore, scaler and drain background services, sharing one routing snapshot.
+//! Pingora's own process options (grace period, PID file, upgrade socket, retries) come from
+//! [`Config`] rather than from a second config file.
+//!
+//! Before any service runs, [`build`] takes `state_dir`'s lock and binds every listen address
+//! ([`crate::edge`]), so that a taken address or folder ends the start with one line.
 //!
 //! # One data path per core
-//! Each of the `threads` workers is a proxy service of its own on a single-thread runtime, with
-//! its own listening socket (`SO_REUSEPORT`: the kernel spreads new connections over the
-//! sockets), its own accept loop and its own upstream connection pool. A request therefore
-//! stays on one thread from accept to instance and back, and a pooled connection is always
-//! reused by the thread that pooled it: no cross-thread wake-ups on the request path.
+//! Each of the `threads` workers is a service of its own on a single-thread runtime, with its
+//! own listening socket (`SO_REUSEPORT`: the kernel spreads new connections over the sockets),
+//! its own accept loop ([`crate::edge::listen`]), its own proxy and its own upstream
+//! connection pool. A request therefore stays on one thread from accept to instance and back,
+//! and a pooled connection is always reused by the thread that pooled it: no cross-thread
+//! wake-ups on the request path.
 //!
 //! Pingora keys listening sockets by their address text (that is how `-u` hands them to the
-//! next process), so two services with the same `listen` would share one socket. Each worker
-//! therefore listens on its own spelling of the same address ([`worker_listen_keys`]: the port
-//! with leading zeros), which resolves to the same address but names a socket of its own.
+//! next process), so each worker's socket is entered under its own spelling of the same
+//! address ([`worker_listen_keys`]: the port with leading zeros), which resolves to the same
+//! address but names a socket of its own.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -328,6 +332,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
             access_log: config.access_log,
             metrics: config.metrics,
             https,
+            send_timeout: config.send_timeout,
         }),
     };
 

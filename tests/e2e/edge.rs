@@ -354,3 +354,37 @@ async fn a_second_gateway_is_refused_naming_the_first() {
         .unwrap();
     assert_eq!(health.status(), 200);
 }
+
+#[tokio::test]
+async fn a_tls_handshake_that_never_comes_is_cut_at_header_timeout() {
+    let ca = faaso_tests::tls::TestCa::new("FaaSO edge test CA");
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) =
+        faaso_tests::tls::write_pair(certs.path(), "edge", &ca.issue(&["edge.faaso.test"]));
+    let tls_port = faaso_tests::gateway::free_port();
+    let gateway = GatewayProcess::start(&format!(
+        "header_timeout: 1s\ntls_listen: 127.0.0.1:{tls_port}\ntls_certs:\n  - cert: {}\n    key: {}\n",
+        cert.display(),
+        key.display()
+    ))
+    .await;
+    // Connected, and then nothing: no ClientHello.
+    let mut silent = RawConnection::open(&format!("127.0.0.1:{tls_port}")).await;
+    let started = Instant::now();
+    let said = silent.closed_within(Duration::from_secs(5)).await;
+    let took = started.elapsed();
+    assert_eq!(said.as_deref(), Some(&b""[..]), "closed without a word");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(2500),
+        "closed after {took:?}"
+    );
+    // Half a ClientHello (a TLS record header announcing more than comes): the same.
+    let mut half = RawConnection::open(&format!("127.0.0.1:{tls_port}")).await;
+    half.write(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00])
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert!(half.closed_within(Duration::from_secs(5)).await.is_some());
+    assert!(started.elapsed() < Duration::from_millis(2500));
+    drop(gateway);
+}

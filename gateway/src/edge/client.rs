@@ -22,7 +22,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::apps::{HttpServerApp, ReusedHttpStream, ServerApp};
 use pingora::listeners::tls::Acceptor;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{ALPN, Stream};
@@ -76,13 +76,30 @@ impl Handler for Edge {
         };
         // Small frames both ways: no Nagle delay.
         let _ = stream.set_nodelay(true);
+        let deadline = Instant::now() + self.settings.header_timeout;
+        let stream = ClientStream::new(stream, peer);
         let edge = Arc::clone(self);
-        let tls = tls.cloned();
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let _admitted = admitted;
-            edge.serve(stream, peer, tls, shutdown).await;
-        });
+        // Everything the task needs is made here, so that it holds only what it keeps: the
+        // task of an idle plain connection is most of what that connection costs.
+        match tls {
+            None => {
+                let stream: Stream = Box::new(stream);
+                tokio::spawn(async move {
+                    let _admitted = admitted;
+                    let tally = Tally::new(Phase::Idle);
+                    edge.serve_http1(stream, deadline, tally, shutdown).await;
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = Arc::clone(acceptor);
+                tokio::spawn(async move {
+                    let _admitted = admitted;
+                    edge.serve_tls(stream, peer, acceptor, deadline, shutdown)
+                        .await;
+                });
+            }
+        }
     }
 
     async fn cleanup(&self) {
@@ -115,21 +132,16 @@ fn refused(peer: SocketAddr, refusal: super::limits::Refusal, connections: &Conn
 }
 
 impl Edge {
-    async fn serve(
+    /// A TLS connection: the handshake (within the first request's `header_timeout`), then
+    /// HTTP/2 or HTTP/1.x as ALPN chose.
+    async fn serve_tls(
         self: Arc<Self>,
-        stream: TcpStream,
+        stream: ClientStream,
         peer: SocketAddr,
-        tls: Option<Arc<Acceptor>>,
+        acceptor: Arc<Acceptor>,
+        deadline: Instant,
         shutdown: ShutdownWatch,
     ) {
-        let deadline = Instant::now() + self.settings.header_timeout;
-        let stream = ClientStream::new(stream, peer);
-        let Some(acceptor) = tls else {
-            let tally = Tally::new(Phase::Idle);
-            return self
-                .serve_http1(Box::new(stream), deadline, tally, shutdown)
-                .await;
-        };
         let tally = Tally::new(Phase::Active);
         // Boxed: the handshake's state is large and needed only while it runs.
         let handshake = Box::pin(acceptor.tls_handshake(stream));
@@ -210,17 +222,36 @@ impl Edge {
                 }
                 Err(HeadError::Closed) => return,
             };
-            let mut session = ServerSession::new_http1(stream);
-            session.set_keepalive(Some(keepalive_seconds));
-            session.set_write_timeout(Some(self.settings.send_timeout));
-            session.set_pipelined_prefix(head);
-            match HttpServerApp::process_new_http(&self.proxy, session, &shutdown).await {
+            match self
+                .hand_over(stream, head, keepalive_seconds, &shutdown)
+                .await
+            {
                 Some(reused) => stream = reused.consume().0,
                 None => return,
             }
             first = false;
             wait_until = Instant::now() + self.settings.keepalive_timeout;
         }
+    }
+}
+
+impl Edge {
+    /// Pingora's HTTP/1.1 session on `stream`, with the request `head` already read, run by
+    /// the proxy. Not `async`: the session (about a kilobyte) is built here and moved into the
+    /// proxy's boxed future, so that it never takes room in the connection's own task, which
+    /// is what an idle connection costs.
+    fn hand_over<'a>(
+        &'a self,
+        stream: Stream,
+        head: BytesMut,
+        keepalive_seconds: u64,
+        shutdown: &'a ShutdownWatch,
+    ) -> Pin<Box<dyn Future<Output = Option<ReusedHttpStream>> + Send + 'a>> {
+        let mut session = ServerSession::new_http1(stream);
+        session.set_keepalive(Some(keepalive_seconds));
+        session.set_write_timeout(Some(self.settings.send_timeout));
+        session.set_pipelined_prefix(head);
+        HttpServerApp::process_new_http(&self.proxy, session, shutdown)
     }
 }
 

@@ -45,6 +45,8 @@ pub struct ProxySettings {
     pub metrics: bool,
     /// What changes once HTTPS is on; `None` when it is off.
     pub https: Option<HttpsSettings>,
+    /// `send_timeout` for HTTP/2 streams (an HTTP/1.x session gets it from the edge).
+    pub send_timeout: std::time::Duration,
 }
 
 /// The plain listener's and the HTTPS answers' part in TLS.
@@ -407,6 +409,12 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if session.downstream_session.is_http2() {
+            // A stream whose client takes nothing for send_timeout ends, as on HTTP/1.x.
+            session
+                .downstream_session
+                .set_write_timeout(Some(self.settings.send_timeout));
+        }
         if let Some(https) = &self.settings.https {
             ctx.tls = crate::tls::is_tls(session);
             if ctx.tls {
