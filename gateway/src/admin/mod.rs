@@ -125,17 +125,24 @@ impl Admin {
             .get(http::header::AUTHORIZATION)
             .map(|v| v.as_bytes().to_vec());
         let verdict = self.auth.check(authorization.as_deref(), client).await;
-        let status = match verdict {
+        // Every request gets its audit line, also when its client is gone before the answer.
+        let (status, written) = match verdict {
             Verdict::Allowed => {
                 let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
                 match self.route(session, &method, &segments, &query).await {
-                    Ok(()) => 200,
+                    Ok(()) => (200, Ok(())),
                     Err(rejected) => {
                         // The body may be partly unread: close the connection after the answer.
                         session.set_keepalive(None);
-                        let body = error_body(&rejected.message, None);
-                        write_json(session, rejected.status, body, &[]).await?;
-                        rejected.status
+                        // A streamed answer already began (the error is in its last line).
+                        let written = match session.response_written() {
+                            Some(_) => Ok(()),
+                            None => {
+                                let body = error_body(&rejected.message, None);
+                                write_json(session, rejected.status, body, &[]).await
+                            }
+                        };
+                        (rejected.status, written)
                     }
                 }
             }
@@ -144,14 +151,12 @@ impl Admin {
                     "the admin API is disabled: set FAASO_PASSWORD (or password_hash in the config)",
                     None,
                 );
-                write_json(session, 503, body, &[]).await?;
-                503
+                (503, write_json(session, 503, body, &[]).await)
             }
             Verdict::Denied => {
                 let body = error_body("authentication required (user admin)", None);
                 let challenge = [("WWW-Authenticate", "Basic realm=\"faaso\"")];
-                write_json(session, 401, body, &challenge).await?;
-                401
+                (401, write_json(session, 401, body, &challenge).await)
             }
             Verdict::Limited(seconds) => {
                 let body = error_body(
@@ -159,12 +164,14 @@ impl Admin {
                     None,
                 );
                 let retry = seconds.to_string();
-                write_json(session, 429, body, &[("Retry-After", &retry)]).await?;
-                429
+                (
+                    429,
+                    write_json(session, 429, body, &[("Retry-After", &retry)]).await,
+                )
             }
         };
         audit(&method, &path, client, verdict, status, started.elapsed());
-        Ok(())
+        written
     }
 
     async fn route(
