@@ -239,6 +239,7 @@ class Proxies:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            proc.wait()
         for funko in self.funkos:
             listed = subprocess.run(["docker", "ps", "-aq", "--filter", f"name=faaso-{funko}-"],
                                     capture_output=True, text=True).stdout.split()
@@ -540,12 +541,13 @@ def connection_memory(work, gateway_bin, backend, counts=(1000, 10000)):
         sys.exit(f"the connection runs need {max(counts) + 1000} descriptors; the limit is {hard}")
     rows = []
     for target in ("gateway", "nginx"):
-        for kind in ("idle keep-alive", "half a request head"):
+        for n, kind in enumerate(("idle keep-alive", "half a request head")):
             port, metrics = free_port(), free_port()
             procs = Proxies(work)
             try:
                 if target == "gateway":
-                    config = gateway_config(work, "conns", port, metrics, True)
+                    # A state_dir of its own: each gateway holds its own.
+                    config = gateway_config(work, f"conns{n}", port, metrics, True)
                     with open(config, "a") as f:
                         f.write("max_connections: 30000\n")
                     proc = procs.start("conns", [gateway_bin, "--config", config])

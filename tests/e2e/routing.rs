@@ -508,3 +508,33 @@ async fn routing_goes_on_while_docker_is_unreachable() {
         &failed[..failed.len().min(5)]
     );
 }
+
+/// An instance that closes the connection under a request (as one that dies would) while it
+/// still passes its checks: requests that may be sent twice go to the other instance, and none
+/// fails.
+#[tokio::test]
+async fn a_request_lost_by_an_instance_goes_to_another() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let funko = unique_name("hangup");
+    start_instance(&docker, &cleanup, &funko, &[]).await;
+    start_instance(&docker, &cleanup, &funko, &["TESTFUNKO_HANG_UP=1"]).await;
+    let gateway = GatewayProcess::start("").await;
+    wait_routed(&gateway, &funko).await;
+    let client = client();
+    let mut statuses = Vec::new();
+    for n in 0..40 {
+        let method = if n % 2 == 0 { "GET" } else { "DELETE" };
+        let request = client.request(
+            method.parse().unwrap(),
+            format!("{}/funko/{funko}/say/n{n}", gateway.url),
+        );
+        statuses.push(request.send().await.unwrap().status().as_u16());
+    }
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(
+        gateway.log().contains("closed the connection before answering"),
+        "the hang-up was never met:\n{}",
+        gateway.log()
+    );
+}

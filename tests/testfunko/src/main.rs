@@ -29,6 +29,8 @@
 //! `TESTFUNKO_EXIT_CODE=<n>` makes it print a line and exit with that code at once (a release
 //! that crashes at start, which a restart policy turns into a loop).
 //! `TESTFUNKO_DELAY_MS` adds that much latency to every request but `/ping` (a slow instance).
+//! `TESTFUNKO_HANG_UP=1` makes it read every request but `/ping` and close the connection
+//! without an answer (an instance that dies under a request, while it still passes checks).
 //! `TESTFUNKO_EAGER_UPGRADE=1` makes every connection an upgraded one whose `101` is sent as soon
 //! as the connection is accepted, before the request is read (the fastest possible instance: the
 //! answer is there before the proxy has finished sending), then echoes raw bytes.
@@ -118,7 +120,7 @@ fn serve_connection(stream: TcpStream) -> io::Result<()> {
         let Some(request) = http::read_request(&mut reader)? else {
             return Ok(());
         };
-        if drop_next {
+        if drop_next || (hangs_up() && request.path() != "/ping") {
             return Ok(());
         }
         http::HEAD_ONLY.set(request.method == "HEAD");
@@ -251,6 +253,12 @@ fn upgrade_echo(out: &mut TcpStream) -> io::Result<()> {
         out.write_all(&buf[..n])?;
         out.flush()?;
     }
+}
+
+/// Whether requests other than `/ping` are closed without an answer (`TESTFUNKO_HANG_UP`).
+fn hangs_up() -> bool {
+    static HANGS_UP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HANGS_UP.get_or_init(|| std::env::var_os("TESTFUNKO_HANG_UP").is_some())
 }
 
 /// Extra latency for every request except `/ping`, from `TESTFUNKO_DELAY_MS` (a slow instance).
