@@ -533,7 +533,9 @@ async fn a_request_lost_by_an_instance_goes_to_another() {
     }
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     assert!(
-        gateway.log().contains("closed the connection before answering"),
+        gateway
+            .log()
+            .contains("closed the connection before answering"),
         "the hang-up was never met:\n{}",
         gateway.log()
     );

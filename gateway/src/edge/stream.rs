@@ -252,13 +252,20 @@ mod tests {
         let mut stream = ClientStream::new(tcp, peer);
         stream.write_all(b"head;").await.unwrap();
         stream.write_all(b"body;").await.unwrap();
-        assert_eq!(stream.gathered.as_deref(), Some(&b"head;body;"[..]), "held until the flush");
+        assert_eq!(
+            stream.gathered.as_deref(),
+            Some(&b"head;body;"[..]),
+            "held until the flush"
+        );
         let big = vec![b'x'; 100_000];
         stream.write_all(&big).await.unwrap();
         assert!(stream.gathered.is_none(), "sent before the big write");
         stream.write_all(b";tail").await.unwrap();
         stream.flush().await.unwrap();
-        assert!(stream.gathered.is_none(), "the buffer went back at the flush");
+        assert!(
+            stream.gathered.is_none(),
+            "the buffer went back at the flush"
+        );
         stream.write_all(b";after").await.unwrap();
         drop(stream);
         let all = reader.await.unwrap();
