@@ -11,9 +11,9 @@ use bollard::models::{
     ContainerSummary, ContainerSummaryNetworkSettings, ContainerSummaryStateEnum, EndpointSettings,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
-use faaso_gateway::balancer::{Tried, pick};
-use faaso_gateway::router::{Route, route};
-use faaso_gateway::table::{BuildInput, PeerTimeouts, RouteTable, build};
+use faaso_gateway::routing::balancer::{Tried, pick};
+use faaso_gateway::routing::router::{Route, route};
+use faaso_gateway::routing::table::{BuildInput, PeerTimeouts, RouteTable, build};
 
 const FUNKOS: usize = 1_000;
 const INSTANCES: usize = 10;

@@ -15,8 +15,8 @@ use bollard::models::{
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 use faaso::state::{FunkoState, StateDir};
-use faaso_gateway::ui::pages::{self, Frame, Pages};
-use faaso_gateway::ui::stats::{Counts, KEPT, Recent, SAMPLE_EVERY};
+use faaso_gateway::admin::ui::pages::{self, Frame, Pages};
+use faaso_gateway::admin::ui::stats::{Counts, KEPT, Recent, SAMPLE_EVERY};
 
 const FUNKOS: usize = 100;
 const INSTANCES: usize = 3;

@@ -594,7 +594,7 @@ impl Config {
                 self.trusted_proxies = value
                     .split(',')
                     .filter(|part| !part.trim().is_empty())
-                    .map(crate::client_ip::parse_trusted)
+                    .map(crate::http::client_ip::parse_trusted)
                     .collect::<Result<_, _>>()
                     .map_err(bad)?;
             }

@@ -32,36 +32,18 @@
 //! - [`proxy`]: the thin `ProxyHttp` implementation that ties them together.
 //! - [`server`]: assembles the Pingora server from a [`config::Config`].
 
-pub mod access_log;
 pub mod admin;
-pub mod autoscale;
-pub mod backoff;
-pub mod balancer;
-pub mod client_ip;
 pub mod config;
-pub mod discovery;
-pub mod drain;
 pub mod edge;
-pub mod errors;
-pub mod forward;
-pub mod gate;
-pub mod headers;
-pub mod health;
-pub mod idle;
+pub mod http;
 pub mod metrics;
 pub mod proxy;
-pub mod responses;
-pub mod restore;
-pub mod router;
-pub mod scaler;
+pub mod routing;
 pub mod server;
-pub mod table;
+pub mod services;
 pub mod tls;
-pub mod tunnel;
-pub mod ui;
-pub mod wake;
 
 /// The routing snapshot the gateway runs on: each funko carries its metric handles.
-pub type Routes = table::RouteTable<metrics::FunkoMetrics>;
+pub type Routes = routing::table::RouteTable<metrics::FunkoMetrics>;
 /// The current [`Routes`], swapped by discovery and read lock-free by requests.
-pub type SharedRoutes = table::SharedTable<metrics::FunkoMetrics>;
+pub type SharedRoutes = routing::table::SharedTable<metrics::FunkoMetrics>;

@@ -121,7 +121,7 @@ fn main() -> ExitCode {
             std::io::stderr(),
         ));
     std::mem::forget(guard);
-    faaso_gateway::access_log::install(writer.clone());
+    faaso_gateway::http::access_log::install(writer.clone());
     tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(writer)

@@ -19,7 +19,7 @@ use prometheus::{
 };
 
 use crate::Routes;
-use crate::table::RouteTable;
+use crate::routing::table::RouteTable;
 
 /// The label value for requests to funkos that do not exist.
 pub const UNKNOWN_FUNKO: &str = "_unknown";
@@ -252,10 +252,10 @@ impl Metrics {
         for funko in table.funkos() {
             let (mut healthy, mut unhealthy, mut starting) = (0, 0, 0);
             for instance in &funko.instances {
-                match crate::balancer::state_of(instance) {
-                    crate::balancer::InstanceHealth::Healthy => healthy += 1,
-                    crate::balancer::InstanceHealth::Unhealthy => unhealthy += 1,
-                    crate::balancer::InstanceHealth::Starting => starting += 1,
+                match crate::routing::balancer::state_of(instance) {
+                    crate::routing::balancer::InstanceHealth::Healthy => healthy += 1,
+                    crate::routing::balancer::InstanceHealth::Unhealthy => unhealthy += 1,
+                    crate::routing::balancer::InstanceHealth::Starting => starting += 1,
                 }
             }
             for (state, count) in [

@@ -34,13 +34,13 @@ use crate::admin::auth::{Auth, Secret};
 use crate::admin::upload::Limits;
 use crate::admin::{Admin, AdminSettings};
 use crate::config::Config;
-use crate::discovery::Discovery;
-use crate::drain::Drain;
+use crate::services::discovery::Discovery;
+use crate::services::drain::Drain;
 use crate::edge::listen::{Endpoint, Listening};
-use crate::health::HealthChecker;
+use crate::services::health::HealthChecker;
 use crate::proxy::{Gateway, ProxySettings};
-use crate::restore::Restore;
-use crate::table::{PeerTimeouts, RouteTable};
+use crate::services::restore::Restore;
+use crate::routing::table::{PeerTimeouts, RouteTable};
 
 /// Pingora's process flags that FaaSO keeps: `-u` upgrade, `-d` daemon, `-t` test config.
 #[derive(Debug, Clone, Copy, Default)]
@@ -66,15 +66,15 @@ pub fn server_conf(config: &Config) -> ServerConf {
         pid_file: config.pid_file.display().to_string(),
         upgrade_sock: config.upgrade_sock.display().to_string(),
         // Pingora keeps serving accepted connections for the grace period; the drain service
-        // (crate::drain) exits sooner once nothing is in flight.
+        // (crate::services::drain) exits sooner once nothing is in flight.
         grace_period_seconds: Some(config.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
         max_retries: ATTEMPTS,
         work_stealing: false,
         // Pingora's own pool (requests with a body, and every HTTP/2 request): as many idle
-        // connections per worker as the worker's own pool keeps for 4 instances (crate::idle),
+        // connections per worker as the worker's own pool keeps for 4 instances (crate::proxy::pool),
         // not Pingora's default of 128, which a few hundred HTTP/2 streams outgrow.
-        upstream_keepalive_pool_size: 4 * crate::idle::MAX_PER_INSTANCE,
+        upstream_keepalive_pool_size: 4 * crate::proxy::pool::MAX_PER_INSTANCE,
         fast_timeout_to_tokio_threshold_seconds: Some(0),
         ..ServerConf::default()
     }
@@ -156,7 +156,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
     let table: SharedRoutes = Arc::new(ArcSwap::from_pointee(RouteTable::default()));
     let ready = Arc::new(AtomicBool::new(false));
     let snapshot_changed = Arc::new(tokio::sync::Notify::new());
-    let discovery_view = Arc::new(crate::discovery::DiscoveryView::default());
+    let discovery_view = Arc::new(crate::services::discovery::DiscoveryView::default());
     let discovery = Discovery {
         docker_host: config.docker_host.clone(),
         network: config.network.clone(),
@@ -174,17 +174,17 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
         view: Arc::clone(&discovery_view),
     };
     server.add_service(background_service("discovery", discovery));
-    let recent = Arc::new(crate::ui::stats::Recent::default());
+    let recent = Arc::new(crate::admin::ui::stats::Recent::default());
     if config.metrics {
         server.add_service(background_service(
             "web UI traffic samples",
-            crate::ui::stats::Sampler {
+            crate::admin::ui::stats::Sampler {
                 recent: Arc::clone(&recent),
             },
         ));
     }
 
-    let lifecycle = crate::restore::LifecycleConfig {
+    let lifecycle = crate::services::restore::LifecycleConfig {
         docker_host: config.docker_host.clone(),
         network: config.network.clone(),
         state_dir: config.state_dir.clone(),
@@ -192,7 +192,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
         orchestrator: config.orchestrator,
         registry: config.registry.clone(),
     };
-    let (wakes, starts) = crate::wake::Wakes::new(config.cold_start_timeout);
+    let (wakes, starts) = crate::routing::wake::Wakes::new(config.cold_start_timeout);
     let wakes = Arc::new(wakes);
     // Swarm keeps each service's replicas itself: nothing to restore, and the scaler (which
     // starts and stops containers) stays out of it.
@@ -206,7 +206,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
 
         server.add_service(background_service(
             "scaler",
-            crate::scaler::Scaler {
+            crate::services::scaler::Scaler {
                 lifecycle,
                 table: Arc::clone(&table),
                 wakes: Arc::clone(&wakes),
@@ -259,9 +259,9 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
                 max_entries: 100_000,
             },
         },
-        crate::ui::Ui {
+        crate::admin::ui::Ui {
             sessions: Default::default(),
-            pages: crate::ui::pages::Pages::new().expect("the embedded templates compile"),
+            pages: crate::admin::ui::pages::Pages::new().expect("the embedded templates compile"),
             recent,
             discovery: discovery_view,
             table: Arc::clone(&table),

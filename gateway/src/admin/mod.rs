@@ -1,5 +1,5 @@
 //! The admin API under `/admin/api/`: what `faaso` uses in remote mode (the rest of `/admin/`
-//! is the web UI, [`crate::ui`]). Every request is
+//! is the web UI, [`crate::admin::ui`]). Every request is
 //! authenticated ([`auth`], failures limited by [`limiter`]) and logged (target
 //! `faaso::admin`); operations run through the same `faaso` library code as the CLI's
 //! local mode; long ones stream NDJSON ([`stream`]); build contexts arrive as `.tar.gz`
@@ -20,6 +20,7 @@ pub mod auth;
 pub mod limiter;
 pub mod stream;
 pub mod upload;
+pub mod ui;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -32,8 +33,8 @@ use faaso::state::StateDir;
 use pingora::prelude::*;
 use serde_json::json;
 
-use crate::client_ip::client_ip;
-use crate::responses::{error_body, write_json};
+use crate::http::client_ip::client_ip;
+use crate::http::responses::{error_body, write_json};
 use auth::{Auth, Verdict};
 use stream::{Line, WhenClientLeaves, stream_operation};
 use upload::{Limits, Unpacker, UploadError};
@@ -66,13 +67,13 @@ pub struct AdminSettings {
 pub struct Admin {
     pub auth: Auth,
     pub settings: AdminSettings,
-    pub ui: crate::ui::Ui,
+    pub ui: crate::admin::ui::Ui,
     /// Build slots (`max_concurrent_builds`).
     builds: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Admin {
-    pub fn new(auth: Auth, settings: AdminSettings, ui: crate::ui::Ui) -> Admin {
+    pub fn new(auth: Auth, settings: AdminSettings, ui: crate::admin::ui::Ui) -> Admin {
         let builds = tokio::sync::Semaphore::new(settings.max_concurrent_builds.max(1));
         Admin {
             auth,
@@ -118,7 +119,7 @@ impl Admin {
             &self.settings.trusted_proxies,
         );
         let Some(rest) = path.strip_prefix("/admin/api/") else {
-            return crate::ui::handle(self, session, client).await;
+            return crate::admin::ui::handle(self, session, client).await;
         };
         let authorization = header
             .headers

@@ -187,7 +187,7 @@ impl Edge {
             };
             tally.set(Phase::Active);
             // Counted from the first byte, so a shutdown waits for this request too.
-            let _in_flight = crate::drain::RequestGuard::new();
+            let _in_flight = crate::services::drain::RequestGuard::new();
             let deadline = if first {
                 first_deadline
             } else {
@@ -345,7 +345,7 @@ async fn read_head(
 /// Sends a short JSON error and closes; a client that does not take it within a second is
 /// not waited for.
 async fn answer_and_close(stream: &mut Stream, status: &str, message: &str) {
-    let body = crate::responses::error_body(message, None);
+    let body = crate::http::responses::error_body(message, None);
     let mut answer = format!(
         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
          Connection: close\r\n\r\n",

@@ -3,7 +3,7 @@
 //! first byte of its next request.
 //!
 //! A connection changes state twice per request, so the counts live per thread, each on a
-//! cache line of its own (as [`crate::drain`] counts requests): the request path touches only
+//! cache line of its own (as [`crate::services::drain`] counts requests): the request path touches only
 //! its own line, and a scrape adds the threads up.
 
 use std::sync::Mutex;

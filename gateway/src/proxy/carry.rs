@@ -1,5 +1,5 @@
 //! The requests the gateway carries to an instance itself, outside Pingora's proxy loop:
-//! requests without a body ([`crate::forward`]) and upgrades ([`crate::tunnel`]). This is the
+//! requests without a body ([`crate::proxy::exchange`]) and upgrades ([`crate::proxy::tunnel`]). This is the
 //! glue between the request's context and those two: the instance is chosen as for any
 //! request, a failed connect takes it out and moves on to another (up to
 //! [`ATTEMPTS`](crate::server::ATTEMPTS) connects), and each attempt is counted.
@@ -10,10 +10,10 @@ use pingora::prelude::*;
 use pingora::protocols::Stream;
 
 use super::{Gateway, RequestCtx};
-use crate::forward::{self, Failure};
-use crate::headers::{self, Hops};
-use crate::table::PeerTimeouts;
-use crate::{idle, tunnel};
+use super::exchange::{self, Failure};
+use crate::http::headers::{self, Hops};
+use crate::routing::table::PeerTimeouts;
+use super::{pool, tunnel};
 
 /// A connection to the chosen instance.
 struct Opened {
@@ -30,7 +30,7 @@ impl Gateway {
     /// instance.
     pub(super) async fn forward(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         let mut connects_failed = 0;
-        let idempotent = forward::is_idempotent(&session.req_header().method);
+        let idempotent = exchange::is_idempotent(&session.req_header().method);
         let mut opened = self.open(ctx, true, &mut connects_failed).await?;
         loop {
             self.sending(ctx, opened.reused);
@@ -39,14 +39,14 @@ impl Gateway {
                 &ctx.forwarding(session),
                 Hops::Strip,
             )?;
-            let outcome = forward::exchange(
+            let outcome = exchange::exchange(
                 session,
                 opened.stream,
                 opened.reused,
                 idempotent,
                 request,
                 &opened.timeouts,
-                forward::Added {
+                exchange::Added {
                     request_id: ctx.request_id.as_ref(),
                     hsts: ctx.hsts.as_ref(),
                 },
@@ -55,7 +55,7 @@ impl Gateway {
             match outcome {
                 Ok(done) => {
                     if let Some(stream) = done.reusable {
-                        idle::put(opened.addr, stream, opened.timeouts.idle);
+                        pool::put(opened.addr, stream, opened.timeouts.idle);
                     }
                     return Ok(());
                 }
@@ -71,7 +71,7 @@ impl Gateway {
                 Err(Failure::Stale(err)) => {
                     tracing::debug!(error = %err, "pooled connection was closed; sending on a new one");
                     let (addr, timeouts) = (opened.addr, opened.timeouts);
-                    opened = match forward::connect(addr, timeouts.connect).await {
+                    opened = match exchange::connect(addr, timeouts.connect).await {
                         Ok(stream) => Opened {
                             addr,
                             timeouts,
@@ -121,7 +121,7 @@ impl Gateway {
         loop {
             let instance = self.next_instance(ctx)?;
             let (addr, timeouts) = (instance.addr, instance.timeouts);
-            if let Some(stream) = pooled.then(|| idle::take(addr, timeouts.idle)).flatten() {
+            if let Some(stream) = pooled.then(|| pool::take(addr, timeouts.idle)).flatten() {
                 return Ok(Opened {
                     addr,
                     timeouts,
@@ -129,7 +129,7 @@ impl Gateway {
                     reused: true,
                 });
             }
-            match forward::connect(addr, timeouts.connect).await {
+            match exchange::connect(addr, timeouts.connect).await {
                 Ok(stream) => {
                     return Ok(Opened {
                         addr,

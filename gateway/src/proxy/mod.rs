@@ -1,6 +1,6 @@
 //! The `ProxyHttp` implementation, kept thin: each hook reads the session, asks a pure module
-//! what to do ([`router`](crate::router), [`balancer`](crate::balancer),
-//! [`headers`](crate::headers), [`errors`](crate::errors)), and applies the answer.
+//! what to do ([`router`](crate::routing::router), [`balancer`](crate::routing::balancer),
+//! [`headers`](crate::http::headers), [`errors`](crate::http::errors)), and applies the answer.
 //!
 //! Per request: `request_filter` routes and answers what the gateway answers itself (health,
 //! unknown funko, no instance, body too large), and carries requests without a body
@@ -22,20 +22,23 @@ use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 
 use crate::SharedRoutes;
-use crate::balancer::{self, Tried};
-use crate::errors;
-use crate::headers;
+use crate::routing::balancer::{self, Tried};
+use crate::http::errors;
+use crate::http::headers;
 use crate::metrics::FunkoMetrics as Stats;
-use crate::responses::{error_body, write_json};
-use crate::router::{PrefixForm, Route, route};
-use crate::table::{InFlight, Instance};
+use crate::http::responses::{error_body, write_json};
+use crate::routing::router::{PrefixForm, Route, route};
+use crate::routing::table::{InFlight, Instance};
 
-type Funko = crate::table::Funko<Stats>;
+type Funko = crate::routing::table::Funko<Stats>;
 
 mod carry;
+mod exchange;
+pub(crate) mod pool;
+mod tunnel;
 
 /// Settings the proxy needs on every request, taken from the config once (the upstream
-/// timeouts live in each instance's peer, see [`crate::table::PeerTimeouts`]).
+/// timeouts live in each instance's peer, see [`crate::routing::table::PeerTimeouts`]).
 #[derive(Debug, Clone)]
 pub struct ProxySettings {
     pub max_body_bytes: u64,
@@ -65,7 +68,7 @@ pub struct HttpsSettings {
 pub struct Gateway {
     pub table: SharedRoutes,
     /// Starts for funkos at zero that requests wait on.
-    pub wakes: Arc<crate::wake::Wakes>,
+    pub wakes: Arc<crate::routing::wake::Wakes>,
     pub admin: Arc<crate::admin::Admin>,
     pub ready: Arc<AtomicBool>,
     pub settings: Arc<ProxySettings>,
@@ -100,7 +103,7 @@ pub struct RequestCtx {
     in_flight: Option<InFlight>,
     /// For a funko with an in-flight limit: the slot this request holds (instead of
     /// `in_flight`), which wakes the next waiter when it ends.
-    admitted: Option<crate::gate::Admitted>,
+    admitted: Option<crate::routing::gate::Admitted>,
     /// Where the instance's target starts in the request target (after the prefix).
     upstream_at: usize,
     /// The prefix's form, for `X-Forwarded-Prefix`.
@@ -114,7 +117,7 @@ pub struct RequestCtx {
     /// Whether the client came in over TLS.
     tls: bool,
     /// Counts the request for draining on shutdown.
-    _drain: crate::drain::RequestGuard,
+    _drain: crate::services::drain::RequestGuard,
 }
 
 impl Default for RequestCtx {
@@ -135,7 +138,7 @@ impl Default for RequestCtx {
             form: PrefixForm::Funko,
             request_id: None,
             body_bytes: 0,
-            _drain: crate::drain::RequestGuard::new(),
+            _drain: crate::services::drain::RequestGuard::new(),
         }
     }
 }
@@ -265,9 +268,9 @@ impl Gateway {
         self.table.load().get(name).cloned()
     }
 
-    /// Waits for a slot of a funko with an in-flight limit ([`crate::gate`]); 429 after its
+    /// Waits for a slot of a funko with an in-flight limit ([`crate::routing::gate`]); 429 after its
     /// queue timeout. The request then runs on the snapshot it was admitted in.
-    async fn admit(&self, gate: &Arc<crate::gate::Gate>, ctx: &mut RequestCtx) -> Result<()> {
+    async fn admit(&self, gate: &Arc<crate::routing::gate::Gate>, ctx: &mut RequestCtx) -> Result<()> {
         let Some(funko) = ctx.funko.as_ref().map(Arc::clone) else {
             return Ok(());
         };
@@ -288,7 +291,7 @@ impl Gateway {
                 ctx.admitted = Some(admitted);
                 Ok(())
             }
-            Err(crate::gate::Refused::QueueTimeout) => {
+            Err(crate::routing::gate::Refused::QueueTimeout) => {
                 if let Some(stats) = &metrics {
                     stats.queue_rejected();
                 }
@@ -297,16 +300,16 @@ impl Gateway {
                     "every instance is at max_inflight and the queue timed out",
                 ))
             }
-            Err(crate::gate::Refused::NoInstance) => Err(Error::explain(
+            Err(crate::routing::gate::Refused::NoInstance) => Err(Error::explain(
                 ErrorType::HTTPStatus(503),
                 "no healthy instance",
             )),
         }
     }
 
-    /// Waits for the instance a funko at zero is given ([`crate::wake`]), then runs the request
+    /// Waits for the instance a funko at zero is given ([`crate::routing::wake`]), then runs the request
     /// on the snapshot that has it.
-    async fn wake(&self, ctx: &mut RequestCtx) -> std::result::Result<(), crate::wake::WakeError> {
+    async fn wake(&self, ctx: &mut RequestCtx) -> std::result::Result<(), crate::routing::wake::WakeError> {
         let Some(name) = ctx.funko.as_ref().map(|f| Arc::clone(&f.name)) else {
             return Ok(());
         };
@@ -344,7 +347,7 @@ impl Gateway {
                     let gate = Arc::clone(gate);
                     (
                         index,
-                        Some(crate::gate::Admitted::new(index, in_flight, gate)),
+                        Some(crate::routing::gate::Admitted::new(index, in_flight, gate)),
                     )
                 }
             };
@@ -504,7 +507,7 @@ impl ProxyHttp for Gateway {
         if !available && let Err(err) = self.wake(ctx).await {
             let body = error_body(&err.to_string(), ctx.funko_name());
             let id = ctx.request_id.as_ref().and_then(|id| id.to_str().ok());
-            let mut extra = vec![("Retry-After", crate::wake::FAILURE_HOLD_RETRY_AFTER)];
+            let mut extra = vec![("Retry-After", crate::routing::wake::FAILURE_HOLD_RETRY_AFTER)];
             extra.extend(id.map(|id| ("X-Request-Id", id)));
             write_json(session, 503, body, &extra).await?;
             return Ok(true);
@@ -628,11 +631,11 @@ impl ProxyHttp for Gateway {
         if let Some(metrics) = ctx.metrics() {
             metrics.request_done(code, elapsed.as_secs_f64());
         }
-        if self.settings.access_log && crate::access_log::enabled() {
+        if self.settings.access_log && crate::http::access_log::enabled() {
             let request = session.req_header();
             let path = request.uri.path_and_query().map_or("/", |pq| pq.as_str());
             let request_id = ctx.request_id.as_ref().and_then(|id| id.to_str().ok());
-            crate::access_log::write(&crate::access_log::Entry {
+            crate::http::access_log::write(&crate::http::access_log::Entry {
                 method: request.method.as_str(),
                 path,
                 funko: ctx.funko_name().unwrap_or(crate::metrics::UNKNOWN_FUNKO),

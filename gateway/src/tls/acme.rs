@@ -26,7 +26,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use super::certs::{CertStore, Loaded};
-use crate::backoff::Backoff;
+use crate::services::backoff::Backoff;
 
 /// The path prefix of HTTP-01 challenges.
 pub const CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";

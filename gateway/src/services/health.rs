@@ -20,7 +20,7 @@ use pingora::services::background::BackgroundService;
 use tokio::time::Instant;
 
 use crate::SharedRoutes;
-use crate::table::Instance;
+use crate::routing::table::Instance;
 
 /// Checks run at once at most.
 const CONCURRENCY: usize = 64;

@@ -13,7 +13,7 @@ use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{Error, ErrorType, Result};
 
-use crate::router::upstream_target;
+use crate::routing::router::upstream_target;
 
 /// Longest client-supplied request id that is kept.
 const MAX_REQUEST_ID: usize = 128;

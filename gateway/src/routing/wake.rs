@@ -2,7 +2,7 @@
 //! instance and waits for it.
 //!
 //! One start per funko at a time: the first request registers the start and sends it to the
-//! scaler ([`crate::scaler`]); every request that arrives meanwhile waits on the same outcome,
+//! scaler ([`crate::services::scaler`]); every request that arrives meanwhile waits on the same outcome,
 //! so twenty requests at zero start one instance. The wait is bounded by
 //! `cold_start_timeout`. A start that failed is remembered for [`FAILURE_HOLD`]: requests in
 //! that time get the same answer at once instead of starting (and failing) again each.

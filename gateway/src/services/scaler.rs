@@ -2,12 +2,12 @@
 //! gateway scales (those with a `scaling:` setting), through the same library operations as
 //! `faaso scale`, so the saved scale is always the count it runs.
 //!
-//! - **Cold starts**: a start asked for by a request to a funko at zero ([`crate::wake`]) runs
+//! - **Cold starts**: a start asked for by a request to a funko at zero ([`crate::routing::wake`]) runs
 //!   `Lifecycle::up` with one instance (network, secrets, labels and restart policy as
 //!   `faaso up`), waits for it to answer `/ping` and to be in the routing table, then lets the
 //!   waiting requests go. A start that fails removes its container and answers with why.
 //! - **Decisions**: once a second every scaled funko with a saved scale above zero is looked at
-//!   ([`crate::autoscale`] decides; a funko stopped with `faaso down`, or run by another gateway
+//!   ([`crate::services::autoscale`] decides; a funko stopped with `faaso down`, or run by another gateway
 //!   with its own state folder, is left alone);
 //!   an addition runs `Lifecycle::up`, a removal drains first: the instances to go are taken
 //!   out of routing, their requests in flight finish, then `Lifecycle::retire` stops them and
@@ -18,7 +18,7 @@
 //!   (`faaso_autoscale_events_total`, `faaso_cold_starts_total`).
 //!
 //! Nothing here is on the request path: requests count themselves in an atomic
-//! ([`crate::table::Activity`]) and the scaler reads it.
+//! ([`crate::routing::table::Activity`]) and the scaler reads it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,9 +32,9 @@ use pingora::services::background::BackgroundService;
 use tokio::sync::mpsc;
 
 use crate::SharedRoutes;
-use crate::autoscale::{Decision, Observation, Policy, Tracker};
-use crate::table::{Instance, InstanceState};
-use crate::wake::{WakeStart, Wakes};
+use crate::services::autoscale::{Decision, Observation, Policy, Tracker};
+use crate::routing::table::{Instance, InstanceState};
+use crate::routing::wake::{WakeStart, Wakes};
 
 /// How often the scaled funkos are looked at.
 pub const LOOK_EVERY: Duration = Duration::from_secs(1);
@@ -51,7 +51,7 @@ const COLD_START_POLL: Duration = Duration::from_millis(20);
 
 /// The scaler service.
 pub struct Scaler {
-    pub lifecycle: crate::restore::LifecycleConfig,
+    pub lifecycle: crate::services::restore::LifecycleConfig,
     pub table: SharedRoutes,
     pub wakes: Arc<Wakes>,
     /// Starts asked for by requests (taken when the service starts).
@@ -269,7 +269,7 @@ impl Shared {
     /// Carries out one decision.
     async fn carry_out(
         &self,
-        funko: &crate::table::Funko<crate::metrics::FunkoMetrics>,
+        funko: &crate::routing::table::Funko<crate::metrics::FunkoMetrics>,
         decision: &Decision,
         ops: &FunkoOps,
     ) -> Result<(), String> {
@@ -292,7 +292,7 @@ impl Shared {
     /// then stops them; called off when a request arrives for a funko going to zero.
     async fn drain_and_retire(
         &self,
-        funko: &crate::table::Funko<crate::metrics::FunkoMetrics>,
+        funko: &crate::routing::table::Funko<crate::metrics::FunkoMetrics>,
         to: u32,
         ops: &FunkoOps,
     ) -> Result<(), String> {
@@ -393,7 +393,7 @@ impl Shared {
             let table = self.table.load();
             if table
                 .get(name)
-                .is_some_and(|f| crate::balancer::any_available(&f.instances))
+                .is_some_and(|f| crate::routing::balancer::any_available(&f.instances))
             {
                 return Ok(());
             }

@@ -2,7 +2,7 @@
 //! routing snapshot in step with Docker.
 //!
 //! - At start (and after every reconnect) a full sync: list containers and `faaso-*` images,
-//!   build a [`RouteTable`](crate::table::RouteTable), swap it in, and mark the gateway ready.
+//!   build a [`RouteTable`](crate::routing::table::RouteTable), swap it in, and mark the gateway ready.
 //! - Then Docker's event stream (container start, die, stop, kill, pause, unpause, destroy,
 //!   health_status, network connect/disconnect, image tag/untag/delete): each relevant event
 //!   triggers a rebuild; events that arrive together share one.
@@ -39,8 +39,8 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::SharedRoutes;
-use crate::backoff::Backoff;
-use crate::table::{self, BuildInput, PeerTimeouts};
+use crate::services::backoff::Backoff;
+use crate::routing::table::{self, BuildInput, PeerTimeouts};
 
 /// The discovery service.
 pub struct Discovery {
@@ -520,7 +520,7 @@ mod tests {
         assert!(stopping.apply(&event(CONTAINER, "die", "c1", &name), "faaso-net"));
         assert!(stopping.0.contains_key("c1"));
         let now = Instant::now();
-        let running = crate::table::tests::container(
+        let running = crate::routing::table::tests::container(
             "c1",
             "faaso-hello-abc123",
             ContainerSummaryStateEnum::RUNNING,
@@ -529,7 +529,7 @@ mod tests {
         );
         stopping.prune(std::slice::from_ref(&running), now);
         assert!(stopping.0.contains_key("c1"), "still listed as running");
-        let exited = crate::table::tests::container(
+        let exited = crate::routing::table::tests::container(
             "c1",
             "faaso-hello-abc123",
             ContainerSummaryStateEnum::EXITED,
@@ -548,7 +548,7 @@ mod tests {
     fn stale_marks_go_on_a_full_sync() {
         let now = Instant::now();
         let running = |status: &str| {
-            crate::table::tests::container(
+            crate::routing::table::tests::container(
                 "c1",
                 "faaso-hello-abc123",
                 ContainerSummaryStateEnum::RUNNING,

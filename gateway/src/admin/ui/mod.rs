@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 use crate::admin::auth::Verdict;
 use crate::admin::stream::{Encoding, Line, WhenClientLeaves, stream_encoded, stream_operation};
 use crate::admin::{Admin, read_small_body};
-use crate::discovery::DiscoveryView;
+use crate::services::discovery::DiscoveryView;
 use pages::{Frame, Pages, STREAM_MARK};
 use sessions::{Active, COOKIE, LOGIN_COOKIE, Sessions, cookie, set_cookie, token, tokens_match};
 use stats::Recent;

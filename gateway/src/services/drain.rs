@@ -94,7 +94,7 @@ impl BackgroundService for Drain {
                 left = in_flight(),
                 "drained, exiting"
             );
-            crate::access_log::flush();
+            crate::http::access_log::flush();
             // Give the log writer thread a moment to write the last lines.
             std::thread::sleep(Duration::from_millis(20));
             std::process::exit(0);

@@ -21,7 +21,7 @@ use faaso::state::StateDir;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::backoff::Backoff;
+use crate::services::backoff::Backoff;
 
 /// How often running instances are compared with the saved scales.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);

@@ -1,6 +1,6 @@
 //! The autoscaler's decisions, as a pure function of what it observed (tested without Docker).
 //!
-//! Once a second the scaler ([`crate::scaler`]) gives each scaled funko's [`Tracker`] its
+//! Once a second the scaler ([`crate::services::scaler`]) gives each scaled funko's [`Tracker`] its
 //! running instances, its requests in flight and its request count. The tracker answers with at
 //! most one [`Decision`]:
 //! - below `min` (and not stopped by hand): up to `min`; above `max` for a whole up window (a

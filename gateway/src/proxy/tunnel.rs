@@ -21,7 +21,7 @@ use pingora::prelude::*;
 use pingora::protocols::Stream;
 use pingora::protocols::http::v1::client::HttpSession as InstanceSession;
 
-use crate::table::PeerTimeouts;
+use crate::routing::table::PeerTimeouts;
 
 /// How a relayed upgrade request ended, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +44,7 @@ pub async fn relay(
     timeouts: PeerTimeouts,
     request_id: Option<&HeaderValue>,
 ) -> Result<Outcome> {
-    let mut instance = crate::forward::instance_session(stream, &timeouts);
+    let mut instance = crate::proxy::exchange::instance_session(stream, &timeouts);
     instance
         .write_request_header(Box::new(request))
         .await

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use crate::table::{DockerHealth, Instance};
+use crate::routing::table::{DockerHealth, Instance};
 
 /// Instances already tried for one request, by position in the funko's instance list.
 #[derive(Debug, Default, Clone, Copy)]
@@ -80,7 +80,7 @@ pub fn pick_below(
     instances: &[Arc<Instance>],
     tried: Tried,
     cap: usize,
-) -> Option<(usize, crate::table::InFlight)> {
+) -> Option<(usize, crate::routing::table::InFlight)> {
     let prefer_ready = instances
         .iter()
         .enumerate()
@@ -142,7 +142,7 @@ pub fn state_of(instance: &Instance) -> InstanceHealth {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::{InstanceState, PeerTimeouts};
+    use crate::routing::table::{InstanceState, PeerTimeouts};
 
     fn instances(healths: &[DockerHealth]) -> Vec<Arc<Instance>> {
         healths

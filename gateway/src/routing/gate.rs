@@ -19,8 +19,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::balancer::{Tried, pick_below};
-use crate::table::{Funko, InFlight};
+use crate::routing::balancer::{Tried, pick_below};
+use crate::routing::table::{Funko, InFlight};
 
 /// The default `faaso.limits.queue_timeout`.
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -114,7 +114,7 @@ impl Gate {
             {
                 return Ok((funko, Admitted::new(index, in_flight, Arc::clone(self))));
             }
-            if !crate::balancer::any_available(&funko.instances) {
+            if !crate::routing::balancer::any_available(&funko.instances) {
                 return Err(Refused::NoInstance);
             }
         }
@@ -167,7 +167,7 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::{DockerHealth, Instance, InstanceState, PeerTimeouts};
+    use crate::routing::table::{DockerHealth, Instance, InstanceState, PeerTimeouts};
 
     fn funko(instances: usize) -> Arc<Funko<()>> {
         let instances = (0..instances)

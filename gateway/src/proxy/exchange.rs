@@ -6,7 +6,7 @@
 //! body there is one direction at a time, so the exchange here is a straight line: write the
 //! request, read the answer, pass it on, pool the connection. Both connections are still
 //! Pingora's HTTP/1.1 sessions, which do the framing (chunked or sized bodies, keep-alive,
-//! `HEAD`, `204`/`304`); the connection pool is this worker's own ([`crate::idle`]).
+//! `HEAD`, `204`/`304`); the connection pool is this worker's own ([`crate::proxy::pool`]).
 //!
 //! What the client sees is what Pingora's loop would send: the same response header (plus
 //! `X-Request-Id`), `Transfer-Encoding: chunked` for a body that only the end of the instance's
@@ -24,7 +24,7 @@ use pingora::protocols::http::HttpTask;
 use pingora::protocols::http::v1::client::HttpSession as InstanceSession;
 use tokio::net::TcpStream;
 
-use crate::table::PeerTimeouts;
+use crate::routing::table::PeerTimeouts;
 
 /// What the gateway adds to the instance's answer.
 #[derive(Debug, Clone, Copy, Default)]
@@ -158,7 +158,7 @@ pub async fn exchange(
         )));
     };
     let mut response =
-        Box::new(crate::headers::client_response(header, request_id).map_err(Failure::Failed)?);
+        Box::new(crate::http::headers::client_response(header, request_id).map_err(Failure::Failed)?);
     if let Some(hsts) = hsts {
         response
             .insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())
