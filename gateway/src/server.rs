@@ -34,13 +34,13 @@ use crate::admin::auth::{Auth, Secret};
 use crate::admin::upload::Limits;
 use crate::admin::{Admin, AdminSettings};
 use crate::config::Config;
+use crate::edge::listen::{Endpoint, Listening};
+use crate::proxy::{Gateway, ProxySettings};
+use crate::routing::table::{PeerTimeouts, RouteTable};
 use crate::services::discovery::Discovery;
 use crate::services::drain::Drain;
-use crate::edge::listen::{Endpoint, Listening};
 use crate::services::health::HealthChecker;
-use crate::proxy::{Gateway, ProxySettings};
 use crate::services::restore::Restore;
-use crate::routing::table::{PeerTimeouts, RouteTable};
 
 /// Pingora's process flags that FaaSO keeps: `-u` upgrade, `-d` daemon, `-t` test config.
 #[derive(Debug, Clone, Copy, Default)]

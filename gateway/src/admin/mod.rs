@@ -19,8 +19,8 @@
 pub mod auth;
 pub mod limiter;
 pub mod stream;
-pub mod upload;
 pub mod ui;
+pub mod upload;
 
 use std::net::IpAddr;
 use std::path::PathBuf;

@@ -9,11 +9,11 @@ use std::net::SocketAddr;
 use pingora::prelude::*;
 use pingora::protocols::Stream;
 
-use super::{Gateway, RequestCtx};
 use super::exchange::{self, Failure};
+use super::{Gateway, RequestCtx};
+use super::{pool, tunnel};
 use crate::http::headers::{self, Hops};
 use crate::routing::table::PeerTimeouts;
-use super::{pool, tunnel};
 
 /// A connection to the chosen instance.
 struct Opened {

@@ -157,8 +157,9 @@ pub async fn exchange(
             "no response header",
         )));
     };
-    let mut response =
-        Box::new(crate::http::headers::client_response(header, request_id).map_err(Failure::Failed)?);
+    let mut response = Box::new(
+        crate::http::headers::client_response(header, request_id).map_err(Failure::Failed)?,
+    );
     if let Some(hsts) = hsts {
         response
             .insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())

@@ -22,11 +22,11 @@ use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 
 use crate::SharedRoutes;
-use crate::routing::balancer::{self, Tried};
 use crate::http::errors;
 use crate::http::headers;
-use crate::metrics::FunkoMetrics as Stats;
 use crate::http::responses::{error_body, write_json};
+use crate::metrics::FunkoMetrics as Stats;
+use crate::routing::balancer::{self, Tried};
 use crate::routing::router::{PrefixForm, Route, route};
 use crate::routing::table::{InFlight, Instance};
 
@@ -270,7 +270,11 @@ impl Gateway {
 
     /// Waits for a slot of a funko with an in-flight limit ([`crate::routing::gate`]); 429 after its
     /// queue timeout. The request then runs on the snapshot it was admitted in.
-    async fn admit(&self, gate: &Arc<crate::routing::gate::Gate>, ctx: &mut RequestCtx) -> Result<()> {
+    async fn admit(
+        &self,
+        gate: &Arc<crate::routing::gate::Gate>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         let Some(funko) = ctx.funko.as_ref().map(Arc::clone) else {
             return Ok(());
         };
@@ -309,7 +313,10 @@ impl Gateway {
 
     /// Waits for the instance a funko at zero is given ([`crate::routing::wake`]), then runs the request
     /// on the snapshot that has it.
-    async fn wake(&self, ctx: &mut RequestCtx) -> std::result::Result<(), crate::routing::wake::WakeError> {
+    async fn wake(
+        &self,
+        ctx: &mut RequestCtx,
+    ) -> std::result::Result<(), crate::routing::wake::WakeError> {
         let Some(name) = ctx.funko.as_ref().map(|f| Arc::clone(&f.name)) else {
             return Ok(());
         };
@@ -507,7 +514,10 @@ impl ProxyHttp for Gateway {
         if !available && let Err(err) = self.wake(ctx).await {
             let body = error_body(&err.to_string(), ctx.funko_name());
             let id = ctx.request_id.as_ref().and_then(|id| id.to_str().ok());
-            let mut extra = vec![("Retry-After", crate::routing::wake::FAILURE_HOLD_RETRY_AFTER)];
+            let mut extra = vec![(
+                "Retry-After",
+                crate::routing::wake::FAILURE_HOLD_RETRY_AFTER,
+            )];
             extra.extend(id.map(|id| ("X-Request-Id", id)));
             write_json(session, 503, body, &extra).await?;
             return Ok(true);

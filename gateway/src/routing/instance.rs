@@ -213,4 +213,3 @@ pub fn docker_health(status: &str) -> DockerHealth {
         None => DockerHealth::None,
     }
 }
-

@@ -23,8 +23,8 @@ use faaso::conventions::{instance_port, parse_instance_name};
 use faaso::settings::{SettingError, Settings};
 use http::HeaderValue;
 
-pub use super::instance::{DockerHealth, InFlight, Instance, InstanceState, PeerTimeouts};
 use super::instance::docker_health;
+pub use super::instance::{DockerHealth, InFlight, Instance, InstanceState, PeerTimeouts};
 
 /// The current snapshot, swapped atomically by discovery and read lock-free by requests.
 pub type SharedTable<S> = Arc<ArcSwap<RouteTable<S>>>;
@@ -297,8 +297,8 @@ fn network_ip(container: &ContainerSummary, network: &str) -> Option<IpAddr> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::time::Duration;
     use bollard::models::{ContainerSummaryNetworkSettings, EndpointSettings};
+    use std::time::Duration;
 
     pub fn container(
         id: &str,

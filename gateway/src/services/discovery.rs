@@ -39,8 +39,8 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::SharedRoutes;
-use crate::services::backoff::Backoff;
 use crate::routing::table::{self, BuildInput, PeerTimeouts};
+use crate::services::backoff::Backoff;
 
 /// The discovery service.
 pub struct Discovery {

@@ -32,9 +32,9 @@ use pingora::services::background::BackgroundService;
 use tokio::sync::mpsc;
 
 use crate::SharedRoutes;
-use crate::services::autoscale::{Decision, Observation, Policy, Tracker};
 use crate::routing::table::{Instance, InstanceState};
 use crate::routing::wake::{WakeStart, Wakes};
+use crate::services::autoscale::{Decision, Observation, Policy, Tracker};
 
 /// How often the scaled funkos are looked at.
 pub const LOOK_EVERY: Duration = Duration::from_secs(1);
