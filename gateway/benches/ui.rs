@@ -14,7 +14,7 @@ use bollard::models::{
     ImageSummary,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
-use faaso::state::{FunkoState, StateDir};
+use faaso::store::state::{FunkoState, StateDir};
 use faaso_gateway::admin::ui::pages::{self, Frame, Pages};
 use faaso_gateway::admin::ui::stats::{Counts, KEPT, Recent, SAMPLE_EVERY};
 
@@ -125,7 +125,8 @@ fn overview(c: &mut Criterion) {
     };
     let render = || {
         let statuses =
-            faaso::status::statuses(&[], &containers, &images, &state, "faaso-net").unwrap();
+            faaso::engine::status::statuses(&[], &containers, &images, &state, "faaso-net")
+                .unwrap();
         let data = pages::overview(&statuses, &|name| recent.summary(name), true, false);
         pages.render("overview", &frame, data).unwrap()
     };

@@ -31,7 +31,7 @@ pub struct Config {
     /// Docker network the instances are reached on.
     pub network: String,
     /// Containers on one engine (`docker`) or services on its Swarm (`swarm`).
-    pub orchestrator: faaso::swarm::Orchestrator,
+    pub orchestrator: faaso::engine::swarm::Orchestrator,
     /// Swarm mode: the registry (`host:port`) funko images are pushed to and pulled from.
     pub registry: Option<String>,
     /// Docker engine address; `None` means `DOCKER_HOST` or the local socket.
@@ -211,9 +211,9 @@ const fn key(name: &'static str, env: Option<&'static str>) -> Key {
 
 impl Config {
     /// The built-in defaults. Directory defaults depend on `XDG_DATA_HOME`/`HOME`, read through
-    /// `env` (see [`faaso::dirs`]).
+    /// `env` (see [`faaso::store::dirs`]).
     pub fn defaults(env: impl Fn(&str) -> Option<String>) -> Config {
-        let data_dir = faaso::dirs::data_dir(env);
+        let data_dir = faaso::store::dirs::data_dir(env);
         Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8888)),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9091)),
@@ -223,14 +223,14 @@ impl Config {
             hsts_max_age: None,
             acme: crate::tls::acme::AcmeConfig::default(),
             network: faaso::conventions::NETWORK.to_string(),
-            orchestrator: faaso::swarm::Orchestrator::Docker,
+            orchestrator: faaso::engine::swarm::Orchestrator::Docker,
             registry: None,
             docker_host: None,
             password: None,
             password_hash: None,
             max_upload_bytes: 200 * 1024 * 1024,
             max_concurrent_builds: 2,
-            keep_releases: faaso::releases::DEFAULT_KEEP,
+            keep_releases: faaso::engine::releases::DEFAULT_KEEP,
             secrets_dir: data_dir.join("secrets"),
             state_dir: data_dir.join("state"),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -896,7 +896,10 @@ mod tests {
         assert_eq!(config.listen.to_string(), "0.0.0.0:8888");
         assert_eq!(config.metrics_listen.to_string(), "127.0.0.1:9091");
         assert_eq!(config.network, "faaso-net");
-        assert_eq!(config.orchestrator, faaso::swarm::Orchestrator::Docker);
+        assert_eq!(
+            config.orchestrator,
+            faaso::engine::swarm::Orchestrator::Docker
+        );
         assert_eq!(config.connect_timeout, Duration::from_secs(2));
         assert_eq!(config.idle_timeout, Duration::from_secs(30));
         assert_eq!(config.max_body_bytes, 10 * 1024 * 1024);
@@ -938,7 +941,10 @@ mod tests {
             "{err}"
         );
         config.apply_yaml("orchestrator: swarm\n", file()).unwrap();
-        assert_eq!(config.orchestrator, faaso::swarm::Orchestrator::Swarm);
+        assert_eq!(
+            config.orchestrator,
+            faaso::engine::swarm::Orchestrator::Swarm
+        );
         let err = config
             .apply_yaml("orchestrator: nomad\n", file())
             .unwrap_err();

@@ -50,7 +50,7 @@ struct Args {
 }
 
 fn load_config(args: &Args) -> anyhow::Result<Config> {
-    let env = faaso::dirs::process_env;
+    let env = faaso::store::dirs::process_env;
     let mut config = Config::defaults(env);
     if let Some(path) = &args.config {
         config.load(path)?;

@@ -50,9 +50,6 @@ pub struct ProcessFlags {
     pub test: bool,
 }
 
-/// Attempts per request: the first and up to 2 retries.
-pub const ATTEMPTS: usize = 3;
-
 /// Most listening sockets per address. Pingora hands listeners to the next process with their
 /// address texts in a 2 KiB message, so the spellings must stay short; workers beyond this
 /// share sockets (each socket then has several accept loops).
@@ -69,7 +66,7 @@ pub fn server_conf(config: &Config) -> ServerConf {
         // (crate::services::drain) exits sooner once nothing is in flight.
         grace_period_seconds: Some(config.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
-        max_retries: ATTEMPTS,
+        max_retries: crate::proxy::ATTEMPTS,
         work_stealing: false,
         // Pingora's own pool (requests with a body, and every HTTP/2 request): as many idle
         // connections per worker as the worker's own pool keeps for 4 instances (crate::proxy::pool),
@@ -196,7 +193,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
     let wakes = Arc::new(wakes);
     // Swarm keeps each service's replicas itself: nothing to restore, and the scaler (which
     // starts and stops containers) stays out of it.
-    if config.orchestrator == faaso::swarm::Orchestrator::Docker {
+    if config.orchestrator == faaso::engine::swarm::Orchestrator::Docker {
         server.add_service(background_service(
             "restore saved scales",
             Restore {

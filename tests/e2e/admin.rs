@@ -409,7 +409,10 @@ async fn the_whole_workflow_works_remotely() {
         docker.inspect_image(tag).await.unwrap();
     }
     faaso.ok(&["up", &name, "--scale", "2"]);
-    for c in faaso::docker::list_instances(&docker, &name).await.unwrap() {
+    for c in faaso::engine::docker::list_instances(&docker, &name)
+        .await
+        .unwrap()
+    {
         cleanup.container(c.id.unwrap());
     }
     let url = format!("{}/funko/{name}/ping", gateway.url);
@@ -477,7 +480,7 @@ async fn the_whole_workflow_works_remotely() {
     assert!(deployed.contains("2 instances replaced"), "{deployed}");
     faaso.ok(&["purge", "--yes", &name]);
     assert!(
-        faaso::docker::list_instances(&docker, &name)
+        faaso::engine::docker::list_instances(&docker, &name)
             .await
             .unwrap()
             .is_empty()
@@ -973,7 +976,10 @@ async fn local_and_remote_output_are_the_same() {
         println!("faaso {args:?}: {here:?}");
         assert_eq!(here, there, "faaso {args:?}: local, then remote");
     }
-    for c in faaso::docker::list_instances(&docker, &name).await.unwrap() {
+    for c in faaso::engine::docker::list_instances(&docker, &name)
+        .await
+        .unwrap()
+    {
         cleanup.container(c.id.unwrap());
     }
 }

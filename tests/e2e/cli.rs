@@ -150,7 +150,9 @@ async fn the_binary_runtime_refuses_what_cannot_start_from_scratch() {
     // Debian's own executables are dynamically linked.
     std::fs::copy("/bin/true", &executable).unwrap();
     refused("is dynamically linked (it needs /lib");
-    let images = faaso::docker::list_images(&docker, &name).await.unwrap();
+    let images = faaso::engine::docker::list_images(&docker, &name)
+        .await
+        .unwrap();
     assert!(images.is_empty(), "nothing was built: {images:?}");
 }
 

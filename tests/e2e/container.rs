@@ -113,8 +113,8 @@ async fn the_gateway_runs_as_the_faaso_proxy_container() {
     let tag = format!("faaso-gateway-test:{}", faaso::conventions::random_suffix());
     build_gateway_image(&docker, &tag).await;
     cleanup.image(tag.clone());
-    let _ = faaso::docker::remove_container(&docker, PROXY_CONTAINER).await;
-    faaso::docker::ensure_network(&docker, NETWORK)
+    let _ = faaso::engine::docker::remove_container(&docker, PROXY_CONTAINER).await;
+    faaso::engine::docker::ensure_network(&docker, NETWORK)
         .await
         .unwrap();
 

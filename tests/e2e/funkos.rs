@@ -35,7 +35,9 @@ async fn funko_with(
 
 /// Running containers of a funko; registers them all for cleanup.
 async fn running(docker: &Docker, cleanup: &Cleanup, funko: &str) -> usize {
-    let containers = faaso::docker::list_instances(docker, funko).await.unwrap();
+    let containers = faaso::engine::docker::list_instances(docker, funko)
+        .await
+        .unwrap();
     for c in &containers {
         if let Some(id) = &c.id {
             cleanup.container(id.clone());
@@ -97,7 +99,9 @@ async fn concurrent_scales_never_overshoot() {
     let mut most = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let containers = faaso::docker::list_instances(&docker, &name).await.unwrap();
+        let containers = faaso::engine::docker::list_instances(&docker, &name)
+            .await
+            .unwrap();
         most = most.max(containers.len());
         let done = first.try_wait().unwrap().is_some() && second.try_wait().unwrap().is_some();
         if done || Instant::now() > deadline {
@@ -316,7 +320,7 @@ async fn a_release_that_fails_ping_is_rolled_back() {
     let name = funko(&docker, &cleanup, "rollback").await;
     faaso.ok(&["up", &name, "--scale", "2"]);
     running(&docker, &cleanup, &name).await;
-    let before: Vec<String> = faaso::docker::list_instances(&docker, &name)
+    let before: Vec<String> = faaso::engine::docker::list_instances(&docker, &name)
         .await
         .unwrap()
         .into_iter()
@@ -359,7 +363,7 @@ async fn a_release_that_fails_ping_is_rolled_back() {
     assert_eq!(latest, serving, "latest points at the release that serves");
     assert!(stderr.contains("which serves"), "{stderr}");
 
-    let after: Vec<String> = faaso::docker::list_instances(&docker, &name)
+    let after: Vec<String> = faaso::engine::docker::list_instances(&docker, &name)
         .await
         .unwrap()
         .into_iter()
@@ -404,7 +408,9 @@ async fn up_fails_for_an_instance_that_crashes_at_start() {
         "failed at once, not at the timeout: {:?}",
         started.elapsed()
     );
-    let left = faaso::docker::list_instances(&docker, &name).await.unwrap();
+    let left = faaso::engine::docker::list_instances(&docker, &name)
+        .await
+        .unwrap();
     assert!(left.is_empty(), "no container left: {left:?}");
     let shown = faaso.ok(&["scale", &name]);
     assert!(shown.contains("0 running"), "{shown}");
@@ -425,7 +431,9 @@ async fn up_fails_for_an_instance_that_crashes_at_start() {
         "{:?}",
         started.elapsed()
     );
-    let left = faaso::docker::list_instances(&docker, &name).await.unwrap();
+    let left = faaso::engine::docker::list_instances(&docker, &name)
+        .await
+        .unwrap();
     assert!(left.is_empty(), "no container left: {left:?}");
 }
 
@@ -443,7 +451,7 @@ async fn rollback_puts_the_previous_release_back_under_load() {
         let tag = format!("{repo}:{stamp}");
         testfunko::variant(&docker, &tag, &format!("ENV TESTFUNKO_VERSION={version}")).await;
         cleanup.image(tag.clone());
-        faaso::docker::tag_image(&docker, &tag, &repo, "latest")
+        faaso::engine::docker::tag_image(&docker, &tag, &repo, "latest")
             .await
             .unwrap();
     }
@@ -518,8 +526,11 @@ async fn the_gateway_restores_saved_scales() {
     let name = funko(&docker, &cleanup, "restore").await;
     faaso.ok(&["scale", &name, "2"]);
     // Everything is gone, as after a host reboot without restart policies.
-    for container in faaso::docker::list_instances(&docker, &name).await.unwrap() {
-        faaso::docker::remove_container(&docker, container.id.as_deref().unwrap())
+    for container in faaso::engine::docker::list_instances(&docker, &name)
+        .await
+        .unwrap()
+    {
+        faaso::engine::docker::remove_container(&docker, container.id.as_deref().unwrap())
             .await
             .unwrap();
     }
@@ -852,7 +863,7 @@ async fn a_removed_image_is_noticed_at_once() {
     let url = format!("{}/funko/{name}/version", gateway.url);
     // Known by its image, with no instance; the event of the tag made it known.
     wait_for_status(&url, 503, Duration::from_secs(5)).await;
-    faaso::docker::remove_image(&docker, &format!("faaso-{name}:latest"))
+    faaso::engine::docker::remove_image(&docker, &format!("faaso-{name}:latest"))
         .await
         .unwrap();
     let removed = Instant::now();
@@ -870,7 +881,7 @@ fn docker_user() -> Option<String> {
             .is_ok_and(|o| o.status.success())
     };
     if !exists(USER) {
-        if !faaso::files::is_root() {
+        if !faaso::store::files::is_root() {
             return None;
         }
         let made = std::process::Command::new("useradd")
@@ -947,7 +958,9 @@ async fn secrets_reach_the_funkos_user_when_the_cli_is_not_root() {
     add("token", "two", &[]);
     faaso.ok(&["up", &name]);
     running(&docker, &cleanup, &name).await;
-    let container = faaso::docker::list_instances(&docker, &name).await.unwrap()[0]
+    let container = faaso::engine::docker::list_instances(&docker, &name)
+        .await
+        .unwrap()[0]
         .id
         .clone()
         .unwrap();
@@ -1017,16 +1030,16 @@ async fn old_releases_are_pruned_and_never_share_a_tag() {
     }
     cleanup.image(format!("{repo}:latest"));
     // Release 2 runs; latest is release 7.
-    faaso::docker::tag_image(&docker, &format!("{repo}:1700000002"), &repo, "latest")
+    faaso::engine::docker::tag_image(&docker, &format!("{repo}:1700000002"), &repo, "latest")
         .await
         .unwrap();
     faaso.ok(&["up", &name]);
     running(&docker, &cleanup, &name).await;
-    faaso::docker::tag_image(&docker, &format!("{repo}:1700000007"), &repo, "latest")
+    faaso::engine::docker::tag_image(&docker, &format!("{repo}:1700000007"), &repo, "latest")
         .await
         .unwrap();
     let tags = || async {
-        let mut tags: Vec<String> = faaso::docker::list_images(&docker, &name)
+        let mut tags: Vec<String> = faaso::engine::docker::list_images(&docker, &name)
             .await
             .unwrap()
             .into_iter()
@@ -1053,7 +1066,7 @@ async fn old_releases_are_pruned_and_never_share_a_tag() {
         .unwrap()
         .as_secs();
     for second in now..now + 20 {
-        faaso::docker::tag_image(
+        faaso::engine::docker::tag_image(
             &docker,
             &format!("{repo}:1700000005"),
             &repo,
@@ -1122,11 +1135,13 @@ async fn the_gateway_brings_funkos_back_to_their_scale() {
     let name = funko(&docker, &cleanup, "reconcile").await;
     faaso.ok(&["scale", &name, "2"]);
     assert_eq!(running(&docker, &cleanup, &name).await, 2);
-    let victim = faaso::docker::list_instances(&docker, &name).await.unwrap()[0]
+    let victim = faaso::engine::docker::list_instances(&docker, &name)
+        .await
+        .unwrap()[0]
         .id
         .clone()
         .unwrap();
-    faaso::docker::remove_container(&docker, &victim)
+    faaso::engine::docker::remove_container(&docker, &victim)
         .await
         .unwrap();
     let removed = Instant::now();
@@ -1143,8 +1158,11 @@ async fn the_gateway_brings_funkos_back_to_their_scale() {
         "ENV TESTFUNKO_EXIT_CODE=3",
     )
     .await;
-    for container in faaso::docker::list_instances(&docker, &name).await.unwrap() {
-        faaso::docker::remove_container(&docker, container.id.as_deref().unwrap())
+    for container in faaso::engine::docker::list_instances(&docker, &name)
+        .await
+        .unwrap()
+    {
+        faaso::engine::docker::remove_container(&docker, container.id.as_deref().unwrap())
             .await
             .unwrap();
     }

@@ -10,7 +10,7 @@ use faaso_tests::{require_docker, unique_name};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn routed_gateway(extra: &str) -> (Cleanup, String, GatewayProcess) {
-    let docker = faaso::docker::connect().await.unwrap();
+    let docker = faaso::engine::docker::connect().await.unwrap();
     let cleanup = Cleanup::new();
     let funko = unique_name("life");
     start_instance(&docker, &cleanup, &funko, &[]).await;

@@ -82,7 +82,7 @@ async fn funko_yml_settings_become_image_labels() {
     let out = faaso.run(&["build", folder.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    for (_, tag) in faaso::releases::list(&docker, &name).await.unwrap() {
+    for (_, tag) in faaso::engine::releases::list(&docker, &name).await.unwrap() {
         cleanup.image(tag);
     }
     assert!(!stderr.contains("warning:"), "{stderr}");

@@ -19,7 +19,7 @@ const UNKNOWN: usize = 3;
 /// request is sent before discovery has published the instance (watched on `/metrics`), so
 /// nothing but the known traffic is counted.
 async fn gateway_with_traffic(cleanup: &Cleanup) -> (GatewayProcess, String) {
-    let docker = faaso::docker::connect().await.unwrap();
+    let docker = faaso::engine::docker::connect().await.unwrap();
     let funko = unique_name("metrics");
     start_instance(&docker, cleanup, &funko, &[]).await;
     let gateway = GatewayProcess::start("").await;

@@ -52,10 +52,10 @@ async fn racing_creators_end_with_one_network() {
     // Six creators at once, each on its own connection, as six `faaso up` would be.
     let mut creators = Vec::new();
     for _ in 0..6 {
-        let docker = faaso::docker::connect().await.unwrap();
+        let docker = faaso::engine::docker::connect().await.unwrap();
         let name = name.clone();
         creators.push(tokio::spawn(async move {
-            faaso::docker::ensure_network(&docker, &name).await
+            faaso::engine::docker::ensure_network(&docker, &name).await
         }));
     }
     let mut ids = Vec::new();
@@ -82,7 +82,9 @@ async fn duplicates_are_repaired_keeping_the_one_with_instances() {
     // An instance on the first network, then duplicates, as a race on an engine that does not
     // refuse them leaves them.
     let image = testfunko::image(&docker).await;
-    let first = faaso::docker::ensure_network(&docker, &name).await.unwrap();
+    let first = faaso::engine::docker::ensure_network(&docker, &name)
+        .await
+        .unwrap();
     let instance = format!("faaso-dup-{}", faaso::conventions::random_suffix());
     run_container(&docker, &cleanup, &instance, &image, &name, &[], &[]).await;
     for _ in 0..2 {
@@ -100,7 +102,9 @@ async fn duplicates_are_repaired_keeping_the_one_with_instances() {
     }
     assert_eq!(listed.len(), 3);
 
-    let kept = faaso::docker::ensure_network(&docker, &name).await.unwrap();
+    let kept = faaso::engine::docker::ensure_network(&docker, &name)
+        .await
+        .unwrap();
     assert_eq!(kept, first, "the network with an instance is kept");
     assert_eq!(named(&docker, &name).await, vec![first]);
     // The name works again for new instances.

@@ -331,7 +331,7 @@ async fn the_instance_is_reached_on_faaso_net_when_on_two_networks() {
     let docker = require_docker!();
     let cleanup = Cleanup::new();
     let other = format!("faaso-test-{}", faaso::conventions::random_suffix());
-    faaso::docker::ensure_network(&docker, &other)
+    faaso::engine::docker::ensure_network(&docker, &other)
         .await
         .unwrap();
     let funko = unique_name("twonets");

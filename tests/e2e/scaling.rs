@@ -33,7 +33,7 @@ async fn gateway(yaml: &str) -> GatewayProcess {
 
 /// Running instances of a funko.
 async fn running(docker: &bollard::Docker, funko: &str) -> usize {
-    faaso::docker::list_instances(docker, funko)
+    faaso::engine::docker::list_instances(docker, funko)
         .await
         .unwrap()
         .iter()
@@ -190,7 +190,7 @@ async fn a_start_that_never_becomes_ready_gets_503_and_leaves_nothing() {
     assert!(took >= Duration::from_millis(1500), "{took:?}: {error}");
     wait_for_running(&docker, &name, 0, Duration::from_secs(5)).await;
     assert!(
-        faaso::docker::list_instances(&docker, &name)
+        faaso::engine::docker::list_instances(&docker, &name)
             .await
             .unwrap()
             .is_empty(),

@@ -157,7 +157,7 @@ async fn swarm_mode_routes_scales_deploys_and_heals_services() {
         funko: name.clone(),
         network: network.clone(),
     };
-    faaso::swarm::ensure_overlay(&engine, &network)
+    faaso::engine::swarm::ensure_overlay(&engine, &network)
         .await
         .unwrap();
     let tag = format!("faaso-{name}:latest");

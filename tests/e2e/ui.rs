@@ -18,7 +18,9 @@ const PASSWORD: &str = "correct horse battery";
 
 /// Containers of a funko (any state), registered for cleanup; with their image ids.
 async fn instances(docker: &Docker, cleanup: &Cleanup, funko: &str) -> Vec<String> {
-    let containers = faaso::docker::list_instances(docker, funko).await.unwrap();
+    let containers = faaso::engine::docker::list_instances(docker, funko)
+        .await
+        .unwrap();
     for c in &containers {
         if let Some(id) = &c.id {
             cleanup.container(id.clone());

@@ -13,7 +13,7 @@ use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
 
 /// Connects to Docker, or applies the rule: panic under `CI=true`, else print why and skip.
 pub async fn docker_or_skip(test: &str) -> Option<Docker> {
-    match faaso::docker::connect().await {
+    match faaso::engine::docker::connect().await {
         Ok(docker) => Some(docker),
         Err(err) if is_ci() => panic!("{test}: Docker is required under CI=true: {err}"),
         Err(err) => {
@@ -99,12 +99,12 @@ impl Drop for Cleanup {
                 return;
             };
             runtime.block_on(async move {
-                let Ok(docker) = faaso::docker::connect().await else {
+                let Ok(docker) = faaso::engine::docker::connect().await else {
                     return;
                 };
                 let mut containers = containers;
                 for funko in funkos {
-                    let listed = faaso::docker::list_instances(&docker, &funko).await;
+                    let listed = faaso::engine::docker::list_instances(&docker, &funko).await;
                     containers.extend(listed.unwrap_or_default().into_iter().filter_map(|c| c.id));
                 }
                 for name in containers {
@@ -150,7 +150,7 @@ pub async fn run_container(
         .await
     {
         Ok(info) if info.id.as_deref() == Some(network) => network.to_string(),
-        _ => faaso::docker::ensure_network(docker, network)
+        _ => faaso::engine::docker::ensure_network(docker, network)
             .await
             .expect("network can be created"),
     };

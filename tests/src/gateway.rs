@@ -120,7 +120,10 @@ impl GatewayProcess {
         crate::testfunko::variant(docker, &tag, instructions).await;
         cleanup.image(tag);
         crate::cli::Faaso::in_dir(self.dir.path()).ok(&["up", name]);
-        for c in faaso::docker::list_instances(docker, name).await.unwrap() {
+        for c in faaso::engine::docker::list_instances(docker, name)
+            .await
+            .unwrap()
+        {
             cleanup.container(c.id.unwrap_or_default());
         }
         crate::http::wait_for_status(

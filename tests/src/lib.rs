@@ -10,6 +10,7 @@
 //! - [`cli`]: runs `faaso` with private state and secrets folders.
 //! - [`gateway`]: starts a `faaso-gateway` process on free ports with a private config.
 //! - [`http`]: a small HTTP client helper that retries until a server answers.
+//! - [`layout`]: the import-cycle check of the gateway's and faaso-cli's modules.
 //! - [`prom`]: reading `/metrics` text, and a real Prometheus server for tests.
 //! - [`raw`]: a raw HTTP/1.1 connection, to see framing and connection reuse on the wire.
 //! - [`relay`]: a Docker socket relay a test can cut, to break the gateway's event stream.
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod docker;
 pub mod gateway;
 pub mod http;
+pub mod layout;
 pub mod pebble;
 pub mod prom;
 pub mod raw;

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use faaso::builder::{BuildEvent, BuildRequest};
-use faaso::remote::StreamLine;
+use faaso::build::builder::{BuildEvent, BuildRequest};
+use faaso::client::remote::StreamLine;
 
 use super::{Global, Target};
 
@@ -41,33 +41,32 @@ impl BuildArgs {
         let request = BuildRequest {
             name: self.name.clone(),
             no_cache: self.no_cache,
-            keep_releases: faaso::releases::keep_from_env(faaso::dirs::process_env),
+            keep_releases: faaso::engine::releases::keep_from_env(faaso::store::dirs::process_env),
         };
         for folder in &self.folders {
             let progress = ui.progress(&format!("building {}", folder.display()));
             let result = match &target {
-                Target::Local(lifecycle) => faaso::builder::build(
-                    &lifecycle.docker,
-                    folder,
-                    &request,
-                    |event| match event {
-                        BuildEvent::Step {
-                            number,
-                            total,
-                            instruction,
-                        } => {
-                            progress.step(format!("[{number}/{total}] {instruction}"));
+                Target::Local(lifecycle) => {
+                    faaso::build::builder::build(&lifecycle.docker, folder, &request, |event| {
+                        match event {
+                            BuildEvent::Step {
+                                number,
+                                total,
+                                instruction,
+                            } => {
+                                progress.step(format!("[{number}/{total}] {instruction}"));
+                            }
+                            BuildEvent::Output(line) => progress.output(&line),
                         }
-                        BuildEvent::Output(line) => progress.output(&line),
-                    },
-                )
-                .await
-                .map(|built| built.tags)
-                .map_err(anyhow::Error::from),
+                    })
+                    .await
+                    .map(|built| built.tags)
+                    .map_err(anyhow::Error::from)
+                }
                 Target::Remote(remote) => {
                     let (spec, context) =
-                        faaso::builder::prepare_build(folder, request.name.as_deref())?;
-                    let upload = faaso::remote::gzip(&context.to_tar()?)?;
+                        faaso::build::builder::prepare_build(folder, request.name.as_deref())?;
+                    let upload = faaso::client::remote::gzip(&context.to_tar()?)?;
                     progress.step(format!(
                         "uploading {} KiB to {}",
                         upload.len() / 1024,
@@ -78,7 +77,7 @@ impl BuildArgs {
                         if let Some(built) = line.strip_prefix("built ") {
                             tags = built.split(", ").map(str::to_string).collect();
                         } else if let Some((number, total, instruction)) =
-                            faaso::builder::parse_step(&line)
+                            faaso::build::builder::parse_step(&line)
                         {
                             // Shown as local builds show it.
                             progress.step(format!("[{number}/{total}] {instruction}"));

@@ -8,12 +8,15 @@ use clap_complete::engine::CompletionCandidate;
 /// Funko names known here: saved scales, secrets folders, and `faaso-*` images and
 /// containers of the local Docker engine.
 pub fn funkos() -> Vec<CompletionCandidate> {
-    let env = faaso::dirs::process_env;
-    let mut names: Vec<String> = faaso::state::StateDir::new(faaso::dirs::state_dir(env))
-        .all()
-        .map(|listing| listing.funkos.into_iter().map(|(name, _)| name).collect())
-        .unwrap_or_default();
-    if let Ok(secrets) = faaso::secrets::SecretsDir::new(faaso::dirs::secrets_dir(env)).list(None) {
+    let env = faaso::store::dirs::process_env;
+    let mut names: Vec<String> =
+        faaso::store::state::StateDir::new(faaso::store::dirs::state_dir(env))
+            .all()
+            .map(|listing| listing.funkos.into_iter().map(|(name, _)| name).collect())
+            .unwrap_or_default();
+    if let Ok(secrets) =
+        faaso::store::secrets::SecretsDir::new(faaso::store::dirs::secrets_dir(env)).list(None)
+    {
         names.extend(secrets.into_iter().map(|(name, _)| name));
     }
     names.extend(from_docker());
@@ -33,9 +36,11 @@ fn from_docker() -> Vec<String> {
     };
     runtime.block_on(async {
         let listed = tokio::time::timeout(Duration::from_secs(1), async {
-            let docker = faaso::docker::connect().await.ok()?;
-            let images = faaso::docker::list_all_images(&docker).await.ok()?;
-            let containers = faaso::docker::list_all_instances(&docker).await.ok()?;
+            let docker = faaso::engine::docker::connect().await.ok()?;
+            let images = faaso::engine::docker::list_all_images(&docker).await.ok()?;
+            let containers = faaso::engine::docker::list_all_instances(&docker)
+                .await
+                .ok()?;
             let mut names: Vec<String> = images
                 .iter()
                 .flat_map(|i| i.repo_tags.iter())
@@ -58,7 +63,7 @@ fn from_docker() -> Vec<String> {
 
 /// The built-in runtimes (a path is completed by the shell as a path).
 pub fn runtimes() -> Vec<CompletionCandidate> {
-    faaso::runtime::builtin_names()
+    faaso::build::runtime::builtin_names()
         .into_iter()
         .map(CompletionCandidate::new)
         .collect()

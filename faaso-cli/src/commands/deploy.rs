@@ -32,8 +32,8 @@ impl DeployArgs {
             Target::Remote(remote) => {
                 let mut summary = None;
                 let mut report = remote_reporter(ui);
-                let mut on_line = |line: faaso::remote::StreamLine| {
-                    let faaso::remote::StreamLine::Log { line: text, .. } = &line;
+                let mut on_line = |line: faaso::client::remote::StreamLine| {
+                    let faaso::client::remote::StreamLine::Log { line: text, .. } = &line;
                     if text.contains(" replaced, ") {
                         summary = Some(text.clone());
                     } else {

@@ -18,7 +18,7 @@ pub struct ExportArgs {
 
 impl ExportArgs {
     pub fn run(self, global: &Global) -> anyhow::Result<()> {
-        let (spec, context) = faaso::builder::prepare(&self.folder, None)?;
+        let (spec, context) = faaso::build::builder::prepare(&self.folder, None)?;
         context.write_to(&self.dest)?;
         global.ui().note(format!(
             "exported {} to {}; build it with: docker build -t faaso-{} {}",

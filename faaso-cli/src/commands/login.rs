@@ -3,8 +3,8 @@
 use std::io::{IsTerminal, Read};
 
 use clap::Args;
-use faaso::login::{SavedLogin, config_path, save};
-use faaso::remote::{Remote, RemoteError};
+use faaso::client::login::{SavedLogin, config_path, save};
+use faaso::client::remote::{Remote, RemoteError};
 
 use super::Global;
 
@@ -33,8 +33,8 @@ pub struct LogoutArgs {
 
 impl LogoutArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        let path = config_path(faaso::dirs::process_env);
-        match faaso::login::remove(&path)? {
+        let path = config_path(faaso::store::dirs::process_env);
+        match faaso::client::login::remove(&path)? {
             Some(server) if !server.is_empty() => println!("logged out of {server}"),
             Some(_) => println!("logged out (removed {})", path.display()),
             None => println!("not logged in"),
@@ -64,7 +64,7 @@ impl LoginArgs {
             }
             Err(err) => return Err(err.into()),
         };
-        let path = config_path(faaso::dirs::process_env);
+        let path = config_path(faaso::store::dirs::process_env);
         save(
             &path,
             &SavedLogin {

@@ -39,8 +39,9 @@ impl LogsArgs {
         let logs = async {
             match super::target(global, &ui).await? {
                 Target::Local(lifecycle) => {
-                    let mut print =
-                        |line: faaso::logs::LogLine| println!("{} | {}", line.instance, line.line);
+                    let mut print = |line: faaso::engine::logs::LogLine| {
+                        println!("{} | {}", line.instance, line.line)
+                    };
                     lifecycle
                         .logs(&self.name, self.follow, self.tail.0, &mut print)
                         .await?;

@@ -122,8 +122,8 @@ impl Cli {
 
 /// Where a command acts: this machine's Docker engine, or a gateway's admin API.
 pub enum Target {
-    Local(Box<faaso::lifecycle::Lifecycle>),
-    Remote(faaso::remote::Remote),
+    Local(Box<faaso::engine::lifecycle::Lifecycle>),
+    Remote(faaso::client::remote::Remote),
 }
 
 /// Chooses where to act, and says so in one line: `--local` → local; else `--server` /
@@ -137,12 +137,15 @@ pub async fn target(global: &Global, ui: &Ui) -> anyhow::Result<Target> {
 }
 
 /// The remote to act on, if any (see [`target`]).
-pub async fn remote(global: &Global, ui: &Ui) -> anyhow::Result<Option<faaso::remote::Remote>> {
+pub async fn remote(
+    global: &Global,
+    ui: &Ui,
+) -> anyhow::Result<Option<faaso::client::remote::Remote>> {
     if global.local {
         return Ok(None);
     }
-    let env = faaso::dirs::process_env;
-    let saved = faaso::login::load(&faaso::login::config_path(env))?;
+    let env = faaso::store::dirs::process_env;
+    let saved = faaso::client::login::load(&faaso::client::login::config_path(env))?;
     let Some(server) = global
         .server
         .clone()
@@ -154,14 +157,14 @@ pub async fn remote(global: &Global, ui: &Ui) -> anyhow::Result<Option<faaso::re
         saved
             .as_ref()
             .filter(|s| {
-                faaso::remote::normalize_server(&s.server).ok()
-                    == faaso::remote::normalize_server(&server).ok()
+                faaso::client::remote::normalize_server(&s.server).ok()
+                    == faaso::client::remote::normalize_server(&server).ok()
             })
             .map(|s| s.password.clone())
     });
-    let same_server = |s: &faaso::login::SavedLogin| {
-        faaso::remote::normalize_server(&s.server).ok()
-            == faaso::remote::normalize_server(&server).ok()
+    let same_server = |s: &faaso::client::login::SavedLogin| {
+        faaso::client::remote::normalize_server(&s.server).ok()
+            == faaso::client::remote::normalize_server(&server).ok()
     };
     let ca_cert = global.cacert.clone().or_else(|| {
         saved
@@ -169,7 +172,7 @@ pub async fn remote(global: &Global, ui: &Ui) -> anyhow::Result<Option<faaso::re
             .filter(|s| same_server(s))
             .and_then(|s| s.ca_cert.clone())
     });
-    let remote = faaso::remote::Remote::new(&server, password, ca_cert.as_deref())?;
+    let remote = faaso::client::remote::Remote::new(&server, password, ca_cert.as_deref())?;
     ui.note(format!("using the gateway at {}", remote.server));
     let version = remote.version().await?;
     if version != faaso::VERSION {
@@ -186,8 +189,8 @@ pub async fn remote(global: &Global, ui: &Ui) -> anyhow::Result<Option<faaso::re
 pub async fn local_lifecycle(
     global: &Global,
     ui: &Ui,
-) -> anyhow::Result<faaso::lifecycle::Lifecycle> {
-    use faaso::swarm::Orchestrator;
+) -> anyhow::Result<faaso::engine::lifecycle::Lifecycle> {
+    use faaso::engine::swarm::Orchestrator;
     let orchestrator = match std::env::var("FAASO_ORCHESTRATOR") {
         _ if global.swarm => Orchestrator::Swarm,
         Ok(text) if !text.is_empty() => text
@@ -199,12 +202,12 @@ pub async fn local_lifecycle(
         Orchestrator::Docker => "using the local Docker engine",
         Orchestrator::Swarm => "using the local Docker engine's Swarm",
     });
-    let docker = faaso::docker::connect().await?;
-    let env = faaso::dirs::process_env;
-    let mut lifecycle = faaso::lifecycle::Lifecycle::new(
+    let docker = faaso::engine::docker::connect().await?;
+    let env = faaso::store::dirs::process_env;
+    let mut lifecycle = faaso::engine::lifecycle::Lifecycle::new(
         docker,
-        faaso::state::StateDir::new(faaso::dirs::state_dir(env)),
-        faaso::secrets::SecretsDir::new(faaso::dirs::secrets_dir(env)),
+        faaso::store::state::StateDir::new(faaso::store::dirs::state_dir(env)),
+        faaso::store::secrets::SecretsDir::new(faaso::store::dirs::secrets_dir(env)),
     );
     lifecycle.orchestrator = orchestrator;
     lifecycle.registry = std::env::var("FAASO_REGISTRY")
@@ -215,8 +218,8 @@ pub async fn local_lifecycle(
 }
 
 /// Prints the lines of a remote operation as local mode prints its progress.
-pub fn remote_reporter(ui: Ui) -> impl FnMut(faaso::remote::StreamLine) + Send {
-    move |faaso::remote::StreamLine::Log { instance, line }| match instance {
+pub fn remote_reporter(ui: Ui) -> impl FnMut(faaso::client::remote::StreamLine) + Send {
+    move |faaso::client::remote::StreamLine::Log { instance, line }| match instance {
         Some(instance) => println!("{instance} | {line}"),
         None => ui.note(line),
     }

@@ -28,10 +28,10 @@ pub struct NewArgs {
 impl NewArgs {
     pub fn run(self, global: &Global) -> anyhow::Result<()> {
         if self.list {
-            let names = faaso::runtime::builtin_names();
+            let names = faaso::build::runtime::builtin_names();
             let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
             for name in names {
-                let description = faaso::runtime::Runtime::builtin(name)
+                let description = faaso::build::runtime::Runtime::builtin(name)
                     .map(|r| r.description())
                     .unwrap_or_default();
                 println!("{name:width$}  {description}");
@@ -41,7 +41,7 @@ impl NewArgs {
         let (Some(runtime), Some(folder)) = (self.runtime, self.folder) else {
             anyhow::bail!("give a runtime (-r) and a folder, or --list");
         };
-        let name = faaso::scaffold::new_funko(&runtime, &folder)?;
+        let name = faaso::build::scaffold::new_funko(&runtime, &folder)?;
         global.ui().note(format!(
             "created funko {name} in {} (runtime {runtime}); next: faaso build {}",
             folder.display(),

@@ -16,7 +16,7 @@ pub struct PruneArgs {
     #[arg(required = true, add = clap_complete::engine::ArgValueCandidates::new(super::complete::funkos))]
     names: Vec<String>,
     /// Releases to keep (the newest)
-    #[arg(long, value_name = "N", default_value_t = faaso::releases::DEFAULT_KEEP as u32,
+    #[arg(long, value_name = "N", default_value_t = faaso::engine::releases::DEFAULT_KEEP as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
     keep: u32,
 }
@@ -35,7 +35,8 @@ impl PruneArgs {
                         anyhow::bail!("funko {name} does not exist (no image, no containers)");
                     }
                     let removed =
-                        faaso::releases::prune(&lifecycle.docker, name, self.keep as usize).await?;
+                        faaso::engine::releases::prune(&lifecycle.docker, name, self.keep as usize)
+                            .await?;
                     for tag in &removed {
                         ui.note(format!("removed {tag}"));
                     }

@@ -35,8 +35,8 @@ impl RollbackArgs {
                 let mut summary = None;
                 let mut report = remote_reporter(ui);
                 let prefix = format!("{}: rolled back to ", self.name);
-                let mut on_line = |line: faaso::remote::StreamLine| {
-                    let faaso::remote::StreamLine::Log { line: text, .. } = &line;
+                let mut on_line = |line: faaso::client::remote::StreamLine| {
+                    let faaso::client::remote::StreamLine::Log { line: text, .. } = &line;
                     if text.starts_with(&prefix) {
                         summary = Some(text.clone());
                     } else {

@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use faaso::secrets::SecretsDir;
+use faaso::store::secrets::SecretsDir;
 
 use super::{Global, Target};
 
@@ -58,7 +58,7 @@ impl SecretArgs {
         match &self.action {
             SecretAction::Add { funko, secret, .. } | SecretAction::Rm { funko, secret, .. } => {
                 faaso::conventions::validate_name(funko)?;
-                faaso::secrets::validate_secret_name(secret)?;
+                faaso::store::secrets::validate_secret_name(secret)?;
             }
             SecretAction::List { funko: Some(funko) } => faaso::conventions::validate_name(funko)?,
             SecretAction::List { funko: None } => {}
@@ -67,7 +67,9 @@ impl SecretArgs {
         if remote.is_none() && !global.swarm {
             ui.note("using the local secrets folder");
         }
-        let secrets = SecretsDir::new(faaso::dirs::secrets_dir(faaso::dirs::process_env));
+        let secrets = SecretsDir::new(faaso::store::dirs::secrets_dir(
+            faaso::store::dirs::process_env,
+        ));
         // Swarm mode keeps secrets in the swarm, not in the local folder.
         let swarm =
             global.swarm || std::env::var("FAASO_ORCHESTRATOR").is_ok_and(|o| o.trim() == "swarm");
@@ -143,7 +145,7 @@ async fn funko_exists(funko: &str, target: &Target) -> anyhow::Result<bool> {
     match target {
         Target::Remote(remote) => match remote.status(&[funko.to_string()]).await {
             Ok(_) => Ok(true),
-            Err(faaso::remote::RemoteError::Status { status: 404, .. }) => Ok(false),
+            Err(faaso::client::remote::RemoteError::Status { status: 404, .. }) => Ok(false),
             Err(err) => Err(err.into()),
         },
         Target::Local(lifecycle) => Ok(lifecycle.funko_exists(funko).await?),

@@ -1,7 +1,7 @@
 //! `faaso status`: scale, instances and images of funkos, as a table or JSON.
 
 use clap::Args;
-use faaso::status::{FunkoStatus, human_age};
+use faaso::engine::status::{FunkoStatus, human_age};
 
 use super::{Global, Target};
 

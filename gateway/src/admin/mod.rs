@@ -27,9 +27,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use faaso::lifecycle::Lifecycle;
-use faaso::secrets::SecretsDir;
-use faaso::state::StateDir;
+use faaso::engine::lifecycle::Lifecycle;
+use faaso::store::secrets::SecretsDir;
+use faaso::store::state::StateDir;
 use pingora::prelude::*;
 use serde_json::json;
 
@@ -50,7 +50,7 @@ const MAX_SMALL_BODY: usize = 64 * 1024;
 pub struct AdminSettings {
     pub docker_host: Option<String>,
     pub network: String,
-    pub orchestrator: faaso::swarm::Orchestrator,
+    pub orchestrator: faaso::engine::swarm::Orchestrator,
     pub registry: Option<String>,
     pub state_dir: PathBuf,
     pub secrets_dir: PathBuf,
@@ -273,9 +273,10 @@ impl Admin {
                     session,
                     WhenClientLeaves::Finish,
                     move |mut out| async move {
-                        let removed = faaso::releases::prune(&lifecycle.docker, &name, keep)
-                            .await
-                            .map_err(|e| e.to_string())?;
+                        let removed =
+                            faaso::engine::releases::prune(&lifecycle.docker, &name, keep)
+                                .await
+                                .map_err(|e| e.to_string())?;
                         for tag in removed {
                             out.log(format!("removed {tag}"));
                         }
@@ -361,7 +362,7 @@ impl Admin {
             }
             (&Method::PUT, ["secrets", funko, secret]) => {
                 let funko = valid(funko)?;
-                faaso::secrets::validate_secret_name(secret)
+                faaso::store::secrets::validate_secret_name(secret)
                     .map_err(|e| reject(400, e.to_string()))?;
                 let value = read_small_body(session).await?;
                 self.lifecycle()
@@ -378,13 +379,13 @@ impl Admin {
             }
             (&Method::DELETE, ["secrets", funko, secret]) => {
                 let funko = valid(funko)?;
-                faaso::secrets::validate_secret_name(secret)
+                faaso::store::secrets::validate_secret_name(secret)
                     .map_err(|e| reject(400, e.to_string()))?;
                 match self.lifecycle().await?.remove_secret(&funko, secret).await {
                     Ok(()) => respond(session, 200, json!({ "ok": true })).await,
                     Err(
-                        err @ faaso::lifecycle::LifecycleError::Secret(
-                            faaso::secrets::SecretError::NotFound { .. },
+                        err @ faaso::engine::lifecycle::LifecycleError::Secret(
+                            faaso::store::secrets::SecretError::NotFound { .. },
                         ),
                     ) => Err(reject(404, err.to_string())),
                     Err(err) => Err(reject(500, err.to_string())),
@@ -443,7 +444,7 @@ impl Admin {
             .map_err(|e| reject(e.status(), e.to_string()))?;
         // The folder is read on a blocking thread, off the worker that carries funko traffic.
         let (context, upload) = tokio::task::spawn_blocking(move || {
-            faaso::context::BuildContext::from_folder(&upload.context).map(|c| (c, upload))
+            faaso::build::context::BuildContext::from_folder(&upload.context).map(|c| (c, upload))
         })
         .await
         .map_err(|e| reject(500, e.to_string()))?
@@ -471,15 +472,23 @@ impl Admin {
                     }
                 };
                 // The tar is written from the folder as Docker reads it; the folder goes after.
-                let body = faaso::docker::ContextBody::Stream(Box::pin(context.tar_stream(upload)));
-                let built =
-                    faaso::builder::build_context(&docker, &name, body, no_cache, keep, |event| {
-                        if let faaso::builder::BuildEvent::Output(line) = event {
+                let body = faaso::engine::docker::ContextBody::Stream(Box::pin(
+                    context.tar_stream(upload),
+                ));
+                let built = faaso::build::builder::build_context(
+                    &docker,
+                    &name,
+                    body,
+                    no_cache,
+                    keep,
+                    |event| {
+                        if let faaso::build::builder::BuildEvent::Output(line) = event {
                             out.log(line);
                         }
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    },
+                )
+                .await
+                .map_err(|e| e.to_string())?;
                 drop(slot);
                 out.log(format!("built {}", built.tags.join(", ")));
                 Ok(())
@@ -490,7 +499,7 @@ impl Admin {
     }
 
     pub(crate) async fn docker(&self) -> std::result::Result<bollard::Docker, Reject> {
-        faaso::docker::connect_to(self.settings.docker_host.as_deref())
+        faaso::engine::docker::connect_to(self.settings.docker_host.as_deref())
             .await
             .map_err(|e| reject(503, e.to_string()))
     }
@@ -565,10 +574,10 @@ pub(crate) async fn require_funko(
     ))
 }
 
-pub(crate) fn lifecycle_reject(err: faaso::lifecycle::LifecycleError) -> Reject {
+pub(crate) fn lifecycle_reject(err: faaso::engine::lifecycle::LifecycleError) -> Reject {
     match err {
-        faaso::lifecycle::LifecycleError::Unknown { .. } => reject(404, err.to_string()),
-        faaso::lifecycle::LifecycleError::Name(_) => reject(400, err.to_string()),
+        faaso::engine::lifecycle::LifecycleError::Unknown { .. } => reject(404, err.to_string()),
+        faaso::engine::lifecycle::LifecycleError::Name(_) => reject(400, err.to_string()),
         other => reject(500, other.to_string()),
     }
 }

@@ -35,7 +35,7 @@ use super::head::{MAX_HEAD, head_end};
 use super::limits::Connections;
 use super::listen::Handler;
 use super::stream::ClientStream;
-use super::tally::{Phase, Tally};
+use crate::metrics::tally::{Phase, Tally};
 
 /// The proxy the public listeners serve.
 pub type Proxy = pingora::proxy::HttpProxy<crate::proxy::Gateway>;

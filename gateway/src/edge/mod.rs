@@ -12,7 +12,6 @@
 //! - [`client`]: one connection from accept to close.
 //! - [`stream`]: a client's TCP connection as Pingora's transport, socket and address only.
 //! - [`head`]: where a request head ends (pure).
-//! - [`tally`]: connections by state, for `faaso_client_connections`.
 
 pub mod bind;
 pub mod client;
@@ -21,7 +20,6 @@ pub mod limits;
 pub mod listen;
 pub mod owner;
 pub mod stream;
-pub mod tally;
 
 use std::time::Duration;
 

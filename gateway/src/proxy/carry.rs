@@ -2,7 +2,7 @@
 //! requests without a body ([`crate::proxy::exchange`]) and upgrades ([`crate::proxy::tunnel`]). This is the
 //! glue between the request's context and those two: the instance is chosen as for any
 //! request, a failed connect takes it out and moves on to another (up to
-//! [`ATTEMPTS`](crate::server::ATTEMPTS) connects), and each attempt is counted.
+//! [`ATTEMPTS`](super::ATTEMPTS) connects), and each attempt is counted.
 
 use std::net::SocketAddr;
 
@@ -63,7 +63,7 @@ impl Gateway {
                 Err(Failure::Lost(err)) => {
                     connects_failed += 1;
                     self.instance_lost(ctx, &err);
-                    if connects_failed >= crate::server::ATTEMPTS {
+                    if connects_failed >= super::ATTEMPTS {
                         return Err(err.into_up());
                     }
                     opened = self.open(ctx, true, &mut connects_failed).await?;
@@ -110,7 +110,7 @@ impl Gateway {
 
     /// Picks an instance and gives a connection to it: a pooled one when `pooled` and the
     /// worker has one, else a new one. A failed connect takes the instance out and another is
-    /// tried; after [`ATTEMPTS`](crate::server::ATTEMPTS) failed connects the last error is
+    /// tried; after [`ATTEMPTS`](super::ATTEMPTS) failed connects the last error is
     /// returned.
     async fn open(
         &self,
@@ -141,7 +141,7 @@ impl Gateway {
                 Err(err) => {
                     *connects_failed += 1;
                     self.connect_failed(ctx, &err);
-                    if *connects_failed >= crate::server::ATTEMPTS {
+                    if *connects_failed >= super::ATTEMPTS {
                         return Err(err);
                     }
                 }

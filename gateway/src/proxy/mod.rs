@@ -63,6 +63,9 @@ pub struct HttpsSettings {
     pub challenges: Option<Arc<crate::tls::acme::Challenges>>,
 }
 
+/// Attempts per request: the first and up to 2 retries.
+pub const ATTEMPTS: usize = 3;
+
 /// The gateway's proxy logic; each worker has a clone (the state behind it is shared).
 #[derive(Clone)]
 pub struct Gateway {

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use crate::routing::table::{DockerHealth, Instance};
+use crate::routing::instance::{DockerHealth, InFlight, Instance};
 
 /// Instances already tried for one request, by position in the funko's instance list.
 #[derive(Debug, Default, Clone, Copy)]
@@ -80,7 +80,7 @@ pub fn pick_below(
     instances: &[Arc<Instance>],
     tried: Tried,
     cap: usize,
-) -> Option<(usize, crate::routing::table::InFlight)> {
+) -> Option<(usize, InFlight)> {
     let prefer_ready = instances
         .iter()
         .enumerate()

@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::routing::balancer::{Tried, pick_below};
-use crate::routing::table::{Funko, InFlight};
+use crate::routing::instance::{InFlight, Instance};
 
 /// The default `faaso.limits.queue_timeout`.
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -72,6 +72,11 @@ pub enum Refused {
     NoInstance,
 }
 
+/// What the gate admits to: a funko's current instances (the routing table's funko).
+pub trait Instances {
+    fn instances(&self) -> &[Arc<Instance>];
+}
+
 impl Gate {
     pub fn new(cap: usize, queue_timeout: Duration) -> Gate {
         Gate {
@@ -101,20 +106,20 @@ impl Gate {
     /// Admits a request: a slot on an instance of the funko's current snapshot (`current`
     /// loads it), waiting in turn when all are full. `on_queue` is told +1 when the request
     /// starts to wait and -1 when it stops.
-    pub async fn admit<S>(
+    pub async fn admit<F: Instances>(
         self: &Arc<Self>,
-        current: impl Fn() -> Option<Arc<Funko<S>>>,
+        current: impl Fn() -> Option<Arc<F>>,
         on_queue: impl Fn(i64),
-    ) -> Result<(Arc<Funko<S>>, Admitted), Refused> {
+    ) -> Result<(Arc<F>, Admitted), Refused> {
         // No one waiting: take a free slot at once.
         if self.lock().is_empty() {
             let funko = current().ok_or(Refused::NoInstance)?;
             if let Some((index, in_flight)) =
-                pick_below(&funko.instances, Tried::default(), self.cap)
+                pick_below(funko.instances(), Tried::default(), self.cap)
             {
                 return Ok((funko, Admitted::new(index, in_flight, Arc::clone(self))));
             }
-            if !crate::routing::balancer::any_available(&funko.instances) {
+            if !crate::routing::balancer::any_available(funko.instances()) {
                 return Err(Refused::NoInstance);
             }
         }
@@ -133,7 +138,7 @@ impl Gate {
                     break Err(Refused::NoInstance);
                 };
                 if let Some((index, in_flight)) =
-                    pick_below(&funko.instances, Tried::default(), self.cap)
+                    pick_below(funko.instances(), Tried::default(), self.cap)
                 {
                     break Ok((funko, Admitted::new(index, in_flight, Arc::clone(self))));
                 }
@@ -167,7 +172,8 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::table::{DockerHealth, Instance, InstanceState, PeerTimeouts};
+    use crate::routing::instance::{DockerHealth, InstanceState, PeerTimeouts};
+    use crate::routing::table::Funko;
 
     fn funko(instances: usize) -> Arc<Funko<()>> {
         let instances = (0..instances)

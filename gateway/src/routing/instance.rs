@@ -204,12 +204,12 @@ impl Drop for InFlight {
 }
 
 /// Docker's health from the status text of a container list (see
-/// [`faaso::docker::health_of_status`]).
+/// [`faaso::engine::docker::health_of_status`]).
 pub fn docker_health(status: &str) -> DockerHealth {
-    match faaso::docker::health_of_status(status) {
-        Some(faaso::docker::Health::Healthy) => DockerHealth::Healthy,
-        Some(faaso::docker::Health::Unhealthy) => DockerHealth::Unhealthy,
-        Some(faaso::docker::Health::Starting) => DockerHealth::Starting,
+    match faaso::engine::docker::health_of_status(status) {
+        Some(faaso::engine::docker::Health::Healthy) => DockerHealth::Healthy,
+        Some(faaso::engine::docker::Health::Unhealthy) => DockerHealth::Unhealthy,
+        Some(faaso::engine::docker::Health::Starting) => DockerHealth::Starting,
         None => DockerHealth::None,
     }
 }

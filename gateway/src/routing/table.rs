@@ -85,6 +85,12 @@ impl Activity {
     }
 }
 
+impl<S> crate::routing::gate::Instances for Funko<S> {
+    fn instances(&self) -> &[Arc<Instance>] {
+        &self.instances
+    }
+}
+
 impl<S> Funko<S> {
     /// A funko entry; the header values derived from the name are made here, once.
     pub fn new(name: &str, instances: Vec<Arc<Instance>>, stats: Arc<S>) -> Funko<S> {

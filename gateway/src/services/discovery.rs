@@ -47,8 +47,8 @@ pub struct Discovery {
     pub docker_host: Option<String>,
     pub network: String,
     pub resync_interval: Duration,
-    /// In Swarm mode the funko services' tasks are instances too (see [`faaso::swarm`]).
-    pub orchestrator: faaso::swarm::Orchestrator,
+    /// In Swarm mode the funko services' tasks are instances too (see [`faaso::engine::swarm`]).
+    pub orchestrator: faaso::engine::swarm::Orchestrator,
     /// Connection settings of the instances' peers.
     pub timeouts: PeerTimeouts,
     pub table: SharedRoutes,
@@ -115,7 +115,7 @@ fn image_funkos(images: &[ImageSummary]) -> Vec<table::ImageFunko> {
 #[derive(Debug, thiserror::Error)]
 enum SyncError {
     #[error(transparent)]
-    Docker(#[from] faaso::docker::DockerError),
+    Docker(#[from] faaso::engine::docker::DockerError),
     #[error("Docker event stream ended")]
     StreamEnded,
     #[error("Docker event stream failed: {0}")]
@@ -178,12 +178,12 @@ impl Discovery {
         stopping: &mut Stopping,
         synced: &mut bool,
     ) -> Result<std::convert::Infallible, SyncError> {
-        let docker = faaso::docker::connect_to(self.docker_host.as_deref()).await?;
-        let swarm = self.orchestrator == faaso::swarm::Orchestrator::Swarm;
+        let docker = faaso::engine::docker::connect_to(self.docker_host.as_deref()).await?;
+        let swarm = self.orchestrator == faaso::engine::swarm::Orchestrator::Swarm;
         let network = if swarm {
-            faaso::swarm::ensure_overlay(&docker, &self.network).await
+            faaso::engine::swarm::ensure_overlay(&docker, &self.network).await
         } else {
-            faaso::docker::ensure_network(&docker, &self.network)
+            faaso::engine::docker::ensure_network(&docker, &self.network)
                 .await
                 .map(drop)
         };
@@ -287,8 +287,8 @@ impl Discovery {
                 source,
             })?;
         let mut containers = containers;
-        if self.orchestrator == faaso::swarm::Orchestrator::Swarm {
-            containers.extend(faaso::swarm::task_instances(docker, &self.network).await?);
+        if self.orchestrator == faaso::engine::swarm::Orchestrator::Swarm {
+            containers.extend(faaso::engine::swarm::task_instances(docker, &self.network).await?);
         }
         let image_funkos = image_funkos(&images);
         stopping.prune(&containers, Instant::now());
@@ -374,7 +374,7 @@ impl Stopping {
                 // A funko service's task container on this node: its instance is the task.
                 let task = attribute("com.docker.swarm.task.id").filter(|_| {
                     attribute("com.docker.swarm.service.name")
-                        .and_then(faaso::swarm::funko_of_service)
+                        .and_then(faaso::engine::swarm::funko_of_service)
                         .is_some()
                 });
                 let is_instance = is_instance || task.is_some();
@@ -408,7 +408,7 @@ impl Stopping {
             Some(EventMessageTypeEnum::IMAGE) => matches!(action, "tag" | "untag" | "delete"),
             // A funko service created, scaled, updated or removed (Swarm mode).
             Some(EventMessageTypeEnum::SERVICE) => attribute("name")
-                .and_then(faaso::swarm::funko_of_service)
+                .and_then(faaso::engine::swarm::funko_of_service)
                 .is_some(),
             _ => false,
         }

@@ -5,7 +5,7 @@
 //! discovery wakes the checker at once: a new instance is checked as soon as it is seen, and
 //! proven (routable next to proven instances) as soon as it answers.
 //!
-//! The check is [`faaso::probe::ping`]: minimal HTTP/1.1 over a fresh TCP connection
+//! The check is [`faaso::engine::probe::ping`]: minimal HTTP/1.1 over a fresh TCP connection
 //! (`Connection: close`), so it never disturbs the proxy's connection pool.
 
 use std::collections::HashMap;
@@ -107,5 +107,5 @@ fn record(instance: &Instance, passed: Result<(), String>) {
 
 /// One check: `GET /ping` must answer 2xx within `timeout` (shared with `faaso deploy`).
 pub async fn check(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
-    faaso::probe::ping(addr, timeout).await
+    faaso::engine::probe::ping(addr, timeout).await
 }

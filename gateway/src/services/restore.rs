@@ -15,9 +15,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use faaso::lifecycle::Lifecycle;
-use faaso::secrets::SecretsDir;
-use faaso::state::StateDir;
+use faaso::engine::lifecycle::Lifecycle;
+use faaso::store::secrets::SecretsDir;
+use faaso::store::state::StateDir;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
@@ -37,7 +37,7 @@ pub struct LifecycleConfig {
     pub network: String,
     pub state_dir: PathBuf,
     pub secrets_dir: PathBuf,
-    pub orchestrator: faaso::swarm::Orchestrator,
+    pub orchestrator: faaso::engine::swarm::Orchestrator,
     pub registry: Option<String>,
 }
 
@@ -47,7 +47,7 @@ impl LifecycleConfig {
     pub async fn connect(&self, service: &str) -> Lifecycle {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         let docker = loop {
-            match faaso::docker::connect_to(self.docker_host.as_deref()).await {
+            match faaso::engine::docker::connect_to(self.docker_host.as_deref()).await {
                 Ok(docker) => break docker,
                 Err(err) => {
                     tracing::debug!(error = %err, "{service}: waiting for Docker");
@@ -108,7 +108,7 @@ async fn reconcile(lifecycle: &Lifecycle, retries: &mut HashMap<String, (Instant
     };
     let now = Instant::now();
     // One list for all funkos; Docker unreachable: discovery says so, try again next round.
-    let Ok(containers) = faaso::docker::list_all_instances(&lifecycle.docker).await else {
+    let Ok(containers) = faaso::engine::docker::list_all_instances(&lifecycle.docker).await else {
         return;
     };
     let mut running_of: HashMap<&str, usize> = HashMap::new();
@@ -136,7 +136,7 @@ async fn reconcile(lifecycle: &Lifecycle, retries: &mut HashMap<String, (Instant
         // A funko whose image is gone (purged) has nothing to start.
         let image = faaso::conventions::image_latest(&funko);
         if !matches!(
-            faaso::docker::image_inspect(&lifecycle.docker, &image).await,
+            faaso::engine::docker::image_inspect(&lifecycle.docker, &image).await,
             Ok(Some(_))
         ) {
             continue;
@@ -147,7 +147,7 @@ async fn reconcile(lifecycle: &Lifecycle, retries: &mut HashMap<String, (Instant
                 tracing::info!(funko = %funko, scale = state.scale, was = running, "reconcile: back at its scale");
                 retries.remove(&funko);
             }
-            Err(faaso::lifecycle::LifecycleError::State(err)) if err.is_busy() => {}
+            Err(faaso::engine::lifecycle::LifecycleError::State(err)) if err.is_busy() => {}
             Err(err) => {
                 let delay = retries
                     .get(&funko)

@@ -307,8 +307,8 @@ impl AcmeService {
             directory: self.config.directory.clone(),
             credentials,
         })?;
-        faaso::files::create_private_dir(dir)?;
-        faaso::files::write_atomic(&path, &saved)
+        faaso::store::files::create_private_dir(dir)?;
+        faaso::store::files::write_atomic(&path, &saved)
             .with_context(|| format!("saving {}", path.display()))?;
         tracing::info!(directory = self.config.directory, "ACME account created");
         Ok(account)
@@ -350,9 +350,9 @@ fn load_stored(dir: &Path, domain: &str) -> Result<Option<Loaded>, super::certs:
 
 /// Writes a certificate and its key (0600 each, the key first, each whole or not at all).
 fn store(dir: &Path, domain: &str, chain_pem: &[u8], key_pem: &[u8]) -> std::io::Result<()> {
-    faaso::files::create_private_dir(dir)?;
-    faaso::files::write_atomic(&dir.join(format!("{domain}.key")), key_pem)?;
-    faaso::files::write_atomic(&dir.join(format!("{domain}.crt")), chain_pem)
+    faaso::store::files::create_private_dir(dir)?;
+    faaso::store::files::write_atomic(&dir.join(format!("{domain}.key")), key_pem)?;
+    faaso::store::files::write_atomic(&dir.join(format!("{domain}.crt")), chain_pem)
 }
 
 #[cfg(test)]

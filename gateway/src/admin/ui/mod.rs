@@ -26,8 +26,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use faaso::state::StateDir;
-use faaso::status::FunkoStatus;
+use faaso::engine::status::FunkoStatus;
+use faaso::store::state::StateDir;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use serde_json::{Value, json};
@@ -305,7 +305,7 @@ async fn logged_in(
             read_form(session, active).await?;
             match admin.secrets().remove(&funko, &secret) {
                 Ok(()) => {}
-                Err(err @ faaso::secrets::SecretError::NotFound { .. }) => {
+                Err(err @ faaso::store::secrets::SecretError::NotFound { .. }) => {
                     return Err(refuse(404, err.to_string()));
                 }
                 Err(err) => return Err(refuse(500, err.to_string())),
@@ -496,7 +496,7 @@ async fn listed_statuses(
     admin: &Admin,
     names: Vec<String>,
 ) -> std::result::Result<
-    Option<std::result::Result<Vec<FunkoStatus>, faaso::lifecycle::LifecycleError>>,
+    Option<std::result::Result<Vec<FunkoStatus>, faaso::engine::lifecycle::LifecycleError>>,
     Refusal,
 > {
     let Some(listing) = admin.ui.discovery.listing.load_full() else {
@@ -505,7 +505,7 @@ async fn listed_statuses(
     let state = StateDir::new(&admin.settings.state_dir);
     let network = admin.settings.network.clone();
     tokio::task::spawn_blocking(move || {
-        faaso::status::statuses(
+        faaso::engine::status::statuses(
             &names,
             &listing.containers,
             &listing.images,
@@ -526,7 +526,7 @@ async fn status_of(admin: &Admin, name: &str) -> std::result::Result<FunkoStatus
     };
     match found {
         Ok(mut statuses) if !statuses.is_empty() => Ok(statuses.remove(0)),
-        Ok(_) | Err(faaso::lifecycle::LifecycleError::Unknown { .. }) => Err(refuse(
+        Ok(_) | Err(faaso::engine::lifecycle::LifecycleError::Unknown { .. }) => Err(refuse(
             404,
             format!("funko {name} does not exist (no image, no containers, no saved scale)"),
         )),
@@ -871,7 +871,7 @@ async fn add_secret(
 
 fn secret_names(funko: &str, secret: &str) -> std::result::Result<(String, String), Refusal> {
     let funko = valid(funko)?;
-    faaso::secrets::validate_secret_name(secret).map_err(|e| refuse(400, e.to_string()))?;
+    faaso::store::secrets::validate_secret_name(secret).map_err(|e| refuse(400, e.to_string()))?;
     Ok((funko, secret.to_string()))
 }
 
@@ -907,7 +907,7 @@ async fn system_page(admin: &Admin, session: &mut Session, active: &Active) -> A
         "system",
         active,
         json!({
-            "uptime": faaso::status::human_age(ui.started.elapsed().as_secs() as i64),
+            "uptime": faaso::engine::status::human_age(ui.started.elapsed().as_secs() as i64),
             "started": format_time(ui.started_at),
             "sessions": ui.sessions.len(),
             "docker": docker,
@@ -1022,7 +1022,7 @@ fn valid(name: &str) -> std::result::Result<String, Refusal> {
 }
 
 async fn require_funko(
-    lifecycle: &faaso::lifecycle::Lifecycle,
+    lifecycle: &faaso::engine::lifecycle::Lifecycle,
     name: &str,
 ) -> std::result::Result<(), Refusal> {
     crate::admin::require_funko(lifecycle, name)
@@ -1030,7 +1030,7 @@ async fn require_funko(
         .map_err(from_admin)
 }
 
-fn lifecycle_refusal(err: faaso::lifecycle::LifecycleError) -> Refusal {
+fn lifecycle_refusal(err: faaso::engine::lifecycle::LifecycleError) -> Refusal {
     from_admin(crate::admin::lifecycle_reject(err))
 }
 

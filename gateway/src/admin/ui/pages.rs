@@ -6,7 +6,7 @@
 
 use std::time::SystemTime;
 
-use faaso::status::{FunkoStatus, human_age};
+use faaso::engine::status::{FunkoStatus, human_age};
 use handlebars::Handlebars;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -262,7 +262,7 @@ pub fn format_seconds(seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use faaso::status::{ImageStatus, InstanceStatus};
+    use faaso::engine::status::{ImageStatus, InstanceStatus};
 
     pub fn sample_status(name: &str, instances: usize) -> FunkoStatus {
         FunkoStatus {

@@ -267,7 +267,7 @@ fn unpack_entries<R: Read>(
                     .ok_or_else(|| unsafe_entry("symbolic link without a target"))?
                     .into_owned();
                 let link_dir = relative.parent().unwrap_or(Path::new(""));
-                if !faaso::files::link_stays_inside(link_dir, &link) {
+                if !faaso::store::files::link_stays_inside(link_dir, &link) {
                     return Err(unsafe_entry(&format!(
                         "symbolic link to {} leads out of the context",
                         link.display()

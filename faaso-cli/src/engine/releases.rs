@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use bollard::Docker;
 
 use crate::conventions::image_repo;
-use crate::docker::{self, DockerError};
+use crate::engine::docker::{self, DockerError};
 
 /// Releases kept by default (`keep_releases`, `FAASO_KEEP_RELEASES`).
 pub const DEFAULT_KEEP: usize = 5;

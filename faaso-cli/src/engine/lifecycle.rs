@@ -2,7 +2,7 @@
 //! scales. The same code serves the CLI's local mode and the gateway's admin API.
 //!
 //! Every operation that changes a funko's containers holds the funko's lock (see
-//! [`crate::state`]), so two concurrent runs cannot overshoot, and saves the desired scale. Each
+//! [`crate::store::state`]), so two concurrent runs cannot overshoot, and saves the desired scale. Each
 //! reports what it does through a `report` callback, one line at a time.
 
 use std::net::SocketAddr;
@@ -12,9 +12,9 @@ use bollard::Docker;
 use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
 
 use crate::conventions::{self, NETWORK, validate_name};
-use crate::docker::{self, DockerError, InstanceSpec};
-use crate::secrets::{SecretError, SecretsDir, numeric_user};
-use crate::state::{FunkoState, StateDir, StateError};
+use crate::engine::docker::{self, DockerError, InstanceSpec};
+use crate::store::secrets::{SecretError, SecretsDir, numeric_user};
+use crate::store::state::{FunkoState, StateDir, StateError};
 
 /// What an operation failed on.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +62,7 @@ pub struct Lifecycle {
     /// the gateway's cold start gives up in time to answer its waiting requests with the reason.
     pub ready_by: Option<std::time::Instant>,
     /// Containers on this engine, or services on its Swarm.
-    pub orchestrator: crate::swarm::Orchestrator,
+    pub orchestrator: crate::engine::swarm::Orchestrator,
     /// Swarm mode: the registry services pull funko images from (`host:port`), or none (the
     /// images are on this node only).
     pub registry: Option<String>,
@@ -90,7 +90,7 @@ impl Lifecycle {
             lock_timeout: Duration::from_secs(300),
             ready_poll: Duration::from_millis(200),
             ready_by: None,
-            orchestrator: crate::swarm::Orchestrator::Docker,
+            orchestrator: crate::engine::swarm::Orchestrator::Docker,
             registry: None,
         }
     }
@@ -141,7 +141,7 @@ impl Lifecycle {
 
     /// The running instances of a funko, oldest first.
     pub async fn running(&self, funko: &str) -> Result<Vec<RunningInstance>, LifecycleError> {
-        if self.orchestrator == crate::swarm::Orchestrator::Swarm {
+        if self.orchestrator == crate::engine::swarm::Orchestrator::Swarm {
             return self.swarm_running(funko).await;
         }
         Ok(self.containers(funko).await?.0)
@@ -167,7 +167,7 @@ impl Lifecycle {
         scale: u32,
         report: &mut (dyn FnMut(String) + Send),
     ) -> Result<(), LifecycleError> {
-        if self.orchestrator == crate::swarm::Orchestrator::Swarm {
+        if self.orchestrator == crate::engine::swarm::Orchestrator::Swarm {
             return self.swarm_scale(funko, scale, report).await;
         }
         let (running, leftovers) = self.containers(funko).await?;
@@ -283,7 +283,7 @@ impl Lifecycle {
                 funko: funko.to_string(),
             });
         }
-        if self.orchestrator == crate::swarm::Orchestrator::Swarm {
+        if self.orchestrator == crate::engine::swarm::Orchestrator::Swarm {
             self.swarm_purge(funko, report).await?;
         }
         for container in docker::list_instances(&self.docker, funko).await? {
@@ -335,24 +335,25 @@ impl Lifecycle {
     }
 
     /// Adds or replaces a secret so that the funko's user can read it, whoever runs FaaSO (see
-    /// [`crate::handover`]): through Docker when the funko's image needs it, else as a file.
+    /// [`crate::engine::handover`]): through Docker when the funko's image needs it, else as a file.
     pub async fn add_secret(
         &self,
         funko: &str,
         secret: &str,
         value: &[u8],
     ) -> Result<(), LifecycleError> {
-        crate::secrets::validate_secret_name(secret)?;
-        if self.orchestrator == crate::swarm::Orchestrator::Swarm {
+        crate::store::secrets::validate_secret_name(secret)?;
+        if self.orchestrator == crate::engine::swarm::Orchestrator::Swarm {
             return self.swarm_add_secret(funko, secret, value).await;
         }
         let dir = self.secrets.ensure_funko_dir(funko)?;
         let image = conventions::image_latest(funko);
         if let Some(info) = docker::image_inspect(&self.docker, &image).await? {
             let user = info.config.and_then(|c| c.user).unwrap_or_default();
-            if crate::handover::needed(&user) {
+            if crate::engine::handover::needed(&user) {
                 let files = [(secret.to_string(), value.to_vec())];
-                crate::handover::hand_over(&self.docker, &image, &user, &dir, &files).await?;
+                crate::engine::handover::hand_over(&self.docker, &image, &user, &dir, &files)
+                    .await?;
                 return Ok(());
             }
         }
@@ -361,8 +362,8 @@ impl Lifecycle {
 
     /// Removes one of a funko's secrets (in Swarm mode, the service stops mounting it first).
     pub async fn remove_secret(&self, funko: &str, secret: &str) -> Result<(), LifecycleError> {
-        crate::secrets::validate_secret_name(secret)?;
-        if self.orchestrator == crate::swarm::Orchestrator::Swarm {
+        crate::store::secrets::validate_secret_name(secret)?;
+        if self.orchestrator == crate::engine::swarm::Orchestrator::Swarm {
             return self.swarm_remove_secret(funko, secret).await;
         }
         Ok(self.secrets.remove(funko, secret)?)
@@ -370,7 +371,7 @@ impl Lifecycle {
 
     /// The names of every funko's secrets, by funko (never their values).
     pub async fn secret_names(&self) -> Result<Vec<(String, Vec<String>)>, LifecycleError> {
-        if self.orchestrator == crate::swarm::Orchestrator::Swarm {
+        if self.orchestrator == crate::engine::swarm::Orchestrator::Swarm {
             return self.swarm_secret_names().await;
         }
         Ok(self.secrets.list(None)?)
@@ -384,14 +385,21 @@ impl Lifecycle {
         image_user: &str,
     ) -> Result<String, LifecycleError> {
         let secrets_dir = self.secrets.ensure_funko_dir(funko)?;
-        if crate::handover::needed(image_user) {
-            let pending =
-                crate::handover::still_ours(&secrets_dir).map_err(|source| SecretError::Io {
+        if crate::engine::handover::needed(image_user) {
+            let pending = crate::engine::handover::still_ours(&secrets_dir).map_err(|source| {
+                SecretError::Io {
                     path: secrets_dir.clone(),
                     source,
-                })?;
-            crate::handover::hand_over(&self.docker, image, image_user, &secrets_dir, &pending)
-                .await?;
+                }
+            })?;
+            crate::engine::handover::hand_over(
+                &self.docker,
+                image,
+                image_user,
+                &secrets_dir,
+                &pending,
+            )
+            .await?;
         } else if let Some((uid, gid)) = numeric_user(image_user) {
             self.secrets.give_to(funko, uid, gid)?;
         }
@@ -476,7 +484,7 @@ impl Lifecycle {
                                 let left = end.saturating_duration_since(std::time::Instant::now());
                                 let wait =
                                     left.clamp(Duration::from_millis(50), Duration::from_secs(2));
-                                match crate::probe::ping(addr, wait).await {
+                                match crate::engine::probe::ping(addr, wait).await {
                                     Ok(()) => return Ok(()),
                                     Err(reason) => last = format!("GET /ping: {reason}"),
                                 }

@@ -8,8 +8,8 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::conventions::validate_name;
-use crate::docker::{self, DockerError};
-use crate::lifecycle::{Lifecycle, LifecycleError};
+use crate::engine::docker::{self, DockerError};
+use crate::engine::lifecycle::{Lifecycle, LifecycleError};
 
 /// One log line of one instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +29,7 @@ impl Lifecycle {
         out: &mut (dyn FnMut(LogLine) + Send),
     ) -> Result<(), LifecycleError> {
         validate_name(funko)?;
-        if self.orchestrator == crate::swarm::Orchestrator::Swarm {
+        if self.orchestrator == crate::engine::swarm::Orchestrator::Swarm {
             return self.swarm_logs(funko, follow, tail, out).await;
         }
         let containers = docker::list_instances(&self.docker, funko).await?;

@@ -229,8 +229,8 @@ mod tests {
 
     #[test]
     fn builtin_schemas_parse() {
-        for name in crate::runtime::builtin_names() {
-            let runtime = crate::runtime::Runtime::builtin(name).unwrap();
+        for name in crate::build::runtime::builtin_names() {
+            let runtime = crate::build::runtime::Runtime::builtin(name).unwrap();
             let schema = Schema::parse(name, runtime.options_schema().unwrap()).unwrap();
             let applied = schema
                 .apply(&serde_yaml::Mapping::new(), Path::new("funko.yml"), name)

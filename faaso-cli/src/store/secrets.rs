@@ -7,7 +7,7 @@
 //! runtimes do) could not read such files, so when FaaSO runs as root it hands the funko's
 //! folder and files to that user.
 
-use crate::files::is_root;
+use crate::store::files::is_root;
 use std::path::{Path, PathBuf};
 
 use crate::conventions::validate_name;
@@ -87,7 +87,7 @@ impl SecretsDir {
         let dir = self.ensure_funko_dir(funko)?;
         let path = dir.join(secret);
         // Written 0600 and renamed into place: the new value appears whole.
-        crate::files::write_atomic(&path, value).map_err(io(&path))?;
+        crate::store::files::write_atomic(&path, value).map_err(io(&path))?;
         // A folder handed to the funko's user (see `give_to`) hands its new files over too.
         #[cfg(unix)]
         {
@@ -209,7 +209,7 @@ fn create_private_dir(dir: &Path) -> Result<(), SecretError> {
             });
         }
     }
-    crate::files::set_mode(dir, 0o700).map_err(io(dir))
+    crate::store::files::set_mode(dir, 0o700).map_err(io(dir))
 }
 
 #[cfg(test)]

@@ -58,10 +58,10 @@ pub fn save(path: &Path, login: &SavedLogin) -> Result<(), LoginError> {
         message,
     };
     let dir = path.parent().unwrap_or(Path::new("."));
-    crate::files::create_private_dir(dir).map_err(|e| fail(e.to_string()))?;
+    crate::store::files::create_private_dir(dir).map_err(|e| fail(e.to_string()))?;
     let text = serde_yaml::to_string(login).map_err(|e| fail(e.to_string()))?;
     // Written 0600 and renamed over the old file: never readable by others, never half-written.
-    crate::files::write_atomic(path, text.as_bytes()).map_err(|e| fail(e.to_string()))
+    crate::store::files::write_atomic(path, text.as_bytes()).map_err(|e| fail(e.to_string()))
 }
 
 /// Forgets the saved login; `Ok(None)` when there was none, else the server it was for.

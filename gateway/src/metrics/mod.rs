@@ -5,6 +5,10 @@
 //! into a [`FunkoMetrics`] kept with the routing snapshot (and carried over on rebuilds), and
 //! per-status counters are resolved on first use and cached. Requests to unknown funkos count
 //! under `funko="_unknown"`, so a scan of random names cannot blow up label cardinality.
+//!
+//! - [`tally`]: client connections by state, for `faaso_client_connections`.
+
+pub mod tally;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -320,7 +324,7 @@ pub fn connection_refused(reason: &str) {
 
 /// Sets `faaso_client_connections` from the connection counts, before a scrape.
 fn publish_client_connections(m: &Metrics) {
-    let (active, idle) = crate::edge::tally::totals();
+    let (active, idle) = tally::totals();
     m.client_connections
         .with_label_values(&["active"])
         .set(active);

@@ -89,7 +89,7 @@ impl StateDir {
             path: path.clone(),
             message: err.to_string(),
         })?;
-        crate::files::write_atomic(&path, text.as_bytes()).map_err(state_error(&path))
+        crate::store::files::write_atomic(&path, text.as_bytes()).map_err(state_error(&path))
     }
 
     /// Forgets a funko's state.
@@ -115,7 +115,8 @@ impl StateDir {
             Some(text) => {
                 let dir = path.parent().unwrap_or(&self.root);
                 std::fs::create_dir_all(dir).map_err(state_error(dir))?;
-                crate::files::write_atomic(&path, text.as_bytes()).map_err(state_error(&path))
+                crate::store::files::write_atomic(&path, text.as_bytes())
+                    .map_err(state_error(&path))
             }
             None => match std::fs::remove_file(&path) {
                 Ok(()) => Ok(()),

@@ -11,8 +11,8 @@
 //! the same way. Releases are the image's `<unix-seconds>` tags.
 
 use crate::conventions::{self, image_repo, validate_name};
-use crate::docker;
-use crate::lifecycle::{Lifecycle, LifecycleError};
+use crate::engine::docker;
+use crate::engine::lifecycle::{Lifecycle, LifecycleError};
 
 /// What a deploy did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +52,7 @@ impl Lifecycle {
         funko: &str,
         report: &mut (dyn FnMut(String) + Send),
     ) -> Result<Deployed, LifecycleError> {
-        if self.orchestrator == crate::swarm::Orchestrator::Swarm {
+        if self.orchestrator == crate::engine::swarm::Orchestrator::Swarm {
             return self.swarm_deploy(funko, report).await;
         }
         let (image, user) = self.latest_image(funko).await?;
@@ -153,7 +153,7 @@ impl Lifecycle {
     ) -> Result<RolledBack, LifecycleError> {
         validate_name(funko)?;
         let _lock = self.state.lock(funko, self.lock_timeout).await?;
-        let releases = crate::releases::list(&self.docker, funko).await?;
+        let releases = crate::engine::releases::list(&self.docker, funko).await?;
         if releases.is_empty() {
             return Err(LifecycleError::NoImage {
                 funko: funko.to_string(),

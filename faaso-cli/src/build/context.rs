@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::dockerignore::Rules;
+use crate::build::dockerignore::Rules;
+use crate::build::options::{OptionType, OptionsError, Schema};
+use crate::build::render::{RenderError, Renderer};
+use crate::build::runtime::{Runtime, RuntimeError};
 use crate::funko::{FUNKO_YML, FunkoSpec};
-use crate::options::{OptionType, OptionsError, Schema};
-use crate::render::{RenderError, Renderer};
-use crate::runtime::{Runtime, RuntimeError};
 
 /// One entry of a build context.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub enum ContextError {
     #[error(transparent)]
     Render(#[from] RenderError),
     #[error(transparent)]
-    Dockerignore(#[from] crate::dockerignore::PatternError),
+    Dockerignore(#[from] crate::build::dockerignore::PatternError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -188,7 +188,7 @@ impl BuildContext {
             )));
         }
         let bytes = std::fs::read(&path).map_err(io_error(&path))?;
-        crate::elf::check_standalone(&bytes).map_err(|why| refuse(why.to_string()))
+        crate::build::elf::check_standalone(&bytes).map_err(|why| refuse(why.to_string()))
     }
 
     /// A tree of plain files (path, content), for example a rendered template.
@@ -256,7 +256,7 @@ impl BuildContext {
                     .parent()
                     .and_then(|dir| dir.strip_prefix(root).ok())
                     .unwrap_or(Path::new(""));
-                if !crate::files::link_stays_inside(link_dir, &target) {
+                if !crate::store::files::link_stays_inside(link_dir, &target) {
                     return Err(ContextError::EscapingLink { path, target });
                 }
                 self.entries.insert(relative, Entry::Symlink { target });
@@ -372,11 +372,11 @@ impl BuildContext {
             match entry {
                 Entry::File { data, mode } => {
                     std::fs::write(&target, data).map_err(io_error(&target))?;
-                    crate::files::set_mode(&target, *mode).map_err(io_error(&target))?;
+                    crate::store::files::set_mode(&target, *mode).map_err(io_error(&target))?;
                 }
                 Entry::OnDisk { path: source, mode } => {
                     std::fs::copy(source, &target).map_err(io_error(&target))?;
-                    crate::files::set_mode(&target, *mode).map_err(io_error(&target))?;
+                    crate::store::files::set_mode(&target, *mode).map_err(io_error(&target))?;
                 }
                 Entry::Symlink { target: link } => {
                     #[cfg(unix)]

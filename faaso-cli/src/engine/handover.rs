@@ -2,7 +2,7 @@
 //! away itself.
 //!
 //! A secret file is 0600, so only its owner (and root) can read it. When FaaSO runs as root and
-//! the image's user is numeric, [`SecretsDir::give_to`](crate::secrets::SecretsDir::give_to)
+//! the image's user is numeric, [`SecretsDir::give_to`](crate::store::secrets::SecretsDir::give_to)
 //! changes the owner. When FaaSO runs as a normal user (in the `docker` group, the usual setup)
 //! it cannot, and when the image names its user (`USER app`) the number is only known inside
 //! the image. Then the Docker engine, which runs as root, writes the files: a helper container
@@ -19,8 +19,8 @@ use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::UploadToContainerOptions;
 
-use crate::docker::{DockerError, remove_container};
-use crate::secrets::numeric_user;
+use crate::engine::docker::{DockerError, remove_container};
+use crate::store::secrets::numeric_user;
 
 /// Prefix of a file uploaded but not yet renamed into place.
 const PENDING_PREFIX: &str = ".faaso-new-";
@@ -33,7 +33,8 @@ pub fn is_root_user(user: &str) -> bool {
 
 /// Whether files must go through Docker to reach `image_user` (see the module header).
 pub fn needed(image_user: &str) -> bool {
-    !is_root_user(image_user) && (!crate::files::is_root() || numeric_user(image_user).is_none())
+    !is_root_user(image_user)
+        && (!crate::store::files::is_root() || numeric_user(image_user).is_none())
 }
 
 /// Writes `files` (name, value) into `dir` as files of `image_user`, mode 0600, through a helper
@@ -49,7 +50,7 @@ pub async fn hand_over(
         return Ok(());
     }
     // The funko's user must be able to pass through the folder to its files.
-    crate::files::set_mode(dir, 0o711)
+    crate::store::files::set_mode(dir, 0o711)
         .map_err(|e| DockerError::Gone(format!("{}: {e}", dir.display())))?;
     let owner = numeric_user(image_user);
     let tar = pending_tar(files, owner).map_err(|e| DockerError::Gone(e.to_string()))?;
@@ -142,7 +143,7 @@ pub fn still_ours(dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
         };
         if metadata.is_file()
             && metadata.uid() == me
-            && crate::secrets::validate_secret_name(&name).is_ok()
+            && crate::store::secrets::validate_secret_name(&name).is_ok()
             && !name.starts_with(PENDING_PREFIX)
         {
             files.push((name, std::fs::read(entry.path())?));
@@ -164,7 +165,7 @@ mod tests {
         }
         // A named user is looked up in the image, whoever runs FaaSO.
         assert!(needed("app"));
-        assert_eq!(needed("65534:65534"), !crate::files::is_root());
+        assert_eq!(needed("65534:65534"), !crate::store::files::is_root());
     }
 
     #[test]

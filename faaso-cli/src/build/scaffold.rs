@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::context::{BuildContext, ContextError};
+use crate::build::context::{BuildContext, ContextError};
+use crate::build::options::{OptionsError, Schema};
+use crate::build::render::{RenderError, Renderer};
+use crate::build::runtime::{Runtime, RuntimeError};
 use crate::conventions::{InvalidName, validate_name};
-use crate::options::{OptionsError, Schema};
-use crate::render::{RenderError, Renderer};
-use crate::runtime::{Runtime, RuntimeError};
 
 /// Why a funko could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +88,7 @@ mod tests {
     #[test]
     fn creates_a_loadable_funko() {
         let dir = tempfile::tempdir().unwrap();
-        for runtime in crate::runtime::builtin_names() {
+        for runtime in crate::build::runtime::builtin_names() {
             let folder = dir.path().join(format!("hello_{runtime}"));
             let name = new_funko(runtime, &folder).unwrap();
             let spec = crate::funko::FunkoSpec::load(&folder).unwrap();

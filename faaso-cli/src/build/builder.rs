@@ -5,9 +5,9 @@ use std::path::Path;
 
 use bollard::Docker;
 
-use crate::context::{BuildContext, ContextError};
+use crate::build::context::{BuildContext, ContextError};
 use crate::conventions::{InvalidName, image_repo, validate_name};
-use crate::docker::{self, BuildOutput, DockerError};
+use crate::engine::docker::{self, BuildOutput, DockerError};
 use crate::funko::{FunkoError, FunkoSpec};
 
 /// What to build.
@@ -17,7 +17,7 @@ pub struct BuildRequest {
     pub name: Option<String>,
     /// Build every step again instead of using Docker's cache.
     pub no_cache: bool,
-    /// Releases to keep after the build (older ones are pruned, see [`crate::releases`]).
+    /// Releases to keep after the build (older ones are pruned, see [`crate::engine::releases`]).
     pub keep_releases: usize,
 }
 
@@ -26,7 +26,7 @@ impl Default for BuildRequest {
         BuildRequest {
             name: None,
             no_cache: false,
-            keep_releases: crate::releases::DEFAULT_KEEP,
+            keep_releases: crate::engine::releases::DEFAULT_KEEP,
         }
     }
 }
@@ -155,7 +155,7 @@ pub async fn build_context(
     }
     let stamped = release_tag(docker, &repo, image_id.as_deref()).await?;
     docker::tag_image(docker, &latest, &repo, &stamped).await?;
-    for tag in crate::releases::prune(docker, name, keep_releases).await? {
+    for tag in crate::engine::releases::prune(docker, name, keep_releases).await? {
         on_event(BuildEvent::Output(format!("removed old release {tag}")));
     }
     Ok(Built {

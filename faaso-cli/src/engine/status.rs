@@ -41,9 +41,9 @@ use bollard::models::{ContainerSummary, ImageSummary};
 use serde::{Deserialize, Serialize};
 
 use crate::conventions::{image_repo, parse_instance_name, validate_name};
-use crate::deploy::short_id;
-use crate::docker;
-use crate::lifecycle::{Lifecycle, LifecycleError};
+use crate::engine::deploy::short_id;
+use crate::engine::docker;
+use crate::engine::lifecycle::{Lifecycle, LifecycleError};
 
 /// One funko's status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,8 +109,9 @@ impl Lifecycle {
             validate_name(name)?;
         }
         let mut containers = docker::list_all_instances(&self.docker).await?;
-        if self.orchestrator == crate::swarm::Orchestrator::Swarm {
-            containers.extend(crate::swarm::task_instances(&self.docker, &self.network).await?);
+        if self.orchestrator == crate::engine::swarm::Orchestrator::Swarm {
+            containers
+                .extend(crate::engine::swarm::task_instances(&self.docker, &self.network).await?);
         }
         let images = docker::list_all_images(&self.docker).await?;
         statuses(names, &containers, &images, &self.state, &self.network)
@@ -124,7 +125,7 @@ pub fn statuses(
     names: &[String],
     containers: &[ContainerSummary],
     images: &[ImageSummary],
-    state: &crate::state::StateDir,
+    state: &crate::store::state::StateDir,
     network: &str,
 ) -> Result<Vec<FunkoStatus>, LifecycleError> {
     let listing = state.all()?;
@@ -246,7 +247,7 @@ fn build_status(
                 node: c
                     .labels
                     .as_ref()
-                    .and_then(|l| l.get(crate::swarm::NODE_LABEL))
+                    .and_then(|l| l.get(crate::engine::swarm::NODE_LABEL))
                     .cloned(),
             }
         })
@@ -347,7 +348,7 @@ mod tests {
             Some("hello")
         );
         assert_eq!(crate::conventions::funko_of_image("nginx:1"), None);
-        use crate::docker::{Health, health_of_status};
+        use crate::engine::docker::{Health, health_of_status};
         assert_eq!(
             health_of_status("Up 2 minutes (healthy)"),
             Some(Health::Healthy)

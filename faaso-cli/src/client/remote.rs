@@ -4,7 +4,7 @@
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use crate::status::FunkoStatus;
+use crate::engine::status::FunkoStatus;
 
 /// A failed remote call.
 #[derive(Debug, thiserror::Error)]

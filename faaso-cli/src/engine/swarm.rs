@@ -37,10 +37,10 @@ use bollard::query_parameters::{
 use crate::conventions::{
     FUNKO_LABEL, MANAGED_LABEL, PREFIX, PROXY_CONTAINER, SUFFIX_LEN, instance_name, is_valid_name,
 };
-use crate::deploy::{Deployed, short_id};
-use crate::docker::DockerError;
-use crate::lifecycle::{Lifecycle, LifecycleError};
-use crate::secrets::numeric_user;
+use crate::engine::deploy::{Deployed, short_id};
+use crate::engine::docker::DockerError;
+use crate::engine::lifecycle::{Lifecycle, LifecycleError};
+use crate::store::secrets::numeric_user;
 
 /// Where funkos run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -388,7 +388,7 @@ impl Lifecycle {
         image_id: &str,
         report: &mut (dyn FnMut(String) + Send),
     ) -> Result<String, LifecycleError> {
-        let tags = crate::docker::image_inspect(&self.docker, image_id)
+        let tags = crate::engine::docker::image_inspect(&self.docker, image_id)
             .await?
             .and_then(|i| i.repo_tags)
             .unwrap_or_default();
@@ -399,7 +399,7 @@ impl Lifecycle {
         let (repo, tag) = reference
             .rsplit_once(':')
             .unwrap_or((reference.as_str(), "latest"));
-        crate::docker::tag_image(&self.docker, image_id, repo, tag).await?;
+        crate::engine::docker::tag_image(&self.docker, image_id, repo, tag).await?;
         let options = bollard::query_parameters::PushImageOptions {
             tag: Some(tag.to_string()),
             ..Default::default()
@@ -438,7 +438,7 @@ impl Lifecycle {
     pub(crate) async fn swarm_running(
         &self,
         funko: &str,
-    ) -> Result<Vec<crate::lifecycle::RunningInstance>, LifecycleError> {
+    ) -> Result<Vec<crate::engine::lifecycle::RunningInstance>, LifecycleError> {
         let mut running: Vec<_> = task_instances(&self.docker, &self.network)
             .await?
             .into_iter()
@@ -450,7 +450,7 @@ impl Lifecycle {
                     .map(String::as_str)
                     == Some(funko)
             })
-            .map(|c| crate::lifecycle::RunningInstance {
+            .map(|c| crate::engine::lifecycle::RunningInstance {
                 id: c.id.unwrap_or_default(),
                 name: c
                     .names
@@ -513,7 +513,7 @@ impl Lifecycle {
         ]);
         // The image's labels go on the service too: a node without the image yet and the
         // gateway's routing table read settings (port, limits, scaling) from the service.
-        let mut container_labels = crate::docker::image_inspect(&self.docker, image_id)
+        let mut container_labels = crate::engine::docker::image_inspect(&self.docker, image_id)
             .await?
             .and_then(|i| i.config)
             .and_then(|c| c.labels)
@@ -792,7 +792,7 @@ impl Lifecycle {
             .and_then(|t| t.container_spec.as_ref())
             .and_then(|c| c.image.clone())
             .unwrap_or_default();
-        let tags = crate::docker::image_inspect(&self.docker, &image_id)
+        let tags = crate::engine::docker::image_inspect(&self.docker, &image_id)
             .await?
             .and_then(|i| i.repo_tags)
             .unwrap_or_default();
@@ -834,7 +834,7 @@ impl Lifecycle {
                 .and_then(|t| t.container_spec.as_ref())
                 .and_then(|c| c.image.clone());
             if let Some(serving) = serving.filter(|s| *s != image) {
-                crate::docker::tag_image(
+                crate::engine::docker::tag_image(
                     &self.docker,
                     &serving,
                     &crate::conventions::image_repo(funko),
@@ -958,7 +958,7 @@ impl Lifecycle {
         funko: &str,
         follow: bool,
         tail: Option<u32>,
-        out: &mut (dyn FnMut(crate::logs::LogLine) + Send),
+        out: &mut (dyn FnMut(crate::engine::logs::LogLine) + Send),
     ) -> Result<(), LifecycleError> {
         use futures_util::StreamExt as _;
         let name = service_name(funko);
@@ -981,14 +981,14 @@ impl Lifecycle {
             pending.push_str(&String::from_utf8_lossy(&output.into_bytes()));
             while let Some(end) = pending.find('\n') {
                 let line: String = pending.drain(..=end).collect();
-                out(crate::logs::LogLine {
+                out(crate::engine::logs::LogLine {
                     instance: name.clone(),
                     line: line.trim_end_matches(['\n', '\r']).to_string(),
                 });
             }
         }
         if !pending.is_empty() {
-            out(crate::logs::LogLine {
+            out(crate::engine::logs::LogLine {
                 instance: name,
                 line: pending,
             });
@@ -1085,7 +1085,7 @@ impl Lifecycle {
     ) -> Result<(), LifecycleError> {
         let versions = self.secret_versions(funko, secret).await?;
         if versions.is_empty() {
-            return Err(crate::secrets::SecretError::NotFound {
+            return Err(crate::store::secrets::SecretError::NotFound {
                 funko: funko.to_string(),
                 secret: secret.to_string(),
             }
