@@ -31,7 +31,7 @@ pub struct Config {
     /// Docker network the instances are reached on.
     pub network: String,
     /// Containers on one engine (`docker`) or services on its Swarm (`swarm`).
-    pub orchestrator: faaso::engine::swarm::Orchestrator,
+    pub orchestrator: faaso::engine::Orchestrator,
     /// Swarm mode: the registry (`host:port`) funko images are pushed to and pulled from.
     pub registry: Option<String>,
     /// Docker engine address; `None` means `DOCKER_HOST` or the local socket.
@@ -223,7 +223,7 @@ impl Config {
             hsts_max_age: None,
             acme: crate::tls::acme::AcmeConfig::default(),
             network: faaso::conventions::NETWORK.to_string(),
-            orchestrator: faaso::engine::swarm::Orchestrator::Docker,
+            orchestrator: faaso::engine::Orchestrator::Docker,
             registry: None,
             docker_host: None,
             password: None,
@@ -896,10 +896,7 @@ mod tests {
         assert_eq!(config.listen.to_string(), "0.0.0.0:8888");
         assert_eq!(config.metrics_listen.to_string(), "127.0.0.1:9091");
         assert_eq!(config.network, "faaso-net");
-        assert_eq!(
-            config.orchestrator,
-            faaso::engine::swarm::Orchestrator::Docker
-        );
+        assert_eq!(config.orchestrator, faaso::engine::Orchestrator::Docker);
         assert_eq!(config.connect_timeout, Duration::from_secs(2));
         assert_eq!(config.idle_timeout, Duration::from_secs(30));
         assert_eq!(config.max_body_bytes, 10 * 1024 * 1024);
@@ -941,10 +938,7 @@ mod tests {
             "{err}"
         );
         config.apply_yaml("orchestrator: swarm\n", file()).unwrap();
-        assert_eq!(
-            config.orchestrator,
-            faaso::engine::swarm::Orchestrator::Swarm
-        );
+        assert_eq!(config.orchestrator, faaso::engine::Orchestrator::Swarm);
         let err = config
             .apply_yaml("orchestrator: nomad\n", file())
             .unwrap_err();

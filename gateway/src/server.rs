@@ -193,7 +193,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
     let wakes = Arc::new(wakes);
     // Swarm keeps each service's replicas itself: nothing to restore, and the scaler (which
     // starts and stops containers) stays out of it.
-    if config.orchestrator == faaso::engine::swarm::Orchestrator::Docker {
+    if config.orchestrator == faaso::engine::Orchestrator::Docker {
         server.add_service(background_service(
             "restore saved scales",
             Restore {

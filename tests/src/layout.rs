@@ -74,10 +74,12 @@ pub fn cycles(src: &Path) -> std::io::Result<Vec<Cycle>> {
     Ok(cycles_in(&uses))
 }
 
+/// Within one folder: (sibling, sibling it uses) → the uses behind that edge.
+type Edges = BTreeMap<(String, String), Vec<Use>>;
+
 /// The cycles made by `uses`, folder by folder.
 pub fn cycles_in(uses: &[Use]) -> Vec<Cycle> {
-    // folder → sibling → siblings it uses (with the uses behind each edge)
-    let mut folders: BTreeMap<Vec<String>, BTreeMap<(String, String), Vec<Use>>> = BTreeMap::new();
+    let mut folders: BTreeMap<Vec<String>, Edges> = BTreeMap::new();
     for edge in uses {
         let common = edge
             .from

@@ -39,7 +39,7 @@ impl LogsArgs {
         let logs = async {
             match super::target(global, &ui).await? {
                 Target::Local(lifecycle) => {
-                    let mut print = |line: faaso::engine::logs::LogLine| {
+                    let mut print = |line: faaso::engine::LogLine| {
                         println!("{} | {}", line.instance, line.line)
                     };
                     lifecycle

@@ -122,7 +122,7 @@ impl Cli {
 
 /// Where a command acts: this machine's Docker engine, or a gateway's admin API.
 pub enum Target {
-    Local(Box<faaso::engine::lifecycle::Lifecycle>),
+    Local(Box<faaso::engine::Lifecycle>),
     Remote(faaso::client::remote::Remote),
 }
 
@@ -186,11 +186,8 @@ pub async fn remote(
 
 /// The lifecycle on the local Docker engine (said in one line), with the same state and
 /// secrets folders as the gateway uses by default (`FAASO_STATE_DIR`, `FAASO_SECRETS_DIR`).
-pub async fn local_lifecycle(
-    global: &Global,
-    ui: &Ui,
-) -> anyhow::Result<faaso::engine::lifecycle::Lifecycle> {
-    use faaso::engine::swarm::Orchestrator;
+pub async fn local_lifecycle(global: &Global, ui: &Ui) -> anyhow::Result<faaso::engine::Lifecycle> {
+    use faaso::engine::Orchestrator;
     let orchestrator = match std::env::var("FAASO_ORCHESTRATOR") {
         _ if global.swarm => Orchestrator::Swarm,
         Ok(text) if !text.is_empty() => text
@@ -204,7 +201,7 @@ pub async fn local_lifecycle(
     });
     let docker = faaso::engine::docker::connect().await?;
     let env = faaso::store::dirs::process_env;
-    let mut lifecycle = faaso::engine::lifecycle::Lifecycle::new(
+    let mut lifecycle = faaso::engine::Lifecycle::new(
         docker,
         faaso::store::state::StateDir::new(faaso::store::dirs::state_dir(env)),
         faaso::store::secrets::SecretsDir::new(faaso::store::dirs::secrets_dir(env)),

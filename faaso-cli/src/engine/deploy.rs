@@ -12,28 +12,7 @@
 
 use crate::conventions::{self, image_repo, validate_name};
 use crate::engine::docker;
-use crate::engine::lifecycle::{Lifecycle, LifecycleError};
-
-/// What a deploy did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Deployed {
-    /// Instances replaced.
-    pub replaced: usize,
-    /// Instances that already ran the newest image.
-    pub current: usize,
-}
-
-impl Deployed {
-    /// The one-line summary, the same in local and remote mode.
-    pub fn summary(&self, funko: &str) -> String {
-        format!(
-            "{funko}: {} instance{} replaced, {} already current",
-            self.replaced,
-            if self.replaced == 1 { "" } else { "s" },
-            self.current
-        )
-    }
-}
+use crate::engine::{Deployed, Lifecycle, LifecycleError, Orchestrate, short_id};
 
 impl Lifecycle {
     /// Rolls the funko's instances over to its newest image.
@@ -47,72 +26,13 @@ impl Lifecycle {
         self.deploy_locked(funko, report).await
     }
 
+    /// [`Lifecycle::deploy`] with the funko's lock held.
     async fn deploy_locked(
         &self,
         funko: &str,
         report: &mut (dyn FnMut(String) + Send),
     ) -> Result<Deployed, LifecycleError> {
-        if self.orchestrator == crate::engine::swarm::Orchestrator::Swarm {
-            return self.swarm_deploy(funko, report).await;
-        }
-        let (image, user) = self.latest_image(funko).await?;
-        let running = self.running(funko).await?;
-        if running.is_empty() {
-            return Err(LifecycleError::NotRunning {
-                funko: funko.to_string(),
-            });
-        }
-        let (current, outdated): (Vec<_>, Vec<_>) =
-            running.into_iter().partition(|i| i.image_id == image);
-        if outdated.is_empty() {
-            report(format!(
-                "{funko}: all {} instances run the newest image",
-                current.len()
-            ));
-            return Ok(Deployed {
-                replaced: 0,
-                current: current.len(),
-            });
-        }
-        report(format!(
-            "{funko}: replacing {} instance{} with image {}",
-            outdated.len(),
-            if outdated.len() == 1 { "" } else { "s" },
-            short_id(&image)
-        ));
-        for (step, old) in outdated.iter().enumerate() {
-            let new = self.start_instance(funko, &image, &user).await?;
-            report(format!("started {new}, waiting for GET /ping"));
-            if let Err(err) = self.wait_ready(&new).await {
-                let _ = docker::remove_container(&self.docker, &new).await;
-                report(format!(
-                    "removed {new}; {} old instance{} kept serving",
-                    outdated.len() - step,
-                    if outdated.len() - step == 1 { "" } else { "s" }
-                ));
-                if step == 0 {
-                    // Nothing runs the new image: `latest` goes back to what serves.
-                    let serving = &outdated[0].image_id;
-                    docker::tag_image(&self.docker, serving, &image_repo(funko), "latest").await?;
-                    report(format!(
-                        "{} is back on image {}, which serves",
-                        conventions::image_latest(funko),
-                        short_id(serving)
-                    ));
-                }
-                return Err(err);
-            }
-            docker::stop_and_remove(&self.docker, &old.id, self.stop_seconds()).await?;
-            report(format!("replaced {} with {new}", old.name));
-        }
-        report(format!(
-            "{funko}: deployed to {} instances",
-            outdated.len() + current.len()
-        ));
-        Ok(Deployed {
-            replaced: outdated.len(),
-            current: current.len(),
-        })
+        self.backend().deploy(funko, report).await
     }
 }
 
@@ -196,10 +116,4 @@ impl Lifecycle {
             deployed: Some(deployed),
         })
     }
-}
-
-/// An image id without its `sha256:` prefix, 12 characters.
-pub fn short_id(id: &str) -> &str {
-    let id = id.strip_prefix("sha256:").unwrap_or(id);
-    &id[..id.len().min(12)]
 }

@@ -41,9 +41,8 @@ use bollard::models::{ContainerSummary, ImageSummary};
 use serde::{Deserialize, Serialize};
 
 use crate::conventions::{image_repo, parse_instance_name, validate_name};
-use crate::engine::deploy::short_id;
 use crate::engine::docker;
-use crate::engine::lifecycle::{Lifecycle, LifecycleError};
+use crate::engine::{Lifecycle, LifecycleError, Orchestrate, short_id};
 
 /// One funko's status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,11 +107,7 @@ impl Lifecycle {
         for name in names {
             validate_name(name)?;
         }
-        let mut containers = docker::list_all_instances(&self.docker).await?;
-        if self.orchestrator == crate::engine::swarm::Orchestrator::Swarm {
-            containers
-                .extend(crate::engine::swarm::task_instances(&self.docker, &self.network).await?);
-        }
+        let containers = self.backend().instances().await?;
         let images = docker::list_all_images(&self.docker).await?;
         statuses(names, &containers, &images, &self.state, &self.network)
     }

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use faaso::engine::lifecycle::Lifecycle;
+use faaso::engine::Lifecycle;
 use faaso::store::secrets::SecretsDir;
 use faaso::store::state::StateDir;
 use pingora::prelude::*;
@@ -50,7 +50,7 @@ const MAX_SMALL_BODY: usize = 64 * 1024;
 pub struct AdminSettings {
     pub docker_host: Option<String>,
     pub network: String,
-    pub orchestrator: faaso::engine::swarm::Orchestrator,
+    pub orchestrator: faaso::engine::Orchestrator,
     pub registry: Option<String>,
     pub state_dir: PathBuf,
     pub secrets_dir: PathBuf,
@@ -384,7 +384,7 @@ impl Admin {
                 match self.lifecycle().await?.remove_secret(&funko, secret).await {
                     Ok(()) => respond(session, 200, json!({ "ok": true })).await,
                     Err(
-                        err @ faaso::engine::lifecycle::LifecycleError::Secret(
+                        err @ faaso::engine::LifecycleError::Secret(
                             faaso::store::secrets::SecretError::NotFound { .. },
                         ),
                     ) => Err(reject(404, err.to_string())),
@@ -574,10 +574,10 @@ pub(crate) async fn require_funko(
     ))
 }
 
-pub(crate) fn lifecycle_reject(err: faaso::engine::lifecycle::LifecycleError) -> Reject {
+pub(crate) fn lifecycle_reject(err: faaso::engine::LifecycleError) -> Reject {
     match err {
-        faaso::engine::lifecycle::LifecycleError::Unknown { .. } => reject(404, err.to_string()),
-        faaso::engine::lifecycle::LifecycleError::Name(_) => reject(400, err.to_string()),
+        faaso::engine::LifecycleError::Unknown { .. } => reject(404, err.to_string()),
+        faaso::engine::LifecycleError::Name(_) => reject(400, err.to_string()),
         other => reject(500, other.to_string()),
     }
 }

@@ -48,7 +48,7 @@ pub struct Discovery {
     pub network: String,
     pub resync_interval: Duration,
     /// In Swarm mode the funko services' tasks are instances too (see [`faaso::engine::swarm`]).
-    pub orchestrator: faaso::engine::swarm::Orchestrator,
+    pub orchestrator: faaso::engine::Orchestrator,
     /// Connection settings of the instances' peers.
     pub timeouts: PeerTimeouts,
     pub table: SharedRoutes,
@@ -179,7 +179,7 @@ impl Discovery {
         synced: &mut bool,
     ) -> Result<std::convert::Infallible, SyncError> {
         let docker = faaso::engine::docker::connect_to(self.docker_host.as_deref()).await?;
-        let swarm = self.orchestrator == faaso::engine::swarm::Orchestrator::Swarm;
+        let swarm = self.orchestrator == faaso::engine::Orchestrator::Swarm;
         let network = if swarm {
             faaso::engine::swarm::ensure_overlay(&docker, &self.network).await
         } else {
@@ -287,7 +287,7 @@ impl Discovery {
                 source,
             })?;
         let mut containers = containers;
-        if self.orchestrator == faaso::engine::swarm::Orchestrator::Swarm {
+        if self.orchestrator == faaso::engine::Orchestrator::Swarm {
             containers.extend(faaso::engine::swarm::task_instances(docker, &self.network).await?);
         }
         let image_funkos = image_funkos(&images);

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use faaso::engine::lifecycle::Lifecycle;
+use faaso::engine::Lifecycle;
 use faaso::store::secrets::SecretsDir;
 use faaso::store::state::StateDir;
 use pingora::server::ShutdownWatch;
@@ -37,7 +37,7 @@ pub struct LifecycleConfig {
     pub network: String,
     pub state_dir: PathBuf,
     pub secrets_dir: PathBuf,
-    pub orchestrator: faaso::engine::swarm::Orchestrator,
+    pub orchestrator: faaso::engine::Orchestrator,
     pub registry: Option<String>,
 }
 
@@ -147,7 +147,7 @@ async fn reconcile(lifecycle: &Lifecycle, retries: &mut HashMap<String, (Instant
                 tracing::info!(funko = %funko, scale = state.scale, was = running, "reconcile: back at its scale");
                 retries.remove(&funko);
             }
-            Err(faaso::engine::lifecycle::LifecycleError::State(err)) if err.is_busy() => {}
+            Err(faaso::engine::LifecycleError::State(err)) if err.is_busy() => {}
             Err(err) => {
                 let delay = retries
                     .get(&funko)

@@ -496,7 +496,7 @@ async fn listed_statuses(
     admin: &Admin,
     names: Vec<String>,
 ) -> std::result::Result<
-    Option<std::result::Result<Vec<FunkoStatus>, faaso::engine::lifecycle::LifecycleError>>,
+    Option<std::result::Result<Vec<FunkoStatus>, faaso::engine::LifecycleError>>,
     Refusal,
 > {
     let Some(listing) = admin.ui.discovery.listing.load_full() else {
@@ -526,7 +526,7 @@ async fn status_of(admin: &Admin, name: &str) -> std::result::Result<FunkoStatus
     };
     match found {
         Ok(mut statuses) if !statuses.is_empty() => Ok(statuses.remove(0)),
-        Ok(_) | Err(faaso::engine::lifecycle::LifecycleError::Unknown { .. }) => Err(refuse(
+        Ok(_) | Err(faaso::engine::LifecycleError::Unknown { .. }) => Err(refuse(
             404,
             format!("funko {name} does not exist (no image, no containers, no saved scale)"),
         )),
@@ -1022,7 +1022,7 @@ fn valid(name: &str) -> std::result::Result<String, Refusal> {
 }
 
 async fn require_funko(
-    lifecycle: &faaso::engine::lifecycle::Lifecycle,
+    lifecycle: &faaso::engine::Lifecycle,
     name: &str,
 ) -> std::result::Result<(), Refusal> {
     crate::admin::require_funko(lifecycle, name)
@@ -1030,7 +1030,7 @@ async fn require_funko(
         .map_err(from_admin)
 }
 
-fn lifecycle_refusal(err: faaso::engine::lifecycle::LifecycleError) -> Refusal {
+fn lifecycle_refusal(err: faaso::engine::LifecycleError) -> Refusal {
     from_admin(crate::admin::lifecycle_reject(err))
 }
 

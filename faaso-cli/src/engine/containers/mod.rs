@@ -1,0 +1,323 @@
+//! The seam on one Docker engine: a funko's instances are containers
+//! `faaso-<name>-<suffix>` on the network `faaso-net`, its secrets are files mounted at
+//! `/secrets`, and its scale is saved in `state_dir` (see [`crate::store::state`]).
+//!
+//! - [`rollout`]: `deploy`, one new container ready before each old one stops.
+//! - [`logs`]: the merged logs of the funko's containers.
+
+mod logs;
+mod rollout;
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::time::Duration;
+
+use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
+
+use crate::conventions;
+use crate::engine::docker::{self, InstanceSpec};
+use crate::engine::{
+    Deployed, Lifecycle, LifecycleError, LogLine, Orchestrate, Report, RunningInstance,
+};
+use crate::store::secrets::{SecretError, numeric_user};
+use crate::store::state::FunkoState;
+
+/// A [`Lifecycle`] on one engine's containers.
+pub(crate) struct Containers<'a>(pub(crate) &'a Lifecycle);
+
+impl Deref for Containers<'_> {
+    type Target = Lifecycle;
+
+    fn deref(&self) -> &Lifecycle {
+        self.0
+    }
+}
+
+impl Orchestrate for Containers<'_> {
+    async fn running(&self, funko: &str) -> Result<Vec<RunningInstance>, LifecycleError> {
+        Ok(self.containers(funko).await?.0)
+    }
+
+    async fn scale(
+        &self,
+        funko: &str,
+        scale: u32,
+        report: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(), LifecycleError> {
+        let (running, leftovers) = self.containers(funko).await?;
+        for container in leftovers {
+            if let Some(id) = &container.id {
+                docker::remove_container(&self.docker, id).await?;
+                report(format!(
+                    "removed exited container {}",
+                    display_name(&container)
+                ));
+            }
+        }
+        let target = scale as usize;
+        if running.len() < target {
+            let (image, user) = self.latest_image(funko).await?;
+            for _ in running.len()..target {
+                let name = self.start_instance(funko, &image, &user).await?;
+                if let Err(err) = self.wait_ready(&name).await {
+                    let _ = docker::remove_container(&self.docker, &name).await;
+                    return Err(err);
+                }
+                report(format!("started {name}"));
+            }
+        } else {
+            for instance in running.iter().take(running.len() - target) {
+                docker::stop_and_remove(&self.docker, &instance.id, self.stop_seconds()).await?;
+                report(format!("stopped {}", instance.name));
+            }
+        }
+        self.state.save(funko, FunkoState { scale })?;
+        self.state.set_problem(funko, None)?;
+        report(format!(
+            "{funko}: {scale} instance{}",
+            if scale == 1 { "" } else { "s" }
+        ));
+        Ok(())
+    }
+
+    async fn deploy(&self, funko: &str, report: Report<'_>) -> Result<Deployed, LifecycleError> {
+        self.roll_out(funko, report).await
+    }
+
+    async fn purge(&self, _funko: &str, _report: Report<'_>) -> Result<(), LifecycleError> {
+        // A funko on one engine is its containers and images, which purge removes anyway.
+        Ok(())
+    }
+
+    async fn logs(
+        &self,
+        funko: &str,
+        follow: bool,
+        tail: Option<u32>,
+        out: &mut (dyn FnMut(LogLine) + Send),
+    ) -> Result<(), LifecycleError> {
+        self.merged_logs(funko, follow, tail, out).await
+    }
+
+    async fn instances(&self) -> Result<Vec<ContainerSummary>, LifecycleError> {
+        Ok(docker::list_all_instances(&self.docker).await?)
+    }
+
+    async fn add_secret(
+        &self,
+        funko: &str,
+        secret: &str,
+        value: &[u8],
+    ) -> Result<(), LifecycleError> {
+        let dir = self.secrets.ensure_funko_dir(funko)?;
+        let image = conventions::image_latest(funko);
+        if let Some(info) = docker::image_inspect(&self.docker, &image).await? {
+            let user = info.config.and_then(|c| c.user).unwrap_or_default();
+            if crate::engine::handover::needed(&user) {
+                let files = [(secret.to_string(), value.to_vec())];
+                crate::engine::handover::hand_over(&self.docker, &image, &user, &dir, &files)
+                    .await?;
+                return Ok(());
+            }
+        }
+        Ok(self.secrets.add(funko, secret, value)?)
+    }
+
+    async fn remove_secret(&self, funko: &str, secret: &str) -> Result<(), LifecycleError> {
+        Ok(self.secrets.remove(funko, secret)?)
+    }
+
+    async fn secret_names(&self) -> Result<Vec<(String, Vec<String>)>, LifecycleError> {
+        Ok(self.secrets.list(None)?)
+    }
+}
+
+impl Containers<'_> {
+    /// The funko's containers: running ones (oldest first) and the rest.
+    async fn containers(
+        &self,
+        funko: &str,
+    ) -> Result<(Vec<RunningInstance>, Vec<ContainerSummary>), LifecycleError> {
+        let mut running = Vec::new();
+        let mut other = Vec::new();
+        for container in docker::list_instances(&self.docker, funko).await? {
+            if container.state == Some(ContainerSummaryStateEnum::RUNNING) {
+                running.push(RunningInstance {
+                    id: container.id.clone().unwrap_or_default(),
+                    name: container
+                        .names
+                        .as_ref()
+                        .and_then(|n| n.first())
+                        .map(|n| n.trim_start_matches('/').to_string())
+                        .unwrap_or_default(),
+                    image_id: container.image_id.clone().unwrap_or_default(),
+                    created: container.created.unwrap_or_default(),
+                });
+            } else {
+                other.push(container);
+            }
+        }
+        running.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.name.cmp(&b.name)));
+        Ok((running, other))
+    }
+
+    /// Creates and starts one instance of `image`, with the funko's secrets mounted.
+    pub(crate) async fn start_instance(
+        &self,
+        funko: &str,
+        image: &str,
+        image_user: &str,
+    ) -> Result<String, LifecycleError> {
+        let secrets_dir = self.secrets.ensure_funko_dir(funko)?;
+        if crate::engine::handover::needed(image_user) {
+            let pending = crate::engine::handover::still_ours(&secrets_dir).map_err(|source| {
+                SecretError::Io {
+                    path: secrets_dir.clone(),
+                    source,
+                }
+            })?;
+            crate::engine::handover::hand_over(
+                &self.docker,
+                image,
+                image_user,
+                &secrets_dir,
+                &pending,
+            )
+            .await?;
+        } else if let Some((uid, gid)) = numeric_user(image_user) {
+            self.secrets.give_to(funko, uid, gid)?;
+        }
+        let name = conventions::instance_name(funko, &conventions::random_suffix());
+        let spec = InstanceSpec {
+            funko: funko.to_string(),
+            name: name.clone(),
+            image: image.to_string(),
+            network: self.network.clone(),
+            secrets_dir,
+        };
+        docker::create_instance(&self.docker, &spec).await?;
+        Ok(name)
+    }
+
+    /// Why an instance that Docker restarts failed. Once it runs again Docker reports exit code 0,
+    /// so the exit code is read while it is between runs (Docker waits 100 ms and more before
+    /// each restart), looking for up to 2 s.
+    async fn restart_reason(
+        &self,
+        name: &str,
+        mut state: docker::ContainerState,
+    ) -> Result<String, LifecycleError> {
+        let start = std::time::Instant::now();
+        while state.status == "running" && start.elapsed() < Duration::from_secs(2) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            match docker::inspect_state(&self.docker, name, &self.network).await? {
+                Some(now) => state = now,
+                None => return Ok("the container is gone".to_string()),
+            }
+        }
+        Ok(match (state.status.as_str(), state.exit_code) {
+            ("running", _) | (_, None) => format!(
+                "it exited and Docker restarted it {} time(s)",
+                state.restart_count
+            ),
+            (_, Some(code)) => format!("it exited with code {code} and Docker is restarting it"),
+        })
+    }
+
+    /// Waits until a new instance is ready for requests: running without having restarted,
+    /// healthy where the image has a health check, and answering `GET /ping` on its network
+    /// address (unless labelled `faaso.healthcheck=off`). An instance that exits, restarts or is
+    /// gone fails at once; one that is not ready within `ready_timeout` fails then. The error
+    /// carries the instance's last log lines.
+    pub(crate) async fn wait_ready(&self, name: &str) -> Result<(), LifecycleError> {
+        let start = std::time::Instant::now();
+        let end = self.ready_by.map_or(start + self.ready_timeout, |by| {
+            by.min(start + self.ready_timeout)
+        });
+        let mut last = String::from("not started");
+        let mut failed = false;
+        while std::time::Instant::now() < end {
+            match docker::inspect_state(&self.docker, name, &self.network).await? {
+                None => {
+                    last = "the container is gone".to_string();
+                    failed = true;
+                }
+                Some(state) if state.restart_count > 0 || state.status == "restarting" => {
+                    last = self.restart_reason(name, state).await?;
+                    failed = true;
+                }
+                Some(state) if state.status == "exited" || state.status == "dead" => {
+                    last = format!("it exited with code {}", state.exit_code.unwrap_or(-1));
+                    failed = true;
+                }
+                Some(state) if state.status == "running" => match state.health.as_deref() {
+                    Some("unhealthy") => {
+                        last = "Docker's health check says unhealthy".to_string();
+                        failed = true;
+                    }
+                    Some(other) if other != "healthy" => last = format!("Docker health is {other}"),
+                    _ if !state.active_checks => return Ok(()),
+                    _ => {
+                        let addr = state
+                            .ip
+                            .as_deref()
+                            .and_then(|ip| ip.parse().ok())
+                            .map(|ip| SocketAddr::new(ip, state.port));
+                        match addr {
+                            Some(addr) => {
+                                let left = end.saturating_duration_since(std::time::Instant::now());
+                                let wait =
+                                    left.clamp(Duration::from_millis(50), Duration::from_secs(2));
+                                match crate::engine::probe::ping(addr, wait).await {
+                                    Ok(()) => return Ok(()),
+                                    Err(reason) => last = format!("GET /ping: {reason}"),
+                                }
+                            }
+                            None => last = format!("no address on {}", self.network),
+                        }
+                    }
+                },
+                Some(state) => last = format!("state {}", state.status),
+            }
+            if failed {
+                break;
+            }
+            tokio::time::sleep(self.ready_poll).await;
+        }
+        if !failed {
+            last = format!("{last} (after {:?})", end.duration_since(start));
+        }
+        Err(LifecycleError::NotReady {
+            instance: name.to_string(),
+            reason: last,
+            logs: self.last_log_lines(name, 10).await,
+        })
+    }
+
+    /// The last lines of a container's log, as text for an error message.
+    async fn last_log_lines(&self, name: &str, lines: usize) -> String {
+        use futures_util::StreamExt;
+        let stream = docker::container_logs(&self.docker, name, false, &lines.to_string(), false);
+        let chunks: Vec<String> = stream.filter_map(|r| async move { r.ok() }).collect().await;
+        let text = chunks.concat();
+        let text = text.trim();
+        if text.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; its last log lines: {}",
+                text.lines().collect::<Vec<_>>().join(" | ")
+            )
+        }
+    }
+}
+
+fn display_name(container: &ContainerSummary) -> String {
+    container
+        .names
+        .as_ref()
+        .and_then(|n| n.first())
+        .map(|n| n.trim_start_matches('/').to_string())
+        .or_else(|| container.id.clone())
+        .unwrap_or_default()
+}
