@@ -32,9 +32,10 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use serde_json::{Value, json};
 
+use crate::admin::Admin;
 use crate::admin::auth::Verdict;
+use crate::admin::request::read_small_body;
 use crate::admin::stream::{Encoding, Line, WhenClientLeaves, stream_encoded, stream_operation};
-use crate::admin::{Admin, read_small_body};
 use crate::services::discovery::DiscoveryView;
 use pages::{Frame, Pages, STREAM_MARK};
 use sessions::{Active, COOKIE, LOGIN_COOKIE, Sessions, cookie, set_cookie, token, tokens_match};
@@ -105,7 +106,7 @@ impl Request {
     }
 
     fn query(&self, name: &str) -> Option<String> {
-        crate::admin::query_param(&self.query, name)
+        crate::admin::request::query_param(&self.query, name)
     }
 }
 
@@ -1018,23 +1019,23 @@ fn parse_form(body: &[u8]) -> HashMap<String, String> {
 }
 
 fn valid(name: &str) -> std::result::Result<String, Refusal> {
-    crate::admin::valid(name).map_err(from_admin)
+    crate::admin::request::valid(name).map_err(from_admin)
 }
 
 async fn require_funko(
     lifecycle: &faaso::engine::Lifecycle,
     name: &str,
 ) -> std::result::Result<(), Refusal> {
-    crate::admin::require_funko(lifecycle, name)
+    crate::admin::request::require_funko(lifecycle, name)
         .await
         .map_err(from_admin)
 }
 
 fn lifecycle_refusal(err: faaso::engine::LifecycleError) -> Refusal {
-    from_admin(crate::admin::lifecycle_reject(err))
+    from_admin(crate::admin::request::lifecycle_reject(err))
 }
 
-fn from_admin(reject: crate::admin::Reject) -> Refusal {
+fn from_admin(reject: crate::admin::request::Reject) -> Refusal {
     refuse(reject.status, reject.message)
 }
 
