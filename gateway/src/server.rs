@@ -238,6 +238,10 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
         (None, Some(password)) => Secret::Plain(password.clone()),
         (None, None) => Secret::None,
     };
+    // `Strict-Transport-Security` for answers over HTTPS (the proxy's and the web UI's).
+    let hsts = config
+        .hsts_max_age
+        .and_then(|age| http::HeaderValue::try_from(format!("max-age={}", age.as_secs())).ok());
     let admin = Admin::new(
         Auth::new(secret),
         AdminSettings {
@@ -266,6 +270,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
             started_at: std::time::SystemTime::now(),
             config: config.shown(),
             metrics_on: config.metrics,
+            hsts: hsts.clone(),
         },
     );
     // HTTPS: one certificate store for every worker's listener, fed by the files (reloaded on
@@ -306,12 +311,6 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
         }
         None => None,
     };
-    let hsts = config
-        .hsts_max_age
-        .and_then(|age| http::HeaderValue::try_from(format!("max-age={}", age.as_secs())).ok());
-    if let Some(hsts) = &hsts {
-        crate::tls::set_hsts(hsts.clone());
-    }
     let https = tls
         .as_ref()
         .map(|(addr, _, challenges)| crate::proxy::HttpsSettings {

@@ -15,8 +15,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::HeaderValue;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::protocols::Stream;
@@ -24,19 +22,12 @@ use pingora::protocols::http::HttpTask;
 use pingora::protocols::http::v1::client::HttpSession as InstanceSession;
 use tokio::net::TcpStream;
 
+use super::answer::{self, Relayed};
+use super::context::Shaping;
 use crate::routing::table::PeerTimeouts;
 
-/// What the gateway adds to the instance's answer.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Added<'a> {
-    /// `X-Request-Id`.
-    pub request_id: Option<&'a HeaderValue>,
-    /// `Strict-Transport-Security` (HTTPS with `hsts_max_age`).
-    pub hsts: Option<&'a HeaderValue>,
-}
-
 /// Opens a new connection to an instance within `timeout`.
-pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Stream> {
+pub(super) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Stream> {
     match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(stream)) => {
             // Small frames both ways: no Nagle delay.
@@ -59,7 +50,7 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Stream> {
 
 /// Pingora's HTTP/1.1 session on a connection to an instance, with the instance's timeouts
 /// on every read and write.
-pub fn instance_session(stream: Stream, timeouts: &PeerTimeouts) -> InstanceSession {
+pub(super) fn instance_session(stream: Stream, timeouts: &PeerTimeouts) -> InstanceSession {
     let mut instance = InstanceSession::new(stream);
     instance.read_timeout = Some(timeouts.read);
     instance.write_timeout = Some(timeouts.write);
@@ -67,7 +58,7 @@ pub fn instance_session(stream: Stream, timeouts: &PeerTimeouts) -> InstanceSess
 }
 
 /// Whether sending a request twice has the effect of sending it once (RFC 9110, 9.2.2).
-pub fn is_idempotent(method: &http::Method) -> bool {
+pub(super) fn is_idempotent(method: &http::Method) -> bool {
     use http::Method;
     [
         Method::GET,
@@ -82,7 +73,7 @@ pub fn is_idempotent(method: &http::Method) -> bool {
 
 /// Why an exchange failed.
 #[derive(Debug)]
-pub enum Failure {
+pub(super) enum Failure {
     /// A pooled connection was found closed before the instance answered: try a new one.
     Stale(Box<Error>),
     /// A new connection was lost before the instance answered a request that may be sent
@@ -95,9 +86,9 @@ pub enum Failure {
 
 /// How an exchange ended.
 #[derive(Debug)]
-pub struct Done {
+pub(super) struct Done {
     /// The connection, when it can carry another request.
-    pub reusable: Option<Stream>,
+    pub(super) reusable: Option<Stream>,
 }
 
 /// Sends `request` on `stream` and relays the instance's answer to the client.
@@ -107,16 +98,15 @@ pub struct Done {
 /// that is [`Failure::Stale`], and the caller sends the request again on a new connection. The
 /// same on a new connection is [`Failure::Lost`]: the instance went away, and the caller tries
 /// another. A request that is not idempotent is not sent twice once it may have arrived.
-pub async fn exchange(
+pub(super) async fn exchange(
     session: &mut Session,
     stream: Stream,
     reused: bool,
     idempotent: bool,
     request: RequestHeader,
     timeouts: &PeerTimeouts,
-    added: Added<'_>,
+    shaping: &Shaping,
 ) -> std::result::Result<Done, Failure> {
-    let Added { request_id, hsts } = added;
     let lost = |e: &Error| {
         matches!(
             e.etype(),
@@ -133,38 +123,19 @@ pub async fn exchange(
         .write_request_header(Box::new(request))
         .await
         .map_err(|e| failed(e, true))?;
-    loop {
-        instance
-            .read_response()
-            .await
-            .map_err(|e| failed(e, idempotent))?;
-        let status = instance.get_status().map_or(0, |s| s.as_u16());
-        match status {
-            // 100 Continue, 103 Early Hints: the real answer follows.
-            100..=199 if status != 101 => continue,
-            101 => {
-                return Err(Failure::Failed(Error::explain(
-                    ErrorType::InvalidHTTPHeader,
-                    "101 to a request that asked for no upgrade",
-                )));
-            }
-            _ => break,
-        }
-    }
+    answer::final_answer(&mut instance, false)
+        .await
+        .map_err(|e| match e.etype() {
+            ErrorType::InvalidHTTPHeader => Failure::Failed(e.into_up()),
+            _ => failed(e, idempotent),
+        })?;
     let Some(header) = instance.resp_header() else {
         return Err(Failure::Failed(Error::explain(
             ErrorType::InvalidHTTPHeader,
             "no response header",
         )));
     };
-    let mut response = Box::new(
-        crate::http::headers::client_response(header, request_id).map_err(Failure::Failed)?,
-    );
-    if let Some(hsts) = hsts {
-        response
-            .insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())
-            .map_err(Failure::Failed)?;
-    }
+    let mut response = Box::new(answer::shape(header, shaping).map_err(Failure::Failed)?);
     // Asked first: it also sets up how the body is read (HEAD, 204 and 304 have none).
     let body_done = instance.is_body_done();
     let no_body = body_done
@@ -201,7 +172,7 @@ pub async fn exchange(
         .read_body_bytes()
         .await
         .map_err(|e| Failure::Failed(e.into_up()))?;
-    let mut end = first.is_none() || instance.is_body_done();
+    let end = first.is_none() || instance.is_body_done();
     let tasks = vec![
         HttpTask::Header(response, false),
         HttpTask::Body(first, end),
@@ -209,20 +180,8 @@ pub async fn exchange(
     if session.write_response_tasks(tasks).await.is_err() {
         return Ok(Done { reusable: None });
     }
-    while !end {
-        let piece: Option<Bytes> = match instance.read_body_bytes().await {
-            Ok(piece) => piece,
-            Err(err) => {
-                // The answer is cut short: the client must not take it for whole.
-                tracing::debug!(error = %err, "instance stopped sending the body");
-                session.set_keepalive(None);
-                return Ok(Done { reusable: None });
-            }
-        };
-        end = piece.is_none() || instance.is_body_done();
-        if session.write_response_body(piece, end).await.is_err() {
-            return Ok(Done { reusable: None });
-        }
+    if answer::relay_body(session, &mut instance, end).await != Relayed::Whole {
+        return Ok(Done { reusable: None });
     }
     instance.respect_keepalive();
     Ok(Done {

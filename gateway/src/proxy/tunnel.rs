@@ -15,17 +15,18 @@
 //! normal); the handshake has the instance's connect and read timeouts.
 
 use bytes::Bytes;
-use http::HeaderValue;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::protocols::Stream;
 use pingora::protocols::http::v1::client::HttpSession as InstanceSession;
 
+use super::answer;
+use super::context::Shaping;
 use crate::routing::table::PeerTimeouts;
 
 /// How a relayed upgrade request ended, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(super) enum Outcome {
     /// The instance answered `101`; the tunnel ran until one side closed.
     Tunnel,
     /// The instance refused the upgrade; its answer was relayed as a normal response.
@@ -37,32 +38,25 @@ pub enum Outcome {
 ///
 /// An `Err` means nothing was written to the client yet (the caller answers with an error);
 /// once the answer's header went out, failures end the relay quietly.
-pub async fn relay(
+pub(super) async fn relay(
     session: &mut Session,
     stream: Stream,
     request: RequestHeader,
     timeouts: PeerTimeouts,
-    request_id: Option<&HeaderValue>,
+    shaping: &Shaping,
 ) -> Result<Outcome> {
-    let mut instance = crate::proxy::exchange::instance_session(stream, &timeouts);
+    let mut instance = super::exchange::instance_session(stream, &timeouts);
     instance
         .write_request_header(Box::new(request))
         .await
         .map_err(|e| e.into_up())?;
-    let mut response = loop {
-        instance.read_response().await.map_err(|e| e.into_up())?;
-        let Some(header) = instance.resp_header() else {
-            return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header");
-        };
-        // 1xx answers other than 101 (100 Continue, 103 Early Hints) precede the real one.
-        if header.status.is_informational() && header.status != 101 {
-            continue;
-        }
-        break Box::new(header.clone());
+    answer::final_answer(&mut instance, true)
+        .await
+        .map_err(|e| e.into_up())?;
+    let Some(header) = instance.resp_header() else {
+        return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header");
     };
-    if let Some(id) = request_id {
-        response.insert_header("X-Request-Id", id.clone())?;
-    }
+    let response = Box::new(answer::shape(header, shaping)?);
     session.write_response_header(response, false).await?;
 
     if session.was_upgraded() && instance.was_upgraded() {
@@ -77,27 +71,7 @@ pub async fn relay(
         Ok(Outcome::Tunnel)
     } else {
         // A refused upgrade is a normal response: its body goes to the client as it comes.
-        loop {
-            match instance.read_body_bytes().await {
-                Ok(Some(data)) => {
-                    if session
-                        .write_response_body(Some(data), false)
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-                Ok(None) => {
-                    let _ = session.write_response_body(None, true).await;
-                    break;
-                }
-                Err(err) => {
-                    tracing::debug!(error = %err, "reading a refused upgrade's body failed");
-                    break;
-                }
-            }
-        }
+        answer::relay_body(session, &mut instance, false).await;
         Ok(Outcome::Refused)
     }
 }

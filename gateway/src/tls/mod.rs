@@ -15,7 +15,7 @@ pub mod certs;
 pub mod plain;
 pub mod reload;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use pingora::listeners::tls::TlsSettings;
 
@@ -35,18 +35,4 @@ pub fn is_tls(session: &pingora::proxy::Session) -> bool {
     session
         .digest()
         .is_some_and(|digest| digest.ssl_digest.is_some())
-}
-
-/// `Strict-Transport-Security` of this process (`hsts_max_age`), set once at start.
-static HSTS: OnceLock<http::HeaderValue> = OnceLock::new();
-
-/// Sets the `Strict-Transport-Security` value that HTTPS answers carry.
-pub fn set_hsts(value: http::HeaderValue) {
-    let _ = HSTS.set(value);
-}
-
-/// The `Strict-Transport-Security` value for an answer on `session`: HTTPS with
-/// `hsts_max_age` only.
-pub fn hsts_for(session: &pingora::proxy::Session) -> Option<&'static http::HeaderValue> {
-    HSTS.get().filter(|_| is_tls(session))
 }

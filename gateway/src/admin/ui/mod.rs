@@ -72,6 +72,8 @@ pub struct Ui {
     /// The configuration as the system page shows it (no secrets).
     pub config: Vec<(&'static str, String)>,
     pub metrics_on: bool,
+    /// `Strict-Transport-Security` for answers over HTTPS (`hsts_max_age`), as the proxy's.
+    pub hsts: Option<http::HeaderValue>,
 }
 
 /// A request answered with an error page.
@@ -159,7 +161,7 @@ pub async fn handle(admin: &Admin, session: &mut Session, client: Option<IpAddr>
                     }),
                 )
                 .unwrap_or_else(|err| err);
-            send_html(session, refusal.status, html, Vec::new()).await?;
+            send_html(admin, session, refusal.status, html, Vec::new()).await?;
             refusal.status
         }
     };
@@ -197,15 +199,21 @@ async fn route(admin: &Admin, session: &mut Session, request: &Request) -> Answe
         return Err(refuse(404, "no such page"));
     };
     if rest.is_empty() {
-        return redirect(session, 308, "/admin/", Vec::new()).await;
+        return redirect(admin, session, 308, "/admin/", Vec::new()).await;
     }
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     match (&request.method, segments.as_slice()) {
         (&Method::GET | &Method::HEAD, ["assets", "style.css"]) => {
-            asset(session, "text/css; charset=utf-8", pages::STYLE).await
+            asset(admin, session, "text/css; charset=utf-8", pages::STYLE).await
         }
         (&Method::GET | &Method::HEAD, ["assets", "app.js"]) => {
-            asset(session, "text/javascript; charset=utf-8", pages::SCRIPT).await
+            asset(
+                admin,
+                session,
+                "text/javascript; charset=utf-8",
+                pages::SCRIPT,
+            )
+            .await
         }
         (&Method::GET, ["login"]) => {
             if request
@@ -213,7 +221,7 @@ async fn route(admin: &Admin, session: &mut Session, request: &Request) -> Answe
                 .and_then(|id| ui.sessions.get(id, Instant::now()))
                 .is_some()
             {
-                return redirect(session, 303, "/admin/", Vec::new()).await;
+                return redirect(admin, session, 303, "/admin/", Vec::new()).await;
             }
             let next = safe_next(request.query("next").as_deref());
             login_page(admin, session, request, 200, None, &next).await
@@ -257,7 +265,7 @@ async fn not_logged_in(admin: &Admin, session: &mut Session, request: &Request) 
             .append_pair("next", &next)
             .finish()
     );
-    redirect(session, 303, &location, Vec::new()).await
+    redirect(admin, session, 303, &location, Vec::new()).await
 }
 
 async fn logged_in(
@@ -296,7 +304,7 @@ async fn logged_in(
                 active,
                 json!({ "funko": funko, "secret": secret }),
             )?;
-            send_html(session, 200, html, Vec::new())
+            send_html(admin, session, 200, html, Vec::new())
                 .await
                 .map_err(internal)?;
             Ok(200)
@@ -312,14 +320,21 @@ async fn logged_in(
                 Err(err) => return Err(refuse(500, err.to_string())),
             }
             let location = format!("/admin/secrets?deleted={funko}/{secret}#funko-{funko}");
-            redirect(session, 303, &location, Vec::new()).await
+            redirect(admin, session, 303, &location, Vec::new()).await
         }
         (&Method::GET, ["system"]) => system_page(admin, session, active).await,
         (&Method::POST, ["logout"]) => {
             read_form(session, active).await?;
             admin.ui.sessions.remove(&active.id);
             let gone = set_cookie(COOKIE, "", "/admin", Some(0), request.secure);
-            redirect(session, 303, "/admin/login", vec![("Set-Cookie", gone)]).await
+            redirect(
+                admin,
+                session,
+                303,
+                "/admin/login",
+                vec![("Set-Cookie", gone)],
+            )
+            .await
         }
         (_, ["funkos" | "secrets" | "system" | "logout", ..]) | (_, []) => Err(refuse(
             405,
@@ -382,7 +397,7 @@ async fn login_page_with(
             }),
         )
         .map_err(|e| refuse(500, e))?;
-    send_html(session, status, html, headers)
+    send_html(admin, session, status, html, headers)
         .await
         .map_err(internal)?;
     Ok(status)
@@ -418,7 +433,7 @@ async fn login(admin: &Admin, session: &mut Session, request: &Request) -> Answe
                 ),
             ];
             tracing::info!(target: "faaso::admin", client = %request.client.map_or_else(|| "-".to_string(), |ip| ip.to_string()), "ui login");
-            redirect(session, 303, &next, headers).await
+            redirect(admin, session, 303, &next, headers).await
         }
         Verdict::Denied => {
             login_page(
@@ -484,7 +499,7 @@ async fn overview(
         render(admin, "overview", "Funkos", "funkos", active, data)?
     };
     let timing = format!("render;dur={:.2}", started.elapsed().as_secs_f64() * 1000.0);
-    send_html(session, 200, html, vec![("Server-Timing", timing)])
+    send_html(admin, session, 200, html, vec![("Server-Timing", timing)])
         .await
         .map_err(internal)?;
     Ok(200)
@@ -545,7 +560,7 @@ async fn funko_page(admin: &Admin, session: &mut Session, active: &Active, name:
         active,
         pages::funko(&status),
     )?;
-    send_html(session, 200, html, Vec::new())
+    send_html(admin, session, 200, html, Vec::new())
         .await
         .map_err(internal)?;
     Ok(200)
@@ -735,7 +750,7 @@ async fn logs_page(
             "lines": lines,
         }),
     )?;
-    send_html(session, 200, html, Vec::new())
+    send_html(admin, session, 200, html, Vec::new())
         .await
         .map_err(internal)?;
     Ok(200)
@@ -842,7 +857,7 @@ async fn secrets_page(
             "funko": request.query("funko").unwrap_or_default(),
         }),
     )?;
-    send_html(session, 200, html, Vec::new())
+    send_html(admin, session, 200, html, Vec::new())
         .await
         .map_err(internal)?;
     Ok(200)
@@ -867,7 +882,7 @@ async fn add_secret(
         .await
         .map_err(|e| refuse(500, e.to_string()))?;
     let location = format!("/admin/secrets?saved={funko}/{secret}#funko-{funko}");
-    redirect(session, 303, &location, Vec::new()).await
+    redirect(admin, session, 303, &location, Vec::new()).await
 }
 
 fn secret_names(funko: &str, secret: &str) -> std::result::Result<(String, String), Refusal> {
@@ -926,7 +941,7 @@ async fn system_page(admin: &Admin, session: &mut Session, active: &Active) -> A
             "config": config,
         }),
     )?;
-    send_html(session, 200, html, Vec::new())
+    send_html(admin, session, 200, html, Vec::new())
         .await
         .map_err(internal)?;
     Ok(200)
@@ -1044,12 +1059,14 @@ fn internal(err: Box<pingora::Error>) -> Refusal {
 }
 
 async fn send_html(
+    admin: &Admin,
     session: &mut Session,
     status: u16,
     html: String,
     extra: Vec<(&'static str, String)>,
 ) -> Result<()> {
     send(
+        admin,
         session,
         status,
         "text/html; charset=utf-8",
@@ -1061,6 +1078,7 @@ async fn send_html(
 }
 
 async fn send(
+    admin: &Admin,
     session: &mut Session,
     status: u16,
     content_type: &str,
@@ -1078,7 +1096,12 @@ async fn send(
     for (name, value) in extra {
         header.append_header(name, value)?;
     }
-    if let Some(hsts) = crate::tls::hsts_for(session) {
+    if let Some(hsts) = admin
+        .ui
+        .hsts
+        .as_ref()
+        .filter(|_| crate::tls::is_tls(session))
+    {
         header.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
     }
     let head_only = session.req_header().method == http::Method::HEAD;
@@ -1092,6 +1115,7 @@ async fn send(
 }
 
 async fn redirect(
+    admin: &Admin,
     session: &mut Session,
     status: u16,
     location: &str,
@@ -1099,6 +1123,7 @@ async fn redirect(
 ) -> Answer {
     extra.push(("Location", location.to_string()));
     send(
+        admin,
         session,
         status,
         "text/plain; charset=utf-8",
@@ -1112,8 +1137,14 @@ async fn redirect(
 }
 
 /// The stylesheet or script: the URL carries a digest of the content, so it may be kept.
-async fn asset(session: &mut Session, content_type: &str, text: &'static str) -> Answer {
+async fn asset(
+    admin: &Admin,
+    session: &mut Session,
+    content_type: &str,
+    text: &'static str,
+) -> Answer {
     send(
+        admin,
         session,
         200,
         content_type,
