@@ -813,6 +813,38 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// The README's configuration table names every key, with its environment variable, in
+    /// the order of [`KEYS`] or not: the same set either way, and nothing more.
+    #[test]
+    fn the_readme_config_table_lists_every_key_with_its_variable() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+            .expect("read the README");
+        let table = readme
+            .split("| key | env | flag | default | meaning |")
+            .nth(1)
+            .expect("the README has the configuration table");
+        let mut documented: Vec<(String, Option<String>)> = Vec::new();
+        for line in table.lines().skip(2) {
+            if !line.starts_with("| `") {
+                break;
+            }
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let unquote = |cell: &str| cell.trim_matches('`').to_string();
+            let env = Some(unquote(cells[2])).filter(|env| !env.is_empty());
+            documented.push((unquote(cells[1]), env));
+        }
+        let mut known: Vec<(String, Option<String>)> = KEYS
+            .iter()
+            .map(|k| (k.name.to_string(), k.env.map(str::to_string)))
+            .collect();
+        documented.sort();
+        known.sort();
+        assert_eq!(
+            documented, known,
+            "README table (left) against config::KEYS (right)"
+        );
+    }
+
     fn no_env(_: &str) -> Option<String> {
         None
     }
