@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::{Global, Target, remote_reporter, reporter};
+use super::Global;
 
 /// Roll out the newest image: start new instances, wait until healthy, then stop old ones
 #[derive(Debug, Args)]
@@ -23,30 +23,9 @@ impl DeployArgs {
     pub async fn run(self, global: &Global) -> anyhow::Result<()> {
         let ui = global.ui();
         faaso::conventions::validate_name(&self.name)?;
-        match super::target(global, &ui).await? {
-            Target::Local(mut lifecycle) => {
-                lifecycle.ready_timeout = std::time::Duration::from_secs(self.timeout);
-                let deployed = lifecycle.deploy(&self.name, &mut reporter(ui)).await?;
-                println!("{}", deployed.summary(&self.name));
-            }
-            Target::Remote(remote) => {
-                let mut summary = None;
-                let mut report = remote_reporter(ui);
-                let mut on_line = |line: faaso::client::remote::StreamLine| {
-                    let faaso::client::remote::StreamLine::Log { line: text, .. } = &line;
-                    if text.contains(" replaced, ") {
-                        summary = Some(text.clone());
-                    } else {
-                        report(line);
-                    }
-                };
-                remote
-                    .deploy(&self.name, self.timeout, &mut on_line)
-                    .await?;
-                if let Some(summary) = summary {
-                    println!("{summary}");
-                }
-            }
+        let mut target = super::target(global, &ui).await?;
+        if let Some(summary) = target.deploy(&self.name, self.timeout, ui).await? {
+            println!("{summary}");
         }
         Ok(())
     }

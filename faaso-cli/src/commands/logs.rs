@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::{Global, Target, remote_reporter};
+use super::Global;
 
 /// Show the logs of all instances of a funko, each line prefixed with its instance
 #[derive(Debug, Args)]
@@ -37,27 +37,8 @@ impl LogsArgs {
         let ui = global.ui();
         faaso::conventions::validate_name(&self.name)?;
         let logs = async {
-            match super::target(global, &ui).await? {
-                Target::Local(lifecycle) => {
-                    let mut print = |line: faaso::engine::LogLine| {
-                        println!("{} | {}", line.instance, line.line)
-                    };
-                    lifecycle
-                        .logs(&self.name, self.follow, self.tail.0, &mut print)
-                        .await?;
-                }
-                Target::Remote(remote) => {
-                    remote
-                        .logs(
-                            &self.name,
-                            self.follow,
-                            self.tail.0,
-                            &mut remote_reporter(ui),
-                        )
-                        .await?;
-                }
-            }
-            anyhow::Ok(())
+            let target = super::target(global, &ui).await?;
+            target.logs(&self.name, self.follow, self.tail.0, ui).await
         };
         tokio::select! {
             result = logs => result,

@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::{Global, Target, remote_reporter};
+use super::Global;
 
 /// Remove old releases (image tags <unix-seconds>), keeping the newest, :latest and what runs
 #[derive(Debug, Args)]
@@ -29,31 +29,7 @@ impl PruneArgs {
         }
         let target = super::target(global, &ui).await?;
         for name in &self.names {
-            let removed = match &target {
-                Target::Local(lifecycle) => {
-                    if !lifecycle.funko_exists(name).await? {
-                        anyhow::bail!("funko {name} does not exist (no image, no containers)");
-                    }
-                    let removed =
-                        faaso::engine::releases::prune(&lifecycle.docker, name, self.keep as usize)
-                            .await?;
-                    for tag in &removed {
-                        ui.note(format!("removed {tag}"));
-                    }
-                    removed.len()
-                }
-                Target::Remote(remote) => {
-                    let mut count = 0;
-                    let mut report = remote_reporter(ui);
-                    remote
-                        .prune(name, self.keep, &mut |line| {
-                            count += 1;
-                            report(line)
-                        })
-                        .await?;
-                    count
-                }
-            };
+            let removed = target.prune(name, self.keep, ui).await?;
             println!(
                 "{name}: {removed} old release{} removed",
                 if removed == 1 { "" } else { "s" }

@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use clap::Args;
 
-use super::{Global, Target, remote_reporter, reporter};
+use super::Global;
 
 /// Stop and remove all containers and images of funkos (secrets are kept)
 #[derive(Debug, Args)]
@@ -28,10 +28,7 @@ impl PurgeArgs {
         }
         let target = super::target(global, &ui).await?;
         for name in &self.names {
-            match &target {
-                Target::Local(lifecycle) => lifecycle.purge(name, &mut reporter(ui)).await?,
-                Target::Remote(remote) => remote.purge(name, &mut remote_reporter(ui)).await?,
-            }
+            target.purge(name, ui).await?;
             println!("{name}: purged");
         }
         Ok(())

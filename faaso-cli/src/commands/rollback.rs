@@ -3,7 +3,7 @@
 
 use clap::Args;
 
-use super::{Global, Target, remote_reporter, reporter};
+use super::Global;
 
 /// Put the release before the one that serves back on :latest and deploy it
 #[derive(Debug, Args)]
@@ -25,31 +25,9 @@ impl RollbackArgs {
     pub async fn run(self, global: &Global) -> anyhow::Result<()> {
         let ui = global.ui();
         faaso::conventions::validate_name(&self.name)?;
-        match super::target(global, &ui).await? {
-            Target::Local(mut lifecycle) => {
-                lifecycle.ready_timeout = std::time::Duration::from_secs(self.timeout);
-                let rolled = lifecycle.rollback(&self.name, &mut reporter(ui)).await?;
-                println!("{}", rolled.summary(&self.name));
-            }
-            Target::Remote(remote) => {
-                let mut summary = None;
-                let mut report = remote_reporter(ui);
-                let prefix = format!("{}: rolled back to ", self.name);
-                let mut on_line = |line: faaso::client::remote::StreamLine| {
-                    let faaso::client::remote::StreamLine::Log { line: text, .. } = &line;
-                    if text.starts_with(&prefix) {
-                        summary = Some(text.clone());
-                    } else {
-                        report(line);
-                    }
-                };
-                remote
-                    .rollback(&self.name, self.timeout, &mut on_line)
-                    .await?;
-                if let Some(summary) = summary {
-                    println!("{summary}");
-                }
-            }
+        let mut target = super::target(global, &ui).await?;
+        if let Some(summary) = target.rollback(&self.name, self.timeout, ui).await? {
+            println!("{summary}");
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::{Global, Target, remote_reporter, reporter};
+use super::Global;
 
 /// Print a funko's scale, or set it
 #[derive(Debug, Args)]
@@ -21,34 +21,17 @@ impl ScaleArgs {
     pub async fn run(self, global: &Global) -> anyhow::Result<()> {
         let ui = global.ui();
         faaso::conventions::validate_name(&self.name)?;
-        let target = super::target(global, &ui).await?;
-        match (self.count, target) {
-            (Some(count), Target::Local(mut lifecycle)) => {
-                lifecycle.ready_timeout = std::time::Duration::from_secs(self.timeout);
-                if count == 0 && !lifecycle.funko_exists(&self.name).await? {
-                    anyhow::bail!(
-                        "funko {} does not exist (no image, no containers)",
-                        self.name
-                    );
+        let mut target = super::target(global, &ui).await?;
+        match self.count {
+            Some(count) => {
+                if count == 0 {
+                    target.require_funko(&self.name).await?;
                 }
-                lifecycle
-                    .scale(&self.name, count, &mut reporter(ui))
-                    .await?;
+                target.scale(&self.name, count, self.timeout, ui).await?;
                 println!("{}: scale {count}", self.name);
             }
-            (Some(count), Target::Remote(remote)) => {
-                remote
-                    .scale(&self.name, count, self.timeout, &mut remote_reporter(ui))
-                    .await?;
-                println!("{}: scale {count}", self.name);
-            }
-            (None, Target::Local(lifecycle)) => {
-                let (saved, running) = lifecycle.current_scale(&self.name).await?;
-                print_scale(&self.name, saved, running);
-            }
-            (None, Target::Remote(remote)) => {
-                let status = remote.status(std::slice::from_ref(&self.name)).await?;
-                let (saved, running) = status.first().map_or((None, 0), |s| (s.scale, s.running));
+            None => {
+                let (saved, running) = target.current_scale(&self.name).await?;
                 print_scale(&self.name, saved, running);
             }
         }

@@ -3,7 +3,7 @@
 use clap::Args;
 use faaso::engine::status::{FunkoStatus, human_age};
 
-use super::{Global, Target};
+use super::Global;
 
 /// Show funkos: scale, instances (health, current or out of date) and images
 #[derive(Debug, Args)]
@@ -23,10 +23,10 @@ impl StatusArgs {
         for name in &self.names {
             faaso::conventions::validate_name(name)?;
         }
-        let status = match super::target(global, &ui).await? {
-            Target::Local(lifecycle) => lifecycle.status(&self.names).await?,
-            Target::Remote(remote) => remote.status(&self.names).await?,
-        };
+        let status = super::target(global, &ui)
+            .await?
+            .status(&self.names)
+            .await?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&status)?);
         } else {

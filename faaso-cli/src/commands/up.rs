@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::{Global, Target, remote_reporter, reporter};
+use super::Global;
 
 /// Start a funko: ensure at least N instances run (default 1, or the saved scale)
 #[derive(Debug, Args)]
@@ -22,28 +22,8 @@ impl UpArgs {
     pub async fn run(self, global: &Global) -> anyhow::Result<()> {
         let ui = global.ui();
         faaso::conventions::validate_name(&self.name)?;
-        let scale = match super::target(global, &ui).await? {
-            Target::Local(mut lifecycle) => {
-                lifecycle.ready_timeout = std::time::Duration::from_secs(self.timeout);
-                lifecycle
-                    .up(&self.name, self.scale, &mut reporter(ui))
-                    .await?
-            }
-            Target::Remote(remote) => {
-                let status = remote.status(std::slice::from_ref(&self.name)).await?;
-                let (saved, running) = status
-                    .first()
-                    .map_or((None, 0), |s| (s.scale, s.running as u32));
-                let wanted = self
-                    .scale
-                    .unwrap_or_else(|| saved.unwrap_or(1).max(1))
-                    .max(running);
-                remote
-                    .scale(&self.name, wanted, self.timeout, &mut remote_reporter(ui))
-                    .await?;
-                wanted
-            }
-        };
+        let mut target = super::target(global, &ui).await?;
+        let scale = target.up(&self.name, self.scale, self.timeout, ui).await?;
         println!(
             "{}: up, {scale} instance{}",
             self.name,

@@ -1,0 +1,324 @@
+//! Where a command acts, in one type: [`Target::Local`] runs the `faaso` library's operations
+//! on this machine's Docker engine, [`Target::Remote`] asks a gateway's admin API to run the
+//! same ones. Commands call [`Target`]'s methods and print the outcome; the two modes differ
+//! only here.
+
+use faaso::client::remote::{Remote, StreamLine};
+use faaso::engine::Lifecycle;
+use faaso::engine::status::FunkoStatus;
+
+use super::Global;
+use crate::ui::Ui;
+
+/// Where a command acts: this machine's Docker engine, or a gateway's admin API.
+pub enum Target {
+    Local(Box<Lifecycle>),
+    Remote(Remote),
+}
+
+/// Chooses where to act, and says so in one line: `--local` → local; else `--server` /
+/// `FAASO_SERVER`, else the server saved by `faaso login` → remote; else local. A remote's
+/// version is compared with ours (a mismatch is a warning).
+pub async fn target(global: &Global, ui: &Ui) -> anyhow::Result<Target> {
+    if let Some(remote) = remote(global, ui).await? {
+        return Ok(Target::Remote(remote));
+    }
+    Ok(Target::Local(Box::new(local_lifecycle(global, ui).await?)))
+}
+
+/// The remote to act on, if any (see [`target`]).
+pub async fn remote(
+    global: &Global,
+    ui: &Ui,
+) -> anyhow::Result<Option<faaso::client::remote::Remote>> {
+    if global.local {
+        return Ok(None);
+    }
+    let env = faaso::store::dirs::process_env;
+    let saved = faaso::client::login::load(&faaso::client::login::config_path(env))?;
+    let Some(server) = global
+        .server
+        .clone()
+        .or_else(|| saved.as_ref().map(|s| s.server.clone()))
+    else {
+        return Ok(None);
+    };
+    let password = env("FAASO_PASSWORD").filter(|p| !p.is_empty()).or_else(|| {
+        saved
+            .as_ref()
+            .filter(|s| {
+                faaso::client::remote::normalize_server(&s.server).ok()
+                    == faaso::client::remote::normalize_server(&server).ok()
+            })
+            .map(|s| s.password.clone())
+    });
+    let same_server = |s: &faaso::client::login::SavedLogin| {
+        faaso::client::remote::normalize_server(&s.server).ok()
+            == faaso::client::remote::normalize_server(&server).ok()
+    };
+    let ca_cert = global.cacert.clone().or_else(|| {
+        saved
+            .as_ref()
+            .filter(|s| same_server(s))
+            .and_then(|s| s.ca_cert.clone())
+    });
+    let remote = faaso::client::remote::Remote::new(&server, password, ca_cert.as_deref())?;
+    ui.note(format!("using the gateway at {}", remote.server));
+    let version = remote.version().await?;
+    if version != faaso::VERSION {
+        ui.note(format!(
+            "warning: the gateway runs version {version}, this client is {}",
+            faaso::VERSION
+        ));
+    }
+    Ok(Some(remote))
+}
+
+/// The lifecycle on the local Docker engine (said in one line), with the same state and
+/// secrets folders as the gateway uses by default (`FAASO_STATE_DIR`, `FAASO_SECRETS_DIR`).
+pub async fn local_lifecycle(global: &Global, ui: &Ui) -> anyhow::Result<faaso::engine::Lifecycle> {
+    use faaso::engine::Orchestrator;
+    let orchestrator = match std::env::var("FAASO_ORCHESTRATOR") {
+        _ if global.swarm => Orchestrator::Swarm,
+        Ok(text) if !text.is_empty() => text
+            .parse()
+            .map_err(|err| anyhow::anyhow!("FAASO_ORCHESTRATOR: {err}"))?,
+        _ => Orchestrator::Docker,
+    };
+    ui.note(match orchestrator {
+        Orchestrator::Docker => "using the local Docker engine",
+        Orchestrator::Swarm => "using the local Docker engine's Swarm",
+    });
+    let docker = faaso::engine::docker::connect().await?;
+    let env = faaso::store::dirs::process_env;
+    let mut lifecycle = faaso::engine::Lifecycle::new(
+        docker,
+        faaso::store::state::StateDir::new(faaso::store::dirs::state_dir(env)),
+        faaso::store::secrets::SecretsDir::new(faaso::store::dirs::secrets_dir(env)),
+    );
+    lifecycle.orchestrator = orchestrator;
+    lifecycle.registry = std::env::var("FAASO_REGISTRY")
+        .ok()
+        .map(|r| r.trim().trim_end_matches('/').to_string())
+        .filter(|r| !r.is_empty());
+    Ok(lifecycle)
+}
+
+/// Prints the lines of a remote operation as local mode prints its progress.
+pub fn remote_reporter(ui: Ui) -> impl FnMut(faaso::client::remote::StreamLine) + Send {
+    move |faaso::client::remote::StreamLine::Log { instance, line }| match instance {
+        Some(instance) => println!("{instance} | {line}"),
+        None => ui.note(line),
+    }
+}
+
+/// Prints progress lines of an operation (hidden with `-q`).
+pub fn reporter(ui: Ui) -> impl FnMut(String) + Send {
+    move |line| ui.note(line)
+}
+
+impl Target {
+    /// Fails with the usual message when the funko has neither an image nor a container (a
+    /// gateway answers that itself).
+    pub async fn require_funko(&self, name: &str) -> anyhow::Result<()> {
+        if let Target::Local(lifecycle) = self
+            && !lifecycle.funko_exists(name).await?
+        {
+            anyhow::bail!("funko {name} does not exist (no image, no containers)");
+        }
+        Ok(())
+    }
+
+    /// Sets the number of instances; new ones may take `timeout` seconds to be ready.
+    pub async fn scale(
+        &mut self,
+        name: &str,
+        count: u32,
+        timeout: u64,
+        ui: Ui,
+    ) -> anyhow::Result<()> {
+        match self {
+            Target::Local(lifecycle) => {
+                lifecycle.ready_timeout = std::time::Duration::from_secs(timeout);
+                lifecycle.scale(name, count, &mut reporter(ui)).await?
+            }
+            Target::Remote(remote) => {
+                remote
+                    .scale(name, count, timeout, &mut remote_reporter(ui))
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
+    /// The saved scale (if any) and the number of running instances.
+    pub async fn current_scale(&self, name: &str) -> anyhow::Result<(Option<u32>, usize)> {
+        Ok(match self {
+            Target::Local(lifecycle) => lifecycle.current_scale(name).await?,
+            Target::Remote(remote) => {
+                let status = remote.status(&[name.to_string()]).await?;
+                status.first().map_or((None, 0), |s| (s.scale, s.running))
+            }
+        })
+    }
+
+    /// Makes sure at least `scale` instances run (default: the saved scale, else 1); returns
+    /// the scale now in effect.
+    pub async fn up(
+        &mut self,
+        name: &str,
+        scale: Option<u32>,
+        timeout: u64,
+        ui: Ui,
+    ) -> anyhow::Result<u32> {
+        if let Target::Local(lifecycle) = self {
+            lifecycle.ready_timeout = std::time::Duration::from_secs(timeout);
+            return Ok(lifecycle.up(name, scale, &mut reporter(ui)).await?);
+        }
+        let (saved, running) = self.current_scale(name).await?;
+        let wanted = scale
+            .unwrap_or_else(|| saved.unwrap_or(1).max(1))
+            .max(running as u32);
+        self.scale(name, wanted, timeout, ui).await?;
+        Ok(wanted)
+    }
+
+    /// Rolls the funko over to its newest image; returns the one-line summary (a gateway may
+    /// send none).
+    pub async fn deploy(
+        &mut self,
+        name: &str,
+        timeout: u64,
+        ui: Ui,
+    ) -> anyhow::Result<Option<String>> {
+        match self {
+            Target::Local(lifecycle) => {
+                lifecycle.ready_timeout = std::time::Duration::from_secs(timeout);
+                let deployed = lifecycle.deploy(name, &mut reporter(ui)).await?;
+                Ok(Some(deployed.summary(name)))
+            }
+            Target::Remote(remote) => {
+                summarised(
+                    ui,
+                    |text| text.contains(" replaced, "),
+                    async |on_line| remote.deploy(name, timeout, on_line).await,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Puts the previous release back and deploys it; returns the one-line summary.
+    pub async fn rollback(
+        &mut self,
+        name: &str,
+        timeout: u64,
+        ui: Ui,
+    ) -> anyhow::Result<Option<String>> {
+        match self {
+            Target::Local(lifecycle) => {
+                lifecycle.ready_timeout = std::time::Duration::from_secs(timeout);
+                let rolled = lifecycle.rollback(name, &mut reporter(ui)).await?;
+                Ok(Some(rolled.summary(name)))
+            }
+            Target::Remote(remote) => {
+                let prefix = format!("{name}: rolled back to ");
+                summarised(
+                    ui,
+                    |text| text.starts_with(&prefix),
+                    async |on_line| remote.rollback(name, timeout, on_line).await,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Removes the funko's containers and images.
+    pub async fn purge(&self, name: &str, ui: Ui) -> anyhow::Result<()> {
+        match self {
+            Target::Local(lifecycle) => lifecycle.purge(name, &mut reporter(ui)).await?,
+            Target::Remote(remote) => remote.purge(name, &mut remote_reporter(ui)).await?,
+        }
+        Ok(())
+    }
+
+    /// The status of the named funkos (every funko when `names` is empty).
+    pub async fn status(&self, names: &[String]) -> anyhow::Result<Vec<FunkoStatus>> {
+        Ok(match self {
+            Target::Local(lifecycle) => lifecycle.status(names).await?,
+            Target::Remote(remote) => remote.status(names).await?,
+        })
+    }
+
+    /// Prints the funko's log lines as `<instance> | <line>`.
+    pub async fn logs(
+        &self,
+        name: &str,
+        follow: bool,
+        tail: Option<u32>,
+        ui: Ui,
+    ) -> anyhow::Result<()> {
+        match self {
+            Target::Local(lifecycle) => {
+                let mut print =
+                    |line: faaso::engine::LogLine| println!("{} | {}", line.instance, line.line);
+                lifecycle.logs(name, follow, tail, &mut print).await?
+            }
+            Target::Remote(remote) => {
+                remote
+                    .logs(name, follow, tail, &mut remote_reporter(ui))
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes all but the newest `keep` releases; returns how many were removed.
+    pub async fn prune(&self, name: &str, keep: u32, ui: Ui) -> anyhow::Result<usize> {
+        match self {
+            Target::Local(lifecycle) => {
+                self.require_funko(name).await?;
+                let removed =
+                    faaso::engine::releases::prune(&lifecycle.docker, name, keep as usize).await?;
+                for tag in &removed {
+                    ui.note(format!("removed {tag}"));
+                }
+                Ok(removed.len())
+            }
+            Target::Remote(remote) => {
+                let mut count = 0;
+                let mut report = remote_reporter(ui);
+                remote
+                    .prune(name, keep, &mut |line| {
+                        count += 1;
+                        report(line)
+                    })
+                    .await?;
+                Ok(count)
+            }
+        }
+    }
+}
+
+/// Runs a remote operation whose last line is its summary (`is_summary`): the other lines are
+/// printed as progress, the summary is returned.
+async fn summarised(
+    ui: Ui,
+    is_summary: impl Fn(&str) -> bool + Send + Sync,
+    operation: impl AsyncFnOnce(
+        &mut (dyn FnMut(StreamLine) + Send),
+    ) -> Result<(), faaso::client::remote::RemoteError>,
+) -> anyhow::Result<Option<String>> {
+    let mut summary = None;
+    let mut report = remote_reporter(ui);
+    let mut on_line = |line: StreamLine| {
+        let StreamLine::Log { line: text, .. } = &line;
+        if is_summary(text) {
+            summary = Some(text.clone());
+        } else {
+            report(line);
+        }
+    };
+    operation(&mut on_line).await?;
+    Ok(summary)
+}
