@@ -22,13 +22,13 @@
 
 pub mod admin;
 pub mod config;
-pub mod edge;
+pub(crate) mod edge;
 pub mod http;
-pub mod metrics;
-pub mod proxy;
+pub(crate) mod metrics;
+pub(crate) mod proxy;
 pub mod routing;
 pub mod server;
-pub mod services;
+pub(crate) mod services;
 pub mod tls;
 
 /// The routing snapshot the gateway runs on: each funko carries its metric handles.

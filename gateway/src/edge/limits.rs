@@ -131,12 +131,14 @@ impl Connections {
     }
 
     /// Connections open from `ip`'s address (or /64), as counted for the cap.
+    #[cfg(test)]
     pub fn open_from(&self, ip: IpAddr) -> u32 {
         let key = ClientKey::of(ip);
         self.shard(key).get(&key).copied().unwrap_or(0)
     }
 
     /// Addresses with connections open (the size of the per-address map).
+    #[cfg(test)]
     pub fn clients(&self) -> usize {
         self.per_client
             .iter()

@@ -238,6 +238,7 @@ impl Metrics {
     }
 
     /// The names of every metric family the gateway defines (whether or not it has series yet).
+    #[cfg(test)]
     pub fn family_names(&self) -> Vec<String> {
         self.collectors()
             .iter()
