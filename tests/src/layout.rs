@@ -6,6 +6,11 @@
 //! top, `routing::table` → `routing::gate` an edge `table` → `gate` inside `routing/`. A
 //! module's use of its own parent or children is not an edge. Two siblings that reach each
 //! other, directly or through others, are a cycle, reported with the lines that make it.
+//!
+//! What it cannot see: a method called through `self` on a type whose `impl` blocks are spread
+//! over sibling files names no path. Such files (the Swarm seam's `services`, `tasks` and
+//! `secrets`) keep their shared helpers in the parent module, so that their uses of each other
+//! point one way too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -674,6 +674,22 @@ pub fn instance_starts(
     })
 }
 
+/// A container's name as Docker lists it, without the leading `/`.
+pub fn container_name(container: &ContainerSummary) -> Option<String> {
+    container
+        .names
+        .as_ref()
+        .and_then(|names| names.first())
+        .map(|name| name.trim_start_matches('/').to_string())
+}
+
+/// A container's name, else its id, for messages.
+pub fn display_name(container: &ContainerSummary) -> String {
+    container_name(container)
+        .or_else(|| container.id.clone())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

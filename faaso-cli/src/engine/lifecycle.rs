@@ -6,8 +6,6 @@
 //! [`crate::store::state`]), so two concurrent runs cannot overshoot. Each reports what it does
 //! through a `report` callback, one line at a time.
 
-use bollard::models::ContainerSummary;
-
 use crate::conventions::{self, validate_name};
 use crate::engine::docker;
 use crate::engine::{Lifecycle, LifecycleError, Orchestrate, RunningInstance};
@@ -124,7 +122,10 @@ impl Lifecycle {
         for container in docker::list_instances(&self.docker, funko).await? {
             if let Some(id) = &container.id {
                 docker::stop_and_remove(&self.docker, id, self.stop_seconds()).await?;
-                report(format!("removed container {}", display_name(&container)));
+                report(format!(
+                    "removed container {}",
+                    docker::display_name(&container)
+                ));
             }
         }
         for image in docker::list_images(&self.docker, funko).await? {
@@ -192,14 +193,4 @@ impl Lifecycle {
     pub async fn secret_names(&self) -> Result<Vec<(String, Vec<String>)>, LifecycleError> {
         self.backend().secret_names().await
     }
-}
-
-fn display_name(container: &ContainerSummary) -> String {
-    container
-        .names
-        .as_ref()
-        .and_then(|n| n.first())
-        .map(|n| n.trim_start_matches('/').to_string())
-        .or_else(|| container.id.clone())
-        .unwrap_or_default()
 }

@@ -214,12 +214,7 @@ fn build_status(
         .map(|c| {
             let created = c.created.unwrap_or_default();
             InstanceStatus {
-                name: c
-                    .names
-                    .as_ref()
-                    .and_then(|n| n.first())
-                    .map(|n| n.trim_start_matches('/').to_string())
-                    .unwrap_or_default(),
+                name: docker::container_name(c).unwrap_or_default(),
                 id: c
                     .id
                     .as_deref()

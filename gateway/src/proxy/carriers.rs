@@ -58,7 +58,7 @@ impl Gateway {
                 &ctx.forwarding(session),
                 Hops::Strip,
             )?;
-            let outcome = exchange::exchange(
+            let outcome = exchange::round_trip(
                 session,
                 opened.stream,
                 opened.reused,

@@ -98,7 +98,7 @@ pub(super) struct Done {
 /// that is [`Failure::Stale`], and the caller sends the request again on a new connection. The
 /// same on a new connection is [`Failure::Lost`]: the instance went away, and the caller tries
 /// another. A request that is not idempotent is not sent twice once it may have arrived.
-pub(super) async fn exchange(
+pub(super) async fn round_trip(
     session: &mut Session,
     stream: Stream,
     reused: bool,

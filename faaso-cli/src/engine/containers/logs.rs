@@ -30,12 +30,7 @@ impl Containers<'_> {
         let tail = tail.map_or_else(|| "all".to_string(), |n| n.to_string());
         let names: Vec<String> = containers
             .iter()
-            .filter_map(|c| {
-                c.names
-                    .as_ref()?
-                    .first()
-                    .map(|n| n.trim_start_matches('/').to_string())
-            })
+            .filter_map(docker::container_name)
             .collect();
         let (sender, mut receiver) = mpsc::channel::<Result<LogLine, DockerError>>(1024);
         let mut followed: HashSet<String> = HashSet::new();

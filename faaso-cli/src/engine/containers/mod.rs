@@ -50,7 +50,7 @@ impl Orchestrate for Containers<'_> {
                 docker::remove_container(&self.docker, id).await?;
                 report(format!(
                     "removed exited container {}",
-                    display_name(&container)
+                    docker::display_name(&container)
                 ));
             }
         }
@@ -144,12 +144,7 @@ impl Containers<'_> {
             if container.state == Some(ContainerSummaryStateEnum::RUNNING) {
                 running.push(RunningInstance {
                     id: container.id.clone().unwrap_or_default(),
-                    name: container
-                        .names
-                        .as_ref()
-                        .and_then(|n| n.first())
-                        .map(|n| n.trim_start_matches('/').to_string())
-                        .unwrap_or_default(),
+                    name: docker::container_name(&container).unwrap_or_default(),
                     image_id: container.image_id.clone().unwrap_or_default(),
                     created: container.created.unwrap_or_default(),
                 });
@@ -310,14 +305,4 @@ impl Containers<'_> {
             )
         }
     }
-}
-
-fn display_name(container: &ContainerSummary) -> String {
-    container
-        .names
-        .as_ref()
-        .and_then(|n| n.first())
-        .map(|n| n.trim_start_matches('/').to_string())
-        .or_else(|| container.id.clone())
-        .unwrap_or_default()
 }
