@@ -93,6 +93,8 @@ pub struct Config {
     pub log_level: String,
     /// Reverse proxies in front of the gateway whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `Upgrade` protocols passed on to funkos (lowercase); any other `Upgrade` is removed.
+    pub upgrades: Vec<String>,
     /// PID file, used by `-d` and by `-u` upgrades.
     pub pid_file: PathBuf,
     /// Socket the old process hands its listeners over on during a `-u` upgrade.
@@ -195,12 +197,13 @@ pub const KEYS: &[Key] = &[
     key("access_log", Some("FAASO_ACCESS_LOG")),
     key("log_level", Some("FAASO_LOG")),
     key("trusted_proxies", Some("FAASO_TRUSTED_PROXIES")),
+    key("upgrades", Some("FAASO_UPGRADES")),
     key("pid_file", None),
     key("upgrade_sock", None),
 ];
 
 /// Keys that take a list: a YAML sequence, or comma-separated text (environment, flags).
-const LIST_KEYS: &[&str] = &["trusted_proxies", "acme.domains"];
+const LIST_KEYS: &[&str] = &["trusted_proxies", "acme.domains", "upgrades"];
 
 /// Keys that group others: `acme: {domains: [...]}` is `acme.domains: [...]`.
 const GROUP_KEYS: &[&str] = &["acme"];
@@ -254,6 +257,7 @@ impl Config {
             access_log: true,
             log_level: "info".to_string(),
             trusted_proxies: Vec::new(),
+            upgrades: vec!["websocket".to_string()],
             pid_file: PathBuf::from("/tmp/faaso-gateway.pid"),
             upgrade_sock: PathBuf::from("/tmp/faaso-gateway-upgrade.sock"),
         }
@@ -446,6 +450,7 @@ impl Config {
                         .map(|net| net.to_string())
                         .collect::<Vec<_>>()
                         .join(", "),
+                    "upgrades" => self.upgrades.join(", "),
                     "pid_file" => path(&self.pid_file),
                     "upgrade_sock" => path(&self.upgrade_sock),
                     _ => String::new(),
@@ -597,6 +602,21 @@ impl Config {
                     .map(crate::http::client_ip::parse_trusted)
                     .collect::<Result<_, _>>()
                     .map_err(bad)?;
+            }
+            "upgrades" => {
+                let mut upgrades = Vec::new();
+                for protocol in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let valid = protocol
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+                    if !valid {
+                        return Err(bad(format!(
+                            "expected protocol names such as websocket, got {protocol:?}"
+                        )));
+                    }
+                    upgrades.push(protocol.to_ascii_lowercase());
+                }
+                self.upgrades = upgrades;
             }
             "metrics" => self.metrics = parse_bool(value).map_err(bad)?,
             "log_level" => {

@@ -325,6 +325,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
         ready,
         settings: Arc::new(ProxySettings {
             max_body_bytes: config.max_body_bytes,
+            upgrades: config.upgrades.clone(),
             access_log: config.access_log,
             metrics: config.metrics,
             https,

@@ -11,6 +11,7 @@ mod lifecycle;
 mod limits;
 mod metrics;
 mod network;
+mod protocol;
 mod routing;
 mod scaling;
 mod smoke;

@@ -33,6 +33,22 @@ pub(super) async fn handle(
     started: Instant,
 ) -> Result<()> {
     let header = session.req_header();
+    if let Some(site) = cross_site(method, &header.headers) {
+        let body = error_body(
+            &format!("refused: a state-changing admin request from another site ({site})"),
+            None,
+        );
+        let written = write_json(session, 403, body, &[]).await;
+        audit(
+            method,
+            path,
+            client,
+            Verdict::Denied,
+            403,
+            started.elapsed(),
+        );
+        return written;
+    }
     let authorization = header
         .headers
         .get(http::header::AUTHORIZATION)
@@ -68,8 +84,9 @@ pub(super) async fn handle(
         }
         Verdict::Denied => {
             let body = error_body("authentication required (user admin)", None);
-            let challenge = [("WWW-Authenticate", "Basic realm=\"faaso\"")];
-            (401, write_json(session, 401, body, &challenge).await)
+            // No `WWW-Authenticate` challenge: a browser would keep the password and send it
+            // with any request to the admin, also one another site makes it send.
+            (401, write_json(session, 401, body, &[]).await)
         }
         Verdict::Limited(seconds) => {
             let body = error_body(
@@ -428,5 +445,68 @@ fn audit(
         tracing::warn!(target: "faaso::admin", %method, route = %path, %client, auth = %auth, status, duration_ms, "admin request refused");
     } else {
         tracing::info!(target: "faaso::admin", %method, route = %path, %client, auth = %auth, status, duration_ms, "admin request");
+    }
+}
+
+/// Whether a request that changes something comes from another site, as the browser says
+/// (`Sec-Fetch-Site: cross-site`, or an `Origin` whose host is not the request's `Host`): the
+/// reason, or `None` for reading requests and for clients that are not browsers (the `faaso`
+/// command sends neither header).
+fn cross_site(method: &http::Method, headers: &http::HeaderMap) -> Option<String> {
+    if matches!(
+        *method,
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    ) {
+        return None;
+    }
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|site| site.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+    {
+        return Some("Sec-Fetch-Site: cross-site".to_string());
+    }
+    let origin = headers.get(http::header::ORIGIN)?.to_str().unwrap_or("?");
+    let origin_host = origin
+        .split_once("://")
+        .map_or(origin, |(_, rest)| rest)
+        .trim_end_matches('/');
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .unwrap_or_default();
+    (!origin_host.eq_ignore_ascii_case(host)).then(|| format!("Origin: {origin}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| {
+                (
+                    http::HeaderName::from_static(name),
+                    http::HeaderValue::from_static(value),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_changes_from_another_site_are_refused() {
+        let post = http::Method::POST;
+        let evil = headers(&[("origin", "https://evil.example"), ("host", "gw:8888")]);
+        assert!(cross_site(&post, &evil).is_some());
+        assert!(cross_site(&http::Method::DELETE, &evil).is_some());
+        assert!(cross_site(&http::Method::GET, &evil).is_none());
+        let same = headers(&[("origin", "http://gw:8888"), ("host", "gw:8888")]);
+        assert!(cross_site(&post, &same).is_none());
+        let fetch = headers(&[("sec-fetch-site", "cross-site"), ("host", "gw:8888")]);
+        assert!(cross_site(&http::Method::PUT, &fetch).is_some());
+        let same_origin = headers(&[("sec-fetch-site", "same-origin"), ("host", "gw:8888")]);
+        assert!(cross_site(&post, &same_origin).is_none());
+        // The faaso command sends neither header.
+        assert!(cross_site(&post, &headers(&[("host", "gw:8888")])).is_none());
     }
 }

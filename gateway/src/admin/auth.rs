@@ -78,15 +78,17 @@ impl Auth {
         if matches!(self.secret, Secret::None) {
             return Verdict::NotConfigured;
         }
+        // Only a request that presents credentials is a login attempt: one without them is
+        // refused and not counted, so nobody locks the admin out by knocking.
+        let Some(password) = authorization.and_then(basic_password) else {
+            return Verdict::Denied;
+        };
         // Counted before it is judged: concurrent guesses all count.
         if let Some(ip) = client
             && let Err(wait) = self.limiter.begin(ip, Instant::now())
         {
             return Verdict::Limited(wait);
         }
-        let Some(password) = authorization.and_then(basic_password) else {
-            return Verdict::Denied;
-        };
         self.judge(password, client).await
     }
 

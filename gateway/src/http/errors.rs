@@ -35,6 +35,7 @@ pub fn message(code: u16, max_body_bytes: u64) -> String {
     match code {
         400 => "malformed request".to_string(),
         404 => "no such funko".to_string(),
+        405 => "method not allowed".to_string(),
         413 => format!("request body larger than max_body_bytes ({max_body_bytes} bytes)"),
         429 => {
             "every instance of this funko is at its max_inflight; the queue timed out".to_string()

@@ -130,6 +130,7 @@ pub fn upstream_request(
     };
     let left_out = |name: &http::HeaderName| {
         FORWARDING.contains(name)
+            || is_never_forwarded(name)
             || (hops == Hops::Strip && (is_hop_by_hop(name) || nominated.contains(name)))
     };
     let mut request = RequestHeader::build(
@@ -188,7 +189,41 @@ pub fn client_response(
     if let Some(id) = request_id {
         response.append_header(FORWARDING_CASE[4], id.clone())?;
     }
+    drop_admin_claims(&mut response)?;
     Ok(response)
+}
+
+/// Takes out what a funko must not set for the gateway's origin, which it shares with the admin
+/// under `/admin/`: the admin's cookies (`faaso_*`) and `Service-Worker-Allowed` (a funko's
+/// service worker could then take over `/admin/`).
+fn drop_admin_claims(response: &mut ResponseHeader) -> Result<()> {
+    if response.headers.contains_key("service-worker-allowed") {
+        response.remove_header("service-worker-allowed");
+    }
+    let claims = |value: &HeaderValue| {
+        let name = value.as_bytes().trim_ascii_start();
+        name.len() >= 6 && name[..6].eq_ignore_ascii_case(b"faaso_")
+    };
+    if !response
+        .headers
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .any(claims)
+    {
+        return Ok(());
+    }
+    let kept: Vec<HeaderValue> = response
+        .headers
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .filter(|value| !claims(value))
+        .cloned()
+        .collect();
+    response.remove_header(&http::header::SET_COOKIE);
+    for value in kept {
+        response.append_header(http::header::SET_COOKIE, value)?;
+    }
+    Ok(())
 }
 
 /// Whether a header is about one connection only (RFC 9110, section 7.6.1).
@@ -201,6 +236,96 @@ fn is_hop_by_hop(name: &http::HeaderName) -> bool {
         || name == UPGRADE
         || name.as_str() == "keep-alive"
         || name.as_str() == "proxy-connection"
+}
+
+/// Headers that never reach an instance, whatever carries the request: credentials for the
+/// proxy itself, and headers about the client's connection only (`HTTP2-Settings` belongs to
+/// an `h2c` upgrade, which is never passed on).
+fn is_never_forwarded(name: &http::HeaderName) -> bool {
+    use http::header::{PROXY_AUTHORIZATION, TE, TRAILER};
+    name == PROXY_AUTHORIZATION
+        || name == TE
+        || name == TRAILER
+        || matches!(
+            name.as_str(),
+            "http2-settings" | "keep-alive" | "proxy-connection"
+        )
+}
+
+/// Most `Connection` nominations a request may carry (as Pingora's own limit).
+pub const MAX_NOMINATIONS: usize = 9;
+
+/// The hop-by-hop policy, the same for every carrier: a request whose `Connection` header
+/// names more than [`MAX_NOMINATIONS`] options, or names a header the request cannot do
+/// without (`Host`, its body's framing, the forwarding headers), is refused with the reason.
+/// It reads the `Connection` values in place: nothing is allocated.
+pub fn check_hops(headers: &http::HeaderMap) -> std::result::Result<(), &'static str> {
+    let mut count = 0;
+    for value in headers.get_all(http::header::CONNECTION) {
+        for option in value.as_bytes().split(|&b| b == b',') {
+            let option = option.trim_ascii();
+            if option.is_empty() {
+                continue;
+            }
+            count += 1;
+            if count > MAX_NOMINATIONS {
+                return Err("too many Connection options");
+            }
+            let vital = [&b"host"[..], b"content-length", b"transfer-encoding"]
+                .into_iter()
+                .chain(FORWARDING.iter().map(|name| name.as_str().as_bytes()))
+                .any(|name| option.eq_ignore_ascii_case(name));
+            if vital {
+                return Err("Connection names a header the request needs");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether every protocol an `Upgrade` header offers is in `allowed` (lowercase names, as the
+/// `upgrades` setting holds them); `websocket` and `websocket/13` both count as `websocket`.
+pub fn upgrade_allowed(upgrade: &HeaderValue, allowed: &[String]) -> bool {
+    let mut offered = upgrade
+        .as_bytes()
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|p| !p.is_empty())
+        .peekable();
+    offered.peek().is_some()
+        && offered.all(|protocol| {
+            let name = protocol.split(|&b| b == b'/').next().unwrap_or_default();
+            allowed
+                .iter()
+                .any(|allowed| name.eq_ignore_ascii_case(allowed.as_bytes()))
+        })
+}
+
+/// Turns an `Upgrade` request the gateway does not pass on into a plain one: `Upgrade` and
+/// `HTTP2-Settings` go, and so do their nominations in `Connection` (the rest of it stays).
+pub fn drop_upgrade(request: &mut RequestHeader) {
+    request.remove_header(&http::header::UPGRADE);
+    request.remove_header("http2-settings");
+    let Some(connection) = request.headers.get(http::header::CONNECTION) else {
+        return;
+    };
+    let kept: Vec<&str> = connection
+        .to_str()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|option| {
+            !option.is_empty()
+                && !option.eq_ignore_ascii_case("upgrade")
+                && !option.eq_ignore_ascii_case("http2-settings")
+        })
+        .collect();
+    let kept = kept.join(", ");
+    if kept.is_empty() {
+        request.remove_header(&http::header::CONNECTION);
+    } else if let Ok(value) = HeaderValue::try_from(kept) {
+        let _ = request.insert_header(http::header::CONNECTION, value);
+    }
 }
 
 /// The header names a `Connection` header lists (which are hop-by-hop too).
@@ -258,13 +383,16 @@ pub fn forwarded_for(existing: Option<&[u8]>, client: Option<IpAddr>) -> Option<
     }
 }
 
-/// The client's request id when it is printable ASCII of sane length; `None` means make one.
+/// The client's request id when it is 1 to 128 characters of `[A-Za-z0-9._:-]` (safe in a
+/// header, a log line and a page); `None` means make one.
 pub fn client_request_id(value: Option<&HeaderValue>) -> Option<HeaderValue> {
     let value = value?;
     let bytes = value.as_bytes();
     let ok = !bytes.is_empty()
         && bytes.len() <= MAX_REQUEST_ID
-        && bytes.iter().all(|b| b.is_ascii_graphic());
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(b));
     ok.then(|| value.clone())
 }
 
@@ -389,13 +517,11 @@ mod tests {
 
         let kept = upstream_request(&client, &forwarding, Hops::Keep).unwrap();
         let kept = wire(&kept);
-        for header in [
-            "Connection: keep-alive, X-Hop",
-            "X-Hop: h",
-            "Keep-Alive: timeout=5",
-        ] {
+        for header in ["Connection: keep-alive, X-Hop", "X-Hop: h"] {
             assert!(kept.contains(header), "{header} missing in {kept}");
         }
+        // `Keep-Alive` is about the client's connection whatever carries the request.
+        assert!(!kept.contains("Keep-Alive"), "{kept}");
         assert_eq!(kept.matches("X-Request-Id").count(), 1, "{kept}");
     }
 
@@ -436,6 +562,14 @@ mod tests {
             "abc-123"
         );
         assert_eq!(client_request_id(Some(&value(b"has space"))), None);
+        assert_eq!(
+            client_request_id(Some(&value(b"probe-\"quoted\"-<b>id</b>"))),
+            None
+        );
+        assert_eq!(
+            client_request_id(Some(&value(b"trace:01.AB_cd-9"))).unwrap(),
+            "trace:01.AB_cd-9"
+        );
         assert_eq!(client_request_id(Some(&value(&[b'a'; 129]))), None);
         assert_eq!(client_request_id(None), None);
         let a = new_request_id();
@@ -443,6 +577,133 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert!(a.as_bytes().iter().all(u8::is_ascii_hexdigit));
         assert_ne!(a, b);
+    }
+
+    fn request(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut request = RequestHeader::build("GET", b"/funko/f/x", None).unwrap();
+        for (name, value) in headers {
+            request.append_header(name.to_string(), *value).unwrap();
+        }
+        request
+    }
+
+    #[test]
+    fn connection_may_name_nine_options_and_nothing_vital() {
+        let options = |n: usize| vec!["x-a"; n].join(", ");
+        assert_eq!(
+            check_hops(&request(&[("Connection", &options(9))]).headers),
+            Ok(())
+        );
+        assert!(check_hops(&request(&[("Connection", &options(10))]).headers).is_err());
+        // Split over several Connection headers, they still count together.
+        let split = request(&[("Connection", &options(5)), ("Connection", &options(5))]);
+        assert!(check_hops(&split.headers).is_err());
+        for vital in [
+            "Host",
+            "content-length",
+            "Transfer-Encoding",
+            "X-Forwarded-For",
+            "x-request-id",
+        ] {
+            let named = request(&[("Connection", &format!("keep-alive, {vital}"))]);
+            assert!(check_hops(&named.headers).is_err(), "{vital}");
+        }
+        assert_eq!(
+            check_hops(&request(&[("Connection", " , close ,")]).headers),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn proxy_credentials_and_connection_settings_never_reach_an_instance() {
+        let client = request(&[
+            ("Host", "gw"),
+            ("Proxy-Authorization", "Basic eDp5"),
+            ("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+            ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"),
+            ("Trailer", "X-Sum"),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("X-Kept", "1"),
+        ]);
+        for hops in [Hops::Strip, Hops::Keep] {
+            let upstream = upstream_request(&client, &forwarding(), hops).unwrap();
+            for gone in [
+                "proxy-authorization",
+                "http2-settings",
+                "keep-alive",
+                "te",
+                "trailer",
+            ] {
+                assert!(upstream.headers.get(gone).is_none(), "{hops:?}: {gone}");
+            }
+            assert_eq!(upstream.headers["x-kept"], "1");
+            // An upgrade keeps what the instance needs to switch.
+            assert_eq!(
+                upstream.headers.get("upgrade").is_some(),
+                hops == Hops::Keep
+            );
+        }
+    }
+
+    #[test]
+    fn only_listed_upgrades_pass() {
+        let allowed = vec!["websocket".to_string()];
+        let offer = |text: &'static str| HeaderValue::from_static(text);
+        assert!(upgrade_allowed(&offer("websocket"), &allowed));
+        assert!(upgrade_allowed(&offer("WebSocket/13"), &allowed));
+        assert!(!upgrade_allowed(&offer("h2c"), &allowed));
+        assert!(!upgrade_allowed(&offer("websocket, h2c"), &allowed));
+        assert!(!upgrade_allowed(&offer(" , "), &allowed));
+        assert!(upgrade_allowed(&offer("h2c"), &["h2c".to_string()]));
+
+        let mut h2c = request(&[
+            ("Upgrade", "h2c"),
+            ("HTTP2-Settings", "AAMAAABk"),
+            ("Connection", "Upgrade, HTTP2-Settings, close"),
+        ]);
+        drop_upgrade(&mut h2c);
+        assert!(h2c.headers.get("upgrade").is_none());
+        assert!(h2c.headers.get("http2-settings").is_none());
+        assert_eq!(h2c.headers["connection"], "close");
+        let mut only = request(&[("Upgrade", "h2c"), ("Connection", "upgrade")]);
+        drop_upgrade(&mut only);
+        assert!(only.headers.get("connection").is_none());
+    }
+
+    #[test]
+    fn a_funko_cannot_set_the_admins_cookies_or_claim_its_paths() {
+        let mut instance = ResponseHeader::build(200, None).unwrap();
+        for (name, value) in [
+            ("Set-Cookie", "faaso_session=forged; Path=/admin"),
+            ("Set-Cookie", "theirs=1; Path=/"),
+            ("Set-Cookie", " FAASO_csrf=x"),
+            ("Service-Worker-Allowed", "/"),
+            ("Content-Type", "text/html"),
+        ] {
+            instance.append_header(name, value).unwrap();
+        }
+        let response = client_response(&instance, None).unwrap();
+        let cookies: Vec<&str> = response
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(cookies, ["theirs=1; Path=/"]);
+        assert!(response.headers.get("service-worker-allowed").is_none());
+        assert_eq!(response.headers["content-type"], "text/html");
+    }
+
+    fn forwarding() -> Forwarding<'static> {
+        Forwarding {
+            upstream_at: "/funko/f".len(),
+            client: None,
+            prefix: None,
+            request_id: None,
+            tls: false,
+        }
     }
 }
 
@@ -489,6 +750,44 @@ mod properties {
             prop_assert!(forwarded.ends_with(&client_text));
             if let Some(chain) = chain.as_ref().filter(|c| !c.trim().is_empty()) {
                 prop_assert!(forwarded.starts_with(chain.trim()));
+            }
+        }
+
+        /// Hostile `Connection` lists (duplicates, odd bytes, empty options, any length) are
+        /// judged without a panic: refused exactly when they name more than nine options or a
+        /// vital header, and what is let through is rewritten without one.
+        #[test]
+        fn hostile_connection_lists(
+            options in proptest::collection::vec("[ -~&&[^,]]{0,12}", 0..40),
+            separators in proptest::collection::vec(prop_oneof![Just(","), Just(" , "), Just(",,")], 40),
+        ) {
+            let mut list = String::new();
+            for (option, separator) in options.iter().zip(&separators) {
+                list.push_str(option);
+                list.push_str(separator);
+            }
+            let mut client = RequestHeader::build("GET", b"/funko/f/x", None).unwrap();
+            client.insert_header("Host", "gw").unwrap();
+            client.insert_header("Connection", list.as_str()).unwrap();
+            let named: Vec<&str> = list.split(',').map(str::trim).filter(|o| !o.is_empty()).collect();
+            let vital = ["host", "content-length", "transfer-encoding", "x-forwarded-for",
+                         "x-forwarded-proto", "x-forwarded-host", "x-forwarded-prefix", "x-request-id"];
+            let first_ten = &named[..named.len().min(10)];
+            let expect_refused = named.len() > MAX_NOMINATIONS
+                || first_ten.iter().any(|o| vital.iter().any(|v| o.eq_ignore_ascii_case(v)));
+            let verdict = check_hops(&client.headers);
+            prop_assert_eq!(verdict.is_err(), expect_refused, "{:?}", list);
+            if verdict.is_ok() {
+                let forwarding = Forwarding {
+                    upstream_at: "/funko/f".len(),
+                    client: None,
+                    prefix: None,
+                    request_id: None,
+                    tls: false,
+                };
+                let upstream = upstream_request(&client, &forwarding, Hops::Strip).unwrap();
+                prop_assert!(upstream.headers.get("connection").is_none());
+                prop_assert_eq!(&upstream.headers["host"], "gw");
             }
         }
     }

@@ -106,6 +106,7 @@ impl Gateway {
         if self.settings.metrics {
             ctx.count();
         }
+        self.check_protocol(session)?;
         if let Some(activity) = ctx.funko.as_ref().and_then(|f| f.activity.as_deref()) {
             activity.request();
         }
@@ -117,7 +118,11 @@ impl Gateway {
                 "no healthy instance",
             ));
         }
-        if let Some(length) = header.headers.get(http::header::CONTENT_LENGTH) {
+        if let Some(length) = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+        {
             let length = length
                 .to_str()
                 .ok()
@@ -143,6 +148,42 @@ impl Gateway {
             self.wait_for_slot(&gate, ctx).await?;
         }
         Ok(Admission::Carry)
+    }
+
+    /// The request's protocol, checked the same whatever carries it: `TRACE` is refused (405),
+    /// the hop-by-hop policy ([`headers::check_hops`]) gives 400, an `Upgrade` the gateway does
+    /// not pass on (`upgrades`) is removed so that the request goes on as a plain one, and an
+    /// upgrade request with a body is refused (400) rather than left waiting for it.
+    fn check_protocol(&self, session: &mut Session) -> Result<()> {
+        let header = session.req_header();
+        if header.method == http::Method::TRACE {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(405),
+                "TRACE is not allowed",
+            ));
+        }
+        if let Err(reason) = headers::check_hops(&header.headers) {
+            return Err(Error::explain(ErrorType::HTTPStatus(400), reason));
+        }
+        let Some(upgrade) = header.headers.get(http::header::UPGRADE) else {
+            return Ok(());
+        };
+        if !headers::upgrade_allowed(upgrade, &self.settings.upgrades) {
+            headers::drop_upgrade(session.req_header_mut());
+            return Ok(());
+        }
+        let has_body = header.headers.contains_key(http::header::TRANSFER_ENCODING)
+            || header
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .is_some_and(|length| length.as_bytes().trim_ascii() != b"0");
+        if has_body {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(400),
+                "an upgrade request cannot carry a body",
+            ));
+        }
+        Ok(())
     }
 
     /// The plain listener's own answers once HTTPS is on: ACME challenges, and the 308 of

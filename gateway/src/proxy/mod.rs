@@ -50,6 +50,8 @@ type Funko = crate::routing::table::Funko<Stats>;
 #[derive(Debug, Clone)]
 pub struct ProxySettings {
     pub max_body_bytes: u64,
+    /// `Upgrade` protocols passed on (`upgrades`, lowercase); others are removed.
+    pub upgrades: Vec<String>,
     /// Whether each request is logged (target `faaso::access`).
     pub access_log: bool,
     /// Whether requests are counted in the metrics.

@@ -16,6 +16,7 @@
 //! - `/upgrade`: `101 Switching Protocols` (as a WebSocket server), then echoes raw bytes
 //! - `/version`: the value of `TESTFUNKO_VERSION` (default `1`), to tell images apart
 //! - `/print/<n>`: prints `n` numbered lines (`testfunko line <i> of <n>`) to stdout, for log tests
+//! - `/cookies`: sets the admin's cookie name, a cookie of its own and `Service-Worker-Allowed`
 //! - `/say/<word>`: prints `testfunko says <word>` to stdout
 //! - `/drop-next`: `OK`, and the next request on this connection is read and then the connection
 //!   closed without an answer (a kept-alive connection that a proxy finds closed)
@@ -187,6 +188,12 @@ fn answer(request: &Request, out: &mut TcpStream) -> io::Result<()> {
             }
             _ => Response::new(400).body("bad line count").write(out),
         },
+        "cookies" => Response::new(200)
+            .header("Set-Cookie", "faaso_session=forged; Path=/admin")
+            .header("Set-Cookie", "theirs=1; Path=/")
+            .header("Service-Worker-Allowed", "/")
+            .body("cookies")
+            .write(out),
         "say" => {
             println!("testfunko says {arg}");
             Response::new(200).body(arg).write(out)
