@@ -20,6 +20,9 @@ pub struct Config {
     pub metrics_listen: SocketAddr,
     /// HTTPS listener (HTTP/2 and HTTP/1.1 by ALPN); `None` serves plain HTTP only.
     pub tls_listen: Option<SocketAddr>,
+    /// The admin's own address (API and UI under `/admin/`); `None`: the admin is served on
+    /// `listen` (and `tls_listen`) beside the funkos.
+    pub admin_listen: Option<SocketAddr>,
     /// Certificate and key files served on `tls_listen`, chosen by SNI; reloaded on `SIGHUP`.
     pub tls_certs: Vec<crate::tls::certs::CertFiles>,
     /// Plain requests (but ACME challenges, `/healthz`, `/readyz`) answered 308 to HTTPS.
@@ -154,6 +157,7 @@ pub const KEYS: &[Key] = &[
     key("listen", Some("FAASO_LISTEN")),
     key("metrics_listen", Some("FAASO_METRICS_LISTEN")),
     key("tls_listen", Some("FAASO_TLS_LISTEN")),
+    key("admin_listen", Some("FAASO_ADMIN_LISTEN")),
     key("tls_certs", None),
     key("redirect_https", None),
     key("hsts_max_age", None),
@@ -221,6 +225,7 @@ impl Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8888)),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9091)),
             tls_listen: None,
+            admin_listen: None,
             tls_certs: Vec::new(),
             redirect_https: false,
             hsts_max_age: None,
@@ -382,6 +387,9 @@ impl Config {
                     "tls_listen" => self
                         .tls_listen
                         .map_or_else(|| "(off)".to_string(), |a| a.to_string()),
+                    "admin_listen" => self
+                        .admin_listen
+                        .map_or_else(|| "(on listen)".to_string(), |a| a.to_string()),
                     "tls_certs" => self
                         .tls_certs
                         .iter()
@@ -471,6 +479,7 @@ impl Config {
             "listen" => self.listen = parse_addr(value).map_err(bad)?,
             "metrics_listen" => self.metrics_listen = parse_addr(value).map_err(bad)?,
             "tls_listen" => self.tls_listen = Some(parse_addr(value).map_err(bad)?),
+            "admin_listen" => self.admin_listen = Some(parse_addr(value).map_err(bad)?),
             "tls_certs" => self.tls_certs = text_cert_files(value).map_err(bad)?,
             "redirect_https" => self.redirect_https = parse_bool(value).map_err(bad)?,
             "hsts_max_age" => {
@@ -668,6 +677,29 @@ impl Config {
                 key: "listen".to_string(),
                 message: "needs a port (0 would give every worker a different one)".to_string(),
             });
+        }
+        if let Some(admin) = self.admin_listen {
+            let invalid = |message: String| ConfigError::Invalid {
+                key: "admin_listen".to_string(),
+                message,
+            };
+            if admin.port() == 0 {
+                return Err(invalid("needs a port".to_string()));
+            }
+            let clash = |other: SocketAddr| {
+                admin.port() == other.port()
+                    && (admin.ip() == other.ip()
+                        || admin.ip().is_unspecified()
+                        || other.ip().is_unspecified())
+            };
+            let taken = clash(self.listen)
+                || self.tls_listen.is_some_and(clash)
+                || (self.metrics && clash(self.metrics_listen));
+            if taken {
+                return Err(invalid(
+                    "must differ from listen, tls_listen and metrics_listen".to_string(),
+                ));
+            }
         }
         if let Some(tls) = self.tls_listen {
             let invalid = |message: String| ConfigError::Invalid {
@@ -915,6 +947,13 @@ mod tests {
         );
         let err = refused("tls_listen: 127.0.0.1:8888\nacme:\n  domains: [a.test]\n");
         assert!(err.contains("must differ from listen"), "{err}");
+        let err = refused("admin_listen: 0.0.0.0:8888\n");
+        assert!(
+            err.contains("admin_listen") && err.contains("must differ from listen"),
+            "{err}"
+        );
+        let err = refused("admin_listen: 127.0.0.1:9091\n");
+        assert!(err.contains("admin_listen"), "{err}");
         let err = refused("tls_certs:\n  - {cert: a.crt}\n");
         assert!(
             err.contains("tls_certs") && err.contains("no `key`"),

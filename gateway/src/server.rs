@@ -35,7 +35,7 @@ use crate::admin::upload::Limits;
 use crate::admin::{Admin, AdminSettings};
 use crate::config::Config;
 use crate::edge::listen::{Endpoint, Listening};
-use crate::proxy::{Gateway, ProxySettings};
+use crate::proxy::{Gateway, ProxySettings, Serves};
 use crate::routing::table::{PeerTimeouts, RouteTable};
 use crate::services::discovery::Discovery;
 use crate::services::drain::Drain;
@@ -331,12 +331,30 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
             https,
             send_timeout: config.send_timeout,
         }),
+        serves: match config.admin_listen {
+            Some(_) => Serves::Funkos,
+            None => Serves::Everything,
+        },
     };
+    if config.admin_listen.is_none()
+        && (config.password.is_some() || config.password_hash.is_some())
+    {
+        tracing::warn!(
+            "the admin (/admin/) shares the funkos' listener and origin: funko answers lose \
+             faaso_* cookies and Service-Worker-Allowed, and a funko's page could still reach \
+             the admin UI in a browser logged in to it; set admin_listen to give the admin an \
+             address of its own"
+        );
+    }
 
     // The public listeners: every worker accepts on its own socket of each address.
     let plain = Sockets::bind(flags, "listen", config.listen, config.threads)?;
     let secure = match &tls {
         Some((addr, _, _)) => Some(Sockets::bind(flags, "tls_listen", *addr, config.threads)?),
+        None => None,
+    };
+    let admin_socket = match config.admin_listen {
+        Some(addr) => Some(Sockets::bind(flags, "admin_listen", addr, 1)?),
         None => None,
     };
     let metrics_socket = match config.metrics {
@@ -374,6 +392,23 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
         server.add_service(Listening::new(
             format!("proxy worker {worker}"),
             endpoints,
+            Arc::new(handler),
+        ));
+    }
+
+    // The admin on its own address: the same proxy, answering only `/admin/` (and health).
+    if let Some(socket) = admin_socket {
+        let admin_gateway = Gateway {
+            serves: Serves::Admin,
+            ..gateway.clone()
+        };
+        let mut proxy = pingora::proxy::http_proxy(&server.configuration, admin_gateway);
+        proxy.server_options = Some(server_options.clone());
+        let handler =
+            crate::edge::client::Edge::new(Arc::new(proxy), edge, Arc::clone(&connections));
+        server.add_service(Listening::new(
+            "admin".to_string(),
+            vec![socket.endpoint(0, None)?],
             Arc::new(handler),
         ));
     }

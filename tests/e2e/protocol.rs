@@ -255,3 +255,94 @@ async fn a_funko_cannot_set_the_admins_cookies() {
         "{answer:?}"
     );
 }
+
+/// `admin_listen` gives the admin an address of its own: the API and the UI answer there,
+/// the funko listener answers 404 under `/admin/`, and funkos are not served on the admin's
+/// address.
+#[tokio::test]
+async fn admin_listen_puts_the_admin_on_its_own_address() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let funko = unique_name("apart");
+    start_instance(&docker, &cleanup, &funko, &[]).await;
+    let password = "apart-password";
+    let admin_port = faaso_tests::gateway::free_port();
+    let gateway = GatewayProcess::start(&format!(
+        "password: {password}\nadmin_listen: 127.0.0.1:{admin_port}\n"
+    ))
+    .await;
+    wait_for_status(
+        &format!("{}/funko/{funko}/ping", gateway.url),
+        200,
+        Duration::from_secs(10),
+    )
+    .await;
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    let version = client()
+        .get(format!("{admin}/admin/api/version"))
+        .basic_auth("admin", Some(password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(version.status().as_u16(), 200);
+    let login_page = client()
+        .get(format!("{admin}/admin/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login_page.status().as_u16(), 200);
+
+    for path in ["/admin/api/version", "/admin/", "/admin/login"] {
+        let on_funkos = client()
+            .get(format!("{}{path}", gateway.url))
+            .basic_auth("admin", Some(password))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            on_funkos.status().as_u16(),
+            404,
+            "{path} on the funko listener"
+        );
+    }
+    let funko_on_admin = client()
+        .get(format!("{admin}/funko/{funko}/ping"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(funko_on_admin.status().as_u16(), 404);
+    let health = client()
+        .get(format!("{admin}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+}
+
+/// An HTTP/1.0 client never gets a chunked answer: a body without a length (close-delimited
+/// or chunked by the instance) reaches it as it is, ended by the close of its connection.
+#[tokio::test]
+async fn an_http10_client_gets_answers_it_can_read() {
+    let docker = require_docker!();
+    let (_cleanup, gateway, funko) = one_instance(&docker, "http10").await;
+    for (path, length) in [("unframed/5000", 5000), ("bytes/300", 300)] {
+        let mut connection = RawConnection::open(&addr(&gateway)).await;
+        let request = format!("GET /funko/{funko}/{path} HTTP/1.0\r\nHost: test\r\n\r\n");
+        connection.write(request.as_bytes()).await.unwrap();
+        let answer = connection.response(false).await.unwrap();
+        assert_eq!(answer.status, 200, "{path}: {answer:?}");
+        assert!(
+            !answer.chunked,
+            "{path}: a chunked answer to HTTP/1.0: {answer:?}"
+        );
+        assert!(answer.header("transfer-encoding").is_none(), "{path}");
+        assert_eq!(answer.body.len(), length, "{path}");
+    }
+    let mut connection = RawConnection::open(&addr(&gateway)).await;
+    let request = format!("GET /funko/{funko}/stream/3 HTTP/1.0\r\nHost: test\r\n\r\n");
+    connection.write(request.as_bytes()).await.unwrap();
+    let answer = connection.response(false).await.unwrap();
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(!answer.chunked, "{answer:?}");
+    assert!(!answer.body.is_empty());
+}

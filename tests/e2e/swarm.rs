@@ -168,6 +168,7 @@ async fn swarm_mode_routes_scales_deploys_and_heals_services() {
     let image = faaso_tests::swarm::gateway_image(&engine).await;
     let hash = faaso_tests::gateway::hash_password(PASSWORD);
     let port = free_port().to_string();
+    let admin_port = free_port().to_string();
     let stack_file = faaso_tests::bins::workspace_dir().join("conf/faaso-stack.yml");
     docker_with_env(
         &[
@@ -180,16 +181,19 @@ async fn swarm_mode_routes_scales_deploys_and_heals_services() {
         &[
             ("FAASO_GATEWAY_IMAGE", &image),
             ("FAASO_PORT", &port),
+            ("FAASO_ADMIN_PORT", &admin_port),
             ("FAASO_NETWORK", &network),
             ("FAASO_PASSWORD_HASH", &hash),
         ],
     );
     let url = format!("http://127.0.0.1:{port}");
+    // The admin on its own port, as the stack file publishes it.
+    let admin = format!("http://127.0.0.1:{admin_port}");
     wait_for_status(&format!("{url}/readyz"), 200, Duration::from_secs(60)).await;
     let dir = tempfile::tempdir().unwrap();
     let mut faaso = Faaso::in_dir(dir.path());
     faaso.env = vec![
-        ("FAASO_SERVER".into(), url.clone()),
+        ("FAASO_SERVER".into(), admin.clone()),
         ("FAASO_PASSWORD".into(), PASSWORD.into()),
     ];
 
@@ -249,7 +253,7 @@ async fn swarm_mode_routes_scales_deploys_and_heals_services() {
         String::from_utf8_lossy(&out.stderr)
     );
     let listed = client()
-        .get(format!("{url}/admin/api/secrets"))
+        .get(format!("{admin}/admin/api/secrets"))
         .basic_auth("admin", Some(PASSWORD))
         .send()
         .await

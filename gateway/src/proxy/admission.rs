@@ -12,7 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use pingora::prelude::*;
 
-use super::{FIRST_SYNC_WAIT, Funko, Gateway, HttpsSettings, RequestCtx, X_REQUEST_ID};
+use super::{FIRST_SYNC_WAIT, Funko, Gateway, HttpsSettings, RequestCtx, Serves, X_REQUEST_ID};
 use crate::http::headers;
 use crate::http::responses::{error_body, write_json};
 use crate::routing::balancer;
@@ -42,7 +42,12 @@ impl Gateway {
                 .downstream_session
                 .set_write_timeout(Some(self.settings.send_timeout));
         }
-        if let Some(https) = &self.settings.https {
+        if let Some(https) = self
+            .settings
+            .https
+            .as_ref()
+            .filter(|_| self.serves != Serves::Admin)
+        {
             ctx.target.tls = crate::tls::is_tls(session);
             if ctx.target.tls {
                 ctx.answer.hsts = https.hsts.clone();
@@ -53,7 +58,11 @@ impl Gateway {
         let header = session.req_header();
         let target = header.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let funko = match route(target) {
-            Route::Funko(funko) => funko,
+            Route::Funko(funko) if self.serves != Serves::Admin => funko,
+            Route::Admin if self.serves != Serves::Funkos => {
+                self.admin.handle(session).await?;
+                return Ok(Admission::Answered);
+            }
             Route::Healthz => {
                 write_json(session, 200, Bytes::from_static(br#"{"status":"ok"}"#), &[]).await?;
                 return Ok(Admission::Answered);
@@ -70,11 +79,8 @@ impl Gateway {
                 write_json(session, status, Bytes::from_static(body), &[]).await?;
                 return Ok(Admission::Answered);
             }
-            Route::Admin => {
-                self.admin.handle(session).await?;
-                return Ok(Admission::Answered);
-            }
-            Route::NotFound => {
+            // The admin on its own address, or a funko asked for there.
+            Route::NotFound | Route::Admin | Route::Funko(_) => {
                 write_json(session, 404, error_body("not found", None), &[]).await?;
                 return Ok(Admission::Answered);
             }
@@ -107,6 +113,7 @@ impl Gateway {
             ctx.count();
         }
         self.check_protocol(session)?;
+        ctx.answer.http10 = session.req_header().version == http::Version::HTTP_10;
         if let Some(activity) = ctx.funko.as_ref().and_then(|f| f.activity.as_deref()) {
             activity.request();
         }

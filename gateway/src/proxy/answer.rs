@@ -34,7 +34,8 @@ pub(super) async fn final_answer(instance: &mut InstanceSession, upgrade: bool) 
 /// The client's header of the instance's answer. A `101` keeps its `Connection` and `Upgrade`
 /// (the tunnel needs them); any other answer loses the headers about the instance's connection
 /// ([`headers::client_response`]). Both get `X-Request-Id` and, over HTTPS with
-/// `hsts_max_age`, `Strict-Transport-Security`.
+/// `hsts_max_age`, `Strict-Transport-Security`. An HTTP/1.0 client's answer loses
+/// `Transfer-Encoding` (its body is then delimited by the end of the connection).
 pub(super) fn shape(instance: &ResponseHeader, added: &Shaping) -> Result<ResponseHeader> {
     let mut response = if instance.status == http::StatusCode::SWITCHING_PROTOCOLS {
         let mut response = instance.clone();
@@ -47,6 +48,10 @@ pub(super) fn shape(instance: &ResponseHeader, added: &Shaping) -> Result<Respon
     };
     if let Some(hsts) = &added.hsts {
         response.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
+    }
+    if added.http10 {
+        // HTTP/1.0 has no chunked coding: the body goes as it is, ended by the close.
+        response.remove_header(&http::header::TRANSFER_ENCODING);
     }
     Ok(response)
 }
@@ -103,6 +108,7 @@ mod tests {
         Shaping {
             request_id: Some(http::HeaderValue::from_static("id-1")),
             hsts: Some(http::HeaderValue::from_static("max-age=60")),
+            http10: false,
         }
     }
 
@@ -134,5 +140,23 @@ mod tests {
         for gone in ["connection", "x-secret", "keep-alive"] {
             assert!(refused.headers.get(gone).is_none(), "{gone}");
         }
+    }
+
+    #[test]
+    fn an_http10_client_never_gets_a_chunked_answer() {
+        let chunked = answer(200, &[("Transfer-Encoding", "chunked")]);
+        let old = Shaping {
+            http10: true,
+            ..Shaping::default()
+        };
+        assert!(
+            shape(&chunked, &old)
+                .unwrap()
+                .headers
+                .get("transfer-encoding")
+                .is_none()
+        );
+        let new = shape(&chunked, &Shaping::default()).unwrap();
+        assert_eq!(new.headers["transfer-encoding"], "chunked");
     }
 }

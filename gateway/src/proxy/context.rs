@@ -73,6 +73,9 @@ pub(super) struct Shaping {
     pub(super) request_id: Option<HeaderValue>,
     /// `Strict-Transport-Security` (HTTPS with `hsts_max_age` only).
     pub(super) hsts: Option<HeaderValue>,
+    /// The client speaks HTTP/1.0: no chunked answers, a body without a length ends with the
+    /// connection.
+    pub(super) http10: bool,
 }
 
 impl Default for RequestCtx {

@@ -154,7 +154,10 @@ pub(super) async fn round_trip(
             reusable: instance.reuse().await,
         });
     }
-    if !response.headers.contains_key(http::header::CONTENT_LENGTH)
+    if shaping.http10 && !response.headers.contains_key(http::header::CONTENT_LENGTH) {
+        // An HTTP/1.0 client reads to the end of the connection.
+        session.set_keepalive(None);
+    } else if !response.headers.contains_key(http::header::CONTENT_LENGTH)
         && !response
             .headers
             .contains_key(http::header::TRANSFER_ENCODING)

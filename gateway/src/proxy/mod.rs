@@ -85,6 +85,19 @@ pub struct Gateway {
     pub admin: Arc<crate::admin::Admin>,
     pub ready: Arc<AtomicBool>,
     pub settings: Arc<ProxySettings>,
+    /// What this listener serves.
+    pub serves: Serves,
+}
+
+/// Which routes a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serves {
+    /// Funkos and the admin (no `admin_listen`).
+    Everything,
+    /// Funkos only: the admin has an address of its own.
+    Funkos,
+    /// The admin only, on `admin_listen` (and `/healthz`, `/readyz`).
+    Admin,
 }
 
 /// Longest a funko request waits for the first Docker sync before it is answered from what is
@@ -147,11 +160,19 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         *upstream_response = answer::shape(upstream_response, &ctx.answer)?;
+        if ctx.answer.http10
+            && !upstream_response
+                .headers
+                .contains_key(http::header::CONTENT_LENGTH)
+        {
+            // An HTTP/1.0 client reads to the end of the connection.
+            session.set_keepalive(None);
+        }
         Ok(())
     }
 
