@@ -346,3 +346,42 @@ async fn an_http10_client_gets_answers_it_can_read() {
     assert!(!answer.chunked, "{answer:?}");
     assert!(!answer.body.is_empty());
 }
+
+/// A chunked answer the instance cuts short: the client gets the chunks sent and then the end
+/// of its connection, never a last chunk that would make the answer look whole; the access log
+/// and the metrics count it as the upstream error it is (502).
+#[tokio::test]
+async fn a_cut_chunked_answer_never_looks_whole() {
+    let docker = require_docker!();
+    let (_cleanup, gateway, funko) = one_instance(&docker, "cutchunk").await;
+    for round in 0..3 {
+        let mut client = RawConnection::open(&addr(&gateway)).await;
+        client
+            .send("GET", &format!("/funko/{funko}/cut-chunked/3"), &[])
+            .await;
+        let failure = client.response(false).await.unwrap_err();
+        assert!(
+            failure.contains("connection closed"),
+            "round {round}: {failure}"
+        );
+    }
+    // Through Pingora's loop too (a request with a body).
+    let mut client = RawConnection::open(&addr(&gateway)).await;
+    client
+        .send(
+            "POST",
+            &format!("/funko/{funko}/cut-chunked/3"),
+            &["Content-Length: 2"],
+        )
+        .await;
+    client.write(b"hi").await.unwrap();
+    let failure = client.response(false).await.unwrap_err();
+    assert!(failure.contains("connection closed"), "POST: {failure}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = gateway.log();
+    let cut_lines = log
+        .lines()
+        .filter(|line| line.contains("cut-chunked") && line.contains("status=502"))
+        .count();
+    assert_eq!(cut_lines, 4, "{log}");
+}

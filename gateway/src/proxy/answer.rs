@@ -61,35 +61,36 @@ pub(super) fn shape(instance: &ResponseHeader, added: &Shaping) -> Result<Respon
 pub(super) enum Relayed {
     /// The whole body went to the client.
     Whole,
-    /// The instance stopped sending before the end: the client's connection is closed after
-    /// what it got, so it cannot take a cut answer for a whole one.
-    Cut,
     /// The client could not take more.
     ClientGone,
 }
 
 /// Relays the rest of the instance's answer body to the client (`end` says the body already
-/// ended).
+/// ended). An `Err` is an answer the instance cut short: the caller fails the request, so that
+/// the client's connection ends without a clean end of the body (no last chunk, or an HTTP/2
+/// reset) and it cannot take the cut answer for a whole one; the error is an upstream one,
+/// counted and logged as such.
 pub(super) async fn relay_body(
     session: &mut Session,
     instance: &mut InstanceSession,
     mut end: bool,
-) -> Relayed {
+) -> Result<Relayed> {
     while !end {
         let piece: Option<Bytes> = match instance.read_body_bytes().await {
             Ok(piece) => piece,
             Err(err) => {
-                tracing::debug!(error = %err, "instance stopped sending the body");
                 session.set_keepalive(None);
-                return Relayed::Cut;
+                return Err(err
+                    .more_context("the instance cut its answer short")
+                    .into_up());
             }
         };
         end = piece.is_none() || instance.is_body_done();
         if session.write_response_body(piece, end).await.is_err() {
-            return Relayed::ClientGone;
+            return Ok(Relayed::ClientGone);
         }
     }
-    Relayed::Whole
+    Ok(Relayed::Whole)
 }
 
 #[cfg(test)]

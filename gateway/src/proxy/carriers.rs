@@ -75,7 +75,7 @@ impl Gateway {
                     }
                     return Ok(());
                 }
-                Err(Failure::Failed(err)) => return Err(err),
+                Err(Failure::Failed(err) | Failure::Cut(err)) => return Err(err),
                 Err(Failure::Lost(err)) => {
                     connects_failed += 1;
                     self.instance_lost(ctx, &err);

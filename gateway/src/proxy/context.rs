@@ -53,6 +53,8 @@ pub(super) struct Attempt {
     pub(super) admitted: Option<Admitted>,
     /// Whether the last upstream connection was a pooled one.
     pub(super) reused: Option<bool>,
+    /// The instance cut its answer short after the client got its header.
+    pub(super) cut: bool,
 }
 
 /// What the instance is told about the request, besides the request itself.

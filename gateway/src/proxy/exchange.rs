@@ -82,6 +82,9 @@ pub(super) enum Failure {
     Lost(Box<Error>),
     /// Nothing was sent to the client yet: answer with the error's status.
     Failed(Box<Error>),
+    /// The instance cut its answer short after its header went to the client: the client's
+    /// connection ends.
+    Cut(Box<Error>),
 }
 
 /// How an exchange ended.
@@ -183,8 +186,10 @@ pub(super) async fn round_trip(
     if session.write_response_tasks(tasks).await.is_err() {
         return Ok(Done { reusable: None });
     }
-    if answer::relay_body(session, &mut instance, end).await != Relayed::Whole {
-        return Ok(Done { reusable: None });
+    match answer::relay_body(session, &mut instance, end).await {
+        Ok(Relayed::Whole) => {}
+        Ok(Relayed::ClientGone) => return Ok(Done { reusable: None }),
+        Err(cut) => return Err(Failure::Cut(cut)),
     }
     instance.respect_keepalive();
     Ok(Done {

@@ -221,10 +221,13 @@ impl ProxyHttp for Gateway {
             // The gateway's own routes (/healthz, /readyz, ...) are neither counted nor logged.
             return;
         }
-        // 499: the client went away before a response (as nginx reports it).
-        let code = session
-            .response_written()
-            .map_or(499, |response| response.status.as_u16());
+        // 499: the client went away before a response (as nginx reports it); an answer the
+        // instance cut short counts as the upstream error it is, whatever its status line said.
+        let code = match session.response_written() {
+            Some(_) if ctx.attempt.cut => 502,
+            Some(response) => response.status.as_u16(),
+            None => 499,
+        };
         let elapsed = ctx.started.elapsed();
         if let Some(metrics) = ctx.metrics() {
             metrics.request_done(code, elapsed.as_secs_f64());
@@ -257,6 +260,16 @@ impl ProxyHttp for Gateway {
         RequestCtx: Send + Sync,
     {
         let code = errors::status_for(e);
+        if session.response_written().is_some() {
+            // An answer already began (an instance cut it short): no second one; the
+            // connection ends without a clean end of the body.
+            session.set_keepalive(None);
+            ctx.attempt.cut = matches!(e.esource(), pingora::ErrorSource::Upstream);
+            return FailToProxy {
+                error_code: code,
+                can_reuse_downstream: false,
+            };
+        }
         if code > 0 {
             // The connection is closed after an error (part of a body may be unread): say so,
             // so that clients do not send their next request on it.

@@ -36,8 +36,9 @@ pub(super) enum Outcome {
 /// Sends `request` to the instance on `stream` and relays its answer to the client. When the
 /// answer is `101`, bytes are carried both ways until either side closes.
 ///
-/// An `Err` means nothing was written to the client yet (the caller answers with an error);
-/// once the answer's header went out, failures end the relay quietly.
+/// An `Err` before the answer's header went out is answered with an error; after it, only a
+/// refused upgrade's body cut short by the instance is an `Err` (the client's connection then
+/// ends); the tunnel's own failures end it quietly.
 pub(super) async fn relay(
     session: &mut Session,
     stream: Stream,
@@ -71,7 +72,7 @@ pub(super) async fn relay(
         Ok(Outcome::Tunnel)
     } else {
         // A refused upgrade is a normal response: its body goes to the client as it comes.
-        answer::relay_body(session, &mut instance, false).await;
+        answer::relay_body(session, &mut instance, false).await?;
         Ok(Outcome::Refused)
     }
 }

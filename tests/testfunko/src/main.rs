@@ -22,6 +22,8 @@
 //!   closed without an answer (a kept-alive connection that a proxy finds closed)
 //! - `/unframed/<n>`: `n` bytes with neither `Content-Length` nor chunks, delimited by closing
 //!   the connection (as an HTTP/1.0 server answers)
+//! - `/cut-chunked/<n>`: a chunked answer of `n` chunks without its last chunk, then the
+//!   connection closes (an instance that dies while it streams)
 //! - `/cut/<n>`: announces `2n` bytes, sends `n`, then closes the connection (an instance that
 //!   dies mid-answer)
 //!
@@ -130,7 +132,11 @@ fn serve_connection(stream: TcpStream) -> io::Result<()> {
         IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
         result?;
         let path = request.path();
-        if !request.keep_alive() || path.starts_with("/unframed/") || path.starts_with("/cut/") {
+        if !request.keep_alive()
+            || path.starts_with("/unframed/")
+            || path.starts_with("/cut/")
+            || path.starts_with("/cut-chunked/")
+        {
             return Ok(());
         }
         drop_next = path == "/drop-next";
@@ -171,6 +177,17 @@ fn answer(request: &Request, out: &mut TcpStream) -> io::Result<()> {
                 out.flush()
             }
             _ => Response::new(400).body("bad byte count").write(out),
+        },
+        "cut-chunked" => match arg.parse::<usize>() {
+            Ok(n) if n <= 1_000 => {
+                out.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")?;
+                for i in 0..n {
+                    let chunk = format!("chunk {i}\n");
+                    write!(out, "{:x}\r\n{chunk}\r\n", chunk.len())?;
+                }
+                out.flush()
+            }
+            _ => Response::new(400).body("bad chunk count").write(out),
         },
         "version" => {
             let version = std::env::var("TESTFUNKO_VERSION").unwrap_or_else(|_| "1".into());
