@@ -196,3 +196,155 @@ pub(super) async fn round_trip(
         reusable: instance.reuse().await,
     })
 }
+
+/// The exchange against scripted instances on loopback (no Docker): each test's instance
+/// answers with chosen bytes, and the test reads what the client got.
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::scripted::{client, instance, received};
+    use super::*;
+
+    fn timeouts(read: Duration) -> PeerTimeouts {
+        PeerTimeouts {
+            read,
+            ..PeerTimeouts::default()
+        }
+    }
+
+    /// Runs one exchange of `GET /x` (`reused`: as on a pooled connection) against an
+    /// instance that answers `answer`; the outcome and what the client got.
+    async fn run(
+        method: &str,
+        answer: &[u8],
+        reused: bool,
+        read_timeout: Duration,
+    ) -> (std::result::Result<Done, Failure>, String) {
+        let addr = instance(answer.to_vec(), Duration::from_millis(50)).await;
+        let (mut session, client_side) =
+            client(&format!("{method} /x HTTP/1.1\r\nHost: t\r\n\r\n")).await;
+        let stream = connect(addr, Duration::from_secs(1)).await.unwrap();
+        let request = RequestHeader::build(method, b"/x", None).unwrap();
+        let outcome = round_trip(
+            &mut session,
+            stream,
+            reused,
+            is_idempotent(&request.method),
+            request,
+            &timeouts(read_timeout),
+            &Shaping::default(),
+        )
+        .await;
+        drop(session);
+        (outcome, received(client_side).await)
+    }
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[tokio::test]
+    async fn a_close_delimited_answer_reaches_the_client_chunked_and_whole() {
+        let (outcome, got) = run("GET", b"HTTP/1.1 200 OK\r\n\r\nhello", false, SECOND).await;
+        let done = outcome.unwrap();
+        assert!(done.reusable.is_none());
+        assert!(
+            got.to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
+            "{got}"
+        );
+        assert!(got.ends_with("5\r\nhello\r\n0\r\n\r\n"), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn informational_answers_are_skipped() {
+        let answer = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n\
+                       HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        let (outcome, got) = run("GET", answer, false, SECOND).await;
+        assert!(outcome.is_ok());
+        assert!(got.starts_with("HTTP/1.1 200"), "{got:?}");
+        assert!(
+            !got.contains("100 Continue") && !got.contains("103"),
+            "{got:?}"
+        );
+        assert!(got.ends_with("\r\n\r\nok"), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn a_cut_chunked_answer_is_a_cut_not_a_whole_one() {
+        let answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n";
+        let (outcome, got) = run("GET", answer, false, SECOND).await;
+        assert!(matches!(outcome, Err(Failure::Cut(_))), "{outcome:?}");
+        assert!(got.contains("hello"), "{got:?}");
+        assert!(
+            !got.ends_with("0\r\n\r\n"),
+            "a last chunk after a cut: {got:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_instance_that_closes_without_answering() {
+        // On a pooled connection: stale, sent again on a new one.
+        let (outcome, got) = run("GET", b"", true, SECOND).await;
+        assert!(matches!(outcome, Err(Failure::Stale(_))), "{outcome:?}");
+        assert!(got.is_empty(), "{got:?}");
+        // On a new connection: lost, another instance may take an idempotent request...
+        let (outcome, _) = run("GET", b"", false, SECOND).await;
+        assert!(matches!(outcome, Err(Failure::Lost(_))), "{outcome:?}");
+        // ... but a POST is never sent twice once it may have arrived.
+        let (outcome, _) = run("POST", b"", false, SECOND).await;
+        assert!(matches!(outcome, Err(Failure::Failed(_))), "{outcome:?}");
+    }
+
+    #[tokio::test]
+    async fn a_huge_or_malformed_answer_head_fails_before_the_client_sees_anything() {
+        let mut huge = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..2_000 {
+            huge.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "v".repeat(64)).as_bytes());
+        }
+        huge.extend_from_slice(b"\r\n");
+        for answer in [huge, b"NOT HTTP AT ALL\r\n\r\n".to_vec()] {
+            let (outcome, got) = run("GET", &answer, false, SECOND).await;
+            assert!(matches!(outcome, Err(Failure::Failed(_))), "{outcome:?}");
+            assert!(got.is_empty(), "{got:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn both_length_and_chunked_framing_is_read_as_chunked() {
+        // RFC 9112, 6.3: Transfer-Encoding wins; the length is not trusted.
+        let answer =
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n\
+                       2\r\nok\r\n0\r\n\r\n";
+        let (outcome, got) = run("GET", answer, false, SECOND).await;
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert!(
+            !got.to_ascii_lowercase().contains("content-length: 100"),
+            "{got:?}"
+        );
+        assert!(got.ends_with("2\r\nok\r\n0\r\n\r\n"), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn a_slow_instance_times_out() {
+        let addr = instance(Vec::new(), Duration::from_secs(5)).await;
+        let (mut session, _client) = client("GET /x HTTP/1.1\r\nHost: t\r\n\r\n").await;
+        let stream = connect(addr, SECOND).await.unwrap();
+        let request = RequestHeader::build("GET", b"/x", None).unwrap();
+        let started = std::time::Instant::now();
+        let outcome = round_trip(
+            &mut session,
+            stream,
+            false,
+            true,
+            request,
+            &timeouts(Duration::from_millis(200)),
+            &Shaping::default(),
+        )
+        .await;
+        let Err(Failure::Failed(err)) = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(crate::http::errors::status_for(&err), 504, "{err}");
+        assert!(started.elapsed() < SECOND);
+    }
+}

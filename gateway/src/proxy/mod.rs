@@ -23,6 +23,8 @@ mod carriers;
 mod context;
 mod exchange;
 pub(crate) mod pool;
+#[cfg(test)]
+mod scripted;
 mod tunnel;
 
 use std::sync::Arc;

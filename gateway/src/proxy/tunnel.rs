@@ -103,3 +103,59 @@ enum Step {
     FromClient(Option<Bytes>),
     FromInstance(Option<Bytes>),
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::scripted::{client, instance, received};
+    use super::*;
+
+    const UPGRADE: &str =
+        "GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+
+    async fn relay_to(answer: &[u8]) -> (Result<Outcome>, String) {
+        let addr = instance(answer.to_vec(), Duration::from_millis(50)).await;
+        let (mut session, client_side) = client(UPGRADE).await;
+        let stream = super::super::exchange::connect(addr, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let request = session.req_header().clone();
+        let outcome = relay(
+            &mut session,
+            stream,
+            request,
+            PeerTimeouts::default(),
+            &Shaping::default(),
+        )
+        .await;
+        drop(session);
+        (outcome, received(client_side).await)
+    }
+
+    #[tokio::test]
+    async fn a_101_opens_the_tunnel_and_early_bytes_go_through() {
+        let answer = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                       Connection: Upgrade\r\n\r\nfirst-frame";
+        let (outcome, got) = relay_to(answer).await;
+        assert_eq!(outcome.unwrap(), Outcome::Tunnel);
+        assert!(got.starts_with("HTTP/1.1 101"), "{got:?}");
+        assert!(got.ends_with("first-frame"), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_upgrade_is_relayed_and_a_cut_one_fails() {
+        let refused = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno";
+        let (outcome, got) = relay_to(refused).await;
+        assert_eq!(outcome.unwrap(), Outcome::Refused);
+        assert!(
+            got.starts_with("HTTP/1.1 403") && got.ends_with("no"),
+            "{got:?}"
+        );
+
+        let cut = b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nno\r\n";
+        let (outcome, got) = relay_to(cut).await;
+        assert!(outcome.is_err(), "{outcome:?}");
+        assert!(!got.ends_with("0\r\n\r\n"), "{got:?}");
+    }
+}
