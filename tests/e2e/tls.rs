@@ -108,6 +108,23 @@ async fn funkos_admin_and_ui_over_https_with_http2_sni_and_redirects() {
         }
     }
 
+    // A chunked answer the instance cuts short ends the HTTP/2 stream with a reset, never a
+    // clean end of stream: the client cannot take it for whole.
+    let cut = h2
+        .get(url(
+            "one.faaso.test",
+            &format!("/funko/{funko}/cut-chunked/3"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cut.version(), reqwest::Version::HTTP_2);
+    let body = cut.bytes().await;
+    assert!(
+        body.is_err(),
+        "a cut answer ended cleanly over HTTP/2: {body:?}"
+    );
+
     // Streaming over HTTP/2: the chunks arrive one by one, 50 ms apart, not all at the end.
     let mut stream = h2
         .get(url("one.faaso.test", &format!("/funko/{funko}/stream/4")))
