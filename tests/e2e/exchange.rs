@@ -13,7 +13,10 @@ use faaso_tests::raw::RawConnection;
 use faaso_tests::{require_docker, unique_name};
 
 /// One instance of a new funko behind a gateway with one worker (one connection pool), routed.
-async fn one_instance(docker: &Docker, prefix: &str) -> (Cleanup, GatewayProcess, String) {
+pub(crate) async fn one_instance(
+    docker: &Docker,
+    prefix: &str,
+) -> (Cleanup, GatewayProcess, String) {
     let cleanup = Cleanup::new();
     let funko = unique_name(prefix);
     start_instance(docker, &cleanup, &funko, &[]).await;
@@ -23,7 +26,8 @@ async fn one_instance(docker: &Docker, prefix: &str) -> (Cleanup, GatewayProcess
     (cleanup, gateway, funko)
 }
 
-fn addr(gateway: &GatewayProcess) -> String {
+/// The gateway's `host:port`, for raw connections.
+pub(crate) fn addr(gateway: &GatewayProcess) -> String {
     gateway.url.trim_start_matches("http://").to_string()
 }
 

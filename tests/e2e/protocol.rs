@@ -4,27 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use bollard::Docker;
-
 use faaso_tests::docker::{Cleanup, start_instance};
 use faaso_tests::gateway::GatewayProcess;
 use faaso_tests::http::{client, wait_for_status};
 use faaso_tests::raw::{RawConnection, RawResponse};
 use faaso_tests::{require_docker, unique_name};
 
-async fn one_instance(docker: &Docker, prefix: &str) -> (Cleanup, GatewayProcess, String) {
-    let cleanup = Cleanup::new();
-    let funko = unique_name(prefix);
-    start_instance(docker, &cleanup, &funko, &[]).await;
-    let gateway = GatewayProcess::start("threads: 1\n").await;
-    let url = format!("{}/funko/{funko}/ping", gateway.url);
-    wait_for_status(&url, 200, Duration::from_secs(10)).await;
-    (cleanup, gateway, funko)
-}
-
-fn addr(gateway: &GatewayProcess) -> String {
-    gateway.url.trim_start_matches("http://").to_string()
-}
+use crate::exchange::{addr, one_instance};
 
 /// The header names the instance received, from the test funko's `/echo`.
 fn echoed_names(answer: &RawResponse) -> Vec<String> {
