@@ -7,9 +7,12 @@
 //! options: {}             # runtime-defined, checked against the runtime's options.yml
 //! scaling: {min: 0, max: 3}           # per-funko settings, written as image labels
 //! limits: {timeout: 30s, max_body: 1MiB}
+//! async: {retries: 3, max_inflight: 10}
+//! triggers: [{cron: "*/5 * * * *", path: /report}]
 //! ```
 //!
-//! `scaling:` and `limits:` are described in [`crate::settings`].
+//! `scaling:`, `limits:` and `async:` are described in [`crate::settings`], `triggers:` in
+//! [`crate::triggers`].
 
 use std::path::{Path, PathBuf};
 
@@ -30,8 +33,10 @@ pub struct FunkoSpec {
     pub runtime: Option<String>,
     /// The runtime options, as a mapping (empty when absent).
     pub options: serde_yaml::Mapping,
-    /// `scaling:` and `limits:`, which `faaso build` writes as image labels.
+    /// `scaling:`, `limits:` and `async:`, which `faaso build` writes as image labels.
     pub settings: crate::settings::Settings,
+    /// `triggers:`, also written as image labels.
+    pub triggers: Vec<crate::triggers::Trigger>,
 }
 
 /// Why a funko folder cannot be used.
@@ -76,6 +81,10 @@ struct RawSpec {
     scaling: Option<serde_yaml::Value>,
     #[serde(default)]
     limits: Option<serde_yaml::Value>,
+    #[serde(default, rename = "async")]
+    async_calls: Option<serde_yaml::Value>,
+    #[serde(default)]
+    triggers: Option<serde_yaml::Value>,
 }
 
 impl FunkoSpec {
@@ -140,10 +149,14 @@ impl FunkoSpec {
         };
         let runtime = raw.runtime.filter(|r| !r.trim().is_empty());
         let mut sections = Vec::new();
-        for (key, value) in [("scaling", &raw.scaling), ("limits", &raw.limits)] {
+        for (key, value) in [
+            ("scaling", &raw.scaling),
+            ("limits", &raw.limits),
+            ("async", &raw.async_calls),
+        ] {
             sections.push(match value {
-                None | Some(serde_yaml::Value::Null) => None,
-                Some(serde_yaml::Value::Mapping(mapping)) => Some(mapping),
+                None | Some(serde_yaml::Value::Null) => (key, None),
+                Some(serde_yaml::Value::Mapping(mapping)) => (key, Some(mapping)),
                 Some(_) => {
                     return Err(FunkoError::Yaml {
                         path: path.to_path_buf(),
@@ -154,12 +167,20 @@ impl FunkoSpec {
                 }
             });
         }
-        let settings =
-            crate::settings::Settings::from_sections(sections[0], sections[1]).map_err(|err| {
-                let section = err.name.split('.').next().unwrap_or_default();
+        let settings = crate::settings::Settings::from_sections(&sections).map_err(|err| {
+            let section = err.name.split('.').next().unwrap_or_default();
+            FunkoError::Yaml {
+                path: path.to_path_buf(),
+                line: line_of(text, section),
+                column: 1,
+                message: err.to_string(),
+            }
+        })?;
+        let triggers =
+            crate::triggers::Trigger::from_yaml(raw.triggers.as_ref()).map_err(|err| {
                 FunkoError::Yaml {
                     path: path.to_path_buf(),
-                    line: line_of(text, section),
+                    line: line_of(text, "triggers"),
                     column: 1,
                     message: err.to_string(),
                 }
@@ -170,6 +191,7 @@ impl FunkoSpec {
             runtime,
             options,
             settings,
+            triggers,
         })
     }
 }

@@ -3,7 +3,9 @@
 //! # Layout
 //! - [`conventions`]: funko, image, instance and network names (the "protocol" with Docker).
 //! - [`funko`]: a funko folder's `funko.yml`, validated with file, line and column in errors.
-//! - [`settings`]: per-funko scaling and limits, as `funko.yml` sections and Docker labels.
+//! - [`settings`]: per-funko scaling, limits and async calls, as `funko.yml` sections and
+//!   Docker labels.
+//! - [`triggers`]: cron triggers, as `funko.yml`'s `triggers:` and Docker labels.
 //! - [`units`]: durations and sizes as people write them.
 //! - [`build`]: from a funko folder to an image: runtimes, options, templates, build contexts,
 //!   `faaso new`, `faaso build`.
@@ -23,6 +25,7 @@ pub mod engine;
 pub mod funko;
 pub mod settings;
 pub mod store;
+pub mod triggers;
 pub mod units;
 
 /// The version of this crate, shown by `faaso version` and the gateway's admin API.

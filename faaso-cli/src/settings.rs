@@ -13,6 +13,10 @@
 //! | `limits.queue_timeout` | `faaso.limits.queue_timeout` | `10s` | longest wait for a free slot, then 429 |
 //! | `limits.timeout` | `faaso.limits.timeout` | gateway `read_timeout` | upstream timeout (504) |
 //! | `limits.max_body` | `faaso.limits.max_body` | gateway `max_body_bytes` | largest request body (413) |
+//! | `async.retries` | `faaso.async.retries` | 3 | an async call's retries after a 5xx, 429 or lost connection |
+//! | `async.backoff` | `faaso.async.backoff` | `1s` | wait before the first retry, doubled for each next one |
+//! | `async.max_inflight` | `faaso.async.max_inflight` | 10 | most async calls of the funko running at once |
+//! | `async.timeout` | `faaso.async.timeout` | `60s` | longest attempt of an async call |
 //!
 //! A label that cannot be read is reported (the gateway logs it) and left at its default: one bad
 //! label never takes a funko out of routing.
@@ -33,12 +37,22 @@ pub const MAX_INFLIGHT: &str = "faaso.limits.max_inflight";
 pub const QUEUE_TIMEOUT: &str = "faaso.limits.queue_timeout";
 pub const TIMEOUT: &str = "faaso.limits.timeout";
 pub const MAX_BODY: &str = "faaso.limits.max_body";
+pub const ASYNC_RETRIES: &str = "faaso.async.retries";
+pub const ASYNC_BACKOFF: &str = "faaso.async.backoff";
+pub const ASYNC_MAX_INFLIGHT: &str = "faaso.async.max_inflight";
+pub const ASYNC_TIMEOUT: &str = "faaso.async.timeout";
 
 /// Defaults of the `scaling:` settings.
 pub const DEFAULT_MIN: u32 = 1;
 pub const DEFAULT_MAX: u32 = 1;
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_TARGET_INFLIGHT: u32 = 10;
+
+/// Defaults of the `async:` settings.
+pub const DEFAULT_ASYNC_RETRIES: u32 = 3;
+pub const DEFAULT_ASYNC_BACKOFF: Duration = Duration::from_secs(1);
+pub const DEFAULT_ASYNC_MAX_INFLIGHT: u32 = 10;
+pub const DEFAULT_ASYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A funko's settings; `None` is "not set" (the default applies).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -51,6 +65,10 @@ pub struct Settings {
     pub queue_timeout: Option<Duration>,
     pub timeout: Option<Duration>,
     pub max_body: Option<u64>,
+    pub async_retries: Option<u32>,
+    pub async_backoff: Option<Duration>,
+    pub async_max_inflight: Option<u32>,
+    pub async_timeout: Option<Duration>,
 }
 
 /// A setting that cannot be used, naming it.
@@ -72,7 +90,14 @@ const KEYS: &[(&str, &str, &str)] = &[
     (QUEUE_TIMEOUT, "limits", "queue_timeout"),
     (TIMEOUT, "limits", "timeout"),
     (MAX_BODY, "limits", "max_body"),
+    (ASYNC_RETRIES, "async", "retries"),
+    (ASYNC_BACKOFF, "async", "backoff"),
+    (ASYNC_MAX_INFLIGHT, "async", "max_inflight"),
+    (ASYNC_TIMEOUT, "async", "timeout"),
 ];
+
+/// The `funko.yml` sections that hold settings.
+pub const SECTIONS: [&str; 3] = ["scaling", "limits", "async"];
 
 impl Settings {
     /// The settings in a container's (or an image's) labels, and the labels that could not be
@@ -116,6 +141,13 @@ impl Settings {
         put(QUEUE_TIMEOUT, self.queue_timeout.map(format_duration));
         put(TIMEOUT, self.timeout.map(format_duration));
         put(MAX_BODY, self.max_body.map(|v| v.to_string()));
+        put(ASYNC_RETRIES, self.async_retries.map(|v| v.to_string()));
+        put(ASYNC_BACKOFF, self.async_backoff.map(format_duration));
+        put(
+            ASYNC_MAX_INFLIGHT,
+            self.async_max_inflight.map(|v| v.to_string()),
+        );
+        put(ASYNC_TIMEOUT, self.async_timeout.map(format_duration));
         labels
     }
 
@@ -147,6 +179,10 @@ impl Settings {
             QUEUE_TIMEOUT => self.queue_timeout = Some(duration(true)?),
             TIMEOUT => self.timeout = Some(duration(false)?),
             MAX_BODY => self.max_body = Some(parse_bytes(value)?),
+            ASYNC_RETRIES => self.async_retries = Some(count(0)?),
+            ASYNC_BACKOFF => self.async_backoff = Some(duration(false)?),
+            ASYNC_MAX_INFLIGHT => self.async_max_inflight = Some(count(1)?),
+            ASYNC_TIMEOUT => self.async_timeout = Some(duration(false)?),
             _ => return Err("not a FaaSO setting".to_string()),
         }
         Ok(())
@@ -181,6 +217,27 @@ impl Settings {
         self.target_inflight.unwrap_or(DEFAULT_TARGET_INFLIGHT)
     }
 
+    /// `async.retries`, or its default.
+    pub fn async_retries(&self) -> u32 {
+        self.async_retries.unwrap_or(DEFAULT_ASYNC_RETRIES)
+    }
+
+    /// `async.backoff`, or its default.
+    pub fn async_backoff(&self) -> Duration {
+        self.async_backoff.unwrap_or(DEFAULT_ASYNC_BACKOFF)
+    }
+
+    /// `async.max_inflight`, or its default.
+    pub fn async_max_inflight(&self) -> u32 {
+        self.async_max_inflight
+            .unwrap_or(DEFAULT_ASYNC_MAX_INFLIGHT)
+    }
+
+    /// `async.timeout`, or its default.
+    pub fn async_timeout(&self) -> Duration {
+        self.async_timeout.unwrap_or(DEFAULT_ASYNC_TIMEOUT)
+    }
+
     /// Checks the settings against each other: `min` may not be above `max`.
     pub fn check(&self) -> Result<(), SettingError> {
         if let (Some(min), Some(max)) = (self.scale_min, self.scale_max)
@@ -194,14 +251,13 @@ impl Settings {
         Ok(())
     }
 
-    /// The settings of a `funko.yml`'s `scaling:` and `limits:` sections (each a mapping of
-    /// key to value; numbers or text); the error names the key as `section.key`.
+    /// The settings of a `funko.yml`'s [`SECTIONS`] (each a mapping of key to value; numbers
+    /// or text), given by section name; the error names the key as `section.key`.
     pub fn from_sections(
-        scaling: Option<&serde_yaml::Mapping>,
-        limits: Option<&serde_yaml::Mapping>,
+        sections: &[(&str, Option<&serde_yaml::Mapping>)],
     ) -> Result<Settings, SettingError> {
         let mut settings = Settings::default();
-        for (section_name, section) in [("scaling", scaling), ("limits", limits)] {
+        for &(section_name, section) in sections {
             let Some(section) = section else { continue };
             for (key, value) in section {
                 let key = key.as_str().unwrap_or_default();
@@ -265,6 +321,10 @@ mod tests {
             queue_timeout: Some(Duration::from_millis(1500)),
             timeout: Some(Duration::from_secs(30)),
             max_body: Some(1 << 20),
+            async_retries: Some(5),
+            async_backoff: Some(Duration::from_millis(500)),
+            async_max_inflight: Some(2),
+            async_timeout: Some(Duration::from_secs(90)),
         };
         let written: HashMap<String, String> = settings
             .to_labels()
@@ -273,6 +333,7 @@ mod tests {
             .collect();
         assert_eq!(written[TIMEOUT], "30s");
         assert_eq!(written[IDLE_TIMEOUT], "2m");
+        assert_eq!(written[ASYNC_BACKOFF], "500ms");
         assert_eq!(Settings::from_labels(Some(&written)), (settings, vec![]));
         assert_eq!(
             Settings::from_labels(None),
@@ -305,22 +366,28 @@ mod tests {
     #[test]
     fn funko_yml_sections() {
         let yaml: serde_yaml::Mapping = serde_yaml::from_str(
-            "scaling: {min: 0, max: 3}\nlimits: {timeout: 5s, max_body: 1MiB}",
+            "scaling: {min: 0, max: 3}\nlimits: {timeout: 5s, max_body: 1MiB}\nasync: {retries: 0, backoff: 250ms}",
         )
         .unwrap();
         let section = |name: &str| yaml.get(name).and_then(|v| v.as_mapping()).cloned();
-        let settings =
-            Settings::from_sections(section("scaling").as_ref(), section("limits").as_ref())
-                .unwrap();
+        let settings = Settings::from_sections(&[
+            ("scaling", section("scaling").as_ref()),
+            ("limits", section("limits").as_ref()),
+            ("async", section("async").as_ref()),
+        ])
+        .unwrap();
         assert_eq!(settings.scale_min, Some(0));
         assert_eq!(settings.scale_max, Some(3));
         assert_eq!(settings.timeout, Some(Duration::from_secs(5)));
         assert_eq!(settings.max_body, Some(1 << 20));
+        assert_eq!(settings.async_retries, Some(0));
+        assert_eq!(settings.async_backoff(), Duration::from_millis(250));
+        assert_eq!(settings.async_max_inflight(), DEFAULT_ASYNC_MAX_INFLIGHT);
 
         let bad = |scaling: &str, limits: &str| {
             let scaling: serde_yaml::Mapping = serde_yaml::from_str(scaling).unwrap();
             let limits: serde_yaml::Mapping = serde_yaml::from_str(limits).unwrap();
-            Settings::from_sections(Some(&scaling), Some(&limits))
+            Settings::from_sections(&[("scaling", Some(&scaling)), ("limits", Some(&limits))])
                 .unwrap_err()
                 .to_string()
         };

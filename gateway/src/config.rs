@@ -84,6 +84,13 @@ pub struct Config {
     pub grace_period: Duration,
     /// Longest wait of a request for a funko at zero while its first instance starts (503).
     pub cold_start_timeout: Duration,
+    /// Where async calls and cron ticks are queued: the embedded store in `state_dir`, or a
+    /// NATS JetStream server that several gateways share.
+    pub queue: crate::calls::QueueConfig,
+    /// How long a finished async call's record is kept.
+    pub calls_retention: Duration,
+    /// Most async calls waiting or running at once (more: 429).
+    pub async_max_queued: usize,
     /// How long the load must stay above `target_inflight` before the autoscaler adds instances.
     pub autoscale_up_window: Duration,
     /// How long the load must stay well below it before the autoscaler removes one.
@@ -195,6 +202,9 @@ pub const KEYS: &[Key] = &[
     key("resync_interval", None),
     key("grace_period", None),
     key("cold_start_timeout", None),
+    key("queue", Some("FAASO_QUEUE")),
+    key("calls_retention", Some("FAASO_CALLS_RETENTION")),
+    key("async_max_queued", Some("FAASO_ASYNC_MAX_QUEUED")),
     key("autoscale_up_window", None),
     key("autoscale_down_window", None),
     key("metrics", Some("FAASO_METRICS")),
@@ -256,6 +266,9 @@ impl Config {
             resync_interval: Duration::from_secs(10),
             grace_period: Duration::from_secs(10),
             cold_start_timeout: Duration::from_secs(30),
+            queue: crate::calls::QueueConfig::Embedded,
+            calls_retention: Duration::from_secs(24 * 3600),
+            async_max_queued: 100_000,
             autoscale_up_window: Duration::from_secs(10),
             autoscale_down_window: Duration::from_secs(60),
             metrics: true,
@@ -447,6 +460,9 @@ impl Config {
                     "resync_interval" => format!("{:?}", self.resync_interval),
                     "grace_period" => format!("{:?}", self.grace_period),
                     "cold_start_timeout" => format!("{:?}", self.cold_start_timeout),
+                    "queue" => self.queue.to_string(),
+                    "calls_retention" => format!("{:?}", self.calls_retention),
+                    "async_max_queued" => self.async_max_queued.to_string(),
                     "autoscale_up_window" => format!("{:?}", self.autoscale_up_window),
                     "autoscale_down_window" => format!("{:?}", self.autoscale_down_window),
                     "metrics" => self.metrics.to_string(),
@@ -573,6 +589,18 @@ impl Config {
             "resync_interval" => self.resync_interval = parse_duration(value).map_err(bad)?,
             "grace_period" => self.grace_period = parse_duration(value).map_err(bad)?,
             "cold_start_timeout" => self.cold_start_timeout = parse_duration(value).map_err(bad)?,
+            "queue" => self.queue = value.parse().map_err(bad)?,
+            "calls_retention" => self.calls_retention = parse_duration(value).map_err(bad)?,
+            "async_max_queued" => {
+                self.async_max_queued = match value.parse::<usize>() {
+                    Ok(n) if n >= 1 => n,
+                    _ => {
+                        return Err(bad(format!(
+                            "expected a whole number from 1, got {value:?}"
+                        )));
+                    }
+                }
+            }
             "autoscale_up_window" => {
                 self.autoscale_up_window = parse_duration(value).map_err(bad)?
             }
@@ -661,6 +689,7 @@ impl Config {
             ("health_interval", self.health_interval),
             ("resync_interval", self.resync_interval),
             ("cold_start_timeout", self.cold_start_timeout),
+            ("calls_retention", self.calls_retention),
             ("header_timeout", self.header_timeout),
             ("keepalive_timeout", self.keepalive_timeout),
             ("send_timeout", self.send_timeout),

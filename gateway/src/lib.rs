@@ -14,6 +14,7 @@
 //!   autoscaler, restore, drain.
 //! - [`http`]: HTTP pieces shared by all: header rewrites, own responses, error statuses,
 //!   client addresses, the access log.
+//! - [`calls`]: async calls (stored, retried, called back) and cron triggers.
 //! - [`admin`]: everything under `/admin/`: the admin API and the web UI.
 //! - [`tls`]: HTTPS (certificates by SNI, reloads, ACME).
 //! - [`metrics`]: Prometheus metrics and `/metrics`.
@@ -21,6 +22,7 @@
 //! - [`server`]: assembles the Pingora server from a [`config::Config`].
 
 pub mod admin;
+pub mod calls;
 pub mod config;
 pub(crate) mod edge;
 pub mod http;

@@ -105,13 +105,16 @@ pub enum StartError {
     /// Another gateway holds `state_dir`.
     #[error("{0}")]
     StateDir(#[from] crate::edge::owner::OwnerError),
+    /// `queue` names a queue this gateway cannot use.
+    #[error("queue: {0}")]
+    Queue(String),
 }
 
 impl StartError {
     /// The exit code: 2 for a bad configuration, 1 for what the host refuses.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StartError::Certs(_) => 2,
+            StartError::Certs(_) | StartError::Queue(_) => 2,
             StartError::Listen(_) | StartError::StateDir(_) => 1,
         }
     }
@@ -233,6 +236,35 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
         },
     ));
 
+    let calls = match &config.queue {
+        crate::calls::QueueConfig::Embedded => {
+            crate::calls::Calls::Embedded(Arc::new(crate::calls::queue::EmbeddedQueue::new(
+                config.state_dir.clone(),
+                crate::calls::attempt::Runner {
+                    table: Arc::clone(&table),
+                    wakes: Arc::clone(&wakes),
+                    client: crate::calls::attempt::Runner::client(),
+                },
+                Arc::clone(&table),
+                config.async_max_queued,
+                config.calls_retention,
+            )))
+        }
+        crate::calls::QueueConfig::Nats(url) => {
+            return Err(StartError::Queue(format!(
+                "{url}: NATS JetStream queues are not built into this gateway yet; use embedded"
+            )));
+        }
+    };
+    server.add_service(background_service(
+        "async calls",
+        crate::calls::service::CallsService {
+            calls: calls.clone(),
+            table: Arc::clone(&table),
+            ready: Arc::clone(&ready),
+        },
+    ));
+
     let secret = match (&config.password_hash, &config.password) {
         (Some(hash), _) => Secret::Hash(hash.clone()),
         (None, Some(password)) => Secret::Plain(password.clone()),
@@ -272,6 +304,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
             metrics_on: config.metrics,
             hsts: hsts.clone(),
         },
+        calls.clone(),
     );
     // HTTPS: one certificate store for every worker's listener, fed by the files (reloaded on
     // SIGHUP or change) and by ACME.
@@ -335,6 +368,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
             Some(_) => Serves::Funkos,
             None => Serves::Everything,
         },
+        calls,
     };
     if config.admin_listen.is_none()
         && (config.password.is_some() || config.password_hash.is_some())

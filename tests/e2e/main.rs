@@ -2,6 +2,7 @@
 //! One test binary for the workspace's cross-crate scenarios; one module per area.
 
 mod admin;
+mod calls;
 mod cli;
 mod container;
 mod edge;

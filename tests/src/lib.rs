@@ -13,6 +13,7 @@
 //! - [`layout`]: the import-cycle check of the gateway's and faaso-cli's modules.
 //! - [`prom`]: reading `/metrics` text, and a real Prometheus server for tests.
 //! - [`raw`]: a raw HTTP/1.1 connection, to see framing and connection reuse on the wire.
+//! - [`receiver`]: a callback receiver that records what it gets (async calls' callbacks).
 //! - [`relay`]: a Docker socket relay a test can cut, to break the gateway's event stream.
 //! - [`skip`]: recording skipped tests, which `.ci/run` counts and prints.
 //! - [`swarm`]: a single-node Docker Swarm for a test, and the gateway as an image.
@@ -29,6 +30,7 @@ pub mod layout;
 pub mod pebble;
 pub mod prom;
 pub mod raw;
+pub mod receiver;
 pub mod relay;
 pub mod skip;
 pub mod swarm;

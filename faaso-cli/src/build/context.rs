@@ -116,18 +116,21 @@ impl BuildContext {
         if !context.entries.contains_key("Dockerfile") {
             return Err(ContextError::NoDockerfile);
         }
-        context.add_setting_labels(&spec.settings)?;
+        let mut labels: Vec<(String, String)> = spec
+            .settings
+            .to_labels()
+            .into_iter()
+            .map(|(label, value)| (label.to_string(), value))
+            .collect();
+        labels.extend(spec.triggers.iter().flat_map(|t| t.to_labels()));
+        context.add_setting_labels(&labels)?;
         Ok(context)
     }
 
-    /// Appends the funko's `scaling:` and `limits:` to the Dockerfile as `LABEL`s of the final
-    /// image, so that a local and an uploaded build label the image alike, and `docker inspect`
-    /// shows where they came from.
-    fn add_setting_labels(
-        &mut self,
-        settings: &crate::settings::Settings,
-    ) -> Result<(), ContextError> {
-        let labels = settings.to_labels();
+    /// Appends the funko's settings (`scaling:`, `limits:`, `async:`) and `triggers:` to the
+    /// Dockerfile as `LABEL`s of the final image, so that a local and an uploaded build label
+    /// the image alike, and `docker inspect` shows where they came from.
+    fn add_setting_labels(&mut self, labels: &[(String, String)]) -> Result<(), ContextError> {
         if labels.is_empty() {
             return Ok(());
         }
@@ -139,9 +142,9 @@ impl BuildContext {
         if !data.ends_with(b"\n") {
             data.push(b'\n');
         }
-        data.extend_from_slice(b"# scaling: and limits: from funko.yml\nLABEL");
+        data.extend_from_slice(b"# settings and triggers from funko.yml\nLABEL");
         for (label, value) in labels {
-            data.extend_from_slice(format!(" {label}=\"{value}\"").as_bytes());
+            data.extend_from_slice(format!(" {label}=\"{}\"", label_text(value)).as_bytes());
         }
         data.push(b'\n');
         self.entries
@@ -475,6 +478,19 @@ fn file_mode(_: &std::fs::Metadata) -> u32 {
     0o644
 }
 
+/// A label value inside a Dockerfile's double quotes: `\`, `"` and `$` (which `LABEL`
+/// would expand) are escaped.
+fn label_text(value: &str) -> String {
+    let mut text = String::with_capacity(value.len());
+    for c in value.chars() {
+        if matches!(c, '\\' | '"' | '$') {
+            text.push('\\');
+        }
+        text.push(c);
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -496,8 +512,24 @@ mod tests {
         let dockerfile = String::from_utf8(context.file("Dockerfile").unwrap().to_vec()).unwrap();
         assert_eq!(
             dockerfile,
-            "FROM scratch\nCOPY x /x\n# scaling: and limits: from funko.yml\n\
+            "FROM scratch\nCOPY x /x\n# settings and triggers from funko.yml\n\
              LABEL faaso.scale.min=\"0\" faaso.scale.max=\"2\" faaso.limits.timeout=\"5s\"\n"
+        );
+        let scheduled = funko(
+            dir.path(),
+            r#"name: hello
+async: {retries: 1}
+triggers:
+  - cron: '0 * * * *'
+    body: '{"a": "$HOME\"}'
+"#,
+        );
+        let context = BuildContext::assemble(&scheduled).unwrap();
+        let dockerfile = String::from_utf8(context.file("Dockerfile").unwrap().to_vec()).unwrap();
+        let expected = r#"LABEL faaso.async.retries="1" faaso.cron.t1.schedule="0 * * * *" faaso.cron.t1.path="/" faaso.cron.t1.method="POST" faaso.cron.t1.body="{\"a\": \"\$HOME\\\"}""#;
+        assert!(
+            dockerfile.ends_with(&format!("{expected}\n")),
+            "{dockerfile}"
         );
         let plain = funko(dir.path(), "name: hello\n");
         let context = BuildContext::assemble(&plain).unwrap();

@@ -314,6 +314,19 @@ impl Remote {
             .await
     }
 
+    /// The newest `limit` async calls of funko `name` (records as JSON), newest first.
+    pub async fn calls(&self, name: &str, limit: usize) -> Result<Vec<Value>, RemoteError> {
+        let path = format!("funkos/{name}/calls?limit={limit}");
+        let value = self.json(self.request(reqwest::Method::GET, &path)).await?;
+        serde_json::from_value(value).map_err(|e| RemoteError::Protocol(e.to_string()))
+    }
+
+    /// One async call's record.
+    pub async fn call(&self, id: &str) -> Result<Value, RemoteError> {
+        self.json(self.request(reqwest::Method::GET, &format!("calls/{id}")))
+            .await
+    }
+
     /// Secret names per funko.
     pub async fn secrets(&self) -> Result<Vec<(String, Vec<String>)>, RemoteError> {
         let value = self

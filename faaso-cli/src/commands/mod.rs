@@ -7,6 +7,7 @@ use crate::ui::Ui;
 pub use target::{Target, local_lifecycle, remote, target};
 
 mod build;
+mod calls;
 mod complete;
 mod completions;
 mod deploy;
@@ -83,6 +84,7 @@ pub enum Command {
     Rollback(rollback::RollbackArgs),
     Status(status::StatusArgs),
     Logs(logs::LogsArgs),
+    Calls(calls::CallsArgs),
     Secret(secret::SecretArgs),
     Purge(purge::PurgeArgs),
     Prune(prune::PruneArgs),
@@ -111,6 +113,7 @@ impl Cli {
             Command::Rollback(args) => args.run(global).await,
             Command::Status(args) => args.run(global).await,
             Command::Logs(args) => args.run(global).await,
+            Command::Calls(args) => args.run(global).await,
             Command::Secret(args) => args.run(global).await,
             Command::Purge(args) => args.run(global).await,
             Command::Prune(args) => args.run(global).await,

@@ -19,6 +19,9 @@ use crate::http::responses::{error_body, write_json};
 /// Log lines per instance `logs` shows unless asked for more.
 const DEFAULT_TAIL: u32 = 100;
 
+/// Async calls a funko's `calls` lists unless asked for more.
+const DEFAULT_CALLS: usize = 20;
+
 /// Answers one admin API request (`rest` is the path after `/admin/api/`) and writes its
 /// audit line.
 #[allow(clippy::too_many_arguments)]
@@ -135,6 +138,43 @@ impl Admin {
                     .await
                     .map_err(lifecycle_reject)?;
                 respond(session, 200, json!(status.first())).await
+            }
+            (&Method::GET, ["calls", id]) => {
+                let id = crate::calls::record::CallId::parse(id).ok_or_else(|| {
+                    reject(400, format!("{id:?} is not a call id (32 hex digits)"))
+                })?;
+                match self.calls.record(id).await.map_err(|e| reject(503, e))? {
+                    Some(record) => respond(session, 200, json!(record)).await,
+                    None => Err(reject(
+                        404,
+                        format!("no call {id} (never accepted, or past calls_retention)"),
+                    )),
+                }
+            }
+            (&Method::GET, ["funkos", name, "calls"]) => {
+                let name = valid(name)?;
+                let limit = match query_param(query, "limit") {
+                    None => DEFAULT_CALLS,
+                    Some(limit) => limit
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=crate::calls::MAX_LIST).contains(n))
+                        .ok_or_else(|| {
+                            reject(
+                                400,
+                                format!(
+                                    "limit: expected 1 to {}, got {limit:?}",
+                                    crate::calls::MAX_LIST
+                                ),
+                            )
+                        })?,
+                };
+                let calls = self
+                    .calls
+                    .list(&name, limit)
+                    .await
+                    .map_err(|e| reject(503, e))?;
+                respond(session, 200, json!(calls)).await
             }
             (&Method::POST, ["funkos", name, "build"]) => {
                 self.build(session, &valid(name)?, query).await

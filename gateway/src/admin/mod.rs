@@ -16,6 +16,8 @@
 //! | `DELETE funkos/<name>` | purge; streamed |
 //! | `GET funkos/<name>/logs?follow=1&tail=N` | streamed log lines |
 //! | `GET secrets`, `PUT`/`DELETE secrets/<funko>/<secret>` | names only, never values |
+//! | `GET calls/<id>` | an async call's record |
+//! | `GET funkos/<name>/calls?limit=N` | its newest async calls (20 unless asked), newest first |
 
 pub mod api;
 pub mod auth;
@@ -63,16 +65,24 @@ pub struct Admin {
     pub ui: crate::admin::ui::Ui,
     /// Build slots (`max_concurrent_builds`).
     builds: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Async calls, for their records.
+    pub calls: crate::calls::Calls,
 }
 
 impl Admin {
-    pub fn new(auth: Auth, settings: AdminSettings, ui: crate::admin::ui::Ui) -> Admin {
+    pub fn new(
+        auth: Auth,
+        settings: AdminSettings,
+        ui: crate::admin::ui::Ui,
+        calls: crate::calls::Calls,
+    ) -> Admin {
         let builds = tokio::sync::Semaphore::new(settings.max_concurrent_builds.max(1));
         Admin {
             auth,
             settings,
             ui,
             builds: std::sync::Arc::new(builds),
+            calls,
         }
     }
 }

@@ -7,7 +7,9 @@
 //! under `funko="_unknown"`, so a scan of random names cannot blow up label cardinality.
 //!
 //! - [`tally`]: client connections by state, for `faaso_client_connections`.
+//! - [`calls`]: async calls, callbacks and cron ticks.
 
+pub mod calls;
 pub mod tally;
 
 use std::collections::HashSet;
@@ -58,6 +60,11 @@ pub struct Metrics {
     pub tls_expiry: IntGaugeVec,
     pub client_connections: IntGaugeVec,
     pub connections_refused: IntCounterVec,
+    pub async_calls: IntCounterVec,
+    pub async_queue_depth: IntGaugeVec,
+    pub async_attempts: IntCounterVec,
+    pub callbacks: IntCounterVec,
+    pub cron_ticks: IntCounterVec,
     /// Funkos that have `faaso_funko_instances` series, to remove those that disappear.
     instance_series: Mutex<HashSet<String>>,
 }
@@ -210,6 +217,34 @@ impl Metrics {
                  max_connections_per_ip).",
                 &["reason"],
             ),
+            async_calls: counter_vec(
+                "faaso_async_calls_total",
+                "Async calls by funko and outcome: accepted (stored, 202), done (the funko \
+                 answered with a status that is not retried), failed (attempts ran out, or the \
+                 funko is gone), refused (not stored: the queue is full or the store failed).",
+                &["funko", "outcome"],
+            ),
+            async_queue_depth: gauge_vec(
+                "faaso_async_queue_depth",
+                "Async calls waiting to run (queued, or waiting for a retry), by funko.",
+                &["funko"],
+            ),
+            async_attempts: counter_vec(
+                "faaso_async_attempts_total",
+                "Attempts of async calls (first runs and retries), by funko.",
+                &["funko"],
+            ),
+            callbacks: counter_vec(
+                "faaso_callbacks_total",
+                "Callback deliveries by outcome: delivered (2xx), retried (another attempt \
+                 follows), failed (attempts ran out).",
+                &["outcome"],
+            ),
+            cron_ticks: counter_vec(
+                "faaso_cron_ticks_total",
+                "Cron ticks made into async calls, by funko.",
+                &["funko"],
+            ),
             instance_series: Mutex::new(HashSet::new()),
         }
     }
@@ -234,6 +269,11 @@ impl Metrics {
             Box::new(self.tls_expiry.clone()),
             Box::new(self.client_connections.clone()),
             Box::new(self.connections_refused.clone()),
+            Box::new(self.async_calls.clone()),
+            Box::new(self.async_queue_depth.clone()),
+            Box::new(self.async_attempts.clone()),
+            Box::new(self.callbacks.clone()),
+            Box::new(self.cron_ticks.clone()),
         ]
     }
 
@@ -597,7 +637,7 @@ mod tests {
         let dashboard: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let defined = metrics().family_names();
-        assert_eq!(defined.len(), 18, "{defined:?}");
+        assert_eq!(defined.len(), 23, "{defined:?}");
         let mut exprs = Vec::new();
         collect_exprs(&dashboard, &mut exprs);
         assert!(exprs.len() >= 8, "only {} expressions", exprs.len());

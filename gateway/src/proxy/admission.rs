@@ -59,6 +59,11 @@ impl Gateway {
         let target = header.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let funko = match route(target) {
             Route::Funko(funko) if self.serves != Serves::Admin => funko,
+            Route::Async(call) if self.serves != Serves::Admin => {
+                let (name, prefix_len) = (call.name.to_string(), call.prefix.len());
+                self.enqueue(session, ctx, &name, prefix_len).await?;
+                return Ok(Admission::Answered);
+            }
             Route::Admin if self.serves != Serves::Funkos => {
                 self.admin.handle(session).await?;
                 return Ok(Admission::Answered);
@@ -80,7 +85,7 @@ impl Gateway {
                 return Ok(Admission::Answered);
             }
             // The admin on its own address, or a funko asked for there.
-            Route::NotFound | Route::Admin | Route::Funko(_) => {
+            Route::NotFound | Route::Admin | Route::Funko(_) | Route::Async(_) => {
                 write_json(session, 404, error_body("not found", None), &[]).await?;
                 return Ok(Admission::Answered);
             }
@@ -161,7 +166,7 @@ impl Gateway {
     /// the hop-by-hop policy ([`headers::check_hops`]) gives 400, an `Upgrade` the gateway does
     /// not pass on (`upgrades`) is removed so that the request goes on as a plain one, and an
     /// upgrade request with a body is refused (400) rather than left waiting for it.
-    fn check_protocol(&self, session: &mut Session) -> Result<()> {
+    pub(super) fn check_protocol(&self, session: &mut Session) -> Result<()> {
         let header = session.req_header();
         if header.method == http::Method::TRACE {
             return Err(Error::explain(
@@ -243,7 +248,7 @@ impl Gateway {
 
     /// `name`'s entry once the first Docker sync is published, waiting for it at most
     /// [`FIRST_SYNC_WAIT`].
-    async fn after_first_sync(&self, name: &str) -> Option<Arc<Funko>> {
+    pub(super) async fn after_first_sync(&self, name: &str) -> Option<Arc<Funko>> {
         let deadline = Instant::now() + FIRST_SYNC_WAIT;
         while !self.ready.load(Ordering::Acquire) && Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;

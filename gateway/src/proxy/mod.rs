@@ -1,7 +1,8 @@
 //! The request path: from a client's request to an instance's answer.
 //!
 //! 1. [`admission`]: the gateway's own answers, the funko's entry, the checks that need no
-//!    instance, the wake of a funko at zero, a slot under its in-flight limit.
+//!    instance, the wake of a funko at zero, a slot under its in-flight limit. An async call
+//!    is stored and answered 202 there ([`enqueue`]).
 //! 2. [`carriers`]: the one place that picks how the request travels: the [`tunnel`] for
 //!    upgrades, the direct [`exchange`] for HTTP/1.x requests without a body (on this worker's
 //!    [`pool`]), Pingora's proxy loop for the rest.
@@ -21,6 +22,7 @@ mod answer;
 mod attempts;
 mod carriers;
 mod context;
+mod enqueue;
 mod exchange;
 pub(crate) mod pool;
 #[cfg(test)]
@@ -89,6 +91,8 @@ pub struct Gateway {
     pub settings: Arc<ProxySettings>,
     /// What this listener serves.
     pub serves: Serves,
+    /// Async calls: where `/async/funko/...` stores them.
+    pub calls: crate::calls::Calls,
 }
 
 /// Which routes a listener serves.

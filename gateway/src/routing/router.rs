@@ -9,6 +9,8 @@
 pub enum Route<'a> {
     /// A funko request.
     Funko(FunkoRoute<'a>),
+    /// An async call of a funko: stored, answered 202, run later.
+    Async(FunkoRoute<'a>),
     /// `/healthz`: the process is alive.
     Healthz,
     /// `/readyz`: the first Docker sync is done.
@@ -64,9 +66,11 @@ pub fn route(path_and_query: &str) -> Route<'_> {
     let path = path_and_query
         .split_once('?')
         .map_or(path_and_query, |(p, _)| p);
-    for (prefix, form) in [
-        ("/funko/", PrefixForm::Funko),
-        ("/faaso/", PrefixForm::Faaso),
+    for (prefix, form, call) in [
+        ("/funko/", PrefixForm::Funko, false),
+        ("/faaso/", PrefixForm::Faaso, false),
+        ("/async/funko/", PrefixForm::Funko, true),
+        ("/async-function/", PrefixForm::Funko, true),
     ] {
         if let Some(rest) = path_and_query.strip_prefix(prefix) {
             let end = rest.find(['/', '?']).unwrap_or(rest.len());
@@ -75,12 +79,17 @@ pub fn route(path_and_query: &str) -> Route<'_> {
                 return Route::NotFound;
             }
             let prefix_len = prefix.len() + end;
-            return Route::Funko(FunkoRoute {
+            let funko = FunkoRoute {
                 name,
                 prefix: &path_and_query[..prefix_len],
                 form,
                 upstream: &path_and_query[prefix_len..],
-            });
+            };
+            return if call {
+                Route::Async(funko)
+            } else {
+                Route::Funko(funko)
+            };
         }
     }
     match path {
@@ -131,6 +140,20 @@ mod tests {
             funko("/funko/hello//x"),
             owned("hello", "/funko/hello", "//x")
         );
+    }
+
+    #[test]
+    fn async_calls_route_like_funko_requests() {
+        for target in ["/async/funko/work/a?x=1", "/async-function/work/a?x=1"] {
+            let Route::Async(r) = route(target) else {
+                panic!("{target} is not an async call");
+            };
+            assert_eq!(r.name, "work");
+            assert_eq!(r.upstream_path_and_query(), "/a?x=1");
+            assert_eq!(format!("{}{}", r.prefix, r.upstream), target);
+        }
+        assert_eq!(route("/async/funko/"), Route::NotFound);
+        assert_eq!(route("/async/x"), Route::NotFound);
     }
 
     #[test]

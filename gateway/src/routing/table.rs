@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
 use faaso::conventions::{instance_port, parse_instance_name};
-use faaso::settings::{SettingError, Settings};
+use faaso::settings::Settings;
 use http::HeaderValue;
 
 use super::instance::docker_health;
@@ -63,6 +63,8 @@ pub struct Funko<S> {
     pub gate: Option<Arc<crate::routing::gate::Gate>>,
     /// Its settings, from its newest running container, or from its image when none runs.
     pub settings: Settings,
+    /// Its cron triggers (`faaso.cron.<id>.*`), from the same labels as its settings.
+    pub triggers: Vec<faaso::triggers::Trigger>,
     /// For a funko the gateway scales ([`Settings::scales`]): its requests, counted for the
     /// scaler (carried over on rebuilds).
     pub activity: Option<Arc<Activity>>,
@@ -109,6 +111,7 @@ impl<S> Funko<S> {
             setting_errors: Vec::new(),
             gate: None,
             settings: Settings::default(),
+            triggers: Vec::new(),
             activity: None,
         }
     }
@@ -182,7 +185,8 @@ pub fn build<S>(containers: &[ContainerSummary], input: &BuildInput<'_, S>) -> R
     let mut instances: HashMap<&str, Vec<Arc<Instance>>> = HashMap::new();
     // Each funko's settings, from the labels of its newest running container (Docker merges
     // the image's labels with the container's own).
-    let mut settings: HashMap<&str, (i64, Settings, Vec<SettingError>)> = HashMap::new();
+    type Labels = HashMap<String, String>;
+    let mut newest: HashMap<&str, (i64, Option<&Labels>)> = HashMap::new();
     let mut image_labels: HashMap<&str, &HashMap<String, String>> = HashMap::new();
     for image in input.image_funkos {
         instances.entry(image.name.as_str()).or_default();
@@ -198,12 +202,8 @@ pub fn build<S>(containers: &[ContainerSummary], input: &BuildInput<'_, S>) -> R
         if let Some(instance) = instance {
             list.push(Arc::new(instance));
             let created = container.created.unwrap_or_default();
-            if settings
-                .get(funko)
-                .is_none_or(|(newest, _, _)| created > *newest)
-            {
-                let (read, errors) = Settings::from_labels(container.labels.as_ref());
-                settings.insert(funko, (created, read, errors));
+            if newest.get(funko).is_none_or(|(at, _)| created > *at) {
+                newest.insert(funko, (created, container.labels.as_ref()));
             }
         }
     }
@@ -221,12 +221,19 @@ pub fn build<S>(containers: &[ContainerSummary], input: &BuildInput<'_, S>) -> R
             let previous_activity = previous.and_then(|f| f.activity.clone());
             let mut funko = Funko::new(name, instances, stats);
             // No running instance: the settings its next one will have, its image's.
-            let (read, errors) = settings.remove(name).map_or_else(
-                || Settings::from_labels(image_labels.get(name).copied()),
-                |(_, read, errors)| (read, errors),
-            );
+            let labels = match newest.get(name) {
+                Some((_, labels)) => *labels,
+                None => image_labels.get(name).copied(),
+            };
+            let (read, errors) = Settings::from_labels(labels);
+            let (triggers, trigger_errors) = faaso::triggers::Trigger::from_labels(labels);
             funko.max_body = read.max_body;
-            funko.setting_errors = errors.iter().map(ToString::to_string).collect();
+            funko.setting_errors = errors
+                .iter()
+                .chain(&trigger_errors)
+                .map(ToString::to_string)
+                .collect();
+            funko.triggers = triggers;
             funko.gate = read.max_inflight.map(|cap| {
                 let cap = cap as usize;
                 let timeout = read

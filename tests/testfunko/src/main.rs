@@ -26,6 +26,8 @@
 //!   connection closes (an instance that dies while it streams)
 //! - `/cut/<n>`: announces `2n` bytes, sends `n`, then closes the connection (an instance that
 //!   dies mid-answer)
+//! - `/flaky/<key>/<n>`: 503 the first `n` times `key` is asked for, then 200 (`ok after <n>
+//!   failures`): a funko that fails, then recovers
 //!
 //! `HEAD` requests get the head of the `GET` answer, without its body.
 //!
@@ -59,6 +61,9 @@ static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 /// `/sleep/<ms>` requests being answered now, and the most there were at once (`/peak`).
 static SLEEPING: AtomicUsize = AtomicUsize::new(0);
 static PEAK_SLEEPING: AtomicUsize = AtomicUsize::new(0);
+/// `/flaky/<key>/<n>`: how often each key was asked for.
+static FLAKY: std::sync::Mutex<Option<std::collections::HashMap<String, usize>>> =
+    std::sync::Mutex::new(None);
 
 fn main() {
     if let Some(code) = std::env::var("TESTFUNKO_EXIT_CODE")
@@ -240,6 +245,36 @@ fn answer(request: &Request, out: &mut TcpStream) -> io::Result<()> {
         "bytes" => match arg.parse::<usize>() {
             Ok(n) if n <= 1 << 30 => Response::new(200).body(&"x".repeat(n)).write(out),
             _ => Response::new(400).body("bad byte count").write(out),
+        },
+        // Fails (503) the first <n> times a key is asked for, then answers 200 with the count.
+        "flaky" => match arg
+            .split_once('/')
+            .map(|(key, n)| (key, n.parse::<usize>()))
+        {
+            Some((key, Ok(failures))) => {
+                let seen = {
+                    let mut counts = FLAKY.lock().unwrap_or_else(|p| p.into_inner());
+                    let count = counts
+                        .get_or_insert_default()
+                        .entry(key.to_string())
+                        .or_default();
+                    *count += 1;
+                    *count
+                };
+                if seen <= failures {
+                    Response::new(503)
+                        .body(&format!("failure {seen}"))
+                        .write(out)
+                } else {
+                    Response::new(200)
+                        .header("Content-Type", "text/plain")
+                        .body(&format!("ok after {failures} failures"))
+                        .write(out)
+                }
+            }
+            _ => Response::new(400)
+                .body("expected /flaky/<key>/<n>")
+                .write(out),
         },
         "peak" => Response::new(200)
             .body(&PEAK_SLEEPING.load(Ordering::SeqCst).to_string())

@@ -552,14 +552,16 @@ async fn status_of(admin: &Admin, name: &str) -> std::result::Result<FunkoStatus
 
 async fn funko_page(admin: &Admin, session: &mut Session, active: &Active, name: &str) -> Answer {
     let status = status_of(admin, name).await?;
-    let html = render(
-        admin,
-        "funko",
-        &status.name,
-        "funkos",
-        active,
-        pages::funko(&status),
-    )?;
+    let mut data = pages::funko(&status);
+    // Its recent async calls; a store that cannot be read leaves the list out.
+    data["calls"] = match admin.calls.list(&status.name, 20).await {
+        Ok(calls) => pages::calls(&calls),
+        Err(err) => {
+            tracing::warn!(funko = %status.name, error = %err, "cannot list async calls");
+            Value::Null
+        }
+    };
+    let html = render(admin, "funko", &status.name, "funkos", active, data)?;
     send_html(admin, session, 200, html, Vec::new())
         .await
         .map_err(internal)?;

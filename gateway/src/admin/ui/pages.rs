@@ -151,6 +151,26 @@ pub fn overview(
 }
 
 /// One funko's page data.
+/// A funko's recent async calls, for its page's table.
+pub fn calls(calls: &[crate::calls::record::Record]) -> Value {
+    let now = unix_now();
+    let rows: Vec<Value> = calls
+        .iter()
+        .map(|call| {
+            json!({
+                "id": call.call_id.to_string(),
+                "state": call.state,
+                "attempts": call.attempts,
+                "status": call.last_status,
+                "source": call.source,
+                "callback": call.callback,
+                "age": human_age((now - (call.accepted_at_ms / 1000) as i64).max(0)),
+            })
+        })
+        .collect();
+    json!(rows)
+}
+
 pub fn funko(status: &FunkoStatus) -> Value {
     let now = unix_now();
     let images: Vec<Value> = status
@@ -329,6 +349,38 @@ mod tests {
         assert!(html.contains("&lt;script&gt;"));
         assert!(html.contains(r#"value="tok&lt;en&gt;""#), "{html}");
         assert!(html.contains("/admin/assets/style.css?v="));
+    }
+
+    #[test]
+    fn a_funkos_page_lists_its_async_calls() {
+        use crate::calls::record::{CallId, Record, Request, State};
+        let pages = Pages::new().unwrap();
+        let request = Request {
+            method: "POST".to_string(),
+            target: "/x".to_string(),
+            headers: Vec::new(),
+            callback: None,
+            source: "cron:<t1>".to_string(),
+        };
+        let mut record = Record::accepted(CallId::new(), "hello", &request, 0);
+        record.state = State::Done;
+        record.attempts = 2;
+        record.last_status = Some(201);
+        let mut data = funko(&sample_status("hello", 1));
+        data["calls"] = calls(&[record.clone()]);
+        let html = pages.render("funko", &frame(), data).unwrap();
+        assert!(
+            html.contains(&format!("<code>{}</code>", record.call_id)),
+            "{html}"
+        );
+        assert!(
+            html.contains("<td>done</td><td>2</td><td>201</td><td>cron:&lt;t1&gt;</td>"),
+            "{html}"
+        );
+        let empty = pages
+            .render("funko", &frame(), funko(&sample_status("hello", 1)))
+            .unwrap();
+        assert!(empty.contains("No async calls kept"), "{empty}");
     }
 
     #[test]

@@ -1,0 +1,433 @@
+//! Async calls and cron triggers with a real engine: a call's answer posted to a callback,
+//! retries of a funko that fails and recovers, `async.max_inflight` under a queue, calls that
+//! outlive a SIGKILL of the gateway, and a cron trigger that ticks until its funko is purged.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use faaso_tests::cli::Faaso;
+use faaso_tests::docker::Cleanup;
+use faaso_tests::gateway::GatewayProcess;
+use faaso_tests::http::client;
+use faaso_tests::receiver::Receiver;
+use faaso_tests::{require_docker, testfunko, unique_name};
+use serde_json::Value;
+
+const PASSWORD: &str = "async calls";
+
+fn admin_config() -> String {
+    format!("password: {PASSWORD}\n")
+}
+
+/// Sends an async call of `funko` at `path`; gives the call id after checking the 202.
+async fn call(gateway: &GatewayProcess, funko: &str, path: &str, callback: Option<&str>) -> String {
+    let mut request = client()
+        .post(format!("{}/async/funko/{funko}/{path}", gateway.url))
+        .body("hello");
+    if let Some(url) = callback {
+        request = request.header("X-Callback-Url", url);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let header = response.headers()["x-call-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["call_id"], header.as_str());
+    header
+}
+
+/// A call's record from the admin API.
+async fn record(gateway: &GatewayProcess, id: &str) -> Value {
+    client()
+        .get(format!("{}/admin/api/calls/{id}", gateway.url))
+        .basic_auth("admin", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Waits until call `id` is final (and its callback settled), and gives its record.
+async fn settled(gateway: &GatewayProcess, id: &str, limit: Duration) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let record = record(gateway, id).await;
+        let final_state = matches!(record["state"].as_str(), Some("done" | "failed"));
+        let callback_settled = record["callback"].as_str() != Some("pending");
+        if (final_state && callback_settled) || Instant::now() >= deadline {
+            return record;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_calls_answer_reaches_its_callback_and_its_record() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let gateway = GatewayProcess::start(&admin_config()).await;
+    let funko = unique_name("later");
+    gateway
+        .serve_variant(&docker, &cleanup, &funko, "ENV TESTFUNKO_VERSION=1")
+        .await;
+    let receiver = Receiver::start(0).await;
+    let callback = format!("{}/done?x=1", receiver.url);
+    let id = call(&gateway, &funko, "echo?q=1", Some(&callback)).await;
+    let received = receiver.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(received.len(), 1, "one callback");
+    let delivered = &received[0];
+    assert_eq!(delivered.method, "POST");
+    assert_eq!(delivered.path, "/done?x=1");
+    assert_eq!(delivered.headers["x-call-id"], id);
+    assert_eq!(delivered.headers["x-function-status"], "200");
+    assert_eq!(delivered.headers["x-function-name"], funko);
+    assert_eq!(delivered.headers["content-type"], "application/json");
+    // The funko's answer, as is: it saw the call like a proxied request, with its id.
+    let echo: Value = serde_json::from_slice(&delivered.body).unwrap();
+    assert_eq!(echo["method"], "POST");
+    assert_eq!(echo["path"], "/echo");
+    assert_eq!(echo["body"], "hello");
+    let headers = faaso_tests::http::echoed_headers(&echo);
+    assert_eq!(headers["x-call-id"], id);
+    assert_eq!(headers["x-forwarded-prefix"], format!("/funko/{funko}"));
+    assert!(!headers.contains_key("x-callback-url"), "{headers:?}");
+
+    let done = settled(&gateway, &id, Duration::from_secs(10)).await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["attempts"], 1);
+    assert_eq!(done["last_status"], 200);
+    assert_eq!(done["callback"], "delivered");
+    assert_eq!(done["source"], "http");
+
+    // The OpenFaaS spelling, without a callback.
+    let response = client()
+        .post(format!("{}/async-function/{funko}/status/204", gateway.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let plain = response.headers()["x-call-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let plain = settled(&gateway, &plain, Duration::from_secs(10)).await;
+    assert_eq!(plain["last_status"], 204, "{plain}");
+    assert_eq!(plain["callback"], Value::Null);
+
+    // Bad input gets a 4xx that names what is wrong, and nothing is stored.
+    let refused = client()
+        .post(format!("{}/async/funko/{funko}/echo", gateway.url))
+        .header("X-Callback-Url", "ftp://example.com/x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 400);
+    let message: Value = refused.json().await.unwrap();
+    assert!(
+        message["error"]
+            .as_str()
+            .unwrap()
+            .contains("X-Callback-Url"),
+        "{message}"
+    );
+    let unknown = client()
+        .post(format!("{}/async/funko/nosuchfunko/x", gateway.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status().as_u16(), 404);
+    let missing = client()
+        .get(format!(
+            "{}/admin/api/calls/{}",
+            gateway.url,
+            "0".repeat(32)
+        ))
+        .basic_auth("admin", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+
+    // `faaso calls` lists both, newest first.
+    let faaso = Faaso::in_dir(gateway.dir.path());
+    let listed = faaso
+        .command()
+        .env("FAASO_PASSWORD", PASSWORD)
+        .args(["calls", &funko, "--server", &gateway.url, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let listed: Vec<Value> = serde_json::from_slice(&listed.stdout).unwrap();
+    let ids: Vec<&str> = listed
+        .iter()
+        .map(|c| c["call_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [plain["call_id"].as_str().unwrap(), id.as_str()]);
+
+    let metrics = gateway.metrics().await;
+    let count = |outcome: &str| {
+        faaso_tests::prom::value(
+            &metrics,
+            "faaso_async_calls_total",
+            &[("funko", &funko), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(count("accepted"), Some(2.0), "{metrics}");
+    assert_eq!(count("done"), Some(2.0), "{metrics}");
+    assert_eq!(
+        faaso_tests::prom::value(
+            &metrics,
+            "faaso_callbacks_total",
+            &[("outcome", "delivered")]
+        ),
+        Some(1.0)
+    );
+}
+
+/// A funko that fails twice then answers: the call is retried with backoff and done; one that
+/// always fails is failed after its retries, and its callback still gets the last answer; a
+/// callback receiver that fails twice gets the answer on the third delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_retried_with_backoff() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let gateway = GatewayProcess::start(&admin_config()).await;
+    let funko = unique_name("flaky");
+    gateway
+        .serve_variant(
+            &docker,
+            &cleanup,
+            &funko,
+            "LABEL faaso.async.retries=\"3\" faaso.async.backoff=\"200ms\"",
+        )
+        .await;
+    let receiver = Receiver::start(2).await;
+    let started = Instant::now();
+    let recovers = call(&gateway, &funko, "flaky/k1/2", Some(&receiver.url)).await;
+    let record = settled(&gateway, &recovers, Duration::from_secs(20)).await;
+    let took = started.elapsed();
+    assert_eq!(record["state"], "done", "{record}");
+    assert_eq!(record["attempts"], 3);
+    assert_eq!(record["last_status"], 200);
+    // Backoff 200 ms, then 400 ms.
+    assert!(took >= Duration::from_millis(600), "{took:?}");
+    assert_eq!(record["callback"], "delivered", "{record}");
+    assert_eq!(record["callback_attempts"], 3);
+    let received = receiver.received();
+    assert_eq!(received.len(), 3);
+    assert!(received.iter().all(|r| r.body == b"ok after 2 failures"));
+
+    let fails = call(&gateway, &funko, "status/500", Some(&receiver.url)).await;
+    let record = settled(&gateway, &fails, Duration::from_secs(20)).await;
+    assert_eq!(record["state"], "failed", "{record}");
+    assert_eq!(record["attempts"], 4, "one attempt and 3 retries");
+    assert_eq!(record["last_status"], 500);
+    let last = receiver.received().pop().unwrap();
+    assert_eq!(last.headers["x-call-id"], fails);
+    assert_eq!(last.headers["x-function-status"], "500");
+
+    let metrics = gateway.metrics().await;
+    assert_eq!(
+        faaso_tests::prom::value(&metrics, "faaso_async_attempts_total", &[("funko", &funko)]),
+        Some(7.0),
+        "{metrics}"
+    );
+}
+
+/// 50 calls queued for a funko with `async.max_inflight: 2`: all are done, and the instance
+/// never had more than two at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_inflight_holds_under_a_queue_of_fifty() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let gateway = GatewayProcess::start(&admin_config()).await;
+    let funko = unique_name("held");
+    gateway
+        .serve_variant(
+            &docker,
+            &cleanup,
+            &funko,
+            "LABEL faaso.async.max_inflight=\"2\"",
+        )
+        .await;
+    let receiver = Receiver::start(0).await;
+    let mut ids = HashSet::new();
+    for _ in 0..50 {
+        ids.insert(call(&gateway, &funko, "sleep/100", Some(&receiver.url)).await);
+    }
+    let received = receiver.wait_for(50, Duration::from_secs(60)).await;
+    let called_back: HashSet<String> = received
+        .iter()
+        .map(|r| r.headers["x-call-id"].clone())
+        .collect();
+    assert_eq!(called_back, ids);
+    let peak: usize = client()
+        .get(format!("{}/funko/{funko}/peak", gateway.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(peak, 2, "the instance had {peak} calls at once");
+    let metrics = gateway.metrics().await;
+    assert_eq!(
+        faaso_tests::prom::value(&metrics, "faaso_async_queue_depth", &[("funko", &funko)]),
+        None,
+        "an empty queue leaves no series"
+    );
+}
+
+/// 20 calls accepted, then the gateway is killed (SIGKILL) before they all ran: the next
+/// gateway on the same state_dir runs the rest; every call is done, and every callback came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_calls_survive_a_sigkill() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut first = GatewayProcess::start_in(Arc::clone(&dir), &admin_config()).await;
+    let funko = unique_name("durable");
+    first
+        .serve_variant(
+            &docker,
+            &cleanup,
+            &funko,
+            "LABEL faaso.async.max_inflight=\"1\"",
+        )
+        .await;
+    let receiver = Receiver::start(0).await;
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(call(&first, &funko, "sleep/300", Some(&receiver.url)).await);
+    }
+    first.signal("KILL");
+    assert!(first.wait_exit(Duration::from_secs(5)).is_some());
+    let before = receiver.received().len();
+    assert!(
+        before < 20,
+        "all 20 ran before the kill; the test proves nothing"
+    );
+    drop(first);
+
+    let second = GatewayProcess::start_in(Arc::clone(&dir), &admin_config()).await;
+    let received = receiver.wait_for(20, Duration::from_secs(60)).await;
+    let mut callbacks: HashMap<String, usize> = HashMap::new();
+    for r in &received {
+        *callbacks.entry(r.headers["x-call-id"].clone()).or_default() += 1;
+    }
+    for id in &ids {
+        assert!(
+            callbacks.get(id).is_some_and(|n| *n >= 1),
+            "no callback for {id}"
+        );
+        let record = settled(&second, id, Duration::from_secs(10)).await;
+        assert_eq!(record["state"], "done", "{record}");
+        assert_eq!(record["callback"], "delivered", "{record}");
+    }
+    let listed: Vec<Value> = client()
+        .get(format!(
+            "{}/admin/api/funkos/{funko}/calls?limit=100",
+            second.url
+        ))
+        .basic_auth("admin", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 20, "each call is recorded once");
+    println!(
+        "{before} callbacks before the kill, {} after the restart",
+        received.len() - before
+    );
+}
+
+/// A trigger written by `faaso build` from `funko.yml` ticks every 2 s as async calls, and
+/// stops once the funko is purged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_trigger_ticks_until_its_funko_is_purged() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let gateway = GatewayProcess::start(&admin_config()).await;
+    let base = testfunko::image(&docker).await;
+    let name = unique_name("ticking");
+    let folder = gateway.dir.path().join(&name);
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("Dockerfile"), format!("FROM {base}\n")).unwrap();
+    std::fs::write(
+        folder.join("funko.yml"),
+        format!(
+            "name: {name}\ntriggers:\n  - cron: '*/2 * * * * *'\n    path: /echo\n    body: '{{\"tick\": true}}'\n"
+        ),
+    )
+    .unwrap();
+    let faaso = Faaso::in_dir(gateway.dir.path());
+    cleanup.funko(&name);
+    faaso.ok(&["build", folder.to_str().unwrap()]);
+    faaso.ok(&["up", &name]);
+    let list = || async {
+        let calls: Vec<Value> = client()
+            .get(format!(
+                "{}/admin/api/funkos/{name}/calls?limit=100",
+                gateway.url
+            ))
+            .basic_auth("admin", Some(PASSWORD))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        calls
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ticks = loop {
+        let calls = list().await;
+        let done: Vec<&Value> = calls.iter().filter(|c| c["state"] == "done").collect();
+        if done.len() >= 3 || Instant::now() >= deadline {
+            break calls;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let done: Vec<&Value> = ticks.iter().filter(|c| c["state"] == "done").collect();
+    assert!(done.len() >= 3, "{ticks:?}");
+    for tick in &done {
+        assert_eq!(tick["source"], "cron:t1");
+        assert_eq!(tick["method"], "POST");
+        assert_eq!(tick["last_status"], 200);
+    }
+    // Two seconds apart, by their ids' acceptance times.
+    let mut times: Vec<u64> = ticks
+        .iter()
+        .map(|c| c["accepted_at_ms"].as_u64().unwrap())
+        .collect();
+    times.sort();
+    for pair in times.windows(2) {
+        assert_eq!(pair[1] - pair[0], 2000, "{times:?}");
+    }
+
+    faaso.ok(&["purge", &name, "--yes"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after_purge = list().await.len();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        list().await.len(),
+        after_purge,
+        "ticks go on after the purge"
+    );
+    let metrics = gateway.metrics().await;
+    let ticked = faaso_tests::prom::value(&metrics, "faaso_cron_ticks_total", &[("funko", &name)]);
+    assert_eq!(ticked, Some(after_purge as f64), "{metrics}");
+}
