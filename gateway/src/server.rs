@@ -105,16 +105,13 @@ pub enum StartError {
     /// Another gateway holds `state_dir`.
     #[error("{0}")]
     StateDir(#[from] crate::edge::owner::OwnerError),
-    /// `queue` names a queue this gateway cannot use.
-    #[error("queue: {0}")]
-    Queue(String),
 }
 
 impl StartError {
     /// The exit code: 2 for a bad configuration, 1 for what the host refuses.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StartError::Certs(_) | StartError::Queue(_) => 2,
+            StartError::Certs(_) => 2,
             StartError::Listen(_) | StartError::StateDir(_) => 1,
         }
     }
@@ -251,9 +248,17 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
             )))
         }
         crate::calls::QueueConfig::Nats(url) => {
-            return Err(StartError::Queue(format!(
-                "{url}: NATS JetStream queues are not built into this gateway yet; use embedded"
-            )));
+            crate::calls::Calls::Nats(Arc::new(crate::calls::nats::NatsQueue::new(
+                url.clone(),
+                crate::calls::attempt::Runner {
+                    table: Arc::clone(&table),
+                    wakes: Arc::clone(&wakes),
+                    client: crate::calls::attempt::Runner::client(),
+                },
+                Arc::clone(&table),
+                config.async_max_queued,
+                config.calls_retention,
+            )))
         }
     };
     server.add_service(background_service(

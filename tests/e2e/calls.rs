@@ -431,3 +431,148 @@ async fn a_cron_trigger_ticks_until_its_funko_is_purged() {
     let ticked = faaso_tests::prom::value(&metrics, "faaso_cron_ticks_total", &[("funko", &name)]);
     assert_eq!(ticked, Some(after_purge as f64), "{metrics}");
 }
+
+/// Two gateways on one `nats-server -js`: calls sent to either are shared between them, the
+/// funko's `async.max_inflight` holds across both, each cron tick runs once, and the calls a
+/// gateway had when it was killed (SIGKILL) are run by the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_share_calls_and_ticks_through_nats() {
+    let docker = require_docker!();
+    let Some(binary) = faaso_tests::prom::tool_or_skip(
+        "two_gateways_share_calls_and_ticks_through_nats",
+        "nats-server",
+        "nats-server",
+    ) else {
+        return;
+    };
+    let nats = faaso_tests::nats::NatsServer::start(&binary).await;
+    let cleanup = Cleanup::new();
+    let config = format!("{}queue: {}\n", admin_config(), nats.url);
+    let mut first = GatewayProcess::start(&config).await;
+    let second = GatewayProcess::start(&config).await;
+    let funko = unique_name("shared");
+    first
+        .serve_variant(
+            &docker,
+            &cleanup,
+            &funko,
+            "LABEL faaso.async.max_inflight=\"2\" faaso.async.timeout=\"3s\" \
+             faaso.cron.t1.schedule=\"*/2 * * * * *\" faaso.cron.t1.path=\"/say/tick\"",
+        )
+        .await;
+    faaso_tests::http::wait_for_status(
+        &format!("{}/funko/{funko}/ping", second.url),
+        200,
+        Duration::from_secs(20),
+    )
+    .await;
+
+    // 40 calls, half to each gateway: all called back, never more than 2 at once.
+    let receiver = Receiver::start(0).await;
+    let mut ids = HashSet::new();
+    for n in 0..40 {
+        let gateway = if n % 2 == 0 { &first } else { &second };
+        ids.insert(call(gateway, &funko, "sleep/200", Some(&receiver.url)).await);
+    }
+    let received = receiver.wait_for(40, Duration::from_secs(60)).await;
+    let called_back: HashSet<String> = received
+        .iter()
+        .map(|r| r.headers["x-call-id"].clone())
+        .collect();
+    assert_eq!(called_back, ids);
+    let peak: usize = client()
+        .get(format!("{}/funko/{funko}/peak", first.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(peak, 2, "{peak} calls ran at once");
+    let attempts = |metrics: String| {
+        faaso_tests::prom::value(&metrics, "faaso_async_attempts_total", &[("funko", &funko)])
+            .unwrap_or(0.0)
+    };
+    let (on_first, on_second) = (
+        attempts(first.metrics().await),
+        attempts(second.metrics().await),
+    );
+    println!("attempts: {on_first} on the first gateway, {on_second} on the second");
+    assert!(
+        on_first > 0.0 && on_second > 0.0,
+        "one gateway did all the work"
+    );
+    // Records are shared: either gateway shows any call.
+    let some = ids.iter().next().unwrap();
+    assert_eq!(
+        settled(&second, some, Duration::from_secs(5)).await["state"],
+        "done"
+    );
+    assert_eq!(
+        settled(&first, some, Duration::from_secs(5)).await["state"],
+        "done"
+    );
+
+    // Ticks every 2 s, each run once although both gateways schedule it.
+    let ticks = |gateway: &GatewayProcess| {
+        let request = client()
+            .get(format!(
+                "{}/admin/api/funkos/{funko}/calls?limit=1000",
+                gateway.url
+            ))
+            .basic_auth("admin", Some(PASSWORD));
+        async move {
+            let calls: Vec<Value> = request.send().await.unwrap().json().await.unwrap();
+            calls
+                .into_iter()
+                .filter(|c| c["source"] == "cron:t1")
+                .collect::<Vec<Value>>()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ticks(&second)
+        .await
+        .iter()
+        .filter(|t| t["state"] == "done")
+        .count()
+        < 3
+    {
+        assert!(Instant::now() < deadline, "fewer than 3 ticks ran");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let logs = Faaso::in_dir(first.dir.path()).ok(&["logs", &funko, "--tail", "all"]);
+    let ran = logs.matches("testfunko says tick").count();
+    let recorded = ticks(&first).await;
+    let done = recorded.iter().filter(|t| t["state"] == "done").count();
+    println!("{ran} ticks ran, {} recorded ({done} done)", recorded.len());
+    assert!(
+        ran >= done && ran <= recorded.len(),
+        "{ran} runs for {} ticks: {recorded:#?}\n{logs}",
+        recorded.len()
+    );
+    for tick in recorded.iter().filter(|t| t["state"] == "done") {
+        assert_eq!(tick["attempts"], 1, "{tick}");
+    }
+
+    // The first gateway dies with calls in hand: the second runs them.
+    let receiver = Receiver::start(0).await;
+    let mut ids = HashSet::new();
+    for _ in 0..10 {
+        ids.insert(call(&first, &funko, "sleep/1000", Some(&receiver.url)).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first.signal("KILL");
+    assert!(first.wait_exit(Duration::from_secs(5)).is_some());
+    let received = receiver.wait_for(10, Duration::from_secs(60)).await;
+    let called_back: HashSet<String> = received
+        .iter()
+        .map(|r| r.headers["x-call-id"].clone())
+        .collect();
+    assert_eq!(called_back, ids, "calls were lost with the first gateway");
+    for id in &ids {
+        let record = settled(&second, id, Duration::from_secs(10)).await;
+        assert_eq!(record["state"], "done", "{record}");
+    }
+}

@@ -18,6 +18,7 @@
 //! - [`skip`]: recording skipped tests, which `.ci/run` counts and prints.
 //! - [`swarm`]: a single-node Docker Swarm for a test, and the gateway as an image.
 //! - [`tls`]: a private CA, certificates, and an HTTPS client that reports the certificate.
+//! - [`nats`]: a real NATS server with JetStream, for the shared async queue.
 //! - [`pebble`]: a real ACME server (`pebble`) with its mock DNS, for the ACME test.
 
 pub mod bins;
@@ -27,6 +28,7 @@ pub mod docker;
 pub mod gateway;
 pub mod http;
 pub mod layout;
+pub mod nats;
 pub mod pebble;
 pub mod prom;
 pub mod raw;

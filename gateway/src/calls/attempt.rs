@@ -84,7 +84,9 @@ impl Runner {
         body: Bytes,
         timeout: Duration,
     ) -> Attempt {
-        match tokio::time::timeout(timeout, self.run(funko, id, request, body)).await {
+        let started = std::time::Instant::now();
+        let attempt = match tokio::time::timeout(timeout, self.run(funko, id, request, body)).await
+        {
             Ok(attempt) => attempt,
             Err(_) => Attempt::NoAnswer {
                 status: 504,
@@ -93,7 +95,21 @@ impl Runner {
                     faaso::units::format_duration(timeout)
                 ),
             },
-        }
+        };
+        // One line per attempt, as the access log has one per request.
+        tracing::info!(
+            target: "faaso::calls",
+            call_id = %id,
+            funko,
+            method = %request.method,
+            path = %request.target,
+            source = %request.source,
+            status = attempt.status(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            error = attempt.error().unwrap_or_default(),
+            "attempt"
+        );
+        attempt
     }
 
     async fn run(&self, name: &str, id: CallId, request: &Request, body: Bytes) -> Attempt {

@@ -113,6 +113,8 @@ async fn tick(calls: &Calls, funko: &str, trigger: &Trigger, due: DateTime<Utc>)
     };
     match calls.accept(id, funko, request, body).await {
         Ok(()) => crate::metrics::calls::cron_tick(funko),
+        // Another gateway made this tick.
+        Err(super::AcceptError::Duplicate) => {}
         Err(err) => {
             tracing::warn!(funko, trigger = %trigger.id, error = %err, "a cron tick was not queued")
         }

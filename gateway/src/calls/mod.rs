@@ -7,14 +7,19 @@
 //! and its answer goes to `X-Callback-Url` if it named one ([`callback`]). Cron triggers
 //! ([`cron`]) make a call at each tick.
 //!
-//! Where calls wait ([`QueueConfig`]): [`embedded`] stores them in `state_dir`, [`queue`]
-//! runs them; [`service`] is the background service that opens the store, recovers what a
-//! restart left and runs the dispatcher and the cron ticks. [`record`] is what a call is.
+//! Where calls wait ([`QueueConfig`]):
+//! - embedded (the default): [`embedded`] stores them in `state_dir`, [`queue`] runs them;
+//! - `nats://host:port`: [`nats`] keeps them in NATS JetStream, so several gateways share the
+//!   work and a gateway that dies loses nothing.
+//!
+//! [`service`] is the background service that opens the queue, recovers what a restart left
+//! and runs the dispatcher and the cron ticks. [`record`] is what a call is, for both.
 
 pub mod attempt;
 pub mod callback;
 pub mod cron;
 pub mod embedded;
+pub mod nats;
 pub mod queue;
 pub mod record;
 pub mod service;
@@ -80,12 +85,19 @@ pub enum AcceptError {
     /// The store failed (503).
     #[error("the call could not be stored: {0}")]
     Store(String),
+    /// It does not fit one message of the NATS server (413).
+    #[error("the call is larger than the queue's largest message ({0} bytes with its headers)")]
+    TooLarge(usize),
+    /// A call with this id is stored already (a cron tick another gateway made).
+    #[error("the call is stored already")]
+    Duplicate,
 }
 
 /// The gateway's async calls, whichever queue holds them.
 #[derive(Clone)]
 pub enum Calls {
     Embedded(Arc<queue::EmbeddedQueue>),
+    Nats(Arc<nats::NatsQueue>),
 }
 
 impl Calls {
@@ -99,13 +111,13 @@ impl Calls {
     ) -> Result<(), AcceptError> {
         let accepted = match self {
             Calls::Embedded(queue) => queue.accept(id, funko, request, body).await,
+            Calls::Nats(queue) => queue.accept(id, funko, request, body).await,
         };
-        let outcome = if accepted.is_ok() {
-            "accepted"
-        } else {
-            "refused"
-        };
-        crate::metrics::calls::call(funko, outcome);
+        match &accepted {
+            Ok(()) => crate::metrics::calls::call(funko, "accepted"),
+            Err(AcceptError::Duplicate) => {}
+            Err(_) => crate::metrics::calls::call(funko, "refused"),
+        }
         accepted
     }
 
@@ -113,6 +125,7 @@ impl Calls {
     pub async fn record(&self, id: CallId) -> Result<Option<Record>, String> {
         match self {
             Calls::Embedded(queue) => queue.store()?.record(id),
+            Calls::Nats(queue) => queue.record(id).await,
         }
     }
 
@@ -121,6 +134,7 @@ impl Calls {
         let limit = limit.min(MAX_LIST);
         match self {
             Calls::Embedded(queue) => queue.store()?.list(funko, limit),
+            Calls::Nats(queue) => queue.list(funko, limit).await,
         }
     }
 }

@@ -1,6 +1,6 @@
-//! The background service of async calls: opens the store, queues what a restart left
-//! (calls not final, callbacks pending), then runs the dispatcher and the cron schedules
-//! until shutdown.
+//! The background service of async calls: opens the embedded store and queues what a restart
+//! left (calls not final, callbacks pending), or connects to NATS, then runs the dispatcher
+//! and the cron schedules until shutdown.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,14 +23,24 @@ impl pingora::services::background::BackgroundService for CallsService {
         while !self.ready.load(Ordering::Acquire) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let Calls::Embedded(queue) = &self.calls;
-        queue.open().await;
-        match queue.recover() {
-            Ok(0) => {}
-            Ok(count) => tracing::info!(count, "async calls taken up after a restart"),
-            Err(err) => tracing::error!(error = %err, "cannot read the calls left by a restart"),
-        }
-        let dispatcher = tokio::spawn(Arc::clone(queue).dispatch(shutdown.clone()));
+        let dispatcher = match &self.calls {
+            Calls::Embedded(queue) => {
+                queue.open().await;
+                match queue.recover() {
+                    Ok(0) => {}
+                    Ok(count) => tracing::info!(count, "async calls taken up after a restart"),
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot read the calls left by a restart")
+                    }
+                }
+                tokio::spawn(Arc::clone(queue).dispatch(shutdown.clone()))
+            }
+            // JetStream keeps what a restart left: its consumers deliver it again.
+            Calls::Nats(queue) => {
+                queue.connect().await;
+                tokio::spawn(Arc::clone(queue).dispatch(shutdown.clone()))
+            }
+        };
         super::cron::run(Arc::clone(&self.table), self.calls.clone(), shutdown).await;
         let _ = dispatcher.await;
     }

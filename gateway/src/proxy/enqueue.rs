@@ -142,7 +142,10 @@ impl Gateway {
             Err(err @ AcceptError::Full(_)) => {
                 self.refuse(session, ctx, 429, &err.to_string()).await
             }
-            Err(err @ AcceptError::Store(_)) => {
+            Err(err @ AcceptError::TooLarge(_)) => {
+                self.refuse(session, ctx, 413, &err.to_string()).await
+            }
+            Err(err @ (AcceptError::Store(_) | AcceptError::Duplicate)) => {
                 tracing::error!(funko = %name, error = %err, "an async call was refused");
                 self.refuse(session, ctx, 503, &err.to_string()).await
             }
