@@ -17,6 +17,10 @@ the gateway built at git revision REV runs beside it (the cost of a change on th
 --rounds N every run is repeated N times, interleaved, and the median (by req/s) is kept.
 Results also go to JSON.
 
+Async calls (`--only async`): a gateway of their own takes POSTs to /async/funko/bench/ping
+from wrk (each stored and synced before its 202): accepted calls per second and CPU time per
+accepted call; and on an idle queue, the time from a 202 to its callback's arrival.
+
 HTTPS rows: a gateway with `tls_listen` and nginx (`listen ... ssl http2`) serve the same
 self-signed ECDSA P-256 certificate in front of the same backend: HTTP/1.1 with keep-alive
 (wrk), HTTP/2 (h2load, 10 streams per connection) and a new TLS handshake per request (wrk with
@@ -428,6 +432,76 @@ def cold_start_latency(gateway_url, trials, proxies):
             "min_ms": p(samples, 0.0)}
 
 
+def async_runs(args, work, gateway_bin, proxies, connections=64):
+    """Async calls on a gateway of their own: the calls accepted per second (each stored and
+    synced to disk before its 202) with the gateway's CPU time per accepted call (which also
+    pays for running the calls it gets to meanwhile), and, on an idle queue, the time from a
+    202 to its callback's arrival (the dispatch, the call to the funko, whose /ping does no
+    work, and the callback: an upper bound of 202 → the funko's start of work)."""
+    import http.server
+    import threading
+    port, metrics_port = free_port(), free_port()
+    config = gateway_config(work, "async", port, metrics_port, False)
+    with open(config, "a") as f:
+        f.write("async_max_queued: 10000000\n")
+    gateway = proxies.start("gateway_async", [gateway_bin, "--config", config])
+    base = f"http://127.0.0.1:{port}"
+    wait_http(base + "/funko/bench/ping")
+    arrivals, arrived = {}, threading.Condition()
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            now = time.perf_counter()
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            with arrived:
+                arrivals[self.headers.get("X-Call-Id")] = now
+                arrived.notify_all()
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    callback = f"http://127.0.0.1:{server.server_address[1]}/done"
+    samples = []
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for n in range(args.trials):
+            conn.request("POST", "/async/funko/bench/ping", body=b"{}",
+                         headers={"X-Callback-Url": callback, "Content-Type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            accepted = time.perf_counter()
+            if response.status != 202:
+                raise RuntimeError(f"async call {n + 1}: status {response.status}")
+            call_id = response.getheader("X-Call-Id")
+            with arrived:
+                if not arrived.wait_for(lambda: call_id in arrivals, timeout=10):
+                    raise RuntimeError(f"async call {n + 1}: no callback within 10 s")
+                samples.append(arrivals[call_id] - accepted)
+        conn.close()
+    finally:
+        server.shutdown()
+    script = os.path.join(work, "async.lua")
+    with open(script, "w") as f:
+        f.write('wrk.method = "POST"\nwrk.body = "{}"\nwrk.headers["Content-Type"] = "application/json"\n')
+    log(f"wrk -c{connections} -d{args.duration}s async calls (accepted, stored synced)")
+    accepted = wrk(base + "/async/funko/bench/ping", connections, args.duration, process_tree(gateway.pid),
+                   ("-s", script))
+    # The queue it left is of no further use: the next runs get the cores to themselves.
+    os.killpg(gateway.pid, signal.SIGKILL)
+
+    def p(values, q):
+        values = sorted(values)
+        return round(values[min(len(values) - 1, int(round(q * (len(values) - 1))))] * 1000, 1)
+
+    accepted.update({"target": "gateway, async accept", "connections": connections, "size": "2 B POST"})
+    return {"accepted": accepted, "to_callback": {"trials": len(samples), "p50_ms": p(samples, 0.5),
+                                                  "p99_ms": p(samples, 0.99)}}
+
+
 def https_runs(args, ports, gateway_tls, nginx):
     """The HTTPS rows: the gateway and nginx, same certificate, same backend, interleaved."""
     c = int(args.connections.split(",")[0])
@@ -689,7 +763,7 @@ def main():
                 work, "baseline", ports["baseline"], ports["baseline_metrics"], False)])
             targets[f"gateway at {args.baseline}"] = (f"http://127.0.0.1:{ports['baseline']}/funko/bench",
                                                       baseline, args.only is not None)
-        sections = {"https", "connections"}
+        sections = {"https", "connections", "async"}
         wanted = {name.strip() for name in (args.only or "").split(",") if name.strip()}
         if wanted - sections:
             wanted |= {"gateway"}
@@ -728,6 +802,9 @@ def main():
         if args.only is None or "connections" in wanted:
             counts = (100, 1000) if args.smoke else (1000, 10000)
             memory = connection_memory(work, gateway_bin, backend, counts)
+        calls = None
+        if args.only is None or "async" in wanted:
+            calls = async_runs(args, work, gateway_bin, proxies)
         log(f"discovery latency: {args.trials} trials")
         discovery = discovery_latency(f"http://127.0.0.1:{ports['gateway']}", args.trials, proxies)
         log(f"cold start latency: {args.trials} trials")
@@ -778,15 +855,24 @@ def main():
                  f"p99 {discovery['after_start_returned_p99_ms']} ms.")
     lines.append(f"Cold start (request to a funko at zero → its response, {cold['trials']} trials): "
                  f"p50 {cold['p50_ms']} ms, p99 {cold['p99_ms']} ms (min {cold['min_ms']}, max {cold['max_ms']}).")
+    if calls:
+        a, cb = calls["accepted"], calls["to_callback"]
+        lines.append(f"Async calls ({a['connections']} connections, POST /async/funko/bench/ping, each stored and "
+                     f"synced before its 202): {a['rps']:.0f} accepted/s, p50 {fmt(a['p50_ms'], 2)} ms, "
+                     f"p99 {fmt(a['p99_ms'], 2)} ms, {a['errors']} errors, gateway CPU "
+                     f"{fmt(a['cpu_us_per_request'])} µs per accepted call (running calls meanwhile included); "
+                     f"202 → callback received on an idle queue ({cb['trials']} trials): p50 {cb['p50_ms']} ms, "
+                     f"p99 {cb['p99_ms']} ms.")
     lines.append(f"wrk -t1, {args.duration} s per run, median of {args.rounds} round(s); machine: {machine}.")
     print("\n".join(lines))
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump({"machine": machine, "duration_s": args.duration, "rounds": args.rounds, "results": results,
-                   "https": https, "connection_memory": memory,
+                   "https": https, "connection_memory": memory, "async": calls,
                    "discovery": discovery, "cold_start": cold}, f, indent=2)
     log(f"results written to {args.json}")
-    failed = [r for r in results + https if r["rps"] == 0 or r["errors"] > 0]
+    failed = [r for r in results + https + ([calls["accepted"]] if calls else [])
+              if r["rps"] == 0 or r["errors"] > 0]
     if failed:
         named = [(r["target"], r.get("load") or f"{r['connections']} conns, {r['size']}") for r in failed]
         sys.exit(f"runs with errors or no throughput: {named}")

@@ -91,6 +91,10 @@ pub struct Config {
     pub calls_retention: Duration,
     /// Most async calls waiting or running at once (more: 429).
     pub async_max_queued: usize,
+    /// Longest time a client may take to send an async call's body (then 408).
+    pub async_body_timeout: Duration,
+    /// Loopback or link-local networks that callbacks may reach all the same.
+    pub callback_allow: Vec<ipnet::IpNet>,
     /// How long the load must stay above `target_inflight` before the autoscaler adds instances.
     pub autoscale_up_window: Duration,
     /// How long the load must stay well below it before the autoscaler removes one.
@@ -205,6 +209,8 @@ pub const KEYS: &[Key] = &[
     key("queue", Some("FAASO_QUEUE")),
     key("calls_retention", Some("FAASO_CALLS_RETENTION")),
     key("async_max_queued", Some("FAASO_ASYNC_MAX_QUEUED")),
+    key("async_body_timeout", Some("FAASO_ASYNC_BODY_TIMEOUT")),
+    key("callback_allow", Some("FAASO_CALLBACK_ALLOW")),
     key("autoscale_up_window", None),
     key("autoscale_down_window", None),
     key("metrics", Some("FAASO_METRICS")),
@@ -217,7 +223,12 @@ pub const KEYS: &[Key] = &[
 ];
 
 /// Keys that take a list: a YAML sequence, or comma-separated text (environment, flags).
-const LIST_KEYS: &[&str] = &["trusted_proxies", "acme.domains", "upgrades"];
+const LIST_KEYS: &[&str] = &[
+    "trusted_proxies",
+    "acme.domains",
+    "upgrades",
+    "callback_allow",
+];
 
 /// Keys that group others: `acme: {domains: [...]}` is `acme.domains: [...]`.
 const GROUP_KEYS: &[&str] = &["acme"];
@@ -269,6 +280,8 @@ impl Config {
             queue: crate::calls::QueueConfig::Embedded,
             calls_retention: Duration::from_secs(24 * 3600),
             async_max_queued: 100_000,
+            async_body_timeout: Duration::from_secs(60),
+            callback_allow: Vec::new(),
             autoscale_up_window: Duration::from_secs(10),
             autoscale_down_window: Duration::from_secs(60),
             metrics: true,
@@ -463,6 +476,13 @@ impl Config {
                     "queue" => self.queue.to_string(),
                     "calls_retention" => format!("{:?}", self.calls_retention),
                     "async_max_queued" => self.async_max_queued.to_string(),
+                    "async_body_timeout" => format!("{:?}", self.async_body_timeout),
+                    "callback_allow" => self
+                        .callback_allow
+                        .iter()
+                        .map(|net| net.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     "autoscale_up_window" => format!("{:?}", self.autoscale_up_window),
                     "autoscale_down_window" => format!("{:?}", self.autoscale_down_window),
                     "metrics" => self.metrics.to_string(),
@@ -591,6 +611,7 @@ impl Config {
             "cold_start_timeout" => self.cold_start_timeout = parse_duration(value).map_err(bad)?,
             "queue" => self.queue = value.parse().map_err(bad)?,
             "calls_retention" => self.calls_retention = parse_duration(value).map_err(bad)?,
+            "async_body_timeout" => self.async_body_timeout = parse_duration(value).map_err(bad)?,
             "async_max_queued" => {
                 self.async_max_queued = match value.parse::<usize>() {
                     Ok(n) if n >= 1 => n,
@@ -632,6 +653,14 @@ impl Config {
                 })?
             }
             "access_log" => self.access_log = parse_bool(value).map_err(bad)?,
+            "callback_allow" => {
+                self.callback_allow = value
+                    .split(',')
+                    .filter(|part| !part.trim().is_empty())
+                    .map(crate::http::client_ip::parse_trusted)
+                    .collect::<Result<_, _>>()
+                    .map_err(bad)?;
+            }
             "trusted_proxies" => {
                 self.trusted_proxies = value
                     .split(',')
@@ -690,6 +719,7 @@ impl Config {
             ("resync_interval", self.resync_interval),
             ("cold_start_timeout", self.cold_start_timeout),
             ("calls_retention", self.calls_retention),
+            ("async_body_timeout", self.async_body_timeout),
             ("header_timeout", self.header_timeout),
             ("keepalive_timeout", self.keepalive_timeout),
             ("send_timeout", self.send_timeout),

@@ -233,15 +233,20 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
         },
     ));
 
+    let runner = || {
+        crate::calls::attempt::Runner::new(
+            Arc::clone(&table),
+            Arc::clone(&wakes),
+            crate::calls::callback::Reach {
+                allow: Arc::from(config.callback_allow.clone()),
+            },
+        )
+    };
     let calls = match &config.queue {
         crate::calls::QueueConfig::Embedded => {
             crate::calls::Calls::Embedded(Arc::new(crate::calls::queue::EmbeddedQueue::new(
                 config.state_dir.clone(),
-                crate::calls::attempt::Runner {
-                    table: Arc::clone(&table),
-                    wakes: Arc::clone(&wakes),
-                    client: crate::calls::attempt::Runner::client(),
-                },
+                runner(),
                 Arc::clone(&table),
                 config.async_max_queued,
                 config.calls_retention,
@@ -250,11 +255,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
         crate::calls::QueueConfig::Nats(url) => {
             crate::calls::Calls::Nats(Arc::new(crate::calls::nats::NatsQueue::new(
                 url.clone(),
-                crate::calls::attempt::Runner {
-                    table: Arc::clone(&table),
-                    wakes: Arc::clone(&wakes),
-                    client: crate::calls::attempt::Runner::client(),
-                },
+                runner(),
                 Arc::clone(&table),
                 config.async_max_queued,
                 config.calls_retention,
@@ -368,6 +369,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
             metrics: config.metrics,
             https,
             send_timeout: config.send_timeout,
+            async_body_timeout: config.async_body_timeout,
         }),
         serves: match config.admin_listen {
             Some(_) => Serves::Funkos,

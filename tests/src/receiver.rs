@@ -82,6 +82,34 @@ impl Receiver {
     }
 }
 
+impl Receiver {
+    /// Waits until a request with each of `ids` in `X-Call-Id` has arrived (or `limit`
+    /// passes), and gives all that arrived: a count would be reached early by a call that
+    /// called back twice (at least once).
+    pub async fn wait_for_calls<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a String> + Clone,
+        limit: std::time::Duration,
+    ) -> Vec<Received> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let received = self.received();
+            let arrived: std::collections::HashSet<&str> = received
+                .iter()
+                .filter_map(|r| r.headers.get("x-call-id").map(String::as_str))
+                .collect();
+            let all = ids
+                .clone()
+                .into_iter()
+                .all(|id| arrived.contains(id.as_str()));
+            if all || std::time::Instant::now() >= deadline {
+                return received;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
 impl Drop for Receiver {
     fn drop(&mut self) {
         self.task.abort();

@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use super::record::{Answer, CallId, Request};
 use crate::SharedRoutes;
+use crate::http::errors::chain as error_chain;
 use crate::routing::balancer::{self, Tried};
 use crate::routing::wake::Wakes;
 
@@ -54,14 +55,28 @@ impl Attempt {
     }
 }
 
-/// Runs attempts; shared by every call.
+/// Runs attempts and delivers callbacks; shared by every call.
 pub struct Runner {
     pub table: SharedRoutes,
     pub wakes: Arc<Wakes>,
+    /// For instances (addressed by IP on the funkos' network).
     pub client: reqwest::Client,
+    /// Where callbacks may go, and the client that keeps to it.
+    pub reach: super::callback::Reach,
+    pub callbacks: reqwest::Client,
 }
 
 impl Runner {
+    pub fn new(table: SharedRoutes, wakes: Arc<Wakes>, reach: super::callback::Reach) -> Runner {
+        Runner {
+            table,
+            wakes,
+            client: Runner::client(),
+            callbacks: reach.client(),
+            reach,
+        }
+    }
+
     /// An HTTP client for instances and callbacks: no proxy from the environment, pooled
     /// connections.
     pub fn client() -> reqwest::Client {
@@ -228,16 +243,4 @@ pub async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Resu
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
-}
-
-/// An error with its causes, on one line.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -121,6 +121,14 @@ impl Calls {
         accepted
     }
 
+    /// Where callbacks may go.
+    pub fn reach(&self) -> &callback::Reach {
+        match self {
+            Calls::Embedded(queue) => &queue.runner.reach,
+            Calls::Nats(queue) => &queue.runner.reach,
+        }
+    }
+
     /// A call's record.
     pub async fn record(&self, id: CallId) -> Result<Option<Record>, String> {
         match self {

@@ -659,7 +659,8 @@ impl NatsQueue {
             body: message.payload.clone(),
         };
         let delivery = super::callback::deliver(
-            &self.runner.client,
+            &self.runner.reach,
+            &self.runner.callbacks,
             &job.url,
             job.call_id,
             &job.funko,

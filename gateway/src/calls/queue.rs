@@ -393,7 +393,8 @@ impl EmbeddedQueue {
             .unwrap_or_default();
         loop {
             let delivery = super::callback::deliver(
-                &self.runner.client,
+                &self.runner.reach,
+                &self.runner.callbacks,
                 &url,
                 record.call_id,
                 &record.funko,

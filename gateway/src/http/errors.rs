@@ -36,6 +36,7 @@ pub fn message(code: u16, max_body_bytes: u64) -> String {
         400 => "malformed request".to_string(),
         404 => "no such funko".to_string(),
         405 => "method not allowed".to_string(),
+        408 => "the request body did not arrive in time".to_string(),
         413 => format!("request body larger than max_body_bytes ({max_body_bytes} bytes)"),
         429 => {
             "every instance of this funko is at its max_inflight; the queue timed out".to_string()
@@ -45,6 +46,18 @@ pub fn message(code: u16, max_body_bytes: u64) -> String {
         504 => "the instance did not answer in time".to_string(),
         _ => "gateway error".to_string(),
     }
+}
+
+/// An error with its causes, on one line (`outer: cause: root cause`).
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -1,23 +1,18 @@
 //! Async calls on the request side: `/async/funko/<name>/<rest>` (and
 //! `/async-function/<name>/<rest>`). The request is checked as a proxied one would be (the
-//! funko exists, the protocol, the body limit), read whole within [`BODY_TIMEOUT`], stored
+//! funko exists, the protocol, the body limit), read whole within `async_body_timeout`, stored
 //! durably with the headers its instance would get ([`crate::calls`]), and only then answered
 //! 202 with `{"call_id": ...}` and `X-Call-Id`.
-
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pingora::prelude::*;
 
 use super::{Gateway, RequestCtx, X_REQUEST_ID};
+use crate::calls::AcceptError;
 use crate::calls::record::{CallId, Request};
-use crate::calls::{AcceptError, callback};
 use crate::http::headers;
 use crate::http::responses::{error_body, write_json};
 use crate::routing::router::PrefixForm;
-
-/// Longest time a client may take to send an async call's body.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Headers of the client's request that are not stored with a call: its body's framing (the
 /// body is stored whole) and the callback address (for the gateway, not the funko).
@@ -76,7 +71,7 @@ impl Gateway {
             None => None,
             Some(value) => {
                 let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
-                match callback::check_url(&text) {
+                match self.calls.reach().check_url(&text) {
                     Ok(url) => Some(url.to_string()),
                     Err(message) => return self.refuse(session, ctx, 400, &message).await,
                 }
@@ -119,7 +114,8 @@ impl Gateway {
             callback,
             source: "http".to_string(),
         };
-        let body = match tokio::time::timeout(BODY_TIMEOUT, read_body(session, limit)).await {
+        let timeout = self.settings.async_body_timeout;
+        let body = match tokio::time::timeout(timeout, read_body(session, limit)).await {
             Ok(body) => body?,
             Err(_) => {
                 return Err(Error::explain(

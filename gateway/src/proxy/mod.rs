@@ -64,6 +64,8 @@ pub struct ProxySettings {
     pub https: Option<HttpsSettings>,
     /// `send_timeout` for HTTP/2 streams (an HTTP/1.x session gets it from the edge).
     pub send_timeout: std::time::Duration,
+    /// `async_body_timeout`: longest time an async call's body may take to arrive.
+    pub async_body_timeout: std::time::Duration,
 }
 
 /// The plain listener's and the HTTPS answers' part in TLS.
