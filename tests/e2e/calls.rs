@@ -40,6 +40,14 @@ async fn call(gateway: &GatewayProcess, funko: &str, path: &str, callback: Optio
     header
 }
 
+/// The call ids whose callbacks arrived.
+fn called_back(received: &[faaso_tests::receiver::Received]) -> HashSet<String> {
+    received
+        .iter()
+        .map(|r| r.headers["x-call-id"].clone())
+        .collect()
+}
+
 /// A call's record from the admin API.
 async fn record(gateway: &GatewayProcess, id: &str) -> Value {
     client()
@@ -266,21 +274,8 @@ async fn max_inflight_holds_under_a_queue_of_fifty() {
         ids.insert(call(&gateway, &funko, "sleep/100", Some(&receiver.url)).await);
     }
     let received = receiver.wait_for_calls(&ids, Duration::from_secs(60)).await;
-    let called_back: HashSet<String> = received
-        .iter()
-        .map(|r| r.headers["x-call-id"].clone())
-        .collect();
-    assert_eq!(called_back, ids);
-    let peak: usize = client()
-        .get(format!("{}/funko/{funko}/peak", gateway.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-        .parse()
-        .unwrap();
+    assert_eq!(called_back(&received), ids);
+    let peak = testfunko::peak(&format!("{}/funko/{funko}", gateway.url)).await;
     assert_eq!(peak, 2, "the instance had {peak} calls at once");
     let metrics = gateway.metrics().await;
     assert_eq!(
@@ -495,21 +490,8 @@ async fn two_gateways_share_calls_and_ticks_through_nats() {
         ids.insert(call(gateway, &funko, "sleep/200", Some(&receiver.url)).await);
     }
     let received = receiver.wait_for_calls(&ids, Duration::from_secs(60)).await;
-    let called_back: HashSet<String> = received
-        .iter()
-        .map(|r| r.headers["x-call-id"].clone())
-        .collect();
-    assert_eq!(called_back, ids);
-    let peak: usize = client()
-        .get(format!("{}/funko/{funko}/peak", first.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-        .parse()
-        .unwrap();
+    assert_eq!(called_back(&received), ids);
+    let peak = testfunko::peak(&format!("{}/funko/{funko}", first.url)).await;
     assert_eq!(peak, 2, "{peak} calls ran at once");
     let attempts = |metrics: String| {
         faaso_tests::prom::value(&metrics, "faaso_async_attempts_total", &[("funko", &funko)])
@@ -600,11 +582,11 @@ async fn two_gateways_share_calls_and_ticks_through_nats() {
     first.signal("KILL");
     assert!(first.wait_exit(Duration::from_secs(5)).is_some());
     let received = receiver.wait_for_calls(&ids, Duration::from_secs(60)).await;
-    let called_back: HashSet<String> = received
-        .iter()
-        .map(|r| r.headers["x-call-id"].clone())
-        .collect();
-    assert_eq!(called_back, ids, "calls were lost with the first gateway");
+    assert_eq!(
+        called_back(&received),
+        ids,
+        "calls were lost with the first gateway"
+    );
     for id in &ids {
         let record = settled(&second, id, Duration::from_secs(10)).await;
         assert_eq!(record["state"], "done", "{record}");

@@ -137,16 +137,7 @@ async fn max_inflight_queues_requests_and_refuses_after_the_queue_timeout() {
         assert_eq!(request.await.unwrap(), 200);
     }
     let took = started.elapsed();
-    let peak: usize = http
-        .get(format!("{}/funko/{queued}/peak", gateway.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-        .parse()
-        .unwrap();
+    let peak = testfunko::peak(&format!("{}/funko/{queued}", gateway.url)).await;
     println!("10 requests of 300 ms at max_inflight 2: {took:?}, peak {peak} at once");
     assert_eq!(peak, 2, "the instance saw {peak} at once");
     // Five rounds of two: about 1.5 s (not 0.3 s: they were not all let through).

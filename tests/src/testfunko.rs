@@ -130,3 +130,18 @@ pub async fn variant(docker: &Docker, tag: &str, instructions: &str) {
     // the same image, and one test's cleanup would remove it while the other builds on it.
     build(docker, context, tag, true).await;
 }
+
+/// The most `/sleep/` requests the test funko's instance behind `funko_url` (a gateway's
+/// `.../funko/<name>`) has had at once: a concurrency limit, seen from behind it.
+pub async fn peak(funko_url: &str) -> usize {
+    let text = crate::http::client()
+        .get(format!("{funko_url}/peak"))
+        .send()
+        .await
+        .expect("the peak can be asked for")
+        .text()
+        .await
+        .expect("a peak");
+    text.parse()
+        .unwrap_or_else(|_| panic!("not a peak: {text:?}"))
+}

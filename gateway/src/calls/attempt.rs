@@ -77,8 +77,16 @@ impl Runner {
         }
     }
 
-    /// An HTTP client for instances and callbacks: no proxy from the environment, pooled
-    /// connections.
+    /// `funko`'s settings from the routing snapshot (the defaults for a funko it lacks).
+    pub fn settings(&self, funko: &str) -> faaso::settings::Settings {
+        self.table
+            .load()
+            .get(funko)
+            .map(|f| f.settings.clone())
+            .unwrap_or_default()
+    }
+
+    /// An HTTP client for instances: no proxy from the environment, pooled connections.
     pub fn client() -> reqwest::Client {
         reqwest::Client::builder()
             .no_proxy()

@@ -370,12 +370,7 @@ impl NatsQueue {
     /// Takes `funko`'s calls, at most `cap` running at once (on every gateway together).
     async fn consume(self: Arc<Self>, funko: Arc<str>, cap: u32) {
         let Ok(conn) = self.conn() else { return };
-        let settings = self
-            .table
-            .load()
-            .get(&funko)
-            .map(|f| f.settings.clone())
-            .unwrap_or_default();
+        let settings = self.runner.settings(&funko);
         let config = consumer::pull::Config {
             durable_name: Some(consumer_name(&funko)),
             filter_subject: call_subject(&funko),
@@ -386,48 +381,12 @@ impl NatsQueue {
             max_deliver: -1,
             ..Default::default()
         };
-        let consumer = loop {
-            match conn.stream.create_consumer(config.clone()).await {
-                Ok(consumer) => break consumer,
-                Err(err) => {
-                    tracing::warn!(funko = %funko, error = %err, "cannot make the funko's NATS consumer; retrying");
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
-            }
-        };
-        let slots = Arc::new(tokio::sync::Semaphore::new(cap as usize));
-        loop {
-            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-                return;
-            };
-            let fetched = consumer
-                .fetch()
-                .max_messages(1)
-                .expires(Duration::from_secs(1))
-                .messages()
-                .await;
-            let mut batch = match fetched {
-                Ok(batch) => batch,
-                Err(err) => {
-                    tracing::warn!(funko = %funko, error = %err, "fetching calls from NATS failed");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            match batch.next().await {
-                Some(Ok(message)) => {
-                    let queue = Arc::clone(&self);
-                    tokio::spawn(async move {
-                        queue.run(message).await;
-                        drop(slot);
-                    });
-                }
-                Some(Err(err)) => {
-                    tracing::debug!(funko = %funko, error = %err, "no call fetched");
-                }
-                None => {}
-            }
-        }
+        let queue = Arc::clone(&self);
+        serve(conn, config, cap as usize, move |message| {
+            let queue = Arc::clone(&queue);
+            async move { queue.run(message).await }
+        })
+        .await;
     }
 
     /// One delivery of a call message: runs it unless its outcome is recorded, then records
@@ -466,12 +425,7 @@ impl NatsQueue {
             let _ = message.double_ack().await;
             return;
         }
-        let settings = self
-            .table
-            .load()
-            .get(funko.as_str())
-            .map(|f| f.settings.clone())
-            .unwrap_or_default();
+        let settings = self.runner.settings(funko.as_str());
         record.state = State::Running;
         record.attempts += 1;
         record.started_at_ms = Some(now_ms());
@@ -607,38 +561,12 @@ impl NatsQueue {
             max_deliver: -1,
             ..Default::default()
         };
-        let consumer = loop {
-            match conn.stream.create_consumer(config.clone()).await {
-                Ok(consumer) => break consumer,
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot make the callbacks' NATS consumer; retrying");
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
-            }
-        };
-        let slots = Arc::new(tokio::sync::Semaphore::new(CALLBACK_SLOTS));
-        loop {
-            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-                return;
-            };
-            let fetched = consumer
-                .fetch()
-                .max_messages(1)
-                .expires(Duration::from_secs(1))
-                .messages()
-                .await;
-            let Ok(mut batch) = fetched else {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            };
-            if let Some(Ok(message)) = batch.next().await {
-                let queue = Arc::clone(&self);
-                tokio::spawn(async move {
-                    queue.deliver(message).await;
-                    drop(slot);
-                });
-            }
-        }
+        let queue = Arc::clone(&self);
+        serve(conn, config, CALLBACK_SLOTS, move |message| {
+            let queue = Arc::clone(&queue);
+            async move { queue.deliver(message).await }
+        })
+        .await;
     }
 
     /// One delivery attempt of a queued callback.
@@ -680,12 +608,7 @@ impl NatsQueue {
             let _ = message.double_ack().await;
             return;
         };
-        let settings = self
-            .table
-            .load()
-            .get(job.funko.as_str())
-            .map(|f| f.settings.clone())
-            .unwrap_or_default();
+        let settings = self.runner.settings(job.funko.as_str());
         let retry = callback_settled(&mut record, &delivery, &settings);
         self.put(conn, &key, &record, Side::Callback).await;
         match retry {
@@ -695,6 +618,56 @@ impl NatsQueue {
             None => {
                 let _ = message.double_ack().await;
             }
+        }
+    }
+}
+
+/// Makes (or opens) the durable consumer of `config`, retrying until the server takes it,
+/// then hands its messages one by one to `handle`, at most `slots` at once.
+async fn serve<F, Fut>(conn: &Conn, config: consumer::pull::Config, slots: usize, handle: F)
+where
+    F: Fn(jetstream::Message) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let name = config.durable_name.clone().unwrap_or_default();
+    let consumer = loop {
+        match conn.stream.create_consumer(config.clone()).await {
+            Ok(consumer) => break consumer,
+            Err(err) => {
+                tracing::warn!(consumer = %name, error = %err, "cannot make a NATS consumer; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    };
+    let slots = Arc::new(tokio::sync::Semaphore::new(slots));
+    loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let fetched = consumer
+            .fetch()
+            .max_messages(1)
+            .expires(Duration::from_secs(1))
+            .messages()
+            .await;
+        let mut batch = match fetched {
+            Ok(batch) => batch,
+            Err(err) => {
+                tracing::warn!(consumer = %name, error = %err, "fetching from NATS failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        match batch.next().await {
+            Some(Ok(message)) => {
+                let handled = handle(message);
+                tokio::spawn(async move {
+                    handled.await;
+                    drop(slot);
+                });
+            }
+            Some(Err(err)) => tracing::debug!(consumer = %name, error = %err, "nothing fetched"),
+            None => {}
         }
     }
 }

@@ -326,12 +326,7 @@ impl EmbeddedQueue {
         let Some((request, body)) = store.request(id)? else {
             return Err("its request is missing from the store".to_string());
         };
-        let settings = self
-            .table
-            .load()
-            .get(funko)
-            .map(|f| f.settings.clone())
-            .unwrap_or_default();
+        let settings = self.runner.settings(funko);
         record.state = State::Running;
         record.attempts += 1;
         record.started_at_ms = Some(now_ms());
@@ -385,12 +380,7 @@ impl EmbeddedQueue {
                 return;
             }
         };
-        let settings = self
-            .table
-            .load()
-            .get(record.funko.as_str())
-            .map(|f| f.settings.clone())
-            .unwrap_or_default();
+        let settings = self.runner.settings(record.funko.as_str());
         loop {
             let delivery = super::callback::deliver(
                 &self.runner.reach,

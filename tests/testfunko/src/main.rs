@@ -5,6 +5,8 @@
 //! Endpoints:
 //! - `GET /ping`: `OK` (status from `TESTFUNKO_PING_STATUS`, default 200, to fake a bad release)
 //! - `GET /whoami`: the container's hostname
+//! - `/now`: the wall clock when the request was read, in microseconds since the epoch (when a
+//!   queued call started its work, for the benchmark)
 //! - `/echo`: method, path, query, headers and body as JSON
 //! - `/status/<code>`: an empty response with that status
 //! - `/sleep/<ms>`: waits, then answers `slept <ms>`
@@ -166,6 +168,12 @@ fn answer(request: &Request, out: &mut TcpStream) -> io::Result<()> {
             Response::new(status).body("OK").write(out)
         }
         "whoami" => Response::new(200).body(&hostname()).write(out),
+        "now" => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros());
+            Response::new(200).body(&now.to_string()).write(out)
+        }
         "drop-next" => Response::new(200).body("OK").write(out),
         "unframed" => match arg.parse::<usize>() {
             Ok(n) if n <= 1 << 30 => {
