@@ -9,10 +9,12 @@
 //! limits: {timeout: 30s, max_body: 1MiB}
 //! async: {retries: 3, max_inflight: 10}
 //! triggers: [{cron: "*/5 * * * *", path: /report}]
+//! access: private         # requests need one of the funko's keys (`faaso key add`)
+//! domains: [api.example.com]          # host names routed to the funko with the whole path
 //! ```
 //!
-//! `scaling:`, `limits:` and `async:` are described in [`crate::settings`], `triggers:` in
-//! [`crate::triggers`].
+//! `scaling:`, `limits:`, `async:`, `access:` and `domains:` are described in
+//! [`crate::settings`], `triggers:` in [`crate::triggers`].
 
 use std::path::{Path, PathBuf};
 
@@ -85,6 +87,10 @@ struct RawSpec {
     async_calls: Option<serde_yaml::Value>,
     #[serde(default)]
     triggers: Option<serde_yaml::Value>,
+    #[serde(default)]
+    access: Option<serde_yaml::Value>,
+    #[serde(default)]
+    domains: Option<serde_yaml::Value>,
 }
 
 impl FunkoSpec {
@@ -167,7 +173,7 @@ impl FunkoSpec {
                 }
             });
         }
-        let settings = crate::settings::Settings::from_sections(&sections).map_err(|err| {
+        let mut settings = crate::settings::Settings::from_sections(&sections).map_err(|err| {
             let section = err.name.split('.').next().unwrap_or_default();
             FunkoError::Yaml {
                 path: path.to_path_buf(),
@@ -176,6 +182,48 @@ impl FunkoSpec {
                 message: err.to_string(),
             }
         })?;
+        let top_level_error = |key: &str, message: String| FunkoError::Yaml {
+            path: path.to_path_buf(),
+            line: line_of(text, key),
+            column: 1,
+            message: format!("{key}: {message}"),
+        };
+        match &raw.access {
+            None | Some(serde_yaml::Value::Null) => {}
+            Some(serde_yaml::Value::String(access)) => settings
+                .set(crate::settings::ACCESS, access)
+                .map_err(|m| top_level_error("access", m))?,
+            Some(_) => {
+                return Err(top_level_error(
+                    "access",
+                    "expected private or public".to_string(),
+                ));
+            }
+        }
+        match &raw.domains {
+            None | Some(serde_yaml::Value::Null) => {}
+            Some(serde_yaml::Value::Sequence(list)) => {
+                let names: Option<Vec<&str>> = list.iter().map(|d| d.as_str()).collect();
+                let names = names.ok_or_else(|| {
+                    top_level_error("domains", "expected a list of host names".to_string())
+                })?;
+                if names.iter().any(|n| n.contains(',')) {
+                    return Err(top_level_error(
+                        "domains",
+                        "a host name has no comma (one name per list item)".to_string(),
+                    ));
+                }
+                settings
+                    .set(crate::settings::DOMAINS, &names.join(","))
+                    .map_err(|m| top_level_error("domains", m))?;
+            }
+            Some(_) => {
+                return Err(top_level_error(
+                    "domains",
+                    "expected a list of host names, like [api.example.com]".to_string(),
+                ));
+            }
+        }
         let triggers =
             crate::triggers::Trigger::from_yaml(raw.triggers.as_ref()).map_err(|err| {
                 FunkoError::Yaml {

@@ -17,6 +17,10 @@
 //! | `async.backoff` | `faaso.async.backoff` | `1s` | wait before the first retry, doubled for each next one |
 //! | `async.max_inflight` | `faaso.async.max_inflight` | 10 | most async calls of the funko running at once |
 //! | `async.timeout` | `faaso.async.timeout` | `60s` | longest attempt of an async call |
+//! | `limits.rate` | `faaso.limits.rate` | none | requests allowed per client (`100/s`, `20/m`, `5/10s`); over it 429 |
+//! | `limits.burst` | `faaso.limits.burst` | the rate's count | requests a client may send at once above the rate |
+//! | `access` | `faaso.access` | `public` | `private`: every request needs one of the funko's keys |
+//! | `domains` | `faaso.domains` | none | host names routed to the funko with the whole path (comma-separated) |
 //!
 //! A label that cannot be read is reported (the gateway logs it) and left at its default: one bad
 //! label never takes a funko out of routing.
@@ -41,6 +45,10 @@ pub const ASYNC_RETRIES: &str = "faaso.async.retries";
 pub const ASYNC_BACKOFF: &str = "faaso.async.backoff";
 pub const ASYNC_MAX_INFLIGHT: &str = "faaso.async.max_inflight";
 pub const ASYNC_TIMEOUT: &str = "faaso.async.timeout";
+pub const RATE: &str = "faaso.limits.rate";
+pub const BURST: &str = "faaso.limits.burst";
+pub const ACCESS: &str = "faaso.access";
+pub const DOMAINS: &str = "faaso.domains";
 
 /// Defaults of the `scaling:` settings.
 pub const DEFAULT_MIN: u32 = 1;
@@ -69,6 +77,93 @@ pub struct Settings {
     pub async_backoff: Option<Duration>,
     pub async_max_inflight: Option<u32>,
     pub async_timeout: Option<Duration>,
+    /// `limits.rate`: requests per client (per key for a private funko) over a period.
+    pub rate: Option<Rate>,
+    /// `limits.burst`: requests a client may send at once before the rate applies.
+    pub burst: Option<u32>,
+    /// `access: private`: requests need one of the funko's keys.
+    pub private: Option<bool>,
+    /// `domains`: host names (lowercase, checked) whose requests go to this funko.
+    pub domains: Option<Vec<String>>,
+}
+
+/// A request rate: `count` requests per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub per: Duration,
+}
+
+impl Rate {
+    /// Parses `100/s`, `20/m`, `1000/h` or `5/10s`.
+    pub fn parse(value: &str) -> Result<Rate, String> {
+        let err = || format!("expected a rate like 100/s, 20/m or 5/10s, got {value:?}");
+        let (count, per) = value.trim().split_once('/').ok_or_else(err)?;
+        let count = count
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(err)?;
+        let per = match per.trim() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            other => parse_duration(other).map_err(|_| err())?,
+        };
+        if per.is_zero() || per > Duration::from_secs(86_400) {
+            return Err(format!(
+                "{value:?}: the period must be above zero and at most 1 day"
+            ));
+        }
+        Ok(Rate { count, per })
+    }
+
+    /// The time one request's share of the rate takes (the period over the count).
+    pub fn interval(&self) -> Duration {
+        self.per / self.count
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.per == Duration::from_secs(1) {
+            write!(f, "{}/s", self.count)
+        } else {
+            write!(f, "{}/{}", self.count, format_duration(self.per))
+        }
+    }
+}
+
+/// Checks and normalizes a comma-separated list of host names: lowercase letters, digits and
+/// `-` in dot-separated labels of 1 to 63 characters, at most 253 in all, no trailing dot, no
+/// wildcard, no port, no duplicates.
+pub fn parse_domains(value: &str) -> Result<Vec<String>, String> {
+    let mut domains: Vec<String> = Vec::new();
+    for domain in value.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let domain = domain.to_ascii_lowercase();
+        let label_ok = |label: &str| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        if domain.len() > 253 || !domain.split('.').all(label_ok) {
+            return Err(format!(
+                "{domain:?} is not a host name (letters, digits and - in dot-separated labels; \
+                 no port, no wildcard)"
+            ));
+        }
+        if !domains.contains(&domain) {
+            domains.push(domain);
+        }
+    }
+    if domains.is_empty() {
+        return Err("expected one or more host names".to_string());
+    }
+    Ok(domains)
 }
 
 /// A setting that cannot be used, naming it.
@@ -94,6 +189,11 @@ const KEYS: &[(&str, &str, &str)] = &[
     (ASYNC_BACKOFF, "async", "backoff"),
     (ASYNC_MAX_INFLIGHT, "async", "max_inflight"),
     (ASYNC_TIMEOUT, "async", "timeout"),
+    (RATE, "limits", "rate"),
+    (BURST, "limits", "burst"),
+    // Top-level keys of `funko.yml`, set by `funko.rs` rather than from a section.
+    (ACCESS, "", "access"),
+    (DOMAINS, "", "domains"),
 ];
 
 /// The `funko.yml` sections that hold settings.
@@ -148,6 +248,14 @@ impl Settings {
             self.async_max_inflight.map(|v| v.to_string()),
         );
         put(ASYNC_TIMEOUT, self.async_timeout.map(format_duration));
+        put(RATE, self.rate.map(|r| r.to_string()));
+        put(BURST, self.burst.map(|v| v.to_string()));
+        put(
+            ACCESS,
+            self.private
+                .map(|p| if p { "private" } else { "public" }.to_string()),
+        );
+        put(DOMAINS, self.domains.as_ref().map(|d| d.join(",")));
         labels
     }
 
@@ -183,6 +291,16 @@ impl Settings {
             ASYNC_BACKOFF => self.async_backoff = Some(duration(false)?),
             ASYNC_MAX_INFLIGHT => self.async_max_inflight = Some(count(1)?),
             ASYNC_TIMEOUT => self.async_timeout = Some(duration(false)?),
+            RATE => self.rate = Some(Rate::parse(value)?),
+            BURST => self.burst = Some(count(1)?),
+            ACCESS => {
+                self.private = Some(match value.trim() {
+                    "private" => true,
+                    "public" => false,
+                    _ => return Err(format!("expected private or public, got {value:?}")),
+                })
+            }
+            DOMAINS => self.domains = Some(parse_domains(value)?),
             _ => return Err("not a FaaSO setting".to_string()),
         }
         Ok(())
@@ -236,6 +354,20 @@ impl Settings {
     /// `async.timeout`, or its default.
     pub fn async_timeout(&self) -> Duration {
         self.async_timeout.unwrap_or(DEFAULT_ASYNC_TIMEOUT)
+    }
+
+    /// Whether requests need one of the funko's keys (`access: private`).
+    pub fn is_private(&self) -> bool {
+        self.private == Some(true)
+    }
+
+    /// `limits.burst`, or its default: the rate's count (a client may use a whole period's
+    /// requests at once).
+    pub fn burst(&self) -> u32 {
+        self.burst
+            .or(self.rate.map(|r| r.count))
+            .unwrap_or(1)
+            .max(1)
     }
 
     /// Checks the settings against each other: `min` may not be above `max`.
@@ -325,6 +457,13 @@ mod tests {
             async_backoff: Some(Duration::from_millis(500)),
             async_max_inflight: Some(2),
             async_timeout: Some(Duration::from_secs(90)),
+            rate: Some(Rate {
+                count: 20,
+                per: Duration::from_secs(60),
+            }),
+            burst: Some(3),
+            private: Some(true),
+            domains: Some(vec!["a.example.com".to_string()]),
         };
         let written: HashMap<String, String> = settings
             .to_labels()
@@ -361,6 +500,61 @@ mod tests {
                 .to_string()
                 .starts_with("faaso.limits.timeout: expected a duration")
         );
+    }
+
+    #[test]
+    fn rates_access_and_domains() {
+        let rate = |text: &str| Rate::parse(text).map(|r| (r.count, r.per));
+        assert_eq!(rate("100/s"), Ok((100, Duration::from_secs(1))));
+        assert_eq!(rate(" 20 / m "), Ok((20, Duration::from_secs(60))));
+        assert_eq!(rate("5/10s"), Ok((5, Duration::from_secs(10))));
+        assert_eq!(rate("1000/h"), Ok((1000, Duration::from_secs(3600))));
+        for bad in ["100", "0/s", "x/s", "5/", "5/0s", "5/2d"] {
+            assert!(Rate::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Rate::parse("50/s").unwrap().interval(),
+            Duration::from_millis(20)
+        );
+        let labels = labels(&[
+            (RATE, "5/10s"),
+            (ACCESS, "private"),
+            (DOMAINS, "API.example.com, b.example.org,api.example.com"),
+        ]);
+        let (settings, errors) = Settings::from_labels(Some(&labels));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(settings.is_private());
+        assert_eq!(
+            settings.burst(),
+            5,
+            "the burst defaults to the rate's count"
+        );
+        assert_eq!(
+            settings.domains.as_deref(),
+            Some(&["api.example.com".to_string(), "b.example.org".to_string()][..])
+        );
+        let round: HashMap<String, String> = settings
+            .to_labels()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        assert_eq!(Settings::from_labels(Some(&round)).0, settings);
+        for bad in [
+            "*.example.com",
+            "a.example.com:443",
+            "-a.com",
+            "a..b",
+            "a_b.com",
+            "",
+        ] {
+            assert!(parse_domains(bad).is_err(), "{bad:?}");
+        }
+        let (_, errors) = Settings::from_labels(Some(&labels_of(ACCESS, "secret")));
+        assert_eq!(errors[0].name, ACCESS);
+    }
+
+    fn labels_of(label: &str, value: &str) -> HashMap<String, String> {
+        labels(&[(label, value)])
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! # Layout
 //! Folders by role; dependencies between them point one way (checked by the import-cycle test
 //! in `faaso-tests`):
+//! - [`access`]: who may call a funko and how often: keys of private funkos, rate limits.
 //! - [`edge`]: client connections: listeners, connection limits, client timeouts, memory per
 //!   idle connection; hands whole request heads to the proxy.
 //! - [`proxy`]: the request path: admission, the carrier that takes a request to an instance,
@@ -21,6 +22,7 @@
 //! - [`config`]: defaults, YAML file, environment and flags, validated with the key named.
 //! - [`server`]: assembles the Pingora server from a [`config::Config`].
 
+pub mod access;
 pub mod admin;
 pub mod calls;
 pub mod config;

@@ -280,6 +280,16 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
     let hsts = config
         .hsts_max_age
         .and_then(|age| http::HeaderValue::try_from(format!("max-age={}", age.as_secs())).ok());
+    // Keys of private funkos: loaded now, followed by a background service.
+    let keys = Arc::new(crate::access::keys::KeyRing::load(
+        faaso::store::keys::KeyStore::new(&config.state_dir),
+    ));
+    server.add_service(background_service(
+        "key reloads",
+        crate::access::keys::KeyWatch {
+            ring: Arc::clone(&keys),
+        },
+    ));
     let admin = Admin::new(
         Auth::new(secret),
         AdminSettings {
@@ -311,6 +321,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
             hsts: hsts.clone(),
         },
         calls.clone(),
+        Arc::clone(&keys),
     );
     // HTTPS: one certificate store for every worker's listener, fed by the files (reloaded on
     // SIGHUP or change) and by ACME.
@@ -370,12 +381,14 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
             https,
             send_timeout: config.send_timeout,
             async_body_timeout: config.async_body_timeout,
+            trusted_proxies: config.trusted_proxies.clone(),
         }),
         serves: match config.admin_listen {
             Some(_) => Serves::Funkos,
             None => Serves::Everything,
         },
         calls,
+        keys,
     };
     if config.admin_listen.is_none()
         && (config.password.is_some() || config.password_hash.is_some())

@@ -1,6 +1,7 @@
 //! End-to-end tests against a real Docker engine, the test funko and the built binaries.
 //! One test binary for the workspace's cross-crate scenarios; one module per area.
 
+mod access;
 mod admin;
 mod calls;
 mod cli;

@@ -116,6 +116,20 @@ impl GatewayProcess {
         name: &str,
         instructions: &str,
     ) {
+        self.serve_variant_answering(docker, cleanup, name, instructions, 200)
+            .await;
+    }
+
+    /// [`GatewayProcess::serve_variant`] for a funko whose `/ping` through the gateway answers
+    /// `status` once it is routed (401 for a private funko).
+    pub async fn serve_variant_answering(
+        &self,
+        docker: &bollard::Docker,
+        cleanup: &crate::docker::Cleanup,
+        name: &str,
+        instructions: &str,
+        status: u16,
+    ) {
         let tag = format!("faaso-{name}:latest");
         crate::testfunko::variant(docker, &tag, instructions).await;
         cleanup.image(tag);
@@ -128,7 +142,7 @@ impl GatewayProcess {
         }
         crate::http::wait_for_status(
             &format!("{}/funko/{name}/ping", self.url),
-            200,
+            status,
             Duration::from_secs(20),
         )
         .await;

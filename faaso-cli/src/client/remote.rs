@@ -363,6 +363,35 @@ impl Remote {
         self.json(request).await.map(|_| ())
     }
 
+    /// A private funko's keys: names and creation times.
+    pub async fn keys(&self, funko: &str) -> Result<Vec<crate::store::keys::KeyInfo>, RemoteError> {
+        let path = format!("funkos/{funko}/keys");
+        let value = self.json(self.request(reqwest::Method::GET, &path)).await?;
+        serde_json::from_value(value["keys"].clone())
+            .map_err(|e| RemoteError::Protocol(e.to_string()))
+    }
+
+    /// Makes a key for `funko`; its value is only in this answer.
+    pub async fn add_key(
+        &self,
+        funko: &str,
+        name: Option<&str>,
+    ) -> Result<crate::store::keys::NewKey, RemoteError> {
+        let request = self
+            .request(reqwest::Method::POST, &format!("funkos/{funko}/keys"))
+            .json(&serde_json::json!({ "name": name }));
+        let value = self.json(request).await?;
+        serde_json::from_value(value).map_err(|e| RemoteError::Protocol(e.to_string()))
+    }
+
+    pub async fn delete_key(&self, funko: &str, name: &str) -> Result<(), RemoteError> {
+        let request = self.request(
+            reqwest::Method::DELETE,
+            &format!("funkos/{funko}/keys/{name}"),
+        );
+        self.json(request).await.map(|_| ())
+    }
+
     pub async fn delete_secret(&self, funko: &str, secret: &str) -> Result<(), RemoteError> {
         let request = self.request(
             reqwest::Method::DELETE,

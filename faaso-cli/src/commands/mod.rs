@@ -13,6 +13,7 @@ mod completions;
 mod deploy;
 mod down;
 mod export;
+mod key;
 mod login;
 mod logs;
 mod new;
@@ -86,6 +87,7 @@ pub enum Command {
     Logs(logs::LogsArgs),
     Calls(calls::CallsArgs),
     Secret(secret::SecretArgs),
+    Key(key::KeyArgs),
     Purge(purge::PurgeArgs),
     Prune(prune::PruneArgs),
     Login(login::LoginArgs),
@@ -115,6 +117,7 @@ impl Cli {
             Command::Logs(args) => args.run(global).await,
             Command::Calls(args) => args.run(global).await,
             Command::Secret(args) => args.run(global).await,
+            Command::Key(args) => args.run(global).await,
             Command::Purge(args) => args.run(global).await,
             Command::Prune(args) => args.run(global).await,
             Command::Login(args) => args.run(global).await,

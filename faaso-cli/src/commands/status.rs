@@ -63,6 +63,12 @@ fn table(funkos: &[FunkoStatus]) -> String {
             "{}  scale {scale}, {} running{scaling}\n",
             funko.name, funko.running
         ));
+        if funko.private {
+            out.push_str("  private: requests need a key (faaso key list)\n");
+        }
+        if !funko.domains.is_empty() {
+            out.push_str(&format!("  domains: {}\n", funko.domains.join(", ")));
+        }
         if let Some(err) = &funko.state_error {
             out.push_str(&format!("  warning: saved scale unreadable ({err})\n"));
         }

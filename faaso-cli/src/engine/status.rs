@@ -16,6 +16,8 @@
 //!     "target_inflight": 10,              in-flight requests per instance aimed at
 //!     "idle": true                        at zero, and the next request starts an instance
 //!   },
+//!   "private": true,                      only for access: private (requests need a key)
+//!   "domains": ["api.example.com"],       only when it claims host names
 //!   "instances": [{
 //!     "name": "faaso-hello-ab12cd",       container name
 //!     "id": "3f2a9c1e0b7d",               short container id
@@ -59,6 +61,12 @@ pub struct FunkoStatus {
     /// For a funko the gateway scales: its range and whether it is idle at zero.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling: Option<ScalingStatus>,
+    /// `access: private`: requests need one of its keys.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub private: bool,
+    /// The host names it claims (`domains:`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<String>,
     pub instances: Vec<InstanceStatus>,
     pub images: Vec<ImageStatus>,
 }
@@ -244,7 +252,14 @@ fn build_status(
         .collect();
     instances.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.name.cmp(&b.name)));
     let running = instances.iter().filter(|i| i.state == "running").count();
-    let scaling = scaling_of(name, containers, &own_images, &latest_tag, running);
+    let (settings, has_latest) = settings_of(name, containers, &own_images, &latest_tag);
+    let scaling = settings.scales().then(|| ScalingStatus {
+        min: settings.min(),
+        max: settings.max(),
+        idle_timeout: crate::units::format_duration(settings.idle()),
+        target_inflight: settings.target(),
+        idle: settings.min() == 0 && running == 0 && has_latest,
+    });
     let images = own_images
         .into_iter()
         .map(|i| {
@@ -274,20 +289,21 @@ fn build_status(
         problem: None,
         running,
         scaling,
+        private: settings.is_private(),
+        domains: settings.domains.clone().unwrap_or_default(),
         instances,
         images,
     }
 }
 
-/// The scaling settings of a funko, read as the gateway reads them: from the labels of its
-/// newest running instance, else from its `:latest` image. `None` for a funko without any.
-fn scaling_of(
+/// The settings of a funko, read as the gateway reads them: from the labels of its newest
+/// running instance, else from its `:latest` image; and whether it has a `:latest` image.
+fn settings_of(
     name: &str,
     containers: &[ContainerSummary],
     own_images: &[&ImageSummary],
     latest_tag: &str,
-    running: usize,
-) -> Option<ScalingStatus> {
+) -> (crate::settings::Settings, bool) {
     let newest = containers
         .iter()
         .filter(|c| {
@@ -304,13 +320,7 @@ fn scaling_of(
         (None, None) => None,
     };
     let (settings, _) = crate::settings::Settings::from_labels(labels);
-    settings.scales().then(|| ScalingStatus {
-        min: settings.min(),
-        max: settings.max(),
-        idle_timeout: crate::units::format_duration(settings.idle()),
-        target_inflight: settings.target(),
-        idle: settings.min() == 0 && running == 0 && latest.is_some(),
-    })
+    (settings, latest.is_some())
 }
 
 /// Seconds as a short age: `45s`, `12m`, `3h`, `2d`.

@@ -10,7 +10,8 @@ use serde_json::json;
 use super::Admin;
 use super::auth::Verdict;
 use super::request::{
-    Reject, lifecycle_reject, query_param, read_small_body, reject, require_funko, respond, valid,
+    Reject, key_reject, lifecycle_reject, query_param, read_small_body, reject, require_funko,
+    respond, valid,
 };
 use super::stream::{Line, WhenClientLeaves, stream_operation};
 use super::upload::{Unpacker, UploadError};
@@ -175,6 +176,41 @@ impl Admin {
                     .await
                     .map_err(|e| reject(503, e))?;
                 respond(session, 200, json!(calls)).await
+            }
+            (&Method::GET, ["funkos", name, "keys"]) => {
+                let name = valid(name)?;
+                let keys = self.key_store().list(&name).map_err(key_reject)?;
+                respond(session, 200, json!({ "funko": name, "keys": keys })).await
+            }
+            (&Method::POST, ["funkos", name, "keys"]) => {
+                let name = valid(name)?;
+                let body = read_small_body(session).await?;
+                let key_name = if body.iter().all(u8::is_ascii_whitespace) {
+                    None
+                } else {
+                    let value =
+                        serde_json::from_slice::<serde_json::Value>(&body).map_err(|_| {
+                            reject(400, "expected a JSON body {\"name\": \"...\"} or none")
+                        })?;
+                    match value.get("name") {
+                        None | Some(serde_json::Value::Null) => None,
+                        Some(serde_json::Value::String(n)) => Some(n.clone()),
+                        Some(_) => return Err(reject(400, "name: expected a text")),
+                    }
+                };
+                require_funko(&self.lifecycle().await?, &name).await?;
+                let made = self
+                    .key_store()
+                    .add(&name, key_name.as_deref())
+                    .map_err(key_reject)?;
+                self.keys.reload();
+                respond(session, 201, json!(made)).await
+            }
+            (&Method::DELETE, ["funkos", name, "keys", key]) => {
+                let name = valid(name)?;
+                self.key_store().remove(&name, key).map_err(key_reject)?;
+                self.keys.reload();
+                respond(session, 200, json!({ "ok": true })).await
             }
             (&Method::POST, ["funkos", name, "build"]) => {
                 self.build(session, &valid(name)?, query).await

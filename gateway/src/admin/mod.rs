@@ -18,6 +18,9 @@
 //! | `GET secrets`, `PUT`/`DELETE secrets/<funko>/<secret>` | names only, never values |
 //! | `GET calls/<id>` | an async call's record |
 //! | `GET funkos/<name>/calls?limit=N` | its newest async calls (20 unless asked), newest first |
+//! | `GET funkos/<name>/keys` | its keys: names and creation times, never values |
+//! | `POST funkos/<name>/keys` `{"name": N}` (name optional) | a new key; its value only in this answer |
+//! | `DELETE funkos/<name>/keys/<key name>` | removes the key (effective at once) |
 
 pub mod api;
 pub mod auth;
@@ -67,6 +70,8 @@ pub struct Admin {
     builds: std::sync::Arc<tokio::sync::Semaphore>,
     /// Async calls, for their records.
     pub calls: crate::calls::Calls,
+    /// The keys of private funkos, reloaded at once after a change here.
+    pub keys: std::sync::Arc<crate::access::keys::KeyRing>,
 }
 
 impl Admin {
@@ -75,6 +80,7 @@ impl Admin {
         settings: AdminSettings,
         ui: crate::admin::ui::Ui,
         calls: crate::calls::Calls,
+        keys: std::sync::Arc<crate::access::keys::KeyRing>,
     ) -> Admin {
         let builds = tokio::sync::Semaphore::new(settings.max_concurrent_builds.max(1));
         Admin {
@@ -83,6 +89,7 @@ impl Admin {
             ui,
             builds: std::sync::Arc::new(builds),
             calls,
+            keys,
         }
     }
 }
@@ -146,6 +153,11 @@ impl Admin {
         lifecycle.orchestrator = self.settings.orchestrator;
         lifecycle.registry = self.settings.registry.clone();
         Ok(lifecycle)
+    }
+
+    /// The key files of private funkos (`<state_dir>/keys`).
+    pub(crate) fn key_store(&self) -> faaso::store::keys::KeyStore {
+        faaso::store::keys::KeyStore::new(&self.settings.state_dir)
     }
 
     pub(crate) fn secrets(&self) -> SecretsDir {

@@ -55,6 +55,19 @@ pub(crate) fn lifecycle_reject(err: faaso::engine::LifecycleError) -> Reject {
     }
 }
 
+/// A key operation's failure as an answer: bad names 400, no such key 404, a taken name or
+/// too many keys 409.
+pub(crate) fn key_reject(err: faaso::store::keys::KeyError) -> Reject {
+    use faaso::store::keys::KeyError;
+    let status = match &err {
+        KeyError::InvalidName { .. } | KeyError::Funko(_) => 400,
+        KeyError::NotFound { .. } => 404,
+        KeyError::Exists { .. } | KeyError::TooMany { .. } => 409,
+        KeyError::Io { .. } => 500,
+    };
+    reject(status, err.to_string())
+}
+
 pub(crate) async fn respond(
     session: &mut Session,
     status: u16,

@@ -54,6 +54,7 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     pub queue_depth: IntGaugeVec,
     pub queue_rejections: IntCounterVec,
+    pub rate_limited: IntCounterVec,
     pub cold_starts: IntCounterVec,
     pub cold_start_duration: HistogramVec,
     pub autoscale_events: IntCounterVec,
@@ -178,6 +179,11 @@ impl Metrics {
                 "Requests answered 429 after waiting limits.queue_timeout, by funko.",
                 &["funko"],
             ),
+            rate_limited: counter_vec(
+                "faaso_rate_limited_total",
+                "Requests answered 429 over the funko's limits.rate, by funko.",
+                &["funko"],
+            ),
             cold_starts: counter_vec(
                 "faaso_cold_starts_total",
                 "Instances started for a request to a funko at zero, by funko.",
@@ -263,6 +269,7 @@ impl Metrics {
             Box::new(self.build_info.clone()),
             Box::new(self.queue_depth.clone()),
             Box::new(self.queue_rejections.clone()),
+            Box::new(self.rate_limited.clone()),
             Box::new(self.cold_starts.clone()),
             Box::new(self.cold_start_duration.clone()),
             Box::new(self.autoscale_events.clone()),
@@ -426,6 +433,7 @@ impl FunkoMetrics {
         let _ = m.retries.remove_label_values(&[name]);
         let _ = m.queue_depth.remove_label_values(&[name]);
         let _ = m.queue_rejections.remove_label_values(&[name]);
+        let _ = m.rate_limited.remove_label_values(&[name]);
         let _ = m.cold_starts.remove_label_values(&[name]);
         let _ = m.cold_start_duration.remove_label_values(&[name]);
         for direction in ["up", "down"] {
@@ -483,6 +491,14 @@ impl FunkoMetrics {
     pub fn queue_rejected(&self) {
         metrics()
             .queue_rejections
+            .with_label_values(&[&*self.name])
+            .inc();
+    }
+
+    /// Counts a request refused over the funko's rate limit.
+    pub fn rate_limited(&self) {
+        metrics()
+            .rate_limited
             .with_label_values(&[&*self.name])
             .inc();
     }
@@ -637,7 +653,7 @@ mod tests {
         let dashboard: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let defined = metrics().family_names();
-        assert_eq!(defined.len(), 23, "{defined:?}");
+        assert_eq!(defined.len(), 24, "{defined:?}");
         let mut exprs = Vec::new();
         collect_exprs(&dashboard, &mut exprs);
         assert!(exprs.len() >= 8, "only {} expressions", exprs.len());

@@ -118,6 +118,9 @@ impl Gateway {
             ctx.count();
         }
         self.check_protocol(session)?;
+        if self.guard(session, ctx).await? == super::guard::Guarded::Answered {
+            return Ok(Admission::Answered);
+        }
         ctx.answer.http10 = session.req_header().version == http::Version::HTTP_10;
         if let Some(activity) = ctx.funko.as_ref().and_then(|f| f.activity.as_deref()) {
             activity.request();

@@ -1,6 +1,6 @@
 //! Async calls on the request side: `/async/funko/<name>/<rest>` (and
 //! `/async-function/<name>/<rest>`). The request is checked as a proxied one would be (the
-//! funko exists, the protocol, the body limit), read whole within `async_body_timeout`, stored
+//! funko exists, the protocol, a private funko's key, its rate limit, the body limit), read whole within `async_body_timeout`, stored
 //! durably with the headers its instance would get ([`crate::calls`]), and only then answered
 //! 202 with `{"call_id": ...}` and `X-Call-Id`.
 
@@ -59,6 +59,11 @@ impl Gateway {
             ctx.count();
         }
         self.check_protocol(session)?;
+        // A private funko's call needs a key (not stored with the call), and counts in its
+        // rate limit.
+        if self.guard(session, ctx).await? == super::guard::Guarded::Answered {
+            return Ok(());
+        }
         let header = session.req_header();
         if header.headers.contains_key(http::header::UPGRADE)
             || header.method == http::Method::CONNECT

@@ -1,8 +1,9 @@
 //! The request path: from a client's request to an instance's answer.
 //!
-//! 1. [`admission`]: the gateway's own answers, the funko's entry, the checks that need no
-//!    instance, the wake of a funko at zero, a slot under its in-flight limit. An async call
-//!    is stored and answered 202 there ([`enqueue`]).
+//! 1. [`admission`]: the gateway's own answers, the funko's entry, its access rules
+//!    ([`guard`]: keys, rate limits), the checks that need no instance, the wake of a funko at
+//!    zero, a slot under its in-flight limit. An async call is stored and answered 202 there
+//!    ([`enqueue`]).
 //! 2. [`carriers`]: the one place that picks how the request travels: the [`tunnel`] for
 //!    upgrades, the direct [`exchange`] for HTTP/1.x requests without a body (on this worker's
 //!    [`pool`]), Pingora's proxy loop for the rest.
@@ -24,6 +25,7 @@ mod carriers;
 mod context;
 mod enqueue;
 mod exchange;
+mod guard;
 pub(crate) mod pool;
 #[cfg(test)]
 mod scripted;
@@ -66,6 +68,9 @@ pub struct ProxySettings {
     pub send_timeout: std::time::Duration,
     /// `async_body_timeout`: longest time an async call's body may take to arrive.
     pub async_body_timeout: std::time::Duration,
+    /// Proxies whose `X-Forwarded-For` names the client (`trusted_proxies`): rate limits
+    /// count under the client they name.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// The plain listener's and the HTTPS answers' part in TLS.
@@ -95,6 +100,8 @@ pub struct Gateway {
     pub serves: Serves,
     /// Async calls: where `/async/funko/...` stores them.
     pub calls: crate::calls::Calls,
+    /// The keys of private funkos.
+    pub keys: Arc<crate::access::keys::KeyRing>,
 }
 
 /// Which routes a listener serves.

@@ -68,6 +68,8 @@ pub struct Funko<S> {
     /// For a funko the gateway scales ([`Settings::scales`]): its requests, counted for the
     /// scaler (carried over on rebuilds).
     pub activity: Option<Arc<Activity>>,
+    /// Its per-client rate limit (`faaso.limits.rate`), carried over while the setting stays.
+    pub rate: Option<Arc<crate::access::rate::RateLimiter>>,
 }
 
 /// Requests a scaled funko has had, read by the scaler to tell an idle funko.
@@ -113,6 +115,7 @@ impl<S> Funko<S> {
             settings: Settings::default(),
             triggers: Vec::new(),
             activity: None,
+            rate: None,
         }
     }
 
@@ -219,6 +222,7 @@ pub fn build<S>(containers: &[ContainerSummary], input: &BuildInput<'_, S>) -> R
             let previous = input.previous.get(name);
             let previous_gate = previous.and_then(|f| f.gate.clone());
             let previous_activity = previous.and_then(|f| f.activity.clone());
+            let previous_rate = previous.and_then(|f| f.rate.clone());
             let mut funko = Funko::new(name, instances, stats);
             // No running instance: the settings its next one will have, its image's.
             let labels = match newest.get(name) {
@@ -248,6 +252,14 @@ pub fn build<S>(containers: &[ContainerSummary], input: &BuildInput<'_, S>) -> R
             if read.scales() {
                 funko.activity = Some(previous_activity.unwrap_or_default());
             }
+            funko.rate = read.rate.map(|rate| {
+                let burst = read.burst();
+                // The same setting keeps its clients' counts.
+                match previous_rate {
+                    Some(limiter) if limiter.rate == rate && limiter.burst == burst => limiter,
+                    _ => Arc::new(crate::access::rate::RateLimiter::new(rate, burst)),
+                }
+            });
             funko.settings = read;
             (Box::from(name), Arc::new(funko))
         })

@@ -9,6 +9,7 @@
 //! | `POST /admin/funkos/<name>/{scale,deploy,stop,purge}` | streamed progress page |
 //! | `GET /admin/funkos/<name>/logs[?tail=N]`, `.../logs/stream` | logs; live NDJSON stream |
 //! | `GET`/`POST /admin/secrets`, `.../secrets/<funko>/<secret>/delete` | names, add, delete |
+//! | `POST /admin/funkos/<name>/keys`, `.../keys/<key>/delete` | make a key (shown once), remove one |
 //! | `GET /admin/system` | versions, Docker engine, discovery, configuration |
 //! | `GET`/`POST /admin/login`, `POST /admin/logout` | [`sessions`] |
 //!
@@ -279,6 +280,27 @@ async fn logged_in(
     match (&request.method, segments) {
         (&Method::GET, []) => overview(admin, session, request, active).await,
         (&Method::GET, ["funkos", name]) => funko_page(admin, session, active, name).await,
+        (&Method::POST, ["funkos", name, "keys"]) => {
+            let form = read_form(session, active).await?;
+            add_key(admin, session, active, name, &form).await
+        }
+        (&Method::POST, ["funkos", name, "keys", key, "delete"]) => {
+            let name = valid(name)?;
+            read_form(session, active).await?;
+            admin
+                .key_store()
+                .remove(&name, key)
+                .map_err(|e| from_admin(crate::admin::request::key_reject(e)))?;
+            admin.keys.reload();
+            redirect(
+                admin,
+                session,
+                303,
+                &format!("/admin/funkos/{name}#keys"),
+                Vec::new(),
+            )
+            .await
+        }
         (&Method::POST, ["funkos", name, operation]) => {
             let form = read_form(session, active).await?;
             operate(admin, session, active, name, operation, &form).await
@@ -554,6 +576,13 @@ async fn funko_page(admin: &Admin, session: &mut Session, active: &Active, name:
     let status = status_of(admin, name).await?;
     let mut data = pages::funko(&status);
     // Its recent async calls; a store that cannot be read leaves the list out.
+    data["keys"] = match admin.key_store().list(&status.name) {
+        Ok(keys) => pages::keys(&keys),
+        Err(err) => {
+            tracing::warn!(funko = %status.name, error = %err, "cannot list keys");
+            Value::Null
+        }
+    };
     data["calls"] = match admin.calls.list(&status.name, 20).await {
         Ok(calls) => pages::calls(&calls),
         Err(err) => {
@@ -566,6 +595,35 @@ async fn funko_page(admin: &Admin, session: &mut Session, active: &Active, name:
         .await
         .map_err(internal)?;
     Ok(200)
+}
+
+/// Makes a key from the funko page's form and shows it, once.
+async fn add_key(
+    admin: &Admin,
+    session: &mut Session,
+    active: &Active,
+    name: &str,
+    form: &HashMap<String, String>,
+) -> Answer {
+    let status = status_of(admin, name).await?;
+    let key_name = form.get("name").map(|n| n.trim()).filter(|n| !n.is_empty());
+    let made = admin
+        .key_store()
+        .add(&status.name, key_name)
+        .map_err(|e| from_admin(crate::admin::request::key_reject(e)))?;
+    admin.keys.reload();
+    let html = render(
+        admin,
+        "key",
+        "New key",
+        "funkos",
+        active,
+        json!({ "funko": status.name, "name": made.name, "key": made.key }),
+    )?;
+    send_html(admin, session, 201, html, Vec::new())
+        .await
+        .map_err(internal)?;
+    Ok(201)
 }
 
 /// The forms of a funko's page: scale, deploy, stop, purge; progress streams as HTML.

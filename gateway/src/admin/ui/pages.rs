@@ -23,6 +23,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("logs", include_str!("templates/logs.hbs")),
     ("secrets", include_str!("templates/secrets.hbs")),
     ("secret_delete", include_str!("templates/secret_delete.hbs")),
+    ("key", include_str!("templates/key.hbs")),
     ("system", include_str!("templates/system.hbs")),
     ("operation", include_str!("templates/operation.hbs")),
     ("message", include_str!("templates/message.hbs")),
@@ -171,6 +172,21 @@ pub fn calls(calls: &[crate::calls::record::Record]) -> Value {
     json!(rows)
 }
 
+/// A funko's keys for its page: names and ages, never values.
+pub fn keys(keys: &[faaso::store::keys::KeyInfo]) -> Value {
+    let now = unix_now();
+    let rows: Vec<Value> = keys
+        .iter()
+        .map(|key| {
+            json!({
+                "name": key.name,
+                "age": human_age((now - key.created as i64).max(0)),
+            })
+        })
+        .collect();
+    json!(rows)
+}
+
 pub fn funko(status: &FunkoStatus) -> Value {
     let now = unix_now();
     let images: Vec<Value> = status
@@ -186,6 +202,8 @@ pub fn funko(status: &FunkoStatus) -> Value {
         .collect();
     json!({
         "name": status.name,
+        "private": status.private,
+        "domains": status.domains,
         "scale": status.scale.map_or("not set".to_string(), |s| s.to_string()),
         "scale_value": status.scale.unwrap_or(status.running as u32),
         "running": status.running,
@@ -292,6 +310,8 @@ mod tests {
             problem: None,
             running: instances,
             scaling: None,
+            private: false,
+            domains: Vec::new(),
             instances: (0..instances)
                 .map(|i| InstanceStatus {
                     name: format!("faaso-{name}-s{i:05}"),
