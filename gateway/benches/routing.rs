@@ -58,6 +58,7 @@ fn table(containers: &[ContainerSummary], previous: &RouteTable<()>) -> RouteTab
             previous,
             new_stats: &|_| (),
             timeouts: PeerTimeouts::default(),
+            held_domains: &Default::default(),
         },
     )
 }

@@ -177,6 +177,7 @@ pub const KEYS: &[Key] = &[
     key("acme.email", None),
     key("acme.ca_cert", None),
     key("acme.renew_before", None),
+    key("acme.funko_domains", None),
     key("network", Some("FAASO_NETWORK")),
     key("orchestrator", Some("FAASO_ORCHESTRATOR")),
     key("registry", Some("FAASO_REGISTRY")),
@@ -435,6 +436,7 @@ impl Config {
                         .as_deref()
                         .map_or_else(|| "(the system's roots)".to_string(), path),
                     "acme.renew_before" => format!("{:?}", self.acme.renew_before),
+                    "acme.funko_domains" => self.acme.funko_domains.to_string(),
                     "network" => self.network.clone(),
                     "orchestrator" => self.orchestrator.as_str().to_string(),
                     "registry" => self
@@ -549,6 +551,7 @@ impl Config {
             }
             "acme.ca_cert" => self.acme.ca_cert = Some(parse_dir(value).map_err(bad)?),
             "acme.renew_before" => self.acme.renew_before = parse_duration(value).map_err(bad)?,
+            "acme.funko_domains" => self.acme.funko_domains = parse_bool(value).map_err(bad)?,
             "orchestrator" => self.orchestrator = value.parse().map_err(bad)?,
             "registry" => {
                 let registry = value.trim().trim_end_matches('/');
@@ -702,6 +705,10 @@ impl Config {
                 });
             }
         }
+        if key.starts_with("acme.") {
+            // Any acme.* key given (and accepted) turns ACME on.
+            self.acme.enabled = true;
+        }
         Ok(())
     }
 
@@ -783,15 +790,18 @@ impl Config {
                     self.listen, self.metrics_listen
                 )));
             }
-            if self.tls_certs.is_empty() && self.acme.domains.is_empty() {
+            if self.tls_certs.is_empty() && !self.acme.enabled {
                 return Err(invalid(
-                    "needs certificates: list them in tls_certs, or name acme.domains".to_string(),
+                    "needs certificates: list them in tls_certs, or set acme (acme.domains, \
+                     or acme.funko_domains for the funkos' domains)"
+                        .to_string(),
                 ));
             }
         } else {
             for (key, set) in [
                 ("tls_certs", !self.tls_certs.is_empty()),
                 ("acme.domains", !self.acme.domains.is_empty()),
+                ("acme", self.acme.enabled),
                 ("redirect_https", self.redirect_https),
                 ("hsts_max_age", self.hsts_max_age.is_some()),
             ] {

@@ -169,6 +169,10 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
         ready: Arc::clone(&ready),
         snapshot_changed: Arc::clone(&snapshot_changed),
         view: Arc::clone(&discovery_view),
+        state: faaso::store::state::StateDir::new(&config.state_dir),
+        held_domains: faaso::store::state::StateDir::new(&config.state_dir)
+            .domains()
+            .owners,
     };
     server.add_service(background_service("discovery", discovery));
     let recent = Arc::new(crate::admin::ui::stats::Recent::default());
@@ -338,7 +342,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
                     },
                 ));
             }
-            let challenges = (!config.acme.domains.is_empty()).then(|| {
+            let challenges = config.acme.enabled.then(|| {
                 let challenges = Arc::new(crate::tls::acme::Challenges::default());
                 server.add_service(background_service(
                     "ACME certificates",
@@ -347,6 +351,13 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
                         state_dir: config.state_dir.clone(),
                         store: Arc::clone(&store),
                         challenges: Arc::clone(&challenges),
+                        funko_domains: config.acme.funko_domains.then(|| {
+                            let table = Arc::clone(&table);
+                            let domains: crate::tls::acme::FunkoDomains = Arc::new(move || {
+                                table.load().claims.owners.keys().cloned().collect()
+                            });
+                            domains
+                        }),
                     },
                 ));
                 challenges

@@ -6,6 +6,7 @@ mod admin;
 mod calls;
 mod cli;
 mod container;
+mod domains;
 mod edge;
 mod exchange;
 mod funkos;

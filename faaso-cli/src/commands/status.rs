@@ -69,6 +69,12 @@ fn table(funkos: &[FunkoStatus]) -> String {
         if !funko.domains.is_empty() {
             out.push_str(&format!("  domains: {}\n", funko.domains.join(", ")));
         }
+        for refused in &funko.refused_domains {
+            out.push_str(&format!(
+                "  warning: domain {} is refused: funko {} claimed it first\n",
+                refused.domain, refused.owner
+            ));
+        }
         if let Some(err) = &funko.state_error {
             out.push_str(&format!("  warning: saved scale unreadable ({err})\n"));
         }

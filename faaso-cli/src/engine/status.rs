@@ -18,6 +18,8 @@
 //!   },
 //!   "private": true,                      only for access: private (requests need a key)
 //!   "domains": ["api.example.com"],       only when it claims host names
+//!   "refused_domains": [{"domain": "api.example.com", "owner": "other"}],
+//!                                         claims the gateway refused: another funko had it first
 //!   "instances": [{
 //!     "name": "faaso-hello-ab12cd",       container name
 //!     "id": "3f2a9c1e0b7d",               short container id
@@ -67,6 +69,9 @@ pub struct FunkoStatus {
     /// The host names it claims (`domains:`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub domains: Vec<String>,
+    /// Its domain claims the gateway refused, each with the funko that holds the domain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused_domains: Vec<RefusedDomainStatus>,
     pub instances: Vec<InstanceStatus>,
     pub images: Vec<ImageStatus>,
 }
@@ -81,6 +86,13 @@ pub struct ScalingStatus {
     pub target_inflight: u32,
     /// No instance runs and a request starts one (`min` 0, an image to start).
     pub idle: bool,
+}
+
+/// A domain a funko claims that another funko holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedDomainStatus {
+    pub domain: String,
+    pub owner: String,
 }
 
 /// One instance.
@@ -170,6 +182,7 @@ pub fn statuses(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
+    let claims = state.domains();
     Ok(wanted
         .into_iter()
         .map(|name| {
@@ -183,6 +196,15 @@ pub fn statuses(
             );
             status.state_error = unreadable.get(&name).cloned();
             status.problem = state.problem(&name);
+            status.refused_domains = claims
+                .refused
+                .iter()
+                .filter(|r| r.funko == name && status.domains.contains(&r.domain))
+                .map(|r| RefusedDomainStatus {
+                    domain: r.domain.clone(),
+                    owner: r.owner.clone(),
+                })
+                .collect();
             status
         })
         .collect())
@@ -291,6 +313,7 @@ fn build_status(
         scaling,
         private: settings.is_private(),
         domains: settings.domains.clone().unwrap_or_default(),
+        refused_domains: Vec::new(),
         instances,
         images,
     }

@@ -133,6 +133,26 @@ impl StateDir {
             .filter(|text| !text.trim().is_empty())
     }
 
+    /// Records which funko each claimed domain is routed to and which claims were refused (the
+    /// gateway writes it when that changes; `faaso status` shows the refusals).
+    pub fn save_domains(&self, claims: &DomainClaims) -> Result<(), StateError> {
+        let path = self.root.join("domains.json");
+        std::fs::create_dir_all(&self.root).map_err(state_error(&self.root))?;
+        let text = serde_json::to_vec_pretty(claims).map_err(|err| StateError {
+            path: path.clone(),
+            message: err.to_string(),
+        })?;
+        crate::store::files::write_atomic(&path, &text).map_err(state_error(&path))
+    }
+
+    /// What [`StateDir::save_domains`] wrote last; empty when nothing was (or it is unreadable).
+    pub fn domains(&self) -> DomainClaims {
+        std::fs::read(self.root.join("domains.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
     /// Every funko with saved state, with its state; files that cannot be read are listed
     /// apart, so one corrupt file does not hide the others.
     pub fn all(&self) -> Result<Listing, StateError> {
@@ -204,6 +224,25 @@ impl StateDir {
             Err(_) => false,
         }
     }
+}
+
+/// Which funko each claimed domain goes to, and the claims refused because another funko held
+/// the domain first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DomainClaims {
+    /// Domain → the funko it is routed to.
+    pub owners: std::collections::BTreeMap<String, String>,
+    pub refused: Vec<RefusedDomain>,
+}
+
+/// A domain claim that was refused.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RefusedDomain {
+    pub domain: String,
+    /// The funko whose claim was refused.
+    pub funko: String,
+    /// The funko the domain is routed to.
+    pub owner: String,
 }
 
 /// A held per-funko lock.

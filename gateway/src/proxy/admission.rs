@@ -16,7 +16,8 @@ use super::{FIRST_SYNC_WAIT, Funko, Gateway, HttpsSettings, RequestCtx, Serves, 
 use crate::http::headers;
 use crate::http::responses::{error_body, write_json};
 use crate::routing::balancer;
-use crate::routing::router::{Route, route};
+use crate::routing::domains::{MAX_HOST, host_name};
+use crate::routing::router::{PrefixForm, Route, route};
 
 /// What admission decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,64 +56,9 @@ impl Gateway {
                 return Ok(Admission::Answered);
             }
         }
-        let header = session.req_header();
-        let target = header.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let funko = match route(target) {
-            Route::Funko(funko) if self.serves != Serves::Admin => funko,
-            Route::Async(call) if self.serves != Serves::Admin => {
-                let (name, prefix_len) = (call.name.to_string(), call.prefix.len());
-                self.enqueue(session, ctx, &name, prefix_len).await?;
-                return Ok(Admission::Answered);
-            }
-            Route::Admin if self.serves != Serves::Funkos => {
-                self.admin.handle(session).await?;
-                return Ok(Admission::Answered);
-            }
-            Route::Healthz => {
-                write_json(session, 200, Bytes::from_static(br#"{"status":"ok"}"#), &[]).await?;
-                return Ok(Admission::Answered);
-            }
-            Route::Readyz => {
-                let (status, body) = if self.ready.load(Ordering::Acquire) {
-                    (200, &br#"{"status":"ready"}"#[..])
-                } else {
-                    (
-                        503,
-                        &br#"{"status":"waiting for the first Docker sync"}"#[..],
-                    )
-                };
-                write_json(session, status, Bytes::from_static(body), &[]).await?;
-                return Ok(Admission::Answered);
-            }
-            // The admin on its own address, or a funko asked for there.
-            Route::NotFound | Route::Admin | Route::Funko(_) | Route::Async(_) => {
-                write_json(session, 404, error_body("not found", None), &[]).await?;
-                return Ok(Admission::Answered);
-            }
-        };
-        ctx.funko_request = true;
-        ctx.target.upstream_at = funko.prefix.len();
-        ctx.target.form = funko.form;
-        let request_id = headers::client_request_id(header.headers.get(X_REQUEST_ID))
-            .unwrap_or_else(headers::new_request_id);
-        let found = match self.table.load().get(funko.name).cloned() {
-            Some(entry) => Some(entry),
-            // Before the first Docker sync every funko looks unknown (a fresh start, or the
-            // new process of a `-u` upgrade): wait for the sync instead of answering 404.
-            None if !self.ready.load(Ordering::Acquire) => self.after_first_sync(funko.name).await,
-            None => None,
-        };
-        let Some(entry) = found else {
-            if self.settings.metrics {
-                ctx.count();
-            }
-            let body = error_body("no such funko", Some(funko.name));
-            let id = request_id.to_str().unwrap_or_default();
-            write_json(session, 404, body, &[("X-Request-Id", id)]).await?;
-            ctx.answer.request_id = Some(request_id);
+        let Some(entry) = self.find_funko(session, ctx).await? else {
             return Ok(Admission::Answered);
         };
-        ctx.answer.request_id = Some(request_id);
         ctx.funko = Some(entry);
         if self.settings.metrics {
             ctx.count();
@@ -163,6 +109,115 @@ impl Gateway {
             self.wait_for_slot(&gate, ctx).await?;
         }
         Ok(Admission::Carry)
+    }
+
+    /// The funko a request goes to, by one of its custom domains (the whole path) or by its
+    /// route; `None` when the gateway answered the request itself (its own routes, an async
+    /// call, no such funko).
+    async fn find_funko(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Arc<Funko>>> {
+        let mut by_domain = self.by_domain(session);
+        let header = session.req_header();
+        let target = header.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        if by_domain.is_none()
+            && !self.ready.load(Ordering::Acquire)
+            && route(target) == Route::NotFound
+        {
+            // Domains are known from the first Docker sync on.
+            self.after_first_sync("").await;
+            by_domain = self.by_domain(session);
+        }
+        let header = session.req_header();
+        if let Some(entry) = by_domain {
+            let request_id = headers::client_request_id(header.headers.get(X_REQUEST_ID))
+                .unwrap_or_else(headers::new_request_id);
+            ctx.funko_request = true;
+            ctx.target.upstream_at = 0;
+            ctx.target.form = PrefixForm::Domain;
+            ctx.answer.request_id = Some(request_id);
+            return Ok(Some(entry));
+        }
+        let target = header.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let funko = match route(target) {
+            Route::Funko(funko) if self.serves != Serves::Admin => funko,
+            Route::Async(call) if self.serves != Serves::Admin => {
+                let (name, prefix_len) = (call.name.to_string(), call.prefix.len());
+                self.enqueue(session, ctx, &name, prefix_len).await?;
+                return Ok(None);
+            }
+            Route::Admin if self.serves != Serves::Funkos => {
+                self.admin.handle(session).await?;
+                return Ok(None);
+            }
+            Route::Healthz => {
+                write_json(session, 200, Bytes::from_static(br#"{"status":"ok"}"#), &[]).await?;
+                return Ok(None);
+            }
+            Route::Readyz => {
+                let (status, body) = if self.ready.load(Ordering::Acquire) {
+                    (200, &br#"{"status":"ready"}"#[..])
+                } else {
+                    (
+                        503,
+                        &br#"{"status":"waiting for the first Docker sync"}"#[..],
+                    )
+                };
+                write_json(session, status, Bytes::from_static(body), &[]).await?;
+                return Ok(None);
+            }
+            // The admin on its own address, or a funko asked for there.
+            Route::NotFound | Route::Admin | Route::Funko(_) | Route::Async(_) => {
+                write_json(session, 404, error_body("not found", None), &[]).await?;
+                return Ok(None);
+            }
+        };
+        ctx.funko_request = true;
+        ctx.target.upstream_at = funko.prefix.len();
+        ctx.target.form = funko.form;
+        let request_id = headers::client_request_id(header.headers.get(X_REQUEST_ID))
+            .unwrap_or_else(headers::new_request_id);
+        let found = match self.table.load().get(funko.name).cloned() {
+            Some(entry) => Some(entry),
+            // Before the first Docker sync every funko looks unknown (a fresh start, or the
+            // new process of a `-u` upgrade): wait for the sync instead of answering 404.
+            None if !self.ready.load(Ordering::Acquire) => self.after_first_sync(funko.name).await,
+            None => None,
+        };
+        let Some(entry) = found else {
+            if self.settings.metrics {
+                ctx.count();
+            }
+            let body = error_body("no such funko", Some(funko.name));
+            let id = request_id.to_str().unwrap_or_default();
+            write_json(session, 404, body, &[("X-Request-Id", id)]).await?;
+            ctx.answer.request_id = Some(request_id);
+            return Ok(None);
+        };
+        ctx.answer.request_id = Some(request_id);
+        Ok(Some(entry))
+    }
+
+    /// The funko whose custom domain the request's host is, if any (the admin's own listener
+    /// has none).
+    fn by_domain(&self, session: &Session) -> Option<Arc<Funko>> {
+        if self.serves == Serves::Admin {
+            return None;
+        }
+        let table = self.table.load();
+        if !table.has_domains() {
+            return None;
+        }
+        let header = session.req_header();
+        let host = match header.headers.get(http::header::HOST) {
+            Some(host) => host.as_bytes(),
+            None => header.uri.authority()?.as_str().as_bytes(),
+        };
+        let mut buf = [0u8; MAX_HOST];
+        let host = host_name(host, &mut buf)?;
+        table.by_domain(host).cloned()
     }
 
     /// The request's protocol, checked the same whatever carries it: `TRACE` is refused (405),

@@ -158,10 +158,13 @@ impl RequestCtx {
                 .client_addr()
                 .and_then(|addr| addr.as_inet())
                 .map(|addr| addr.ip()),
-            prefix: self
-                .funko
-                .as_deref()
-                .map(|funko| &funko.forwarded_prefix[self.target.form as usize]),
+            prefix: match self.target.form {
+                PrefixForm::Domain => None,
+                form => self
+                    .funko
+                    .as_deref()
+                    .map(|funko| &funko.forwarded_prefix[form as usize]),
+            },
             request_id: self.answer.request_id.as_ref(),
             tls: self.target.tls,
         }

@@ -10,10 +10,13 @@
 //! - [`balancer`]: which instance gets a request (two random choices, fewer in flight wins).
 //! - [`gate`]: a funko's in-flight limit per instance, with its FIFO queue.
 //! - [`wake`]: a request for a funko at zero waits for one shared start.
+//! - [`domains`]: custom domains: who owns a claimed domain, and a request's host name (pure).
 //!
-//! Dependencies point one way: `table` → `gate` → `balancer` → `instance`.
+//! Dependencies point one way: `table` → `gate` → `balancer` → `instance`, and `table` →
+//! `domains`.
 
 pub mod balancer;
+pub mod domains;
 pub mod gate;
 pub mod instance;
 pub mod router;

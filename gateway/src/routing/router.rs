@@ -41,6 +41,8 @@ pub enum PrefixForm {
     Funko = 0,
     /// `/faaso/<name>` (the original FaaSO's documented form)
     Faaso = 1,
+    /// No prefix: the request came for one of the funko's custom domains, whole path and all.
+    Domain = 2,
 }
 
 impl FunkoRoute<'_> {
@@ -190,6 +192,7 @@ mod properties {
                 let expected_prefix = match r.form {
                     PrefixForm::Funko => "/funko/",
                     PrefixForm::Faaso => "/faaso/",
+                    PrefixForm::Domain => unreachable!("the router never routes by host"),
                 };
                 prop_assert!(r.prefix.starts_with(expected_prefix));
             }

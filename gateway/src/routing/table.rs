@@ -34,12 +34,18 @@ pub type SharedTable<S> = Arc<ArcSwap<RouteTable<S>>>;
 pub struct RouteTable<S> {
     /// Looked up on every request: a fast hash (seeded per process) rather than SipHash.
     funkos: HashMap<Box<str>, Arc<Funko<S>>, foldhash::fast::RandomState>,
+    /// Custom domains (lowercase) → the funko they are routed to.
+    domains: HashMap<Box<str>, Arc<Funko<S>>, foldhash::fast::RandomState>,
+    /// Who owns each claimed domain, and the refused claims.
+    pub claims: faaso::store::state::DomainClaims,
 }
 
 impl<S> Default for RouteTable<S> {
     fn default() -> Self {
         RouteTable {
             funkos: HashMap::default(),
+            domains: HashMap::default(),
+            claims: Default::default(),
         }
     }
 }
@@ -142,6 +148,16 @@ impl<S> RouteTable<S> {
         self.funkos.values().flat_map(|f| f.instances.iter())
     }
 
+    /// The funko a custom domain (a lowercase host name) goes to.
+    pub fn by_domain(&self, host: &str) -> Option<&Arc<Funko<S>>> {
+        self.domains.get(host)
+    }
+
+    /// Whether any funko has a custom domain (requests skip the host lookup when none has).
+    pub fn has_domains(&self) -> bool {
+        !self.domains.is_empty()
+    }
+
     /// Number of funkos.
     pub fn len(&self) -> usize {
         self.funkos.len()
@@ -167,6 +183,9 @@ pub struct BuildInput<'a, S> {
     pub new_stats: &'a dyn Fn(&str) -> S,
     /// Connection settings of the instances' peers.
     pub timeouts: PeerTimeouts,
+    /// Who held each domain before the gateway started (what it recorded), for domains the
+    /// previous table does not route.
+    pub held_domains: &'a std::collections::BTreeMap<String, String>,
 }
 
 /// A funko known from its images.
@@ -264,7 +283,37 @@ pub fn build<S>(containers: &[ContainerSummary], input: &BuildInput<'_, S>) -> R
             (Box::from(name), Arc::new(funko))
         })
         .collect();
-    RouteTable { funkos }
+    let funkos: HashMap<Box<str>, Arc<Funko<S>>, foldhash::fast::RandomState> = funkos;
+    let claims = super::domains::decide(
+        funkos.values().filter_map(|f| {
+            f.settings
+                .domains
+                .as_deref()
+                .map(|domains| (&*f.name, domains))
+        }),
+        |domain| {
+            input
+                .previous
+                .claims
+                .owners
+                .get(domain)
+                .or_else(|| input.held_domains.get(domain))
+                .map(String::as_str)
+        },
+    );
+    let domains = claims
+        .owners
+        .iter()
+        .filter_map(|(domain, owner)| {
+            let funko = funkos.get(owner.as_str())?;
+            Some((Box::from(domain.as_str()), Arc::clone(funko)))
+        })
+        .collect();
+    RouteTable {
+        funkos,
+        domains,
+        claims,
+    }
 }
 
 /// The funko a container belongs to (by name), and the instance it is when it can be routed to.
@@ -368,11 +417,54 @@ pub(crate) mod tests {
                 previous,
                 new_stats: &|_| (),
                 timeouts: PeerTimeouts::default(),
+                held_domains: &Default::default(),
             },
         )
     }
 
     use ContainerSummaryStateEnum::{EXITED, RUNNING};
+
+    #[test]
+    fn domains_route_to_their_holder_and_a_second_claim_is_refused() {
+        let claiming = |name: &str, domains: &str| ImageFunko {
+            name: name.to_string(),
+            labels: Some(HashMap::from([(
+                "faaso.domains".to_string(),
+                domains.to_string(),
+            )])),
+        };
+        let input = |images: &[ImageFunko], previous: &RouteTable<()>| -> RouteTable<()> {
+            build(
+                &[],
+                &BuildInput {
+                    network: "faaso-net",
+                    image_funkos: images,
+                    stopping: &HashSet::new(),
+                    previous,
+                    new_stats: &|_| (),
+                    timeouts: PeerTimeouts::default(),
+                    held_domains: &Default::default(),
+                },
+            )
+        };
+        let first = input(
+            &[claiming("zeta", "api.example.com")],
+            &RouteTable::default(),
+        );
+        assert_eq!(&*first.by_domain("api.example.com").unwrap().name, "zeta");
+        assert!(first.has_domains());
+        // alpha comes later and sorts first, but zeta held the domain.
+        let images = [
+            claiming("zeta", "api.example.com"),
+            claiming("alpha", "api.example.com,www.example.com"),
+        ];
+        let second = input(&images, &first);
+        assert_eq!(&*second.by_domain("api.example.com").unwrap().name, "zeta");
+        assert_eq!(&*second.by_domain("www.example.com").unwrap().name, "alpha");
+        assert_eq!(second.claims.refused.len(), 1);
+        assert_eq!(second.claims.refused[0].funko, "alpha");
+        assert!(second.by_domain("other.example.com").is_none());
+    }
 
     #[test]
     fn a_funko_at_zero_has_its_images_settings_and_keeps_its_activity() {
@@ -392,6 +484,7 @@ pub(crate) mod tests {
                     previous,
                     new_stats: &|_| (),
                     timeouts: PeerTimeouts::default(),
+                    held_domains: &Default::default(),
                 },
             )
         };

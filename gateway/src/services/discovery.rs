@@ -58,6 +58,10 @@ pub struct Discovery {
     pub snapshot_changed: Arc<tokio::sync::Notify>,
     /// What the last sync listed, and how the connection fares (the web UI).
     pub view: Arc<DiscoveryView>,
+    /// Where domain claims are recorded (`state_dir`), for `faaso status` and the next start.
+    pub state: faaso::store::state::StateDir,
+    /// The domain owners recorded before this start.
+    pub held_domains: std::collections::BTreeMap<String, String>,
 }
 
 /// Docker's lists as of the last sync.
@@ -303,8 +307,12 @@ impl Discovery {
                 previous: &previous,
                 new_stats: &crate::metrics::FunkoMetrics::new,
                 timeouts: self.timeouts,
+                held_domains: &self.held_domains,
             },
         );
+        if table.claims != previous.claims {
+            self.record_claims(&previous.claims, &table.claims).await;
+        }
         for funko in table.funkos() {
             let before = previous.get(&funko.name).map(|f| &f.setting_errors);
             if !funko.setting_errors.is_empty() && before != Some(&funko.setting_errors) {
@@ -335,6 +343,30 @@ impl Discovery {
         self.snapshot_changed.notify_one();
         self.ready.store(true, Ordering::Release);
         Ok(())
+    }
+}
+
+impl Discovery {
+    /// Logs the domain claims refused since the last snapshot and records the claims.
+    async fn record_claims(
+        &self,
+        before: &faaso::store::state::DomainClaims,
+        now: &faaso::store::state::DomainClaims,
+    ) {
+        for refused in now.refused.iter().filter(|r| !before.refused.contains(r)) {
+            tracing::warn!(
+                domain = %refused.domain,
+                funko = %refused.funko,
+                owner = %refused.owner,
+                "discovery: domain claim refused: another funko claimed it first"
+            );
+        }
+        let state = self.state.clone();
+        let claims = now.clone();
+        let saved = tokio::task::spawn_blocking(move || state.save_domains(&claims)).await;
+        if let Ok(Err(err)) = saved {
+            tracing::warn!(error = %err, "discovery: domain claims not recorded");
+        }
     }
 }
 

@@ -1,8 +1,11 @@
 //! Certificates obtained and renewed automatically over ACME (RFC 8555, `instant-acme`), with
 //! HTTP-01 challenges answered on the plain listener.
 //!
-//! A background service keeps one certificate per name of `acme.domains`. At start it serves
-//! what `state_dir/acme/` holds; a name without a certificate, or whose certificate is due, is
+//! A background service keeps one certificate per name of `acme.domains` and, with
+//! `acme.funko_domains` (the default), per domain a funko is routed by (`domains:`), following
+//! the routing snapshot every second: a new funko domain is ordered within a second, and a
+//! domain no funko claims any more stops being served and renewed. It serves what
+//! `state_dir/acme/` holds for a name; a name without a certificate, or whose certificate is due, is
 //! ordered at once. A certificate is due once less than `min(acme.renew_before, a third of its
 //! lifetime)` is left, so a 90-day certificate is renewed 30 days ahead and a 6-day one 2 days
 //! ahead. A new certificate is written to disk (0600, whole or not at all) and served from the
@@ -37,8 +40,13 @@ pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 /// The `acme.*` settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AcmeConfig {
-    /// Host names to keep certificates for; empty turns ACME off.
+    /// Whether any `acme.*` key was set: ACME runs (with `tls_listen`).
+    pub enabled: bool,
+    /// Host names to keep certificates for.
     pub domains: Vec<String>,
+    /// Also keep certificates for every funko's routed `domains:` (`acme.funko_domains`,
+    /// default true).
+    pub funko_domains: bool,
     /// The ACME directory URL.
     pub directory: String,
     /// The account's contact address.
@@ -53,7 +61,9 @@ pub struct AcmeConfig {
 impl Default for AcmeConfig {
     fn default() -> Self {
         AcmeConfig {
+            enabled: false,
             domains: Vec::new(),
+            funko_domains: true,
             directory: LETS_ENCRYPT.to_string(),
             email: None,
             ca_cert: None,
@@ -110,6 +120,8 @@ pub struct AcmeService {
     pub state_dir: PathBuf,
     pub store: Arc<CertStore>,
     pub challenges: Arc<Challenges>,
+    /// The funkos' domains, when `acme.funko_domains` is on.
+    pub funko_domains: Option<FunkoDomains>,
 }
 
 /// What the account file holds.
@@ -119,35 +131,42 @@ struct SavedAccount {
     credentials: AccountCredentials,
 }
 
+/// How often the funkos' domains are looked at when ACME follows them.
+const FOLLOW_FUNKOS: Duration = Duration::from_secs(1);
+
+/// The funkos' routed domains, read from the routing snapshot.
+pub type FunkoDomains = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
 #[async_trait]
 impl BackgroundService for AcmeService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let dir = self.state_dir.join("acme");
+        // The domains kept, each with when its certificate is next due.
         let mut due: HashMap<String, SystemTime> = HashMap::new();
         let mut failures: HashMap<String, Backoff> = HashMap::new();
-        for domain in &self.config.domains {
-            match load_stored(&dir, domain) {
-                Ok(Some(cert)) => {
-                    tracing::info!(
-                        domain,
-                        serial = cert.serial,
-                        "serving the stored ACME certificate"
-                    );
-                    due.insert(
-                        domain.clone(),
-                        renewal_time(&cert, self.config.renew_before),
-                    );
-                    self.store.set_acme(domain, cert);
-                }
-                Ok(None) => {}
-                Err(err) => tracing::warn!(domain, "stored ACME certificate not used: {err}"),
-            }
-        }
         let mut account: Option<Account> = None;
         loop {
+            let wanted = self.wanted();
+            due.retain(|domain, _| {
+                let keep = wanted.contains(domain);
+                if !keep {
+                    tracing::info!(
+                        domain,
+                        "ACME: no funko claims this domain now; its certificate is no longer served"
+                    );
+                    self.store.remove_acme(domain);
+                    failures.remove(domain);
+                }
+                keep
+            });
+            for domain in &wanted {
+                if !due.contains_key(domain) {
+                    due.insert(domain.clone(), self.stored(&dir, domain));
+                }
+            }
             let now = SystemTime::now();
             let mut wake = now + MAX_SLEEP;
-            for domain in &self.config.domains {
+            for domain in &wanted {
                 let when = due.get(domain).copied().unwrap_or(SystemTime::UNIX_EPOCH);
                 if when <= now {
                     let next = match self.renew(&mut account, &dir, domain).await {
@@ -179,13 +198,52 @@ impl BackgroundService for AcmeService {
                 let when = due.get(domain).copied().unwrap_or(now);
                 wake = wake.min(when);
             }
-            let sleep = wake
+            let mut sleep = wake
                 .duration_since(SystemTime::now())
                 .unwrap_or_default()
                 .min(MAX_SLEEP);
+            if self.funko_domains.is_some() {
+                sleep = sleep.min(FOLLOW_FUNKOS);
+            }
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
                 _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+impl AcmeService {
+    /// The domains to keep certificates for: `acme.domains`, then the funkos' (sorted).
+    fn wanted(&self) -> Vec<String> {
+        let mut wanted = self.config.domains.clone();
+        if let Some(funko_domains) = &self.funko_domains {
+            let mut funkos = funko_domains();
+            funkos.sort();
+            funkos.retain(|d| !wanted.contains(d));
+            wanted.extend(funkos);
+        }
+        wanted
+    }
+
+    /// Serves the stored certificate of `domain`, if there is a usable one, and returns when
+    /// it is due (at once without one).
+    fn stored(&self, dir: &Path, domain: &str) -> SystemTime {
+        match load_stored(dir, domain) {
+            Ok(Some(cert)) => {
+                tracing::info!(
+                    domain,
+                    serial = cert.serial,
+                    "serving the stored ACME certificate"
+                );
+                let due = renewal_time(&cert, self.config.renew_before);
+                self.store.set_acme(domain, cert);
+                due
+            }
+            Ok(None) => SystemTime::UNIX_EPOCH,
+            Err(err) => {
+                tracing::warn!(domain, "stored ACME certificate not used: {err}");
+                SystemTime::UNIX_EPOCH
             }
         }
     }

@@ -233,6 +233,15 @@ impl CertStore {
         self.rebuild();
     }
 
+    /// Stops serving ACME's certificate for `domain` (its funko is gone).
+    pub fn remove_acme(&self, domain: &str) {
+        self.acme
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(d, _)| d != domain);
+        self.rebuild();
+    }
+
     /// The certificate a handshake for `name` gets (`None`: no SNI).
     pub fn find(&self, name: Option<&str>) -> Option<Arc<CertifiedKey>> {
         self.table.load().find(name)

@@ -204,6 +204,7 @@ pub fn funko(status: &FunkoStatus) -> Value {
         "name": status.name,
         "private": status.private,
         "domains": status.domains,
+        "refused_domains": status.refused_domains,
         "scale": status.scale.map_or("not set".to_string(), |s| s.to_string()),
         "scale_value": status.scale.unwrap_or(status.running as u32),
         "running": status.running,
@@ -312,6 +313,7 @@ mod tests {
             scaling: None,
             private: false,
             domains: Vec::new(),
+            refused_domains: Vec::new(),
             instances: (0..instances)
                 .map(|i| InstanceStatus {
                     name: format!("faaso-{name}-s{i:05}"),
