@@ -34,6 +34,30 @@ pub fn instance_port(labels: Option<&std::collections::HashMap<String, String>>)
         .filter(|port| *port != 0)
         .unwrap_or(DEFAULT_PORT)
 }
+/// A container label that makes an instance part of a canary release: the share of the funko's
+/// requests (1 to 99 %) its canary instances get together (`faaso deploy --canary 20`, or
+/// `docker run -l faaso.canary=20 ...` beside the serving instances).
+pub const CANARY_LABEL: &str = "faaso.canary";
+/// With `faaso.canary`: `true` sends each client to one release, by a hash of its address.
+pub const CANARY_STICKY_LABEL: &str = "faaso.canary.sticky";
+
+/// A canary instance's share and stickiness, from its labels; `None` for an instance that is
+/// not a canary (or whose share is not a whole number from 1 to 99).
+pub fn canary(labels: Option<&std::collections::HashMap<String, String>>) -> Option<(u8, bool)> {
+    let labels = labels?;
+    let percent = labels
+        .get(CANARY_LABEL)?
+        .trim()
+        .trim_end_matches('%')
+        .parse::<u8>()
+        .ok()
+        .filter(|p| (1..=99).contains(p))?;
+    let sticky = labels
+        .get(CANARY_STICKY_LABEL)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    Some((percent, sticky))
+}
+
 /// Container label naming the funko (set by FaaSO; discovery does not require it).
 pub const FUNKO_LABEL: &str = "faaso.funko";
 /// Container label marking containers FaaSO created.

@@ -4,6 +4,7 @@
 mod access;
 mod admin;
 mod calls;
+mod canary;
 mod cli;
 mod container;
 mod domains;

@@ -253,6 +253,34 @@ impl Remote {
             .await
     }
 
+    /// `deploy --canary`: a canary of the newest image with `percent` of the requests.
+    pub async fn deploy_canary(
+        &self,
+        name: &str,
+        percent: u32,
+        sticky: bool,
+        timeout_seconds: u64,
+        on_line: &mut (dyn FnMut(StreamLine) + Send),
+    ) -> Result<(), RemoteError> {
+        let sticky = if sticky { "&sticky=1" } else { "" };
+        self.funko_operation(
+            name,
+            &format!("deploy?timeout={timeout_seconds}&canary={percent}{sticky}"),
+            on_line,
+        )
+        .await
+    }
+
+    pub async fn promote(
+        &self,
+        name: &str,
+        timeout_seconds: u64,
+        on_line: &mut (dyn FnMut(StreamLine) + Send),
+    ) -> Result<(), RemoteError> {
+        self.funko_operation(name, &format!("promote?timeout={timeout_seconds}"), on_line)
+            .await
+    }
+
     pub async fn rollback(
         &self,
         name: &str,

@@ -8,7 +8,10 @@ use super::Global;
 #[derive(Debug, Args)]
 #[command(
     after_help = "If a new instance does not answer GET /ping in time, it is removed, the \
-old instances keep serving, and the command fails with the new instance's last log lines."
+old instances keep serving, and the command fails with the new instance's last log lines.\n\n\
+With --canary 20, the newest image starts beside the serving instances and gets 20 % of the \
+requests (--sticky: each client stays on one release); `faaso promote` then rolls it out to \
+every instance, `faaso rollback` ends it. `faaso status` shows both releases."
 )]
 pub struct DeployArgs {
     /// The funko
@@ -17,6 +20,12 @@ pub struct DeployArgs {
     /// How long a new instance may take to answer GET /ping, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     timeout: u64,
+    /// Start the newest image as a canary with this share of the requests, in percent
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u32).range(1..=99))]
+    canary: Option<u32>,
+    /// With --canary: send each client to one release, by a hash of its address
+    #[arg(long, requires = "canary")]
+    sticky: bool,
 }
 
 impl DeployArgs {
@@ -24,7 +33,15 @@ impl DeployArgs {
         let ui = global.ui();
         faaso::conventions::validate_name(&self.name)?;
         let mut target = super::target(global, &ui).await?;
-        if let Some(summary) = target.deploy(&self.name, self.timeout, ui).await? {
+        let summary = match self.canary {
+            Some(percent) => {
+                target
+                    .deploy_canary(&self.name, percent, self.sticky, self.timeout, ui)
+                    .await?
+            }
+            None => target.deploy(&self.name, self.timeout, ui).await?,
+        };
+        if let Some(summary) = summary {
             println!("{summary}");
         }
         Ok(())

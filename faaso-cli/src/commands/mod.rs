@@ -17,6 +17,7 @@ mod key;
 mod login;
 mod logs;
 mod new;
+mod promote;
 mod prune;
 mod purge;
 mod rollback;
@@ -88,6 +89,7 @@ pub enum Command {
     Calls(calls::CallsArgs),
     Secret(secret::SecretArgs),
     Key(key::KeyArgs),
+    Promote(promote::PromoteArgs),
     Purge(purge::PurgeArgs),
     Prune(prune::PruneArgs),
     Login(login::LoginArgs),
@@ -118,6 +120,7 @@ impl Cli {
             Command::Calls(args) => args.run(global).await,
             Command::Secret(args) => args.run(global).await,
             Command::Key(args) => args.run(global).await,
+            Command::Promote(args) => args.run(global).await,
             Command::Purge(args) => args.run(global).await,
             Command::Prune(args) => args.run(global).await,
             Command::Login(args) => args.run(global).await,

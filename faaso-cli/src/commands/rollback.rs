@@ -5,12 +5,14 @@ use clap::Args;
 
 use super::Global;
 
-/// Put the release before the one that serves back on :latest and deploy it
+/// Put the release before the one that serves back on :latest and deploy it, or end a canary
 #[derive(Debug, Args)]
 #[command(
     after_help = "Releases are the image's <unix-seconds> tags (see `faaso status`). The rollout \
 is the same as `faaso deploy`: if an instance of the earlier release does not answer GET /ping \
-in time, the instances that serve keep serving and :latest stays on their image."
+in time, the instances that serve keep serving and :latest stays on their image. While a \
+canary runs (`faaso deploy --canary`), rollback stops the canary instances and changes nothing \
+else."
 )]
 pub struct RollbackArgs {
     /// The funko

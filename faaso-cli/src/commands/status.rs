@@ -69,6 +69,24 @@ fn table(funkos: &[FunkoStatus]) -> String {
         if !funko.domains.is_empty() {
             out.push_str(&format!("  domains: {}\n", funko.domains.join(", ")));
         }
+        if let Some(canary) = &funko.canary {
+            let serving = funko
+                .instances
+                .iter()
+                .filter(|i| !i.canary && i.state == "running")
+                .count();
+            out.push_str(&format!(
+                "  canary: {} % to image {} ({} instance{}), {} % to the serving release ({} instance{}){}\n",
+                canary.percent,
+                canary.image,
+                canary.instances,
+                if canary.instances == 1 { "" } else { "s" },
+                100 - u32::from(canary.percent),
+                serving,
+                if serving == 1 { "" } else { "s" },
+                if canary.sticky { ", sticky by client address" } else { "" },
+            ));
+        }
         for refused in &funko.refused_domains {
             out.push_str(&format!(
                 "  warning: domain {} is refused: funko {} claimed it first\n",
@@ -98,7 +116,9 @@ fn table(funkos: &[FunkoStatus]) -> String {
                 format!("  {}", i.name),
                 i.state.clone(),
                 i.health.clone().unwrap_or_else(|| "-".into()),
-                if i.current {
+                if i.canary {
+                    "canary".into()
+                } else if i.current {
                     "current".into()
                 } else {
                     "out of date".into()

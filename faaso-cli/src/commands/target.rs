@@ -208,6 +208,63 @@ impl Target {
         }
     }
 
+    /// Starts a canary of the newest image with `percent` of the requests; returns the
+    /// one-line summary.
+    pub async fn deploy_canary(
+        &mut self,
+        name: &str,
+        percent: u32,
+        sticky: bool,
+        timeout: u64,
+        ui: Ui,
+    ) -> anyhow::Result<Option<String>> {
+        match self {
+            Target::Local(lifecycle) => {
+                lifecycle.ready_timeout = std::time::Duration::from_secs(timeout);
+                let started = lifecycle
+                    .deploy_canary(name, percent, sticky, &mut reporter(ui))
+                    .await?;
+                Ok(Some(started.summary(name)))
+            }
+            Target::Remote(remote) => {
+                summarised(
+                    ui,
+                    |text| text.contains(": canary of image "),
+                    async |on_line| {
+                        remote
+                            .deploy_canary(name, percent, sticky, timeout, on_line)
+                            .await
+                    },
+                )
+                .await
+            }
+        }
+    }
+
+    /// Makes the canary's image the serving one; returns the one-line summary.
+    pub async fn promote(
+        &mut self,
+        name: &str,
+        timeout: u64,
+        ui: Ui,
+    ) -> anyhow::Result<Option<String>> {
+        match self {
+            Target::Local(lifecycle) => {
+                lifecycle.ready_timeout = std::time::Duration::from_secs(timeout);
+                let ended = lifecycle.promote(name, &mut reporter(ui)).await?;
+                Ok(Some(ended.summary(name)))
+            }
+            Target::Remote(remote) => {
+                summarised(
+                    ui,
+                    |text| text.contains(": promoted image "),
+                    async |on_line| remote.promote(name, timeout, on_line).await,
+                )
+                .await
+            }
+        }
+    }
+
     /// Puts the previous release back and deploys it; returns the one-line summary.
     pub async fn rollback(
         &mut self,
@@ -223,9 +280,10 @@ impl Target {
             }
             Target::Remote(remote) => {
                 let prefix = format!("{name}: rolled back to ");
+                let canary = format!("{name}: canary ended, ");
                 summarised(
                     ui,
-                    |text| text.starts_with(&prefix),
+                    |text| text.starts_with(&prefix) || text.starts_with(&canary),
                     async |on_line| remote.rollback(name, timeout, on_line).await,
                 )
                 .await

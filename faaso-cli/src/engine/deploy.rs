@@ -8,7 +8,8 @@
 //! `scale` does not start the broken release.
 //!
 //! `faaso rollback` puts the release before the one that runs back on `:latest` and deploys it
-//! the same way. Releases are the image's `<unix-seconds>` tags.
+//! the same way; while a canary runs, it ends the canary instead (see
+//! [`crate::engine::canary`]). Releases are the image's `<unix-seconds>` tags.
 
 use crate::conventions::{self, image_repo, validate_name};
 use crate::engine::docker;
@@ -43,11 +44,16 @@ pub struct RolledBack {
     pub release: String,
     /// The deploy that followed; `None` when no instance was running.
     pub deployed: Option<Deployed>,
+    /// When a canary ran: the canary ended (and nothing else changed).
+    pub canary: Option<crate::engine::canary::CanaryEnded>,
 }
 
 impl RolledBack {
     /// The one-line summary, the same in local and remote mode.
     pub fn summary(&self, funko: &str) -> String {
+        if let Some(canary) = &self.canary {
+            return canary.summary(funko);
+        }
         match &self.deployed {
             Some(deployed) => format!(
                 "{funko}: rolled back to {}, {}",
@@ -73,6 +79,14 @@ impl Lifecycle {
     ) -> Result<RolledBack, LifecycleError> {
         validate_name(funko)?;
         let _lock = self.state.lock(funko, self.lock_timeout).await?;
+        if self.has_canary(funko).await? {
+            let ended = self.end_canary_locked(funko, report).await?;
+            return Ok(RolledBack {
+                release: String::new(),
+                deployed: None,
+                canary: Some(ended),
+            });
+        }
         let releases = crate::engine::releases::list(&self.docker, funko).await?;
         if releases.is_empty() {
             return Err(LifecycleError::NoImage {
@@ -108,12 +122,14 @@ impl Lifecycle {
             return Ok(RolledBack {
                 release,
                 deployed: None,
+                canary: None,
             });
         }
         let deployed = self.deploy_locked(funko, report).await?;
         Ok(RolledBack {
             release,
             deployed: Some(deployed),
+            canary: None,
         })
     }
 }

@@ -382,15 +382,18 @@ pub struct InstanceSpec {
     pub network: String,
     /// Host folder mounted read-only at `/secrets`.
     pub secrets_dir: std::path::PathBuf,
+    /// Labels besides FaaSO's own (a canary's share).
+    pub labels: Vec<(String, String)>,
 }
 
 /// Creates and starts an instance. Returns the container id.
 pub async fn create_instance(docker: &Docker, spec: &InstanceSpec) -> Result<String, DockerError> {
     let network = ensure_network(docker, &spec.network).await?;
-    let labels = HashMap::from([
+    let mut labels = HashMap::from([
         (FUNKO_LABEL.to_string(), spec.funko.clone()),
         (MANAGED_LABEL.to_string(), "true".to_string()),
     ]);
+    labels.extend(spec.labels.iter().cloned());
     let body = ContainerCreateBody {
         image: Some(spec.image.clone()),
         labels: Some(labels),

@@ -8,6 +8,7 @@
 //! - [`docker`]: the Docker engine's containers and images (bollard), as FaaSO uses them.
 //! - [`lifecycle`]: scale, up, down, retire, purge, restore and secrets.
 //! - [`deploy`]: zero-downtime rollout of the newest image, and rollback.
+//! - [`canary`]: a canary release beside the serving one, promoted or ended.
 //! - [`logs`]: the merged logs of a funko's instances.
 //! - [`status`]: funkos, instances and images as data (table or JSON).
 //! - [`containers`]: the seam on one engine: containers, readiness, rollout, log readers.
@@ -16,6 +17,7 @@
 //! - [`handover`]: secrets handed to the funko's user through Docker (FaaSO not root).
 //! - [`probe`]: the `GET /ping` health probe.
 
+pub mod canary;
 pub(crate) mod containers;
 pub mod deploy;
 pub mod docker;
@@ -56,6 +58,22 @@ pub enum LifecycleError {
     State(#[from] StateError),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error(
+        "funko {funko} already has a canary; `faaso promote {funko}` or `faaso rollback {funko}` ends it"
+    )]
+    CanaryRuns { funko: String },
+    #[error("funko {funko} has no canary (`faaso deploy {funko} --canary 20` starts one)")]
+    NoCanary { funko: String },
+    #[error(
+        "the newest image of {funko} ({image}) already serves: build a new release first, then deploy it as a canary"
+    )]
+    NothingNew { funko: String, image: String },
+    #[error("canary share {percent}: expected a whole percent from 1 to 99")]
+    CanaryShare { percent: u32 },
+    #[error(
+        "canary releases run on one engine (orchestrator docker); in Swarm mode use `faaso deploy` for now"
+    )]
+    CanaryInSwarm,
     #[error("new instance {instance} did not become ready: {reason}{logs}")]
     NotReady {
         instance: String,

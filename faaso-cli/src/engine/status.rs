@@ -69,6 +69,9 @@ pub struct FunkoStatus {
     /// The host names it claims (`domains:`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub domains: Vec<String>,
+    /// A canary release beside the serving one, while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryStatus>,
     /// Its domain claims the gateway refused, each with the funko that holds the domain.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused_domains: Vec<RefusedDomainStatus>,
@@ -109,6 +112,21 @@ pub struct InstanceStatus {
     /// Swarm mode: the node the task runs on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Whether it is a canary instance (`faaso.canary`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub canary: bool,
+}
+
+/// A canary release beside the serving one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryStatus {
+    /// The canary's share of requests, in percent.
+    pub percent: u8,
+    pub sticky: bool,
+    /// The canary's image (short id).
+    pub image: String,
+    /// Running canary instances.
+    pub instances: usize,
 }
 
 /// One image.
@@ -255,6 +273,7 @@ fn build_status(
                 health: docker::health_of_status(c.status.as_deref().unwrap_or(""))
                     .map(|h| h.as_str().to_string()),
                 current: latest_id.is_some() && c.image_id == latest_id,
+                canary: crate::conventions::canary(c.labels.as_ref()).is_some(),
                 created,
                 age_seconds: (now - created).max(0),
                 ip: c
@@ -313,10 +332,33 @@ fn build_status(
         scaling,
         private: settings.is_private(),
         domains: settings.domains.clone().unwrap_or_default(),
+        canary: canary_of(name, containers),
         refused_domains: Vec::new(),
         instances,
         images,
     }
+}
+
+/// The funko's running canary, as its newest running canary instance's labels say.
+fn canary_of(name: &str, containers: &[ContainerSummary]) -> Option<CanaryStatus> {
+    let running: Vec<&ContainerSummary> = containers
+        .iter()
+        .filter(|c| {
+            funko_of_container(c) == Some(name)
+                && c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+                && crate::conventions::canary(c.labels.as_ref()).is_some()
+        })
+        .collect();
+    let newest = running
+        .iter()
+        .max_by_key(|c| c.created.unwrap_or_default())?;
+    let (percent, sticky) = crate::conventions::canary(newest.labels.as_ref())?;
+    Some(CanaryStatus {
+        percent,
+        sticky,
+        image: short_id(newest.image_id.as_deref().unwrap_or_default()).to_string(),
+        instances: running.len(),
+    })
 }
 
 /// The settings of a funko, read as the gateway reads them: from the labels of its newest

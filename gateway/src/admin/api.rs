@@ -242,6 +242,56 @@ impl Admin {
                 .await
                 .map_err(|e| reject(500, e.to_string()))
             }
+            (&Method::POST, ["funkos", name, "deploy"])
+                if query_param(query, "canary").is_some() =>
+            {
+                let name = valid(name)?;
+                let canary = query_param(query, "canary").unwrap_or_default();
+                let percent = canary
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|p| (1..=99).contains(p))
+                    .ok_or_else(|| {
+                        reject(
+                            400,
+                            format!("canary: expected 1 to 99 (percent), got {canary:?}"),
+                        )
+                    })?;
+                let sticky = matches!(query_param(query, "sticky").as_deref(), Some("1" | "true"));
+                let lifecycle = self.lifecycle_timed(query).await?;
+                stream_operation(
+                    session,
+                    WhenClientLeaves::Finish,
+                    move |mut out| async move {
+                        let started = lifecycle
+                            .deploy_canary(&name, percent, sticky, &mut |line| out.log(line))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        out.log(started.summary(&name));
+                        Ok(())
+                    },
+                )
+                .await
+                .map_err(|e| reject(500, e.to_string()))
+            }
+            (&Method::POST, ["funkos", name, "promote"]) => {
+                let name = valid(name)?;
+                let lifecycle = self.lifecycle_timed(query).await?;
+                stream_operation(
+                    session,
+                    WhenClientLeaves::Finish,
+                    move |mut out| async move {
+                        let ended = lifecycle
+                            .promote(&name, &mut |line| out.log(line))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        out.log(ended.summary(&name));
+                        Ok(())
+                    },
+                )
+                .await
+                .map_err(|e| reject(500, e.to_string()))
+            }
             (&Method::POST, ["funkos", name, "deploy"]) => {
                 let name = valid(name)?;
                 let lifecycle = self.lifecycle_timed(query).await?;

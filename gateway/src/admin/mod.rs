@@ -13,6 +13,9 @@
 //! | `POST funkos/<name>/build[?no_cache=1]` | body: build context `.tar.gz`; streamed |
 //! | `PUT funkos/<name>/scale` `{"scale": N}` | streamed |
 //! | `POST funkos/<name>/deploy[?timeout=S]` | streamed |
+//! | `POST funkos/<name>/deploy?canary=P[&sticky=1]` | a canary with P % of the requests; streamed |
+//! | `POST funkos/<name>/promote[?timeout=S]` | the canary's image to every instance; streamed |
+//! | `POST funkos/<name>/rollback[?timeout=S]` | the previous release, or the canary ended; streamed |
 //! | `DELETE funkos/<name>` | purge; streamed |
 //! | `GET funkos/<name>/logs?follow=1&tail=N` | streamed log lines |
 //! | `GET secrets`, `PUT`/`DELETE secrets/<funko>/<secret>` | names only, never values |

@@ -158,11 +158,17 @@ impl Runner {
             }
         }
         // A slot as a request through the proxy takes one: under the funko's in-flight gate
-        // when it has one, else on the instance the balancer picks.
+        // when it has one, else on the instance the balancer picks; in a canary, the release
+        // is drawn as for a request (never sticky: a call has no client address).
+        let release = funko.split(fastrand::u8(..100)).map(|(release, _)| release);
+        let skip = |funko: &crate::routing::table::Funko<_>| match (release, funko.canary) {
+            (Some(release), Some(split)) => split.others(release, funko.instances.len()),
+            _ => Tried::default(),
+        };
         let (funko, index, _slot) = match funko.gate.clone() {
             Some(gate) => {
                 let admitted = gate
-                    .admit(|| self.table.load().get(name).cloned(), |_| {})
+                    .admit(|| self.table.load().get(name).cloned(), skip, |_| {})
                     .await;
                 match admitted {
                     Ok((current, admitted)) => (current, admitted.index, Slot::Gate(admitted)),
@@ -178,7 +184,7 @@ impl Runner {
                 }
             }
             None => {
-                let Some(index) = balancer::pick(&funko.instances, Tried::default()) else {
+                let Some(index) = balancer::pick(&funko.instances, skip(&funko)) else {
                     return Attempt::NoAnswer {
                         status: 503,
                         error: "no healthy instance".to_string(),

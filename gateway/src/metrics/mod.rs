@@ -43,6 +43,9 @@ const COLD_START_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 5.0, 
 /// Every metric family the gateway exports.
 pub struct Metrics {
     pub requests: IntCounterVec,
+    /// The requests of funkos in a canary, with their release; shown at `/metrics` as
+    /// `faaso_http_requests_total` series with a `release` label ([`merge_releases`]).
+    pub requests_release: IntCounterVec,
     pub duration: HistogramVec,
     pub in_flight: IntGaugeVec,
     pub connect_errors: IntCounterVec,
@@ -119,6 +122,11 @@ impl Metrics {
                 "faaso_http_requests_total",
                 "Requests to funkos, by funko and status code.",
                 &["funko", "code"],
+            ),
+            requests_release: counter_vec(
+                RELEASE_FAMILY,
+                "Requests to funkos in a canary, by funko, status code and release.",
+                &["funko", "code", "release"],
             ),
             duration: HistogramVec::new(
                 HistogramOpts::new(
@@ -258,6 +266,7 @@ impl Metrics {
     fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
         vec![
             Box::new(self.requests.clone()),
+            Box::new(self.requests_release.clone()),
             Box::new(self.duration.clone()),
             Box::new(self.in_flight.clone()),
             Box::new(self.connect_errors.clone()),
@@ -406,6 +415,8 @@ pub struct FunkoMetrics {
     codes: [OnceLock<IntCounter>; CACHED_CODES.len()],
     /// Codes outside [`CACHED_CODES`] this funko has counted (to remove their series).
     other_codes: Mutex<HashSet<u16>>,
+    /// Codes and releases counted during a canary (to remove their series after it).
+    release_codes: Mutex<HashSet<(u16, &'static str)>>,
 }
 
 impl FunkoMetrics {
@@ -420,6 +431,7 @@ impl FunkoMetrics {
             upstream_new: OnceLock::new(),
             codes: Default::default(),
             other_codes: Mutex::new(HashSet::new()),
+            release_codes: Mutex::new(HashSet::new()),
         }
     }
 
@@ -450,6 +462,35 @@ impl FunkoMetrics {
         for code in CACHED_CODES.iter().copied().chain(others) {
             let _ = m.requests.remove_label_values(&[name, &code.to_string()]);
         }
+        self.remove_release_series();
+    }
+
+    /// Removes the funko's series with a `release` label (its canary ended).
+    pub fn remove_release_series(&self) {
+        let counted =
+            std::mem::take(&mut *self.release_codes.lock().unwrap_or_else(|p| p.into_inner()));
+        for (code, release) in counted {
+            let _ = metrics().requests_release.remove_label_values(&[
+                &*self.name,
+                &code.to_string(),
+                release,
+            ]);
+        }
+    }
+
+    /// Counts a finished request of a funko in a canary, under the release it went to.
+    pub fn request_done_in(&self, release: &'static str, code: u16, seconds: f64) {
+        self.duration
+            .get_or_init(|| metrics().duration.with_label_values(&[&*self.name]))
+            .observe(seconds);
+        self.release_codes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((code, release));
+        metrics()
+            .requests_release
+            .with_label_values(&[&*self.name, &code.to_string(), release])
+            .inc();
     }
 
     /// The handles for requests to funkos that do not exist.
@@ -579,13 +620,39 @@ impl ServeHttp for MetricsApp {
         }
         let encoder = TextEncoder::new();
         let mut buffer = Vec::with_capacity(16 * 1024);
-        match encoder.encode(&prometheus::gather(), &mut buffer) {
+        let mut families = prometheus::gather();
+        merge_releases(&mut families);
+        match encoder.encode(&families, &mut buffer) {
             Ok(()) => plain(200, buffer, encoder.format_type()),
             Err(err) => plain(
                 500,
                 format!("cannot encode metrics: {err}\n").into_bytes(),
                 "text/plain",
             ),
+        }
+    }
+}
+
+/// The family that holds canary requests until [`merge_releases`] shows them.
+const RELEASE_FAMILY: &str = "faaso_http_requests_by_release_total";
+
+/// Shows the requests of funkos in a canary as `faaso_http_requests_total` series with a
+/// `release` label (one family cannot have two label sets in the registry, but may in the text
+/// format).
+pub fn merge_releases(families: &mut Vec<prometheus::proto::MetricFamily>) {
+    let Some(at) = families.iter().position(|f| f.name() == RELEASE_FAMILY) else {
+        return;
+    };
+    let mut released = families.remove(at);
+    match families
+        .iter_mut()
+        .find(|f| f.name() == "faaso_http_requests_total")
+    {
+        Some(requests) => requests.mut_metric().extend(released.take_metric()),
+        None => {
+            released.set_name("faaso_http_requests_total".to_string());
+            released.set_help("Requests to funkos, by funko and status code.".to_string());
+            families.push(released);
         }
     }
 }
@@ -653,7 +720,8 @@ mod tests {
         let dashboard: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let defined = metrics().family_names();
-        assert_eq!(defined.len(), 24, "{defined:?}");
+        // 24 families at /metrics, and the one merge_releases shows inside requests.
+        assert_eq!(defined.len(), 25, "{defined:?}");
         let mut exprs = Vec::new();
         collect_exprs(&dashboard, &mut exprs);
         assert!(exprs.len() >= 8, "only {} expressions", exprs.len());
@@ -669,6 +737,37 @@ mod tests {
         }
         assert_eq!(dashboard["title"], "FaaSO");
         assert!(metric_names("rate(faaso_nope_total[1m])") == ["faaso_nope_total"]);
+    }
+
+    #[test]
+    fn a_canarys_requests_show_as_requests_with_a_release() {
+        let funko = FunkoMetrics::new("metrics_canary_test");
+        funko.request_done_in("canary", 200, 0.01);
+        funko.request_done_in("stable", 200, 0.01);
+        funko.request_done_in("stable", 200, 0.01);
+        let mut families = prometheus::gather();
+        merge_releases(&mut families);
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&families, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let series = |release: &str| {
+            format!(
+                r#"faaso_http_requests_total{{code="200",funko="metrics_canary_test",release="{release}"}}"#
+            )
+        };
+        assert_eq!(value(&text, &series("canary")), Some(1.0), "{text}");
+        assert_eq!(value(&text, &series("stable")), Some(2.0));
+        assert!(!text.contains(RELEASE_FAMILY));
+        assert_eq!(text.matches("# TYPE faaso_http_requests_total ").count(), 1);
+        // The canary ended: the series go.
+        funko.remove_release_series();
+        let mut families = prometheus::gather();
+        merge_releases(&mut families);
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&families, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(value(&text, &series("canary")), None);
+        assert_eq!(value(&text, &series("stable")), None);
     }
 
     #[test]

@@ -67,6 +67,18 @@ impl Gateway {
         if self.guard(session, ctx).await? == super::guard::Guarded::Answered {
             return Ok(Admission::Answered);
         }
+        if let Some(funko) = ctx.funko.as_deref()
+            && let Some(split) = funko.canary
+        {
+            let draw = match (split.sticky, self.client(session)) {
+                (true, Some(ip)) => crate::routing::table::sticky_draw(ip),
+                _ => fastrand::u8(..100),
+            };
+            if let Some((release, others)) = funko.split(draw) {
+                ctx.attempt.release = Some(release);
+                ctx.attempt.tried = others;
+            }
+        }
         ctx.answer.http10 = session.req_header().version == http::Version::HTTP_10;
         if let Some(activity) = ctx.funko.as_ref().and_then(|f| f.activity.as_deref()) {
             activity.request();
@@ -325,9 +337,15 @@ impl Gateway {
             return Ok(());
         };
         let metrics = self.settings.metrics.then(|| Arc::clone(&funko.stats));
+        let release = ctx.attempt.release;
+        let skip = |funko: &Funko| match (release, funko.canary) {
+            (Some(release), Some(split)) => split.others(release, funko.instances.len()),
+            _ => crate::routing::balancer::Tried::default(),
+        };
         let admitted = gate
             .admit(
                 || self.table.load().get(&funko.name).cloned(),
+                skip,
                 |delta| {
                     if let Some(stats) = &metrics {
                         stats.queue_changed(delta);
@@ -337,6 +355,8 @@ impl Gateway {
             .await;
         match admitted {
             Ok((current, admitted)) => {
+                // Retries skip the other release's instances in the snapshot admitted in.
+                ctx.attempt.tried = skip(&current);
                 ctx.funko = Some(current);
                 ctx.attempt.admitted = Some(admitted);
                 Ok(())

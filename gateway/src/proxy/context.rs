@@ -55,6 +55,8 @@ pub(super) struct Attempt {
     pub(super) reused: Option<bool>,
     /// The instance cut its answer short after the client got its header.
     pub(super) cut: bool,
+    /// For a funko in a canary: the release this request went to.
+    pub(super) release: Option<crate::routing::table::Release>,
 }
 
 /// What the instance is told about the request, besides the request itself.

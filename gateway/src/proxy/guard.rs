@@ -54,19 +54,8 @@ impl Gateway {
         };
         let client = match &key {
             Some(hash) => Client::of_key(hash),
-            None => {
-                let header = session.req_header();
-                let peer = session
-                    .client_addr()
-                    .and_then(|a| a.as_inet())
-                    .map(|a| a.ip());
-                let forwarded = header.headers.get("x-forwarded-for").map(|v| v.as_bytes());
-                match client_ip(peer, forwarded, &self.settings.trusted_proxies) {
-                    Some(ip) => Client::of_ip(ip),
-                    // A Unix socket client: all such clients share one count.
-                    None => Client::V4(0),
-                }
-            }
+            // A Unix socket client: all such clients share one count.
+            None => self.client(session).map_or(Client::V4(0), Client::of_ip),
         };
         let Err(limited) = limiter.check(client) else {
             return Ok(Guarded::Pass);
@@ -79,6 +68,22 @@ impl Gateway {
         let retry = limited.retry_after_secs().to_string();
         refuse(session, ctx, 429, body, ("Retry-After", &retry)).await?;
         Ok(Guarded::Answered)
+    }
+}
+
+impl Gateway {
+    /// The client's address: the peer's, or the one a trusted proxy names.
+    pub(super) fn client(&self, session: &Session) -> Option<std::net::IpAddr> {
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let forwarded = session
+            .req_header()
+            .headers
+            .get("x-forwarded-for")
+            .map(|v| v.as_bytes());
+        client_ip(peer, forwarded, &self.settings.trusted_proxies)
     }
 }
 

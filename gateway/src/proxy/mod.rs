@@ -245,7 +245,12 @@ impl ProxyHttp for Gateway {
         };
         let elapsed = ctx.started.elapsed();
         if let Some(metrics) = ctx.metrics() {
-            metrics.request_done(code, elapsed.as_secs_f64());
+            match ctx.attempt.release {
+                Some(release) => {
+                    metrics.request_done_in(release.label(), code, elapsed.as_secs_f64())
+                }
+                None => metrics.request_done(code, elapsed.as_secs_f64()),
+            }
         }
         if self.settings.access_log && crate::http::access_log::enabled() {
             let request = session.req_header();

@@ -38,6 +38,11 @@ pub fn any_available(instances: &[Arc<Instance>]) -> bool {
     instances.iter().any(|i| usable(i, false))
 }
 
+/// Whether one instance could be picked for a fresh request.
+pub fn available(instance: &Instance) -> bool {
+    usable(instance, false)
+}
+
 /// Picks an instance (its position in `instances`), or `None` when none is eligible.
 pub fn pick(instances: &[Arc<Instance>], tried: Tried) -> Option<usize> {
     let prefer_ready = instances

@@ -104,18 +104,18 @@ impl Gate {
     }
 
     /// Admits a request: a slot on an instance of the funko's current snapshot (`current`
-    /// loads it), waiting in turn when all are full. `on_queue` is told +1 when the request
-    /// starts to wait and -1 when it stops.
+    /// loads it) other than those `skip` names in it (another release's), waiting in turn when
+    /// all are full. `on_queue` is told +1 when the request starts to wait and -1 when it stops.
     pub async fn admit<F: Instances>(
         self: &Arc<Self>,
         current: impl Fn() -> Option<Arc<F>>,
+        skip: impl Fn(&F) -> Tried,
         on_queue: impl Fn(i64),
     ) -> Result<(Arc<F>, Admitted), Refused> {
         // No one waiting: take a free slot at once.
         if self.lock().is_empty() {
             let funko = current().ok_or(Refused::NoInstance)?;
-            if let Some((index, in_flight)) =
-                pick_below(funko.instances(), Tried::default(), self.cap)
+            if let Some((index, in_flight)) = pick_below(funko.instances(), skip(&funko), self.cap)
             {
                 return Ok((funko, Admitted::new(index, in_flight, Arc::clone(self))));
             }
@@ -138,7 +138,7 @@ impl Gate {
                     break Err(Refused::NoInstance);
                 };
                 if let Some((index, in_flight)) =
-                    pick_below(funko.instances(), Tried::default(), self.cap)
+                    pick_below(funko.instances(), skip(&funko), self.cap)
                 {
                     break Ok((funko, Admitted::new(index, in_flight, Arc::clone(self))));
                 }
@@ -200,7 +200,12 @@ mod tests {
         let current = || Some(Arc::clone(&table));
         let mut held = Vec::new();
         for _ in 0..4 {
-            held.push(gate.admit(current, |_| {}).await.unwrap().1);
+            held.push(
+                gate.admit(current, |_| Tried::default(), |_| {})
+                    .await
+                    .unwrap()
+                    .1,
+            );
         }
         for instance in &table.instances {
             assert_eq!(instance.state.in_flight(), 2);
@@ -212,7 +217,7 @@ mod tests {
             let (gate, table, order) = (Arc::clone(&gate), Arc::clone(&table), Arc::clone(&order));
             tasks.push(tokio::spawn(async move {
                 let admitted = gate
-                    .admit(|| Some(Arc::clone(&table)), |_| {})
+                    .admit(|| Some(Arc::clone(&table)), |_| Tried::default(), |_| {})
                     .await
                     .unwrap()
                     .1;
@@ -247,13 +252,20 @@ mod tests {
         let gate = Arc::new(Gate::new(1, Duration::from_secs(2)));
         let table = funko(1);
         let current = || Some(Arc::clone(&table));
-        let _held = gate.admit(current, |_| {}).await.unwrap();
+        let _held = gate
+            .admit(current, |_| Tried::default(), |_| {})
+            .await
+            .unwrap();
         let depth = Arc::new(std::sync::atomic::AtomicI64::new(0));
         let started = Instant::now();
         let refused = gate
-            .admit(current, |d| {
-                depth.fetch_add(d, Ordering::Relaxed);
-            })
+            .admit(
+                current,
+                |_| Tried::default(),
+                |d| {
+                    depth.fetch_add(d, Ordering::Relaxed);
+                },
+            )
             .await
             .unwrap_err();
         assert_eq!(refused, Refused::QueueTimeout);
@@ -262,7 +274,7 @@ mod tests {
         assert_eq!(depth.load(Ordering::Relaxed), 0);
         assert_eq!(gate.retry_after(), 2);
         assert_eq!(
-            gate.admit(|| None::<Arc<Funko<()>>>, |_| {})
+            gate.admit(|| None::<Arc<Funko<()>>>, |_| Tried::default(), |_| {})
                 .await
                 .unwrap_err(),
             Refused::NoInstance

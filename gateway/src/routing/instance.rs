@@ -36,6 +36,9 @@ pub struct Instance {
     pub peer: HttpPeer,
     /// Whether the health checker sends it `GET /ping` (off with `faaso.healthcheck=off`).
     pub active_checks: bool,
+    /// For a canary instance (`faaso.canary`): its release's share in percent and whether
+    /// clients stick to a release.
+    pub canary: Option<(u8, bool)>,
 }
 
 /// Connection settings of every instance's [`HttpPeer`].
@@ -83,6 +86,7 @@ impl Instance {
             timeouts,
             peer,
             active_checks: true,
+            canary: None,
         }
     }
 }

@@ -76,6 +76,85 @@ pub struct Funko<S> {
     pub activity: Option<Arc<Activity>>,
     /// Its per-client rate limit (`faaso.limits.rate`), carried over while the setting stays.
     pub rate: Option<Arc<crate::access::rate::RateLimiter>>,
+    /// While a canary runs beside serving instances: how requests are split between them.
+    pub canary: Option<CanarySplit>,
+}
+
+/// A funko's requests split between its serving instances (`instances[..stable]`) and its
+/// canary instances (the rest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CanarySplit {
+    /// The canary's share, in percent (1 to 99).
+    pub percent: u8,
+    /// Each client goes to one release, by a hash of its address.
+    pub sticky: bool,
+    /// How many instances, from the first, are serving ones.
+    pub stable: usize,
+}
+
+/// A sticky client's draw (0 to 99): the same address (an IPv6 /64) always gets the same.
+pub fn sticky_draw(ip: IpAddr) -> u8 {
+    let bits = match ip {
+        IpAddr::V4(v4) => u64::from(v4.to_bits()),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => u64::from(v4.to_bits()),
+            None => (v6.to_bits() >> 64) as u64,
+        },
+    };
+    // A fixed mix (splitmix64's finalizer): the same on every worker and after a restart.
+    let mut x = bits.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    (x % 100) as u8
+}
+
+/// Which of a funko's releases a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    Stable,
+    Canary,
+}
+
+impl Release {
+    pub fn other(self) -> Release {
+        match self {
+            Release::Stable => Release::Canary,
+            Release::Canary => Release::Stable,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Release::Stable => "stable",
+            Release::Canary => "canary",
+        }
+    }
+}
+
+impl CanarySplit {
+    /// The release a request goes to: by `draw` (0 to 99: a random number, or a hash of the
+    /// client's address when sticky).
+    pub fn release(&self, draw: u8) -> Release {
+        if draw < self.percent {
+            Release::Canary
+        } else {
+            Release::Stable
+        }
+    }
+
+    /// The instances (by position) a request for `release` must not go to, as tried ones.
+    pub fn others(&self, release: Release, instances: usize) -> crate::routing::balancer::Tried {
+        let mut tried = crate::routing::balancer::Tried::default();
+        let range = match release {
+            Release::Stable => self.stable..instances,
+            Release::Canary => 0..self.stable,
+        };
+        for index in range {
+            tried.insert(index);
+        }
+        tried
+    }
 }
 
 /// Requests a scaled funko has had, read by the scaler to tell an idle funko.
@@ -122,7 +201,23 @@ impl<S> Funko<S> {
             triggers: Vec::new(),
             activity: None,
             rate: None,
+            canary: None,
         }
+    }
+
+    /// For a funko in a canary: the release a request goes to (`draw`, 0 to 99, picks it) and
+    /// the instances it must skip. When the chosen release has no instance to take the
+    /// request, the other one serves it: a split never fails a request.
+    pub fn split(&self, draw: u8) -> Option<(Release, crate::routing::balancer::Tried)> {
+        let split = self.canary?;
+        let chosen = split.release(draw);
+        [chosen, chosen.other()].into_iter().find_map(|release| {
+            let others = split.others(release, self.instances.len());
+            let open = self.instances.iter().enumerate().any(|(index, instance)| {
+                !others.contains(index) && crate::routing::balancer::available(instance)
+            });
+            open.then_some((release, others))
+        })
     }
 
     /// Whether the gateway starts an instance for a request that finds none: the funko allows
@@ -232,8 +327,20 @@ pub fn build<S>(containers: &[ContainerSummary], input: &BuildInput<'_, S>) -> R
     let funkos = instances
         .into_iter()
         .map(|(name, mut instances)| {
-            // A stable order makes balancing and debugging predictable across rebuilds.
-            instances.sort_by(|a, b| a.name.cmp(&b.name));
+            // A stable order makes balancing and debugging predictable across rebuilds; serving
+            // instances first, then the canary's.
+            instances
+                .sort_by(|a, b| (a.canary.is_some(), &a.name).cmp(&(b.canary.is_some(), &b.name)));
+            let stable = instances.iter().filter(|i| i.canary.is_none()).count();
+            let split = instances
+                .get(stable)
+                .and_then(|i| i.canary)
+                .filter(|_| stable > 0)
+                .map(|(percent, sticky)| CanarySplit {
+                    percent,
+                    sticky,
+                    stable,
+                });
             let stats = match input.previous.get(name) {
                 Some(previous) => Arc::clone(&previous.stats),
                 None => Arc::new((input.new_stats)(name)),
@@ -243,6 +350,7 @@ pub fn build<S>(containers: &[ContainerSummary], input: &BuildInput<'_, S>) -> R
             let previous_activity = previous.and_then(|f| f.activity.clone());
             let previous_rate = previous.and_then(|f| f.rate.clone());
             let mut funko = Funko::new(name, instances, stats);
+            funko.canary = split;
             // No running instance: the settings its next one will have, its image's.
             let labels = match newest.get(name) {
                 Some((_, labels)) => *labels,
@@ -351,6 +459,7 @@ fn instance_of<'c, S>(
         timeouts,
     );
     instance.active_checks = faaso::conventions::active_checks(container.labels.as_ref());
+    instance.canary = faaso::conventions::canary(container.labels.as_ref());
     Some((parsed.funko, Some(instance)))
 }
 
@@ -423,6 +532,71 @@ pub(crate) mod tests {
     }
 
     use ContainerSummaryStateEnum::{EXITED, RUNNING};
+
+    #[test]
+    fn a_canary_gets_its_share_and_a_release_without_instances_falls_back() {
+        let mut containers = vec![
+            container(
+                "s1",
+                "faaso-split-aaaaaa",
+                RUNNING,
+                &[("faaso-net", "10.0.0.1")],
+                "Up",
+            ),
+            container(
+                "s2",
+                "faaso-split-bbbbbb",
+                RUNNING,
+                &[("faaso-net", "10.0.0.2")],
+                "Up",
+            ),
+            container(
+                "c1",
+                "faaso-split-cccccc",
+                RUNNING,
+                &[("faaso-net", "10.0.0.3")],
+                "Up",
+            ),
+        ];
+        containers[2].labels = Some(HashMap::from([
+            ("faaso.canary".to_string(), "20".to_string()),
+            ("faaso.canary.sticky".to_string(), "true".to_string()),
+        ]));
+        let table = build_simple(&containers, &RouteTable::default());
+        let funko = table.get("split").unwrap();
+        let split = funko.canary.unwrap();
+        assert_eq!((split.percent, split.sticky, split.stable), (20, true, 2));
+        assert_eq!(&*funko.instances[2].name, "faaso-split-cccccc");
+        // Draws below the share go to the canary (index 2), the rest to the serving two.
+        let (release, skip) = funko.split(19).unwrap();
+        assert_eq!(release, Release::Canary);
+        assert!(skip.contains(0) && skip.contains(1) && !skip.contains(2));
+        let (release, skip) = funko.split(20).unwrap();
+        assert_eq!(release, Release::Stable);
+        assert!(!skip.contains(0) && skip.contains(2));
+        // Over many draws the share holds.
+        let canary = (0..100u8)
+            .filter(|d| funko.split(*d).unwrap().0 == Release::Canary)
+            .count();
+        assert_eq!(canary, 20);
+        // The canary instance is out: its requests go to the serving release.
+        funko.instances[2].state.connect_failed();
+        assert_eq!(funko.split(5).unwrap().0, Release::Stable);
+        // Only canary instances: no split.
+        let only = build_simple(&containers[2..], &RouteTable::default());
+        assert!(only.get("split").unwrap().canary.is_none());
+        // A sticky client always draws the same.
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(sticky_draw(ip), sticky_draw(ip));
+        let spread: HashSet<u8> = (0..=255u8)
+            .map(|n| sticky_draw(IpAddr::from([10, 0, 0, n])))
+            .collect();
+        assert!(
+            spread.len() > 80,
+            "draws spread over 0..100: {}",
+            spread.len()
+        );
+    }
 
     #[test]
     fn domains_route_to_their_holder_and_a_second_claim_is_refused() {

@@ -314,6 +314,15 @@ impl Discovery {
             self.record_claims(&previous.claims, &table.claims).await;
         }
         for funko in table.funkos() {
+            // A canary that ended takes its release-labelled series with it.
+            if funko.canary.is_none()
+                && previous
+                    .get(&funko.name)
+                    .is_some_and(|f| f.canary.is_some())
+                && crate::metrics::if_enabled().is_some()
+            {
+                funko.stats.remove_release_series();
+            }
             let before = previous.get(&funko.name).map(|f| &f.setting_errors);
             if !funko.setting_errors.is_empty() && before != Some(&funko.setting_errors) {
                 let errors = funko.setting_errors.join("; ");

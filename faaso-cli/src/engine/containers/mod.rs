@@ -4,7 +4,12 @@
 //!
 //! - [`rollout`]: `deploy`, one new container ready before each old one stops.
 //! - [`logs`]: the merged logs of the funko's containers.
+//! - [`canary`]: canary instances beside the serving ones, promoted or ended.
+//!
+//! A canary instance (label `faaso.canary`) is never counted, scaled or rolled over as one of
+//! the funko's serving instances: [`Containers::containers`] leaves it out.
 
+mod canary;
 mod logs;
 mod rollout;
 
@@ -133,7 +138,8 @@ impl Orchestrate for Containers<'_> {
 }
 
 impl Containers<'_> {
-    /// The funko's containers: running ones (oldest first) and the rest.
+    /// The funko's containers: running ones (oldest first) and the rest; canary instances are
+    /// in neither (see [`Containers::canaries`]).
     async fn containers(
         &self,
         funko: &str,
@@ -141,6 +147,9 @@ impl Containers<'_> {
         let mut running = Vec::new();
         let mut other = Vec::new();
         for container in docker::list_instances(&self.docker, funko).await? {
+            if conventions::canary(container.labels.as_ref()).is_some() {
+                continue;
+            }
             if container.state == Some(ContainerSummaryStateEnum::RUNNING) {
                 running.push(RunningInstance {
                     id: container.id.clone().unwrap_or_default(),
@@ -162,6 +171,18 @@ impl Containers<'_> {
         funko: &str,
         image: &str,
         image_user: &str,
+    ) -> Result<String, LifecycleError> {
+        self.start_labelled(funko, image, image_user, Vec::new())
+            .await
+    }
+
+    /// [`Containers::start_instance`] with labels of its own (a canary's share).
+    pub(crate) async fn start_labelled(
+        &self,
+        funko: &str,
+        image: &str,
+        image_user: &str,
+        labels: Vec<(String, String)>,
     ) -> Result<String, LifecycleError> {
         let secrets_dir = self.secrets.ensure_funko_dir(funko)?;
         if crate::engine::handover::needed(image_user) {
@@ -189,6 +210,7 @@ impl Containers<'_> {
             image: image.to_string(),
             network: self.network.clone(),
             secrets_dir,
+            labels,
         };
         docker::create_instance(&self.docker, &spec).await?;
         Ok(name)

@@ -205,6 +205,13 @@ pub fn funko(status: &FunkoStatus) -> Value {
         "private": status.private,
         "domains": status.domains,
         "refused_domains": status.refused_domains,
+        "canary": status.canary.as_ref().map(|c| json!({
+            "percent": c.percent,
+            "rest": 100 - u32::from(c.percent),
+            "sticky": c.sticky,
+            "image": c.image,
+            "instances": c.instances,
+        })),
         "scale": status.scale.map_or("not set".to_string(), |s| s.to_string()),
         "scale_value": status.scale.unwrap_or(status.running as u32),
         "running": status.running,
@@ -248,6 +255,7 @@ fn instances(status: &FunkoStatus) -> Vec<Value> {
                 "health": health,
                 "health_class": health_class,
                 "current": instance.current,
+                "canary": instance.canary,
                 "age": human_age(instance.age_seconds),
                 "ip": instance.ip.clone().unwrap_or_default(),
             })
@@ -313,6 +321,7 @@ mod tests {
             scaling: None,
             private: false,
             domains: Vec::new(),
+            canary: None,
             refused_domains: Vec::new(),
             instances: (0..instances)
                 .map(|i| InstanceStatus {
@@ -325,6 +334,7 @@ mod tests {
                     age_seconds: 3600,
                     ip: Some(format!("172.18.0.{i}")),
                     node: None,
+                    canary: false,
                 })
                 .collect(),
             images: vec![ImageStatus {

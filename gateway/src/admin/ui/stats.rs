@@ -230,7 +230,8 @@ pub fn read_counters() -> Option<(Vec<f64>, HashMap<String, Counts>)> {
             entry.buckets = buckets.iter().map(|b| b.cumulative_count()).collect();
         }
     }
-    for family in metrics.requests.collect() {
+    let requests = metrics.requests.collect();
+    for family in requests.iter().chain(&metrics.requests_release.collect()) {
         for metric in &family.metric {
             let (Some(funko), Some(code)) = (label(metric, "funko"), label(metric, "code")) else {
                 continue;
