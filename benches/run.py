@@ -22,6 +22,10 @@ from wrk (each stored and synced before its 202): accepted calls per second and 
 accepted call; and on an idle queue, the time from a 202 to the funko's start of work and to
 its callback's arrival.
 
+Private funko (`--only private`): a second test funko made private with `docker run -l
+faaso.access=private`, called through the same gateway with its key in `X-Api-Key` (64
+connections, tiny): its CPU time per request beside the public funko's.
+
 HTTPS rows: a gateway with `tls_listen` and nginx (`listen ... ssl http2`) serve the same
 self-signed ECDSA P-256 certificate in front of the same backend: HTTP/1.1 with keep-alive
 (wrk), HTTP/2 (h2load, 10 streams per connection) and a new TLS handshake per request (wrk with
@@ -123,14 +127,14 @@ def container_ip(name):
                 name]).strip()
 
 
-def wait_http(url, timeout=20):
+def wait_http(url, timeout=20, headers=None):
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
             host, _, path = url.removeprefix("http://").partition("/")
             h, p = host.split(":")
             conn = http.client.HTTPConnection(h, int(p), timeout=2)
-            conn.request("GET", "/" + path)
+            conn.request("GET", "/" + path, headers=headers or {})
             if conn.getresponse().status == 200:
                 return
         except OSError:
@@ -345,6 +349,27 @@ def gateway_config(work, name, port, metrics_port, quiet, tls_port=None):
             f.write(f"tls_listen: 127.0.0.1:{tls_port}\ntls_certs:\n"
                     f"  - cert: {work}/tls.crt\n    key: {work}/tls.key\n")
     return path
+
+
+def private_funko(work, backend_image="testfunko:bench"):
+    """A second test funko, `benchkey`, made private with a plain `docker run -l
+    faaso.access=private` (no build), and one key for it written to the gateway's key folder in
+    the documented format (BLAKE2b-256 of the key, as `faaso key add` stores it). Returns the
+    container name and the key."""
+    import hashlib
+    import secrets
+    name = f"faaso-benchkey-{suffix()}"
+    run(["docker", "run", "-d", "--name", name, "--network", NETWORK, "-l", "faaso.access=private",
+         backend_image])
+    key = "fk_" + secrets.token_urlsafe(32)[:43]
+    folder = os.path.join(work, "gateway-state", "keys")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    path = os.path.join(folder, "benchkey.json")
+    with open(path, "w") as f:
+        json.dump([{"name": "bench", "created": int(time.time()),
+                    "blake2b": hashlib.blake2b(key.encode(), digest_size=32).hexdigest()}], f)
+    os.chmod(path, 0o600)
+    return name, key
 
 
 def discovery_latency(gateway_url, trials, proxies):
@@ -738,6 +763,8 @@ def main():
                                                 "tls_plain", "tls_metrics"]}
         write_certificate(work)
         write_anchor_configs(work, backend, ports)
+        private_name, private_key = private_funko(work)
+        proxies.containers.append(private_name)
         gateway = proxies.start("gateway", [gateway_bin, "--config",
                                             gateway_config(work, "gateway", ports["gateway"], ports["gateway_metrics"], False)])
         quiet = proxies.start("quiet", [gateway_bin, "--config",
@@ -763,13 +790,16 @@ def main():
             "pingora, bare per-core": (f"http://127.0.0.1:{ports['bare_per_core']}", bare_per_core, True),
             "pingora, bare shared": (f"http://127.0.0.1:{ports['bare']}", bare, False),
             "gateway, log+metrics off": (f"http://127.0.0.1:{ports['quiet']}/funko/bench", quiet, False),
+            "gateway, private funko": (f"http://127.0.0.1:{ports['gateway']}/funko/benchkey", gateway, False),
         }
+        # Headers a target's requests carry: the private funko's key.
+        headers = {"gateway, private funko": {"X-Api-Key": private_key}}
         if baseline_bin:
             baseline = proxies.start("baseline", [baseline_bin, "--config", gateway_config(
                 work, "baseline", ports["baseline"], ports["baseline_metrics"], False)])
             targets[f"gateway at {args.baseline}"] = (f"http://127.0.0.1:{ports['baseline']}/funko/bench",
                                                       baseline, args.only is not None)
-        sections = {"https", "connections", "async"}
+        sections = {"https", "connections", "async", "private"}
         wanted = {name.strip() for name in (args.only or "").split(",") if name.strip()}
         if wanted - sections:
             wanted |= {"gateway"}
@@ -779,9 +809,10 @@ def main():
             # A section alone: the usual rows beside it, to show the hot path kept its ratio.
             targets = {name: t for name, t in targets.items()
                        if name in ("direct", "gateway", "nginx", "haproxy", "caddy")
-                       or name.startswith("gateway at ")}
+                       or name.startswith("gateway at ")
+                       or (name == "gateway, private funko" and "private" in wanted)}
         for name, (base, _, _) in targets.items():
-            wait_http(base + "/ping")
+            wait_http(base + "/ping", headers=headers.get(name))
         plan = []
         for c in connections:
             for size in args.sizes.split(","):
@@ -796,7 +827,8 @@ def main():
             for name, c, size, url, proc in plan:
                 log(f"round {round_no + 1}/{args.rounds}: wrk -c{c} -d{args.duration}s {name} ({size})")
                 pids = process_tree(proc.pid) if proc else None
-                r = wrk(url, c, args.duration, pids)
+                extra = [arg for k, v in headers.get(name, {}).items() for arg in ("-H", f"{k}: {v}")]
+                r = wrk(url, c, args.duration, pids, extra)
                 r.update({"target": name, "connections": c, "size": size,
                           "peak_rss_mb": peak_rss_mb(pids) if proc else None})
                 runs.setdefault((name, c, size), []).append(r)
@@ -861,6 +893,13 @@ def main():
                  f"p99 {discovery['after_start_returned_p99_ms']} ms.")
     lines.append(f"Cold start (request to a funko at zero → its response, {cold['trials']} trials): "
                  f"p50 {cold['p50_ms']} ms, p99 {cold['p99_ms']} ms (min {cold['min_ms']}, max {cold['max_ms']}).")
+    private = next((r for r in results if r["target"] == "gateway, private funko"), None)
+    public = gateway_runs.get((connections[0], "tiny"))
+    if private and public and private["cpu_us_per_request"] and public["cpu_us_per_request"]:
+        lines.append(f"Private funko (X-Api-Key checked on every request): {private['cpu_us_per_request']} µs of "
+                     f"gateway CPU per request against {public['cpu_us_per_request']} µs for the public one "
+                     f"(private ÷ public {private['cpu_us_per_request'] / public['cpu_us_per_request']:.3f}), "
+                     f"{private['rps']:.0f} against {public['rps']:.0f} req/s.")
     if calls:
         a, st, cb = calls["accepted"], calls["to_start"], calls["to_callback"]
         lines.append(f"Async calls ({a['connections']} connections, POST /async/funko/bench/ping, each stored and "

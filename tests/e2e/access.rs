@@ -27,7 +27,8 @@ async fn a_private_funko_serves_only_its_keys() {
             &docker,
             &cleanup,
             &private,
-            "LABEL faaso.access=\"private\"",
+            "LABEL faaso.access=\"private\" faaso.cron.tick.schedule=\"* * * * * *\" \
+             faaso.cron.tick.path=\"/ping\"",
             401,
         )
         .await;
@@ -171,6 +172,31 @@ async fn a_private_funko_serves_only_its_keys() {
         String::from_utf8_lossy(&gone.stderr).contains("has no key named key-1"),
         "{gone:?}"
     );
+    // Cron ticks are the gateway's own calls: they need no key.
+    let calls_url = format!("{}/admin/api/funkos/{private}/calls", gateway.url);
+    let started = Instant::now();
+    loop {
+        let calls: serde_json::Value = http
+            .get(&calls_url)
+            .basic_auth("admin", Some(PASSWORD))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let ticked = calls.as_array().into_iter().flatten().any(|call| {
+            call["source"] == "cron:tick" && call["state"] == "done" && call["last_status"] == 200
+        });
+        if ticked {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no cron tick reached the private funko: {calls}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // The key file holds hashes only, privately.
     let file = gateway
         .dir

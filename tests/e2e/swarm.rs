@@ -31,6 +31,7 @@ impl Drop for StackGuard {
         };
         run(&["stack", "rm", &self.stack]);
         run(&["service", "rm", &format!("faaso-{}", self.funko)]);
+        run(&["service", "rm", &format!("faaso-{}-canary", self.funko)]);
         let secrets = std::process::Command::new("docker")
             .args([
                 "secret",
@@ -347,6 +348,69 @@ async fn swarm_mode_routes_scales_deploys_and_heals_services() {
         again.contains("0 instances replaced, 3 already current"),
         "{again}"
     );
+
+    // A canary as a second service, routed the same way: 30 % to version 3, then promoted
+    // under load without a failed request.
+    testfunko::variant(&engine, &tag, "ENV TESTFUNKO_VERSION=3").await;
+    let out = faaso.ok(&["deploy", &name, "--canary", "30"]);
+    assert!(out.contains("gets 30 % of requests"), "{out}");
+    let canary_service = format!("{service}-canary");
+    assert_eq!(running_tasks(&canary_service), 1);
+    assert_eq!(
+        running_tasks(&service),
+        3,
+        "the serving replicas are untouched"
+    );
+    let http = client();
+    let started = Instant::now();
+    let mut share = 0;
+    while started.elapsed() < Duration::from_secs(10) {
+        share = 0;
+        for _ in 0..300 {
+            let answer = http.get(&version).send().await.unwrap();
+            assert_eq!(answer.status().as_u16(), 200);
+            share += usize::from(answer.text().await.unwrap() == "3");
+        }
+        if share > 0 {
+            break;
+        }
+    }
+    println!("swarm canary at 30 %: {share} of 300 requests");
+    assert!((45..=135).contains(&share), "{share} of 300 to the canary");
+    let status = faaso.ok(&["status", &name]);
+    assert!(status.contains("canary: 30 % to image"), "{status}");
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(&version, 4, &stop);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = faaso.ok(&["promote", &name]);
+    assert!(out.contains("promoted image"), "{out}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (sent, failures) = finish(clients).await;
+    println!(
+        "swarm promote under load: {sent} requests, {} failed",
+        failures.len()
+    );
+    assert_eq!(failures, Vec::<String>::new(), "of {sent} requests");
+    let left = docker(&[
+        "service",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("name={canary_service}"),
+    ]);
+    assert!(left.trim().is_empty(), "the canary service is gone: {left}");
+    for _ in 0..20 {
+        let answer = http
+            .get(&version)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(answer, "3");
+    }
 
     // A replica killed: Swarm replaces it, and the requests meanwhile are served elsewhere.
     let containers = docker(&[

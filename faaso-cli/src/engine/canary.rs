@@ -5,12 +5,17 @@
 //! its image is tagged `faaso-<name>:canary` and `:latest` stays on the serving image, so a
 //! scale, an `up` or a restart never starts the canary release as a serving instance.
 //!
+//! In Swarm mode the canary is a second service, `faaso-<name>-canary`, whose tasks carry the
+//! same labels (see [`crate::engine::swarm::canary`]).
+//!
 //! `faaso promote <name>` puts `:latest` on the canary's image, replaces the serving instances
 //! one by one (a new one ready before an old one stops), then stops the canary instances;
 //! `faaso rollback <name>` stops them and leaves the serving release as it is. Every stop is a
 //! SIGTERM the gateway sees first, so requests in flight finish and none fails.
 
 use crate::conventions::validate_name;
+use crate::engine::containers::Containers;
+use crate::engine::swarm::Swarm;
 use crate::engine::{Lifecycle, LifecycleError, Orchestrator, Report};
 
 /// The tag of a canary's image.
@@ -96,9 +101,18 @@ impl Lifecycle {
             .filter(|p| (1..=99).contains(p))
             .ok_or(LifecycleError::CanaryShare { percent })?;
         let _lock = self.state.lock(funko, self.lock_timeout).await?;
-        self.containers_only()?
-            .start_canary(funko, percent, sticky, report)
-            .await
+        match self.orchestrator {
+            Orchestrator::Docker => {
+                Containers(self)
+                    .start_canary(funko, percent, sticky, report)
+                    .await
+            }
+            Orchestrator::Swarm => {
+                Swarm(self)
+                    .start_canary(funko, percent, sticky, report)
+                    .await
+            }
+        }
     }
 
     /// Makes the canary's image the one that serves, then stops the canary instances.
@@ -109,17 +123,17 @@ impl Lifecycle {
     ) -> Result<CanaryEnded, LifecycleError> {
         validate_name(funko)?;
         let _lock = self.state.lock(funko, self.lock_timeout).await?;
-        self.containers_only()?.promote(funko, report).await
+        match self.orchestrator {
+            Orchestrator::Docker => Containers(self).promote(funko, report).await,
+            Orchestrator::Swarm => Swarm(self).promote(funko, report).await,
+        }
     }
 
     /// Whether the funko has canary instances.
     pub async fn has_canary(&self, funko: &str) -> Result<bool, LifecycleError> {
         match self.orchestrator {
-            Orchestrator::Swarm => Ok(false),
-            Orchestrator::Docker => Ok(!crate::engine::containers::Containers(self)
-                .canaries(funko)
-                .await?
-                .is_empty()),
+            Orchestrator::Swarm => Swarm(self).has_canary_service(funko).await,
+            Orchestrator::Docker => Ok(!Containers(self).canaries(funko).await?.is_empty()),
         }
     }
 
@@ -130,13 +144,9 @@ impl Lifecycle {
         funko: &str,
         report: Report<'_>,
     ) -> Result<CanaryEnded, LifecycleError> {
-        self.containers_only()?.end_canary(funko, report).await
-    }
-
-    fn containers_only(&self) -> Result<crate::engine::containers::Containers<'_>, LifecycleError> {
         match self.orchestrator {
-            Orchestrator::Docker => Ok(crate::engine::containers::Containers(self)),
-            Orchestrator::Swarm => Err(LifecycleError::CanaryInSwarm),
+            Orchestrator::Docker => Containers(self).end_canary(funko, report).await,
+            Orchestrator::Swarm => Swarm(self).end_canary(funko, report).await,
         }
     }
 }

@@ -70,10 +70,6 @@ pub enum LifecycleError {
     NothingNew { funko: String, image: String },
     #[error("canary share {percent}: expected a whole percent from 1 to 99")]
     CanaryShare { percent: u32 },
-    #[error(
-        "canary releases run on one engine (orchestrator docker); in Swarm mode use `faaso deploy` for now"
-    )]
-    CanaryInSwarm,
     #[error("new instance {instance} did not become ready: {reason}{logs}")]
     NotReady {
         instance: String,

@@ -14,6 +14,7 @@
 //! - [`services`]: the service's spec, replicas, rolling updates and removal.
 //! - [`tasks`]: the running tasks as instances, waiting for them, their errors and logs.
 //! - [`secrets`]: Swarm secrets and the service's mounts of them.
+//! - [`canary`]: a canary release as a second service, `faaso-<name>-canary`.
 //!
 //! Swarm keeps the replica count, so nothing is saved in `state_dir` (only the funko's lock
 //! lives there). Every step can be done by hand: `docker service create --name faaso-<name>
@@ -34,6 +35,7 @@ use crate::engine::{
     Deployed, Lifecycle, LifecycleError, LogLine, Orchestrate, Report, RunningInstance, short_id,
 };
 
+pub mod canary;
 mod secrets;
 mod services;
 mod tasks;
@@ -118,13 +120,15 @@ pub fn service_name(funko: &str) -> String {
     format!("{PREFIX}{funko}")
 }
 
-/// The funko of a service name (`faaso-<name>`); `None` for the gateway's own `faaso-proxy` and
-/// for other services.
+/// The funko of a service name (`faaso-<name>`, or its canary's `faaso-<name>-canary`);
+/// `None` for the gateway's own `faaso-proxy` and for other services.
 pub fn funko_of_service(service: &str) -> Option<&str> {
     if service == PROXY_CONTAINER {
         return None;
     }
-    service.strip_prefix(PREFIX).filter(|n| is_valid_name(n))
+    let name = service.strip_prefix(PREFIX)?;
+    let name = name.strip_suffix(canary::CANARY_SUFFIX).unwrap_or(name);
+    Some(name).filter(|n| is_valid_name(n))
 }
 
 /// The Swarm secret of a funko's secret: `faaso-<funko>-<secret>`.
@@ -407,6 +411,10 @@ mod tests {
         assert_eq!(funko_of_service("faaso-proxy"), None);
         assert_eq!(funko_of_service("faaso-Bad"), None);
         assert_eq!(funko_of_service("web"), None);
+        // A canary's service belongs to its funko.
+        assert_eq!(canary::canary_service_name("hello"), "faaso-hello-canary");
+        assert_eq!(funko_of_service("faaso-hello-canary"), Some("hello"));
+        assert_eq!(funko_of_service("faaso--canary"), None);
         assert_eq!(secret_name("hello", "api_key"), "faaso-hello-api_key");
     }
 

@@ -246,6 +246,7 @@ impl Swarm<'_> {
         funko: &str,
         report: &mut (dyn FnMut(String) + Send),
     ) -> Result<(), LifecycleError> {
+        self.remove_canary_service(funko, report).await?;
         if self.service(funko).await?.is_some() {
             let name = service_name(funko);
             self.docker

@@ -225,6 +225,8 @@ impl Swarm<'_> {
                     .map(String::as_str)
                     == Some(funko)
             })
+            // The canary service's tasks are not the funko's serving replicas.
+            .filter(|c| crate::conventions::canary(c.labels.as_ref()).is_none())
             .map(|c| crate::engine::RunningInstance {
                 id: c.id.unwrap_or_default(),
                 name: c
@@ -242,15 +244,40 @@ impl Swarm<'_> {
 
     /// The funko's running tasks.
     pub(super) async fn service_tasks(&self, funko: &str) -> Result<Vec<Task>, LifecycleError> {
+        self.tasks_of_service(&service_name(funko)).await
+    }
+
+    /// The tasks Swarm wants running of the service `name` (and only of it: the filter
+    /// matches names by prefix, so `faaso-x` would take `faaso-x-canary`'s too).
+    pub(super) async fn tasks_of_service(&self, name: &str) -> Result<Vec<Task>, LifecycleError> {
+        let Some(id) = self.service_id(name).await? else {
+            return Ok(Vec::new());
+        };
+        let mut filters = HashMap::new();
+        filters.insert("service".to_string(), vec![id.clone()]);
+        filters.insert("desired-state".to_string(), vec!["running".to_string()]);
         let tasks = self
             .docker
-            .list_tasks(Some(task_filters(Some(funko), true)))
+            .list_tasks(Some(ListTasksOptions {
+                filters: Some(filters),
+            }))
             .await
-            .map_err(DockerError::call(format!(
-                "list tasks of {}",
-                service_name(funko)
-            )))?;
-        Ok(tasks)
+            .map_err(DockerError::call(format!("list tasks of {name}")))?;
+        Ok(tasks
+            .into_iter()
+            .filter(|t| t.service_id.as_deref() == Some(id.as_str()))
+            .collect())
+    }
+
+    /// A service's id, by its exact name.
+    async fn service_id(&self, name: &str) -> Result<Option<String>, LifecycleError> {
+        match self.docker.inspect_service(name, None).await {
+            Ok(service) => Ok(service.id),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(source) => Err(DockerError::call(format!("inspect service {name}"))(source).into()),
+        }
     }
 
     /// Waits until exactly `count` of the funko's tasks run.
