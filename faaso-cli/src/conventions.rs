@@ -58,6 +58,11 @@ pub fn canary(labels: Option<&std::collections::HashMap<String, String>>) -> Opt
     Some((percent, sticky))
 }
 
+/// A container label marking a ready container: created from the funko's image but not
+/// started, kept for a funko at zero (`scaling.min: 0`, `zero: stop`) so that a wake starts it
+/// instead of creating one.
+pub const READY_LABEL: &str = "faaso.ready";
+
 /// Container label naming the funko (set by FaaSO; discovery does not require it).
 pub const FUNKO_LABEL: &str = "faaso.funko";
 /// Container label marking containers FaaSO created.

@@ -9,6 +9,8 @@
 //! | `scaling.max` | `faaso.scale.max` | 1 | most instances the gateway may run |
 //! | `scaling.idle_timeout` | `faaso.scale.idle_timeout` | `5m` | no request this long: down to `min` |
 //! | `scaling.target_inflight` | `faaso.scale.target_inflight` | 10 | in-flight requests per instance aimed at |
+//! | `scaling.zero` | `faaso.scale.zero` | `stop` | how idle instances above `min` go: `stop`, or `pause` (frozen, woken in milliseconds) |
+//! | `scaling.pause_max` | `faaso.scale.pause_max` | `1h` | a funko paused this long is stopped (its memory freed) |
 //! | `limits.max_inflight` | `faaso.limits.max_inflight` | none | most concurrent requests per instance |
 //! | `limits.queue_timeout` | `faaso.limits.queue_timeout` | `10s` | longest wait for a free slot, then 429 |
 //! | `limits.timeout` | `faaso.limits.timeout` | gateway `read_timeout` | upstream timeout (504) |
@@ -37,6 +39,8 @@ pub const SCALE_MIN: &str = "faaso.scale.min";
 pub const SCALE_MAX: &str = "faaso.scale.max";
 pub const IDLE_TIMEOUT: &str = "faaso.scale.idle_timeout";
 pub const TARGET_INFLIGHT: &str = "faaso.scale.target_inflight";
+pub const SCALE_ZERO: &str = "faaso.scale.zero";
+pub const PAUSE_MAX: &str = "faaso.scale.pause_max";
 pub const MAX_INFLIGHT: &str = "faaso.limits.max_inflight";
 pub const QUEUE_TIMEOUT: &str = "faaso.limits.queue_timeout";
 pub const TIMEOUT: &str = "faaso.limits.timeout";
@@ -55,6 +59,7 @@ pub const DEFAULT_MIN: u32 = 1;
 pub const DEFAULT_MAX: u32 = 1;
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_TARGET_INFLIGHT: u32 = 10;
+pub const DEFAULT_PAUSE_MAX: Duration = Duration::from_secs(3600);
 
 /// Defaults of the `async:` settings.
 pub const DEFAULT_ASYNC_RETRIES: u32 = 3;
@@ -69,6 +74,9 @@ pub struct Settings {
     pub scale_max: Option<u32>,
     pub idle_timeout: Option<Duration>,
     pub target_inflight: Option<u32>,
+    /// `scaling.zero: pause`: idle instances are paused rather than stopped.
+    pub pause: Option<bool>,
+    pub pause_max: Option<Duration>,
     pub max_inflight: Option<u32>,
     pub queue_timeout: Option<Duration>,
     pub timeout: Option<Duration>,
@@ -181,6 +189,8 @@ const KEYS: &[(&str, &str, &str)] = &[
     (SCALE_MAX, "scaling", "max"),
     (IDLE_TIMEOUT, "scaling", "idle_timeout"),
     (TARGET_INFLIGHT, "scaling", "target_inflight"),
+    (SCALE_ZERO, "scaling", "zero"),
+    (PAUSE_MAX, "scaling", "pause_max"),
     (MAX_INFLIGHT, "limits", "max_inflight"),
     (QUEUE_TIMEOUT, "limits", "queue_timeout"),
     (TIMEOUT, "limits", "timeout"),
@@ -237,6 +247,12 @@ impl Settings {
         put(SCALE_MAX, self.scale_max.map(|v| v.to_string()));
         put(IDLE_TIMEOUT, self.idle_timeout.map(format_duration));
         put(TARGET_INFLIGHT, self.target_inflight.map(|v| v.to_string()));
+        put(
+            SCALE_ZERO,
+            self.pause
+                .map(|p| if p { "pause" } else { "stop" }.to_string()),
+        );
+        put(PAUSE_MAX, self.pause_max.map(format_duration));
         put(MAX_INFLIGHT, self.max_inflight.map(|v| v.to_string()));
         put(QUEUE_TIMEOUT, self.queue_timeout.map(format_duration));
         put(TIMEOUT, self.timeout.map(format_duration));
@@ -283,6 +299,14 @@ impl Settings {
             SCALE_MAX => self.scale_max = Some(count(1)?),
             IDLE_TIMEOUT => self.idle_timeout = Some(duration(false)?),
             TARGET_INFLIGHT => self.target_inflight = Some(count(1)?),
+            SCALE_ZERO => {
+                self.pause = Some(match value.trim() {
+                    "pause" => true,
+                    "stop" => false,
+                    _ => return Err(format!("expected pause or stop, got {value:?}")),
+                })
+            }
+            PAUSE_MAX => self.pause_max = Some(duration(false)?),
             MAX_INFLIGHT => self.max_inflight = Some(count(1)?),
             QUEUE_TIMEOUT => self.queue_timeout = Some(duration(true)?),
             TIMEOUT => self.timeout = Some(duration(false)?),
@@ -313,6 +337,18 @@ impl Settings {
             || self.scale_max.is_some()
             || self.idle_timeout.is_some()
             || self.target_inflight.is_some()
+            || self.pause.is_some()
+            || self.pause_max.is_some()
+    }
+
+    /// Whether idle instances are paused rather than stopped (`scaling.zero: pause`).
+    pub fn pauses(&self) -> bool {
+        self.pause == Some(true)
+    }
+
+    /// `scaling.pause_max`, or its default.
+    pub fn pause_max(&self) -> Duration {
+        self.pause_max.unwrap_or(DEFAULT_PAUSE_MAX)
     }
 
     /// `scaling.min`, or its default.
@@ -449,6 +485,8 @@ mod tests {
             scale_max: Some(4),
             idle_timeout: Some(Duration::from_secs(120)),
             target_inflight: Some(5),
+            pause: Some(true),
+            pause_max: Some(Duration::from_secs(600)),
             max_inflight: Some(2),
             queue_timeout: Some(Duration::from_millis(1500)),
             timeout: Some(Duration::from_secs(30)),
@@ -587,7 +625,7 @@ mod tests {
         };
         assert_eq!(
             bad("{mini: 0}", "{}"),
-            "scaling.mini: unknown setting (known: min, max, idle_timeout, target_inflight)"
+            "scaling.mini: unknown setting (known: min, max, idle_timeout, target_inflight, zero, pause_max)"
         );
         assert!(
             bad("{}", "{timeout: 0s}")

@@ -137,7 +137,7 @@ async fn twenty_requests_at_zero_start_one_instance_and_all_get_200() {
     assert_eq!(running(&docker, &name).await, 1, "exactly one start");
 
     let text = gateway.metrics().await;
-    let labels = [("funko", name.as_str())];
+    let labels = [("funko", name.as_str()), ("kind", "start")];
     assert_eq!(
         faaso_tests::prom::value(&text, "faaso_cold_starts_total", &labels),
         Some(1.0),
@@ -260,7 +260,7 @@ async fn an_idle_funko_goes_back_to_zero_and_wakes_again() {
     let events = faaso_tests::prom::value(
         &text,
         "faaso_cold_starts_total",
-        &[("funko", name.as_str())],
+        &[("funko", name.as_str()), ("kind", "start")],
     );
     assert_eq!(events, Some(1.0), "{text}\n{}", restarted.log());
 }
@@ -411,4 +411,236 @@ async fn a_deploy_at_max_keeps_the_count() {
     );
     assert_eq!(down, None, "no scale-down during the deploy: {text}");
     assert!(!gateway.log().contains("above max"), "{}", gateway.log());
+}
+
+/// Instances of a funko in a Docker state.
+async fn in_state(
+    docker: &bollard::Docker,
+    funko: &str,
+    state: bollard::models::ContainerSummaryStateEnum,
+) -> Vec<String> {
+    faaso::engine::docker::list_instances(docker, funko)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.state == Some(state))
+        .filter_map(|c| c.id)
+        .collect()
+}
+
+/// Waits until a funko has `count` paused instances (and none running).
+async fn wait_for_paused(docker: &bollard::Docker, funko: &str, count: usize, timeout: Duration) {
+    use bollard::models::ContainerSummaryStateEnum::PAUSED;
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if in_state(docker, funko, PAUSED).await.len() == count && running(docker, funko).await == 0
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{funko}: not {count} paused after {timeout:?}");
+}
+
+/// `scaling.zero: pause`: an idle instance is paused, not stopped; twenty concurrent requests
+/// thaw it once (all 200, from the same container, counted as `kind="unpause"`); a deploy
+/// removes a paused instance of the old release, so the next request starts the new one;
+/// `pause_max` stops a funko paused too long; a purge takes a paused funko away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_funko_is_thawed_by_a_request_and_stopped_after_pause_max() {
+    use bollard::models::ContainerSummaryStateEnum::PAUSED;
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let name = unique_name("frozen");
+    let tag = format!("faaso-{name}:latest");
+    image(
+        &docker,
+        &cleanup,
+        &name,
+        "LABEL faaso.scale.min=\"0\" faaso.scale.idle_timeout=\"2s\" faaso.scale.zero=\"pause\" \
+         faaso.scale.pause_max=\"8s\"",
+    )
+    .await;
+    let gateway = gateway("").await;
+    let faaso = Faaso::in_dir(gateway.dir.path());
+    let http = client();
+    let whoami = format!("{}/funko/{name}/whoami", gateway.url);
+    let first = http.get(&whoami).send().await.unwrap();
+    assert_eq!(first.status().as_u16(), 200);
+    let host = first.text().await.unwrap();
+    wait_for_paused(&docker, &name, 1, Duration::from_secs(20)).await;
+    let status = faaso.ok(&["status", &name]);
+    assert!(status.contains("paused"), "{status}");
+
+    // Twenty at once: one thaw, the same container answers them all.
+    let started = Instant::now();
+    let requests: Vec<_> = (0..20)
+        .map(|_| {
+            let request = http.get(&whoami);
+            tokio::spawn(async move {
+                let response = request.send().await.unwrap();
+                (response.status().as_u16(), response.text().await.unwrap())
+            })
+        })
+        .collect();
+    for request in requests {
+        let (status, body) = request.await.unwrap();
+        assert_eq!((status, body.as_str()), (200, host.as_str()));
+    }
+    println!(
+        "20 requests to a paused funko answered within {:?}",
+        started.elapsed()
+    );
+    assert_eq!(running(&docker, &name).await, 1);
+    let text = gateway.metrics().await;
+    let kind = |kind: &str| {
+        faaso_tests::prom::value(
+            &text,
+            "faaso_cold_starts_total",
+            &[("funko", name.as_str()), ("kind", kind)],
+        )
+    };
+    assert_eq!(kind("unpause"), Some(1.0), "{text}");
+    assert_eq!(kind("start"), Some(1.0), "{text}");
+
+    // Paused again; a deploy removes the paused instance of the old release.
+    wait_for_paused(&docker, &name, 1, Duration::from_secs(20)).await;
+    testfunko::variant(
+        &docker,
+        &tag,
+        "LABEL faaso.scale.min=\"0\" faaso.scale.idle_timeout=\"2s\" faaso.scale.zero=\"pause\" \
+         faaso.scale.pause_max=\"8s\"\nENV TESTFUNKO_VERSION=2",
+    )
+    .await;
+    let deployed = faaso.run(&["deploy", &name]);
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&deployed.stdout),
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+    assert!(deployed.status.success(), "{out}");
+    assert!(out.contains("removed paused"), "{out}");
+    assert!(in_state(&docker, &name, PAUSED).await.is_empty());
+    let version = http
+        .get(format!("{}/funko/{name}/version", gateway.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(version.trim(), "2");
+
+    // Paused longer than pause_max (8 s): stopped, its memory freed.
+    wait_for_paused(&docker, &name, 1, Duration::from_secs(20)).await;
+    let paused = Instant::now();
+    while !in_state(&docker, &name, PAUSED).await.is_empty() {
+        assert!(
+            paused.elapsed() < Duration::from_secs(20),
+            "still paused after {:?}",
+            paused.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(running(&docker, &name).await, 0);
+    println!("stopped {:?} after it was seen paused", paused.elapsed());
+
+    // A purge of a paused funko leaves nothing behind.
+    assert_eq!(
+        http.get(&whoami).send().await.unwrap().status().as_u16(),
+        200
+    );
+    wait_for_paused(&docker, &name, 1, Duration::from_secs(20)).await;
+    faaso.ok(&["purge", &name, "--yes"]);
+    let left = faaso::engine::docker::list_instances(&docker, &name)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// The ready containers of a funko (created, not started, labelled `faaso.ready`).
+async fn ready_containers(docker: &bollard::Docker, funko: &str) -> Vec<String> {
+    faaso::engine::docker::list_instances(docker, funko)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.state == Some(bollard::models::ContainerSummaryStateEnum::CREATED))
+        .filter(|c| {
+            c.labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(faaso::conventions::READY_LABEL))
+        })
+        .filter_map(|c| c.id)
+        .collect()
+}
+
+/// `min: 0` with the default `zero: stop`: the funko at zero keeps one ready container
+/// (created, not started); the next wake starts that very container, and a new ready one is
+/// made after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ready_container_is_used_by_the_next_wake_and_replaced_after() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let name = unique_name("primed");
+    image(
+        &docker,
+        &cleanup,
+        &name,
+        "LABEL faaso.scale.min=\"0\" faaso.scale.idle_timeout=\"2s\"",
+    )
+    .await;
+    let gateway = gateway("").await;
+    let http = client();
+    let whoami = format!("{}/funko/{name}/whoami", gateway.url);
+    assert_eq!(
+        http.get(&whoami).send().await.unwrap().status().as_u16(),
+        200
+    );
+    // Idle: stopped, and one ready container left for the next wake.
+    wait_for_running(&docker, &name, 0, Duration::from_secs(20)).await;
+    let started = Instant::now();
+    let ready = loop {
+        let ready = ready_containers(&docker, &name).await;
+        if ready.len() == 1 {
+            break ready[0].clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no ready container: {ready:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let woken = Instant::now();
+    let response = http.get(&whoami).send().await.unwrap();
+    let took = woken.elapsed();
+    assert_eq!(response.status().as_u16(), 200);
+    let host = response.text().await.unwrap();
+    println!("wake by a ready container: {took:?}");
+    assert!(
+        ready.starts_with(host.trim()),
+        "the ready container {ready} answered, not {host}"
+    );
+    // Replaced after: a new ready container, not the one now running.
+    let started = Instant::now();
+    loop {
+        let now = ready_containers(&docker, &name).await;
+        if now.len() == 1 && now[0] != ready {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not replaced: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = gateway.metrics().await;
+    assert_eq!(
+        faaso_tests::prom::value(
+            &text,
+            "faaso_cold_starts_total",
+            &[("funko", name.as_str()), ("kind", "start")]
+        ),
+        Some(2.0),
+        "{text}"
+    );
 }

@@ -46,13 +46,16 @@ fn table(funkos: &[FunkoStatus]) -> String {
         let scale = funko
             .scale
             .map_or_else(|| "-".to_string(), |s| s.to_string());
+        let paused = funko.instances.iter().any(|i| i.state == "paused");
         let scaling = funko.scaling.as_ref().map_or_else(String::new, |s| {
             format!(
                 " (min {}, max {}, idle after {}{})",
                 s.min,
                 s.max,
                 s.idle_timeout,
-                if s.idle {
+                if s.idle && paused {
+                    "; paused: a request thaws it"
+                } else if s.idle {
                     "; idle: a request starts it"
                 } else {
                     ""

@@ -386,8 +386,36 @@ pub struct InstanceSpec {
     pub labels: Vec<(String, String)>,
 }
 
+/// Freezes a running container (`docker pause`): its memory stays, its processes stop.
+pub async fn pause_container(docker: &Docker, container: &str) -> Result<(), DockerError> {
+    docker
+        .pause_container(container)
+        .await
+        .map_err(DockerError::call(format!("pause container {container}")))
+}
+
+/// Thaws a paused container (`docker unpause`); one already running is left as it is.
+pub async fn unpause_container(docker: &Docker, container: &str) -> Result<(), DockerError> {
+    match docker.unpause_container(container).await {
+        Ok(())
+        // Not paused (already running): nothing to do.
+        | Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) => Ok(()),
+        Err(source) => Err(DockerError::call(format!("unpause container {container}"))(source)),
+    }
+}
+
 /// Creates and starts an instance. Returns the container id.
 pub async fn create_instance(docker: &Docker, spec: &InstanceSpec) -> Result<String, DockerError> {
+    let id = create_only(docker, spec).await?;
+    start_created(docker, &id, spec).await?;
+    Ok(id)
+}
+
+/// Creates an instance without starting it: a ready container (see
+/// [`crate::conventions::READY_LABEL`]) that a wake starts, skipping the create.
+pub async fn create_only(docker: &Docker, spec: &InstanceSpec) -> Result<String, DockerError> {
     let network = ensure_network(docker, &spec.network).await?;
     let mut labels = HashMap::from([
         (FUNKO_LABEL.to_string(), spec.funko.clone()),
@@ -437,21 +465,30 @@ pub async fn create_instance(docker: &Docker, spec: &InstanceSpec) -> Result<Str
         other => other,
     }
     .map_err(DockerError::call(format!("create container {}", spec.name)))?;
+    Ok(created.id)
+}
+
+/// Starts a created instance; one that cannot start is removed.
+pub async fn start_created(
+    docker: &Docker,
+    id: &str,
+    spec: &InstanceSpec,
+) -> Result<(), DockerError> {
     // A duplicate of the network made by a racing creator after our check makes the start fail
     // as ambiguous until it is repaired: repair it and start again.
     let mut attempts = 0;
-    while let Err(source) = docker.start_container(&created.id, None).await {
+    while let Err(source) = docker.start_container(id, None).await {
         attempts += 1;
         if attempts < 5 && source.to_string().contains("is ambiguous") {
             ensure_network(docker, &spec.network).await?;
             continue;
         }
-        let _ = remove_container(docker, &created.id).await;
+        let _ = remove_container(docker, id).await;
         return Err(DockerError::call(format!("start container {}", spec.name))(
             source,
         ));
     }
-    Ok(created.id)
+    Ok(())
 }
 
 /// Stops a container with SIGTERM, waiting up to `grace_seconds` before SIGKILL, then removes it.

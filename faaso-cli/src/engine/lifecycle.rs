@@ -8,7 +8,7 @@
 
 use crate::conventions::{self, validate_name};
 use crate::engine::docker;
-use crate::engine::{Lifecycle, LifecycleError, Orchestrate, RunningInstance};
+use crate::engine::{Lifecycle, LifecycleError, Orchestrate, RunningInstance, short_id};
 use crate::store::state::FunkoState;
 
 impl Lifecycle {
@@ -61,6 +61,83 @@ impl Lifecycle {
         }
         self.state.save(funko, FunkoState { scale: left })?;
         Ok(left)
+    }
+
+    /// Pauses the named running instances (`scaling.zero: pause`: frozen, memory kept, woken
+    /// in milliseconds) and saves the number left running as the funko's scale. Like
+    /// [`Lifecycle::retire`], for instances the scaler has drained. One engine only: in Swarm
+    /// mode a task cannot be paused, so this stops them as `retire` does.
+    pub async fn pause(
+        &self,
+        funko: &str,
+        names: &[String],
+        report: &mut (dyn FnMut(String) + Send),
+    ) -> Result<u32, LifecycleError> {
+        if self.orchestrator == crate::engine::Orchestrator::Swarm {
+            return self.retire(funko, names, report).await;
+        }
+        validate_name(funko)?;
+        let _lock = self.state.lock(funko, self.lock_timeout).await?;
+        let running = self.running(funko).await?;
+        let mut left = running.len() as u32;
+        for instance in running.iter().filter(|i| names.contains(&i.name)) {
+            docker::pause_container(&self.docker, &instance.id).await?;
+            report(format!("paused {}", instance.name));
+            left -= 1;
+        }
+        self.state.save(funko, FunkoState { scale: left })?;
+        Ok(left)
+    }
+
+    /// Thaws one paused instance (by id) for a request that woke its funko, then saves the
+    /// number running as the funko's scale. The request goes on as soon as the thaw returns:
+    /// the instance was serving when it was paused.
+    pub async fn unpause(&self, funko: &str, id: &str) -> Result<(), LifecycleError> {
+        validate_name(funko)?;
+        docker::unpause_container(&self.docker, id).await?;
+        Ok(())
+    }
+
+    /// After an [`Lifecycle::unpause`]: the running instances become the saved scale.
+    pub async fn save_running(&self, funko: &str) -> Result<u32, LifecycleError> {
+        let _lock = self.state.lock(funko, self.lock_timeout).await?;
+        let running = self.running(funko).await?.len() as u32;
+        self.state.save(funko, FunkoState { scale: running })?;
+        Ok(running)
+    }
+
+    /// Stops and removes the named paused instances (paused longer than `scaling.pause_max`:
+    /// their memory is freed; the next request starts a new one).
+    pub async fn stop_paused(
+        &self,
+        funko: &str,
+        ids: &[String],
+        report: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(), LifecycleError> {
+        validate_name(funko)?;
+        let _lock = self.state.lock(funko, self.lock_timeout).await?;
+        for id in ids {
+            docker::stop_and_remove(&self.docker, id, self.stop_seconds()).await?;
+            report(format!("stopped paused instance {}", short_id(id)));
+        }
+        Ok(())
+    }
+
+    /// Keeps one ready container of the funko's newest image (created, not started) for its
+    /// next wake; nothing in Swarm mode. Returns whether one was made.
+    pub async fn prepare(
+        &self,
+        funko: &str,
+        report: &mut (dyn FnMut(String) + Send),
+    ) -> Result<bool, LifecycleError> {
+        if self.orchestrator == crate::engine::Orchestrator::Swarm {
+            return Ok(false);
+        }
+        validate_name(funko)?;
+        let _lock = self.state.lock(funko, self.lock_timeout).await?;
+        crate::engine::containers::Containers(self)
+            .prepare(funko, report)
+            .await
     }
 
     /// Makes sure at least `scale` instances run (default: the saved scale, else 1).

@@ -194,8 +194,9 @@ impl Metrics {
             ),
             cold_starts: counter_vec(
                 "faaso_cold_starts_total",
-                "Instances started for a request to a funko at zero, by funko.",
-                &["funko"],
+                "Instances woken for a request to a funko at zero, by funko and kind (start: a \
+                 container started; unpause: a paused one thawed).",
+                &["funko", "kind"],
             ),
             cold_start_duration: HistogramVec::new(
                 HistogramOpts::new(
@@ -311,18 +312,20 @@ impl Metrics {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut present = HashSet::with_capacity(table.len());
         for funko in table.funkos() {
-            let (mut healthy, mut unhealthy, mut starting) = (0, 0, 0);
+            let (mut healthy, mut unhealthy, mut starting, mut paused) = (0, 0, 0, 0);
             for instance in &funko.instances {
                 match crate::routing::balancer::state_of(instance) {
                     crate::routing::balancer::InstanceHealth::Healthy => healthy += 1,
                     crate::routing::balancer::InstanceHealth::Unhealthy => unhealthy += 1,
                     crate::routing::balancer::InstanceHealth::Starting => starting += 1,
+                    crate::routing::balancer::InstanceHealth::Paused => paused += 1,
                 }
             }
             for (state, count) in [
                 ("healthy", healthy),
                 ("unhealthy", unhealthy),
                 ("starting", starting),
+                ("paused", paused),
             ] {
                 self.instances
                     .with_label_values(&[&*funko.name, state])
@@ -331,7 +334,7 @@ impl Metrics {
             present.insert(funko.name.to_string());
         }
         for gone in series.difference(&present) {
-            for state in ["healthy", "unhealthy", "starting"] {
+            for state in ["healthy", "unhealthy", "starting", "paused"] {
                 let _ = self.instances.remove_label_values(&[gone, state]);
             }
         }
@@ -350,9 +353,10 @@ pub fn forget_gone(previous: &Routes, current: &Routes) {
 }
 
 /// Counts a cold start of `funko` that took `seconds` (when metrics are on).
-pub fn cold_start(funko: &str, seconds: f64) {
+/// Counts a wake of a funko at zero: `kind` is `start` (a container started) or `unpause`.
+pub fn cold_start(funko: &str, kind: &str, seconds: f64) {
     if let Some(m) = if_enabled() {
-        m.cold_starts.with_label_values(&[funko]).inc();
+        m.cold_starts.with_label_values(&[funko, kind]).inc();
         m.cold_start_duration
             .with_label_values(&[funko])
             .observe(seconds);
@@ -446,7 +450,9 @@ impl FunkoMetrics {
         let _ = m.queue_depth.remove_label_values(&[name]);
         let _ = m.queue_rejections.remove_label_values(&[name]);
         let _ = m.rate_limited.remove_label_values(&[name]);
-        let _ = m.cold_starts.remove_label_values(&[name]);
+        for kind in ["start", "unpause"] {
+            let _ = m.cold_starts.remove_label_values(&[name, kind]);
+        }
         let _ = m.cold_start_duration.remove_label_values(&[name]);
         for direction in ["up", "down"] {
             let _ = m.autoscale_events.remove_label_values(&[name, direction]);

@@ -4,7 +4,7 @@
 //! Compared with round robin this steers around an instance that is slow right now (a long
 //! request, a GC pause, a cold cache) without any shared cursor that threads contend on, and it
 //! costs two atomic loads. Eligibility follows the health rules:
-//! - an instance that failed its checks or a connect is out;
+//! - an instance that failed its checks or a connect is out, and so is a paused one;
 //! - Docker's `unhealthy` is out;
 //! - an instance that has not yet passed a check (`GET /ping`, or Docker's `healthy`), and one
 //!   in Docker's `starting`, only get requests while no proven, ready instance is there: a
@@ -109,7 +109,7 @@ pub fn pick_below(
 /// Whether an instance may get requests; with `ready_only`, only a proven one that Docker
 /// does not call `starting`.
 fn usable(instance: &Instance, ready_only: bool) -> bool {
-    if !instance.state.is_up() {
+    if !instance.state.is_up() || instance.state.is_paused() {
         return false;
     }
     match instance.docker_health {
@@ -126,11 +126,16 @@ pub enum InstanceHealth {
     Healthy,
     Unhealthy,
     Starting,
+    /// Frozen by `docker pause` until a request wakes it.
+    Paused,
 }
 
 /// Classifies an instance: out (failed checks or Docker `unhealthy`) is unhealthy; Docker's
 /// `starting`, or not yet through a first check, is starting; anything else is healthy.
 pub fn state_of(instance: &Instance) -> InstanceHealth {
+    if instance.state.is_paused() {
+        return InstanceHealth::Paused;
+    }
     if !instance.state.is_up() {
         return InstanceHealth::Unhealthy;
     }

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use pingora::upstreams::peer::HttpPeer;
@@ -106,6 +106,24 @@ pub struct InstanceState {
     /// Set by the scaler before it stops the instance: out of routing for good, and no check
     /// brings it back.
     draining: AtomicBool,
+    /// Frozen by `docker pause` (`scaling.zero: pause`): out of routing and of health checks
+    /// until it is unpaused; it keeps its health (a wake sends requests at once).
+    paused: AtomicBool,
+    /// When it was paused (Unix milliseconds; as first seen paused after a gateway start).
+    paused_at: AtomicU64,
+    /// When the scaler last paused or thawed it (Unix milliseconds), so that a container list
+    /// taken just before does not undo that in the routing table.
+    changed_at: AtomicU64,
+}
+
+/// How long after the scaler paused or thawed an instance a container list that says otherwise
+/// is taken to be older than the change.
+pub const CHANGE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Failed active checks that take an instance out.
@@ -121,6 +139,9 @@ impl Default for InstanceState {
             failures: AtomicU32::new(0),
             in_flight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            paused_at: AtomicU64::new(0),
+            changed_at: AtomicU64::new(0),
         }
     }
 }
@@ -160,6 +181,53 @@ impl InstanceState {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    /// The scaler paused or thawed it: believed over container lists for [`CHANGE_GRACE`].
+    pub fn set_paused(&self, paused: bool) {
+        self.changed_at.store(unix_ms(), Ordering::Relaxed);
+        self.mark_paused(paused);
+    }
+
+    /// What a container list says: paused or not. A list that contradicts a change the
+    /// scaler made less than [`CHANGE_GRACE`] ago was taken before it, and is not believed.
+    pub fn observe_paused(&self, paused: bool) {
+        let changed = self.changed_at.load(Ordering::Relaxed);
+        if paused != self.is_paused()
+            && unix_ms().saturating_sub(changed) < CHANGE_GRACE.as_millis() as u64
+        {
+            return;
+        }
+        self.mark_paused(paused);
+    }
+
+    /// A pause ends a drain and keeps its health: it was serving before the pause.
+    fn mark_paused(&self, paused: bool) {
+        if paused {
+            if !self.paused.swap(true, Ordering::AcqRel) {
+                self.paused_at.store(unix_ms(), Ordering::Relaxed);
+            }
+            if self.draining.swap(false, Ordering::AcqRel) {
+                self.up.store(true, Ordering::Relaxed);
+            }
+        } else {
+            self.paused.store(false, Ordering::Release);
+        }
+    }
+
+    /// How long it has been paused; `None` when it is not.
+    pub fn paused_for(&self) -> Option<std::time::Duration> {
+        if !self.is_paused() {
+            return None;
+        }
+        let at = self.paused_at.load(Ordering::Relaxed);
+        Some(std::time::Duration::from_millis(
+            unix_ms().saturating_sub(at),
+        ))
     }
 
     /// An active check failed: out after [`FAILURES_TO_DOWN`] in a row. Returns whether it
@@ -215,5 +283,35 @@ pub fn docker_health(status: &str) -> DockerHealth {
         Some(faaso::engine::docker::Health::Unhealthy) => DockerHealth::Unhealthy,
         Some(faaso::engine::docker::Health::Starting) => DockerHealth::Starting,
         None => DockerHealth::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pause_keeps_health_and_a_stale_list_does_not_undo_the_scalers_change() {
+        let state = InstanceState::default();
+        state.check_passed();
+        // Drained, then paused by the scaler: out of routing, health kept for the wake.
+        state.drain();
+        state.set_paused(true);
+        assert!(state.is_paused() && state.is_up() && !state.is_draining());
+        assert!(state.paused_for().is_some());
+        // A list taken before the pause says running: not believed within the grace.
+        state.observe_paused(false);
+        assert!(state.is_paused());
+        // Thawed by the scaler; a list taken before says paused: not believed either.
+        state.set_paused(false);
+        state.observe_paused(true);
+        assert!(!state.is_paused() && state.paused_for().is_none());
+        // Lists that agree are always taken.
+        state.observe_paused(false);
+        assert!(!state.is_paused());
+        // Paused by someone else (`docker pause`): seen at the next list after the grace.
+        let other = InstanceState::default();
+        other.observe_paused(true);
+        assert!(other.is_paused());
     }
 }

@@ -222,9 +222,13 @@ impl<S> Funko<S> {
 
     /// Whether the gateway starts an instance for a request that finds none: the funko allows
     /// scale to zero (`scaling.min: 0`) and has no instance that could take the request (none
-    /// running, or only ones being drained).
+    /// running, or only ones being drained or paused).
     pub fn wakes_on_request(&self) -> bool {
-        self.settings.scale_min == Some(0) && self.instances.iter().all(|i| i.state.is_draining())
+        self.settings.scale_min == Some(0)
+            && self
+                .instances
+                .iter()
+                .all(|i| i.state.is_draining() || i.state.is_paused())
     }
 }
 
@@ -433,18 +437,21 @@ fn instance_of<'c, S>(
     let container_name = container.names.as_ref()?.first()?;
     let parsed = parse_instance_name(container_name)?;
     let id = container.id.as_deref()?;
+    let paused = container.state == Some(ContainerSummaryStateEnum::PAUSED);
     let running = container.state == Some(ContainerSummaryStateEnum::RUNNING);
-    if !running || input.stopping.contains(id) {
+    if !(running || paused) || input.stopping.contains(id) {
         return Some((parsed.funko, None));
     }
     let Some(ip) = network_ip(container, input.network) else {
         return Some((parsed.funko, None));
     };
     let port = instance_port(container.labels.as_ref());
-    let state = previous_states
+    let state: Arc<InstanceState> = previous_states
         .get(id)
         .map(|state| Arc::clone(state))
         .unwrap_or_default();
+    // A paused container is a known instance, out of routing until it is unpaused.
+    state.observe_paused(paused);
     let mut timeouts = input.timeouts;
     // The funko's own upstream timeout (`faaso.limits.timeout`) replaces `read_timeout`.
     if let Some(timeout) = Settings::from_labels(container.labels.as_ref()).0.timeout {

@@ -55,7 +55,8 @@ impl BackgroundService for HealthChecker {
             let table = self.table.load_full();
             let due: Vec<Arc<Instance>> = table
                 .instances()
-                .filter(|i| i.active_checks)
+                // A paused instance cannot answer; it keeps the health it had.
+                .filter(|i| i.active_checks && !i.state.is_paused())
                 .filter(|i| {
                     let interval = if i.state.is_up() && i.state.is_proven() {
                         self.interval
@@ -90,6 +91,10 @@ impl BackgroundService for HealthChecker {
 }
 
 fn record(instance: &Instance, passed: Result<(), String>) {
+    if instance.state.is_paused() {
+        // Paused while the check ran: no answer was to be had.
+        return;
+    }
     match passed {
         Ok(()) => {
             if !instance.state.is_up() {

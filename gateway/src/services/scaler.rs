@@ -5,7 +5,12 @@
 //! - **Cold starts**: a start asked for by a request to a funko at zero ([`crate::routing::wake`]) runs
 //!   `Lifecycle::up` with one instance (network, secrets, labels and restart policy as
 //!   `faaso up`), waits for it to answer `/ping` and to be in the routing table, then lets the
-//!   waiting requests go. A start that fails removes its container and answers with why.
+//!   waiting requests go. A start that fails removes its container and answers with why. A
+//!   funko with `scaling.zero: pause` has its idle instances paused rather than stopped: a
+//!   wake thaws one (`docker unpause`) and the requests go as soon as that returns; paused
+//!   longer than `scaling.pause_max`, they are stopped. A funko at zero that stops its
+//!   instances keeps one ready container (created from its newest image, not started), which
+//!   a wake starts instead of creating one, and which is replaced after.
 //! - **Decisions**: once a second every scaled funko with a saved scale above zero is looked at
 //!   ([`crate::services::autoscale`] decides; a funko stopped with `faaso down`, or run by another gateway
 //!   with its own state folder, is left alone);
@@ -48,6 +53,24 @@ const RETRY_MOST: Duration = Duration::from_secs(300);
 
 /// How often a starting instance is looked at during a cold start.
 const COLD_START_POLL: Duration = Duration::from_millis(20);
+
+/// How a funko at zero was woken (the `kind` of `faaso_cold_starts_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// A paused instance thawed.
+    Unpause,
+    /// An instance started.
+    Start,
+}
+
+impl Wake {
+    fn label(self) -> &'static str {
+        match self {
+            Wake::Unpause => "unpause",
+            Wake::Start => "start",
+        }
+    }
+}
 
 /// The scaler service.
 pub struct Scaler {
@@ -201,6 +224,7 @@ impl Scaler {
             let Some(activity) = &funko.activity else {
                 continue;
             };
+            self.stop_long_paused(shared, funko);
             if !up.contains(&*funko.name) {
                 trackers.remove(&funko.name);
                 continue;
@@ -208,7 +232,7 @@ impl Scaler {
             let serving: Vec<&Arc<Instance>> = funko
                 .instances
                 .iter()
-                .filter(|i| !i.state.is_draining())
+                .filter(|i| !i.state.is_draining() && !i.state.is_paused())
                 .collect();
             let seen = Observation {
                 now,
@@ -260,6 +284,46 @@ impl Scaler {
     }
 }
 
+impl Scaler {
+    /// Stops the instances of `funko` paused longer than its `scaling.pause_max`, so that a
+    /// funko nobody calls does not hold its memory for ever.
+    fn stop_long_paused(
+        &self,
+        shared: &Arc<Shared>,
+        funko: &Arc<crate::routing::table::Funko<crate::metrics::FunkoMetrics>>,
+    ) {
+        let limit = funko.settings.pause_max();
+        let stale: Vec<String> = funko
+            .instances
+            .iter()
+            .filter(|i| i.state.paused_for().is_some_and(|paused| paused > limit))
+            .map(|i| i.id.clone())
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        let ops = shared.ops(&funko.name);
+        if ops.busy.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let shared = Arc::clone(shared);
+        let name = Arc::clone(&funko.name);
+        tokio::spawn(async move {
+            let _serial = ops.serial.lock().await;
+            let mut report = |line: String| tracing::info!(funko = %name, "pause_max: {line}");
+            if let Err(err) = shared
+                .lifecycle
+                .stop_paused(&name, &stale, &mut report)
+                .await
+            {
+                let delay = ops.failed();
+                tracing::warn!(funko = %name, error = %err, retry_in = ?delay, "pause_max: stopping paused instances failed");
+            }
+            ops.busy.store(false, Ordering::Release);
+        });
+    }
+}
+
 impl Shared {
     fn ops(&self, funko: &Arc<str>) -> Arc<FunkoOps> {
         let mut funkos = self.funkos.lock().unwrap_or_else(|p| p.into_inner());
@@ -284,7 +348,31 @@ impl Shared {
                     .map(|_| ())
                     .map_err(|err| err.to_string())
             }
-            Decision::Down { to, .. } => self.drain_and_retire(funko, *to, ops).await,
+            Decision::Down { to, .. } => {
+                self.drain_and_retire(funko, *to, ops).await?;
+                if *to == 0 {
+                    self.keep_ready(funko, ops).await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// For a funko at zero that stops its instances (`min: 0`, `zero: stop`): one ready
+    /// container (created, not started) for its next wake, which then skips the create.
+    async fn keep_ready(
+        &self,
+        funko: &crate::routing::table::Funko<crate::metrics::FunkoMetrics>,
+        ops: &FunkoOps,
+    ) {
+        if funko.settings.pauses() || funko.settings.scale_min != Some(0) {
+            return;
+        }
+        let name = &*funko.name;
+        let _serial = ops.serial.lock().await;
+        let mut report = |line: String| tracing::info!(funko = %name, "ready container: {line}");
+        if let Err(err) = self.lifecycle.prepare(name, &mut report).await {
+            tracing::warn!(funko = %name, error = %err, "ready container: not made");
         }
     }
 
@@ -343,7 +431,19 @@ impl Shared {
         }
         let names: Vec<String> = leaving.iter().map(|i| i.name.clone()).collect();
         let mut report = |line: String| tracing::info!(funko = %name, "autoscale: {line}");
-        match self.lifecycle.retire(name, &names, &mut report).await {
+        let done = if funko.settings.pauses() {
+            let paused = self.lifecycle.pause(name, &names, &mut report).await;
+            if paused.is_ok() {
+                // Known paused at once, before discovery's next snapshot.
+                for instance in &leaving {
+                    instance.state.set_paused(true);
+                }
+            }
+            paused
+        } else {
+            self.lifecycle.retire(name, &names, &mut report).await
+        };
+        match done {
             Ok(_) => Ok(()),
             Err(err) => {
                 for instance in &leaving {
@@ -361,17 +461,71 @@ impl Shared {
         let ops = self.ops(&name);
         // Its last instances were being drained: they serve again, nothing needs starting.
         let drain_called_off = ops.call_off_drain();
-        let outcome = self.start_one(&name, &ops, began).await;
-        match &outcome {
-            Ok(()) if !drain_called_off => {
-                let took = began.elapsed();
-                tracing::info!(funko = %name, took = ?took, "cold start: an instance is ready");
-                crate::metrics::cold_start(&name, took.as_secs_f64());
+        let outcome = match self.unpause_one(&name, &ops).await {
+            Some(Ok(())) => Ok(Wake::Unpause),
+            // Gone meanwhile (a deploy or purge removed it): a start instead.
+            Some(Err(reason)) => {
+                tracing::info!(funko = %name, %reason, "cold start: no paused instance to thaw, starting one");
+                self.start_one(&name, &ops, began)
+                    .await
+                    .map(|()| Wake::Start)
             }
-            Ok(()) => {}
+            None => self
+                .start_one(&name, &ops, began)
+                .await
+                .map(|()| Wake::Start),
+        };
+        let took = began.elapsed();
+        match &outcome {
+            Ok(_) if drain_called_off => {}
+            Ok(kind) => {
+                tracing::info!(funko = %name, took = ?took, kind = kind.label(), "cold start: an instance is ready");
+                crate::metrics::cold_start(&name, kind.label(), took.as_secs_f64());
+            }
             Err(reason) => tracing::warn!(funko = %name, %reason, "cold start failed"),
         }
-        self.wakes.finish(start, outcome);
+        let unpaused = matches!(outcome, Ok(Wake::Unpause));
+        let started = matches!(outcome, Ok(Wake::Start));
+        self.wakes.finish(start, outcome.map(|_| ()));
+        if started {
+            // The ready container (if there was one) is used: a new one for the next time the
+            // funko is at zero.
+            let funko = self.table.load().get(&name).cloned();
+            if let Some(funko) = funko {
+                self.keep_ready(&funko, &ops).await;
+            }
+        }
+        if unpaused {
+            // Off the requests' path: the thawed instance becomes the saved scale, so the
+            // autoscaler looks after it again.
+            let _serial = ops.serial.lock().await;
+            if let Err(err) = self.lifecycle.save_running(&name).await {
+                tracing::warn!(funko = %name, error = %err, "cold start: the scale was not saved");
+            }
+        }
+    }
+
+    /// For a funko that pauses its idle instances: thaws one paused instance and lets the
+    /// requests go as soon as the thaw returns (it was healthy when it was paused). `None`
+    /// when the funko has no paused instance (a start is needed).
+    async fn unpause_one(&self, name: &str, ops: &FunkoOps) -> Option<Result<(), String>> {
+        let instance = {
+            let table = self.table.load();
+            let funko = table.get(name)?;
+            funko
+                .instances
+                .iter()
+                .find(|i| i.state.is_paused())
+                .cloned()?
+        };
+        let _serial = ops.serial.lock().await;
+        match self.lifecycle.unpause(name, &instance.id).await {
+            Ok(()) => {
+                instance.state.set_paused(false);
+                Some(Ok(()))
+            }
+            Err(err) => Some(Err(err.to_string())),
+        }
     }
 
     async fn start_one(&self, name: &str, ops: &FunkoOps, began: Instant) -> Result<(), String> {

@@ -49,17 +49,59 @@ impl Orchestrate for Containers<'_> {
         scale: u32,
         report: &mut (dyn FnMut(String) + Send),
     ) -> Result<(), LifecycleError> {
-        let (running, leftovers) = self.containers(funko).await?;
-        for container in leftovers {
-            if let Some(id) = &container.id {
-                docker::remove_container(&self.docker, id).await?;
-                report(format!(
-                    "removed exited container {}",
-                    docker::display_name(&container)
-                ));
-            }
-        }
+        let (mut running, leftovers) = self.containers(funko).await?;
         let target = scale as usize;
+        let latest = match leftovers.iter().any(is_ready) {
+            true => Some(self.latest_image(funko).await?),
+            false => None,
+        };
+        for container in leftovers {
+            let Some(id) = &container.id else { continue };
+            let name = docker::display_name(&container);
+            if is_ready(&container)
+                && let Some((image, user)) = &latest
+                && container.image_id.as_deref() == Some(image.as_str())
+            {
+                // A ready container of the newest image: started when one more is wanted (no
+                // create), else kept for the next wake.
+                if running.len() < target {
+                    let started = self.start_ready(funko, &container, image, user).await?;
+                    if let Err(err) = self.wait_ready(&started).await {
+                        let _ = docker::remove_container(&self.docker, id).await;
+                        return Err(err);
+                    }
+                    report(format!("started ready container {started}"));
+                    running.push(RunningInstance {
+                        id: id.clone(),
+                        name: started,
+                        image_id: image.clone(),
+                        created: container.created.unwrap_or_default(),
+                    });
+                }
+                continue;
+            }
+            // A paused instance (`scaling.zero: pause`) is the fastest way to one more: thawed
+            // rather than removed, while more are wanted.
+            if container.state == Some(ContainerSummaryStateEnum::PAUSED) && running.len() < target
+            {
+                docker::unpause_container(&self.docker, id).await?;
+                report(format!("unpaused {name}"));
+                running.push(RunningInstance {
+                    id: id.clone(),
+                    name: docker::container_name(&container).unwrap_or_default(),
+                    image_id: container.image_id.clone().unwrap_or_default(),
+                    created: container.created.unwrap_or_default(),
+                });
+                continue;
+            }
+            docker::remove_container(&self.docker, id).await?;
+            report(format!(
+                "removed {} container {name}",
+                container
+                    .state
+                    .map_or_else(|| "stopped".to_string(), |s| s.to_string())
+            ));
+        }
         if running.len() < target {
             let (image, user) = self.latest_image(funko).await?;
             for _ in running.len()..target {
@@ -137,6 +179,15 @@ impl Orchestrate for Containers<'_> {
     }
 }
 
+/// Whether a container is a ready one (created by [`Containers::prepare`], not started).
+fn is_ready(container: &ContainerSummary) -> bool {
+    container.state == Some(ContainerSummaryStateEnum::CREATED)
+        && container
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(conventions::READY_LABEL))
+}
+
 impl Containers<'_> {
     /// The funko's containers: running ones (oldest first) and the rest; canary instances are
     /// in neither (see [`Containers::canaries`]).
@@ -184,6 +235,38 @@ impl Containers<'_> {
         image_user: &str,
         labels: Vec<(String, String)>,
     ) -> Result<String, LifecycleError> {
+        let spec = self.spec(funko, image, image_user, labels).await?;
+        docker::create_instance(&self.docker, &spec).await?;
+        Ok(spec.name)
+    }
+
+    /// The spec of a new instance of `image`, its secrets handed to the image's user first.
+    async fn spec(
+        &self,
+        funko: &str,
+        image: &str,
+        image_user: &str,
+        labels: Vec<(String, String)>,
+    ) -> Result<InstanceSpec, LifecycleError> {
+        let secrets_dir = self.secrets_for(funko, image, image_user).await?;
+        Ok(InstanceSpec {
+            funko: funko.to_string(),
+            name: conventions::instance_name(funko, &conventions::random_suffix()),
+            image: image.to_string(),
+            network: self.network.clone(),
+            secrets_dir,
+            labels,
+        })
+    }
+
+    /// The funko's secrets folder, its files handed to the image's user (a numeric non-root
+    /// `USER`) when they are not yet.
+    async fn secrets_for(
+        &self,
+        funko: &str,
+        image: &str,
+        image_user: &str,
+    ) -> Result<std::path::PathBuf, LifecycleError> {
         let secrets_dir = self.secrets.ensure_funko_dir(funko)?;
         if crate::engine::handover::needed(image_user) {
             let pending = crate::engine::handover::still_ours(&secrets_dir).map_err(|source| {
@@ -203,16 +286,76 @@ impl Containers<'_> {
         } else if let Some((uid, gid)) = numeric_user(image_user) {
             self.secrets.give_to(funko, uid, gid)?;
         }
-        let name = conventions::instance_name(funko, &conventions::random_suffix());
+        Ok(secrets_dir)
+    }
+
+    /// Keeps one ready container of the funko's newest image (created, not started), so that
+    /// the next wake starts it rather than creating one; ready containers of older images are
+    /// removed. Returns whether one was made.
+    pub(crate) async fn prepare(
+        &self,
+        funko: &str,
+        report: Report<'_>,
+    ) -> Result<bool, LifecycleError> {
+        let (image, user) = self.latest_image(funko).await?;
+        let (_, leftovers) = self.containers(funko).await?;
+        let mut kept = false;
+        for container in leftovers.iter().filter(|c| is_ready(c)) {
+            if !kept && container.image_id.as_deref() == Some(image.as_str()) {
+                kept = true;
+                continue;
+            }
+            if let Some(id) = &container.id {
+                docker::remove_container(&self.docker, id).await?;
+                report(format!(
+                    "removed ready container {}",
+                    docker::display_name(container)
+                ));
+            }
+        }
+        if kept {
+            return Ok(false);
+        }
+        let spec = self
+            .spec(
+                funko,
+                &image,
+                &user,
+                vec![(conventions::READY_LABEL.to_string(), "true".to_string())],
+            )
+            .await?;
+        docker::create_only(&self.docker, &spec).await?;
+        report(format!(
+            "ready container {} created (not started)",
+            spec.name
+        ));
+        Ok(true)
+    }
+
+    /// Starts a ready container for a wake, its secrets handed over as for a new one.
+    async fn start_ready(
+        &self,
+        funko: &str,
+        container: &ContainerSummary,
+        image: &str,
+        user: &str,
+    ) -> Result<String, LifecycleError> {
+        let secrets_dir = self.secrets_for(funko, image, user).await?;
+        let name = docker::container_name(container).unwrap_or_default();
         let spec = InstanceSpec {
             funko: funko.to_string(),
             name: name.clone(),
             image: image.to_string(),
             network: self.network.clone(),
             secrets_dir,
-            labels,
+            labels: Vec::new(),
         };
-        docker::create_instance(&self.docker, &spec).await?;
+        docker::start_created(
+            &self.docker,
+            container.id.as_deref().unwrap_or(&name),
+            &spec,
+        )
+        .await?;
         Ok(name)
     }
 

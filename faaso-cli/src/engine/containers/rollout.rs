@@ -1,12 +1,13 @@
 //! `deploy` on one engine: for each container that runs an older image, start one of the new
 //! image, wait until it is ready, then stop an old one. The first new container is the canary:
 //! if it never becomes ready it is removed, the old ones keep serving, and `:latest` is put
-//! back on the image they run.
+//! back on the image they run. Paused instances are removed first: they would wake as the old
+//! release.
 
 use super::Containers;
 use crate::conventions::{self, image_repo};
 use crate::engine::docker;
-use crate::engine::{Deployed, LifecycleError, Orchestrate, Report, short_id};
+use crate::engine::{Deployed, LifecycleError, Report, short_id};
 
 impl Containers<'_> {
     pub(super) async fn roll_out(
@@ -15,7 +16,29 @@ impl Containers<'_> {
         report: Report<'_>,
     ) -> Result<Deployed, LifecycleError> {
         let (image, user) = self.latest_image(funko).await?;
-        let running = self.running(funko).await?;
+        // Paused instances (`scaling.zero: pause`) would wake as the old release: they go, and
+        // the next request starts the new one.
+        let (running, leftovers) = self.containers(funko).await?;
+        let mut paused = 0;
+        for container in leftovers
+            .iter()
+            .filter(|c| c.state == Some(bollard::models::ContainerSummaryStateEnum::PAUSED))
+        {
+            if let Some(id) = &container.id {
+                docker::remove_container(&self.docker, id).await?;
+                report(format!(
+                    "removed paused {}: the next request starts the new release",
+                    docker::display_name(container)
+                ));
+                paused += 1;
+            }
+        }
+        if running.is_empty() && paused > 0 {
+            return Ok(Deployed {
+                replaced: paused,
+                current: 0,
+            });
+        }
         if running.is_empty() {
             return Err(LifecycleError::NotRunning {
                 funko: funko.to_string(),
