@@ -442,11 +442,12 @@ def cold_start_latency(gateway_url, trials, proxies, kind="ready"):
     for n in range(trials + 1):
         deadline = time.time() + 20
         while containers("running") or (kind == "unpause" and n > 0 and not containers("paused")) \
-                or (kind == "ready" and n > 0 and not containers("created", "faaso.ready")):
+                or (kind != "unpause" and n > 0 and not containers("created", "faaso.ready")):
             if time.time() > deadline:
                 raise RuntimeError(f"{funko} not at zero ({kind}) 20 s after its last request")
             time.sleep(0.05)
         if kind == "create":
+            # The ready container the gateway left (waited for above) goes: the wake creates.
             for ready in containers("created", "faaso.ready"):
                 docker_api("DELETE", f"/containers/{ready}?force=1")
         # Discovery has seen the change when the instance is out of the routing table; a new

@@ -12,11 +12,10 @@
 //! one by one (a new one ready before an old one stops), then stops the canary instances;
 //! `faaso rollback <name>` stops them and leaves the serving release as it is. Every stop is a
 //! SIGTERM the gateway sees first, so requests in flight finish and none fails.
-
-use crate::conventions::validate_name;
-use crate::engine::containers::Containers;
-use crate::engine::swarm::Swarm;
-use crate::engine::{Lifecycle, LifecycleError, Orchestrator, Report};
+//!
+//! This module holds what the orchestrators' canaries share (the tag, what an operation did);
+//! the operations are `Lifecycle::deploy_canary`, `promote` and `rollback` in
+//! [`crate::engine::deploy`].
 
 /// The tag of a canary's image.
 pub const CANARY_TAG: &str = "canary";
@@ -82,71 +81,6 @@ impl CanaryEnded {
                 if self.stopped == 1 { "" } else { "s" },
                 self.image
             )
-        }
-    }
-}
-
-impl Lifecycle {
-    /// Starts a canary of the funko's newest image with `percent` of its requests.
-    pub async fn deploy_canary(
-        &self,
-        funko: &str,
-        percent: u32,
-        sticky: bool,
-        report: Report<'_>,
-    ) -> Result<CanaryStarted, LifecycleError> {
-        validate_name(funko)?;
-        let percent = u8::try_from(percent)
-            .ok()
-            .filter(|p| (1..=99).contains(p))
-            .ok_or(LifecycleError::CanaryShare { percent })?;
-        let _lock = self.state.lock(funko, self.lock_timeout).await?;
-        match self.orchestrator {
-            Orchestrator::Docker => {
-                Containers(self)
-                    .start_canary(funko, percent, sticky, report)
-                    .await
-            }
-            Orchestrator::Swarm => {
-                Swarm(self)
-                    .start_canary(funko, percent, sticky, report)
-                    .await
-            }
-        }
-    }
-
-    /// Makes the canary's image the one that serves, then stops the canary instances.
-    pub async fn promote(
-        &self,
-        funko: &str,
-        report: Report<'_>,
-    ) -> Result<CanaryEnded, LifecycleError> {
-        validate_name(funko)?;
-        let _lock = self.state.lock(funko, self.lock_timeout).await?;
-        match self.orchestrator {
-            Orchestrator::Docker => Containers(self).promote(funko, report).await,
-            Orchestrator::Swarm => Swarm(self).promote(funko, report).await,
-        }
-    }
-
-    /// Whether the funko has canary instances.
-    pub async fn has_canary(&self, funko: &str) -> Result<bool, LifecycleError> {
-        match self.orchestrator {
-            Orchestrator::Swarm => Swarm(self).has_canary_service(funko).await,
-            Orchestrator::Docker => Ok(!Containers(self).canaries(funko).await?.is_empty()),
-        }
-    }
-
-    /// Ends a canary: its instances stop, the serving release stays (the lock is the
-    /// caller's).
-    pub(crate) async fn end_canary_locked(
-        &self,
-        funko: &str,
-        report: Report<'_>,
-    ) -> Result<CanaryEnded, LifecycleError> {
-        match self.orchestrator {
-            Orchestrator::Docker => Containers(self).end_canary(funko, report).await,
-            Orchestrator::Swarm => Swarm(self).end_canary(funko, report).await,
         }
     }
 }

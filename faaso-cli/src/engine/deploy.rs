@@ -12,8 +12,13 @@
 //! [`crate::engine::canary`]). Releases are the image's `<unix-seconds>` tags.
 
 use crate::conventions::{self, image_repo, validate_name};
+use crate::engine::canary::{CanaryEnded, CanaryStarted};
+use crate::engine::containers::Containers;
 use crate::engine::docker;
-use crate::engine::{Deployed, Lifecycle, LifecycleError, Orchestrate, short_id};
+use crate::engine::swarm::Swarm;
+use crate::engine::{
+    Deployed, Lifecycle, LifecycleError, Orchestrate, Orchestrator, Report, short_id,
+};
 
 impl Lifecycle {
     /// Rolls the funko's instances over to its newest image.
@@ -131,5 +136,71 @@ impl Lifecycle {
             deployed: Some(deployed),
             canary: None,
         })
+    }
+}
+
+/// Canary releases (see [`crate::engine::canary`]).
+impl Lifecycle {
+    /// Starts a canary of the funko's newest image with `percent` of its requests.
+    pub async fn deploy_canary(
+        &self,
+        funko: &str,
+        percent: u32,
+        sticky: bool,
+        report: Report<'_>,
+    ) -> Result<CanaryStarted, LifecycleError> {
+        validate_name(funko)?;
+        let percent = u8::try_from(percent)
+            .ok()
+            .filter(|p| (1..=99).contains(p))
+            .ok_or(LifecycleError::CanaryShare { percent })?;
+        let _lock = self.state.lock(funko, self.lock_timeout).await?;
+        match self.orchestrator {
+            Orchestrator::Docker => {
+                Containers(self)
+                    .start_canary(funko, percent, sticky, report)
+                    .await
+            }
+            Orchestrator::Swarm => {
+                Swarm(self)
+                    .start_canary(funko, percent, sticky, report)
+                    .await
+            }
+        }
+    }
+
+    /// Makes the canary's image the one that serves, then stops the canary instances.
+    pub async fn promote(
+        &self,
+        funko: &str,
+        report: Report<'_>,
+    ) -> Result<CanaryEnded, LifecycleError> {
+        validate_name(funko)?;
+        let _lock = self.state.lock(funko, self.lock_timeout).await?;
+        match self.orchestrator {
+            Orchestrator::Docker => Containers(self).promote(funko, report).await,
+            Orchestrator::Swarm => Swarm(self).promote(funko, report).await,
+        }
+    }
+
+    /// Whether the funko has canary instances.
+    pub async fn has_canary(&self, funko: &str) -> Result<bool, LifecycleError> {
+        match self.orchestrator {
+            Orchestrator::Swarm => Swarm(self).has_canary_service(funko).await,
+            Orchestrator::Docker => Ok(!Containers(self).canaries(funko).await?.is_empty()),
+        }
+    }
+
+    /// Ends a canary: its instances stop, the serving release stays (the lock is the
+    /// caller's).
+    pub(crate) async fn end_canary_locked(
+        &self,
+        funko: &str,
+        report: Report<'_>,
+    ) -> Result<CanaryEnded, LifecycleError> {
+        match self.orchestrator {
+            Orchestrator::Docker => Containers(self).end_canary(funko, report).await,
+            Orchestrator::Swarm => Swarm(self).end_canary(funko, report).await,
+        }
     }
 }
