@@ -81,13 +81,23 @@ impl Browser {
             .unwrap_or_else(|e| panic!("open {url}: {e}"));
     }
 
-    /// The text of the first element matching `css`, waiting up to 10 s for it to appear.
+    /// The text of the first element matching `css`, waiting up to 10 s for it to appear. The
+    /// pages refresh parts of themselves (the overview's rows every few seconds): an element
+    /// replaced between the find and the read is found again, a few times.
     pub async fn text(&self, css: &str) -> String {
-        self.element(css)
-            .await
-            .text()
-            .await
-            .unwrap_or_else(|e| panic!("text of {css}: {e}"))
+        let mut tries = 0;
+        loop {
+            match self.element(css).await.text().await {
+                Ok(text) => return text,
+                Err(fantoccini::error::CmdError::Standard(e))
+                    if e.error == fantoccini::error::ErrorStatus::StaleElementReference
+                        && tries < 5 =>
+                {
+                    tries += 1;
+                }
+                Err(e) => panic!("text of {css}: {e}"),
+            }
+        }
     }
 
     /// The first element matching `css`, waiting up to 10 s for it to appear.

@@ -320,6 +320,14 @@ impl Lifecycle {
         Ok((info.id.unwrap_or(image), user))
     }
 
+    /// The short id of `faaso-<funko>:latest`, for summaries (empty if it is gone).
+    pub(crate) async fn latest_short(&self, funko: &str) -> String {
+        self.latest_image(funko)
+            .await
+            .map(|(id, _)| short_id(&id).to_string())
+            .unwrap_or_default()
+    }
+
     pub(crate) fn stop_seconds(&self) -> i32 {
         i32::try_from(self.stop_grace.as_secs()).unwrap_or(i32::MAX)
     }

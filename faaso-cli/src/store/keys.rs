@@ -40,7 +40,7 @@ pub fn hash(key: &[u8]) -> KeyHash {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error(
-        "invalid key name {name:?}: use letters, digits, `.`, `_` and `-`, at most 64 characters"
+        "invalid key name {name:?}: use letters, digits, `.`, `_` and `-` (not `.` or `..`), at most 64 characters"
     )]
     InvalidName { name: String },
     #[error(transparent)]
@@ -86,14 +86,9 @@ struct StoredKey {
     blake2b: String,
 }
 
-/// Checks a key's name: letters, digits, `.`, `_`, `-`, at most 64 characters.
+/// Checks a key's name: letters, digits, `.`, `_`, `-` (not `.` or `..`), at most 64 characters.
 pub fn validate_key_name(name: &str) -> Result<(), KeyError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
+    if crate::store::files::is_plain_name(name, 64) {
         Ok(())
     } else {
         Err(KeyError::InvalidName {

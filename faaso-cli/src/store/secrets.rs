@@ -40,14 +40,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SecretError + '_ {
 
 /// Checks a secret name: a plain file name.
 pub fn validate_secret_name(name: &str) -> Result<(), SecretError> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
+    if crate::store::files::is_plain_name(name, 128) {
         Ok(())
     } else {
         Err(SecretError::InvalidName {

@@ -208,11 +208,13 @@ impl InstanceState {
     /// A pause ends a drain and keeps its health: it was serving before the pause.
     fn mark_paused(&self, paused: bool) {
         if paused {
+            // Only the pause itself ends the drain that came before it: a paused instance
+            // drained afterwards (to be stopped) stays drained.
             if !self.paused.swap(true, Ordering::AcqRel) {
                 self.paused_at.store(unix_ms(), Ordering::Relaxed);
-            }
-            if self.draining.swap(false, Ordering::AcqRel) {
-                self.up.store(true, Ordering::Relaxed);
+                if self.draining.swap(false, Ordering::AcqRel) {
+                    self.up.store(true, Ordering::Relaxed);
+                }
             }
         } else {
             self.paused.store(false, Ordering::Release);
@@ -309,6 +311,14 @@ mod tests {
         // Lists that agree are always taken.
         state.observe_paused(false);
         assert!(!state.is_paused());
+        // Drained while paused (to be stopped after pause_max): the thaw that `docker stop`
+        // makes first does not bring it back.
+        let stopping = InstanceState::default();
+        stopping.observe_paused(true);
+        stopping.drain();
+        stopping.observe_paused(true);
+        stopping.observe_paused(false);
+        assert!(!stopping.is_up() && stopping.is_draining());
         // Paused by someone else (`docker pause`): seen at the next list after the grace.
         let other = InstanceState::default();
         other.observe_paused(true);

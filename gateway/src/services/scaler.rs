@@ -293,11 +293,12 @@ impl Scaler {
         funko: &Arc<crate::routing::table::Funko<crate::metrics::FunkoMetrics>>,
     ) {
         let limit = funko.settings.pause_max();
-        let stale: Vec<String> = funko
+        let stale: Vec<&Arc<Instance>> = funko
             .instances
             .iter()
-            .filter(|i| i.state.paused_for().is_some_and(|paused| paused > limit))
-            .map(|i| i.id.clone())
+            .filter(|i| {
+                !i.state.is_draining() && i.state.paused_for().is_some_and(|paused| paused > limit)
+            })
             .collect();
         if stale.is_empty() {
             return;
@@ -306,6 +307,12 @@ impl Scaler {
         if ops.busy.swap(true, Ordering::AcqRel) {
             return;
         }
+        // Out of routing for good first: `docker stop` thaws a paused container before it
+        // stops it, and no request may reach it then.
+        for instance in &stale {
+            instance.state.drain();
+        }
+        let stale: Vec<String> = stale.iter().map(|i| i.id.clone()).collect();
         let shared = Arc::clone(shared);
         let name = Arc::clone(&funko.name);
         tokio::spawn(async move {

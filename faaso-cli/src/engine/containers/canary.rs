@@ -164,16 +164,11 @@ impl Containers<'_> {
             });
         }
         let stopped = self.stop_canaries(funko, &canaries, report).await?;
-        let image = self
-            .latest_image(funko)
-            .await
-            .map(|(id, _)| short_id(&id).to_string())
-            .unwrap_or_default();
         Ok(CanaryEnded {
             promoted: false,
             replaced: 0,
             stopped,
-            image,
+            image: self.latest_short(funko).await,
         })
     }
 

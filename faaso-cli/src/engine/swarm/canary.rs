@@ -21,14 +21,7 @@ pub const CANARY_SUFFIX: &str = "-canary";
 impl Swarm<'_> {
     /// The funko's canary service, if it exists.
     async fn canary_service(&self, funko: &str) -> Result<Option<Service>, LifecycleError> {
-        let name = canary_service_name(funko);
-        match self.docker.inspect_service(&name, None).await {
-            Ok(service) => Ok(Some(service)),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(None),
-            Err(source) => Err(DockerError::call(format!("inspect service {name}"))(source).into()),
-        }
+        self.service_named(&canary_service_name(funko)).await
     }
 
     pub(crate) async fn has_canary_service(&self, funko: &str) -> Result<bool, LifecycleError> {
@@ -125,16 +118,11 @@ impl Swarm<'_> {
         let deployed = self.update_image(funko, report).await?;
         let stopped = replicas_of(&canary);
         self.remove_canary_service(funko, report).await?;
-        let image = self
-            .latest_image(funko)
-            .await
-            .map(|(id, _)| short_id(&id).to_string())
-            .unwrap_or_default();
         Ok(CanaryEnded {
             promoted: true,
             replaced: deployed.replaced,
             stopped,
-            image,
+            image: self.latest_short(funko).await,
         })
     }
 
@@ -150,16 +138,11 @@ impl Swarm<'_> {
         };
         let stopped = replicas_of(&canary);
         self.remove_canary_service(funko, report).await?;
-        let image = self
-            .latest_image(funko)
-            .await
-            .map(|(id, _)| short_id(&id).to_string())
-            .unwrap_or_default();
         Ok(CanaryEnded {
             promoted: false,
             replaced: 0,
             stopped,
-            image,
+            image: self.latest_short(funko).await,
         })
     }
 
@@ -189,35 +172,6 @@ impl Swarm<'_> {
             docker::remove_image(&self.docker, &tag).await?;
         }
         Ok(())
-    }
-
-    /// Waits until exactly `count` of a service's tasks run.
-    async fn wait_for_service_tasks(&self, name: &str, count: usize) -> Result<(), LifecycleError> {
-        let started = Instant::now();
-        loop {
-            let tasks = self.tasks_of_service(name).await?;
-            let running = tasks.iter().filter(|t| task_running(t)).count();
-            if running == count && tasks.len() == count {
-                return Ok(());
-            }
-            if started.elapsed() > self.ready_timeout {
-                let errors: Vec<String> = tasks
-                    .iter()
-                    .filter_map(|t| t.status.as_ref())
-                    .filter_map(|s| s.err.clone().or_else(|| s.message.clone()))
-                    .collect();
-                return Err(LifecycleError::NotReady {
-                    instance: name.to_string(),
-                    reason: format!(
-                        "{running} of {count} tasks running after {:?} ({})",
-                        self.ready_timeout,
-                        errors.join("; ")
-                    ),
-                    logs: String::new(),
-                });
-            }
-            tokio::time::sleep(self.ready_poll).await;
-        }
     }
 }
 

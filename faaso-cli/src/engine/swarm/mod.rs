@@ -284,20 +284,20 @@ impl Swarm<'_> {
 
     /// The funko's service, if it exists.
     pub async fn service(&self, funko: &str) -> Result<Option<Service>, LifecycleError> {
-        match self
-            .docker
-            .inspect_service(&service_name(funko), None)
-            .await
-        {
+        self.service_named(&service_name(funko)).await
+    }
+
+    /// The service named `name` (exactly), if it exists.
+    pub(super) async fn service_named(
+        &self,
+        name: &str,
+    ) -> Result<Option<Service>, LifecycleError> {
+        match self.docker.inspect_service(name, None).await {
             Ok(service) => Ok(Some(service)),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(None),
-            Err(source) => Err(DockerError::call(format!(
-                "inspect service {}",
-                service_name(funko)
-            ))(source)
-            .into()),
+            Err(source) => Err(DockerError::call(format!("inspect service {name}"))(source).into()),
         }
     }
 

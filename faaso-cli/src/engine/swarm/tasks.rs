@@ -242,11 +242,6 @@ impl Swarm<'_> {
         Ok(running)
     }
 
-    /// The funko's running tasks.
-    pub(super) async fn service_tasks(&self, funko: &str) -> Result<Vec<Task>, LifecycleError> {
-        self.tasks_of_service(&service_name(funko)).await
-    }
-
     /// The tasks Swarm wants running of the service `name` (and only of it: the filter
     /// matches names by prefix, so `faaso-x` would take `faaso-x-canary`'s too).
     pub(super) async fn tasks_of_service(&self, name: &str) -> Result<Vec<Task>, LifecycleError> {
@@ -271,13 +266,7 @@ impl Swarm<'_> {
 
     /// A service's id, by its exact name.
     async fn service_id(&self, name: &str) -> Result<Option<String>, LifecycleError> {
-        match self.docker.inspect_service(name, None).await {
-            Ok(service) => Ok(service.id),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(None),
-            Err(source) => Err(DockerError::call(format!("inspect service {name}"))(source).into()),
-        }
+        Ok(self.service_named(name).await?.and_then(|s| s.id))
     }
 
     /// Waits until exactly `count` of the funko's tasks run.
@@ -286,9 +275,19 @@ impl Swarm<'_> {
         funko: &str,
         count: usize,
     ) -> Result<(), LifecycleError> {
+        self.wait_for_service_tasks(&service_name(funko), count)
+            .await
+    }
+
+    /// Waits until exactly `count` of the service `name`'s tasks run.
+    pub(super) async fn wait_for_service_tasks(
+        &self,
+        name: &str,
+        count: usize,
+    ) -> Result<(), LifecycleError> {
         let started = Instant::now();
         loop {
-            let tasks = self.service_tasks(funko).await?;
+            let tasks = self.tasks_of_service(name).await?;
             let running = tasks.iter().filter(|t| task_running(t)).count();
             if running == count && tasks.len() == count {
                 return Ok(());
@@ -300,7 +299,7 @@ impl Swarm<'_> {
                     .filter_map(|s| s.err.clone().or_else(|| s.message.clone()))
                     .collect();
                 return Err(LifecycleError::NotReady {
-                    instance: service_name(funko),
+                    instance: name.to_string(),
                     reason: format!(
                         "{running} of {count} tasks running after {:?} ({})",
                         self.ready_timeout,
