@@ -946,8 +946,15 @@ def main():
                    "https": https, "connection_memory": memory, "async": calls,
                    "discovery": discovery, "cold_start": cold}, f, indent=2)
     log(f"results written to {args.json}")
+    # Only the gateway's runs decide the exit code: an anchor that gives up (Caddy or the
+    # direct path timing out at 1,024 connections) is a figure to read, not our failure.
     failed = [r for r in results + https + ([calls["accepted"]] if calls else [])
-              if r["rps"] == 0 or r["errors"] > 0]
+              if r["target"].startswith("gateway") and (r["rps"] == 0 or r["errors"] > 0)]
+    anchors = [r for r in results + https if not r["target"].startswith("gateway")
+               and (r["rps"] == 0 or r["errors"] > 0)]
+    for r in anchors:
+        log(f"anchor with errors (not a failure): {r['target']} "
+            f"{r.get('load') or str(r['connections']) + ' conns, ' + r['size']}: {r['errors']} errors")
     if failed:
         named = [(r["target"], r.get("load") or f"{r['connections']} conns, {r['size']}") for r in failed]
         sys.exit(f"runs with errors or no throughput: {named}")

@@ -213,6 +213,48 @@ impl GatewayProcess {
             .expect("VmHWM in /proc status")
     }
 
+    /// The TCP ports the gateway process listens on, read from `/proc` (its socket
+    /// descriptors matched against the kernel's listening sockets). A port the gateway does
+    /// not hold may still answer: another test's process can have taken the same free port.
+    pub fn listening_ports(&self) -> Vec<u16> {
+        let pid = self.child.id();
+        let inodes: std::collections::HashSet<String> =
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .expect("the gateway's descriptors can be listed")
+                .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+                .filter_map(|target| {
+                    let target = target.to_string_lossy().into_owned();
+                    let inode = target.strip_prefix("socket:[")?.strip_suffix(']')?;
+                    Some(inode.to_string())
+                })
+                .collect();
+        let mut ports = Vec::new();
+        for table in ["tcp", "tcp6"] {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}"))
+                .unwrap_or_default();
+            for line in text.lines().skip(1) {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                // local_address is `HEX_IP:HEX_PORT`, state 0A is LISTEN, the inode is field 9.
+                let (Some(local), Some(state), Some(inode)) =
+                    (fields.get(1), fields.get(3), fields.get(9))
+                else {
+                    continue;
+                };
+                if *state != "0A" || !inodes.contains(*inode) {
+                    continue;
+                }
+                if let Some(port) = local
+                    .rsplit(':')
+                    .next()
+                    .and_then(|hex| u16::from_str_radix(hex, 16).ok())
+                {
+                    ports.push(port);
+                }
+            }
+        }
+        ports
+    }
+
     /// The config file the gateway runs with.
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("faaso.yml")
