@@ -76,14 +76,26 @@ pub const SUFFIX_LEN: usize = 6;
 /// Longest funko name.
 pub const MAX_NAME_LEN: usize = 48;
 
+/// Names no funko can have, so that FaaSO's own images and containers are never taken for
+/// funkos: the gateway's image is `faaso-gateway` and its container `faaso-proxy`.
+pub const RESERVED_NAMES: [&str; 2] = ["gateway", "proxy"];
+
 /// Why a funko name was refused; the message states the rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid funko name {name:?}: use 1 to 48 characters from a-z, 0-9 and _, starting with a \
-     letter or digit (Docker image names are lowercase; `-` separates the instance suffix)"
-)]
+#[error("invalid funko name {name:?}: {}", name_rule(.name))]
 pub struct InvalidName {
     pub name: String,
+}
+
+/// The rule a refused name broke.
+fn name_rule(name: &str) -> &'static str {
+    if RESERVED_NAMES.contains(&name) {
+        "gateway and proxy are reserved (FaaSO's own image faaso-gateway and container \
+         faaso-proxy)"
+    } else {
+        "use 1 to 48 characters from a-z, 0-9 and _, starting with a letter or digit (Docker \
+         image names are lowercase; `-` separates the instance suffix)"
+    }
 }
 
 /// Checks a funko name against `^[a-z0-9][a-z0-9_]{0,47}$`.
@@ -97,8 +109,12 @@ pub fn validate_name(name: &str) -> Result<(), InvalidName> {
     }
 }
 
-/// Whether `name` matches `^[a-z0-9][a-z0-9_]{0,47}$`.
+/// Whether `name` matches `^[a-z0-9][a-z0-9_]{0,47}$` and is not reserved
+/// ([`RESERVED_NAMES`]).
 pub fn is_valid_name(name: &str) -> bool {
+    if RESERVED_NAMES.contains(&name) {
+        return false;
+    }
     let bytes = name.as_bytes();
     match bytes.first() {
         Some(first) if first.is_ascii_lowercase() || first.is_ascii_digit() => {}
@@ -116,6 +132,40 @@ pub fn funko_of_image(tag: &str) -> Option<&str> {
     let repo = tag.rsplit_once(':').map_or(tag, |(repo, _)| repo);
     let name = repo.strip_prefix(PREFIX)?;
     is_valid_name(name).then_some(name)
+}
+
+/// The known name closest to a mistyped `name`, to suggest it: within an edit distance of a
+/// third of the name's length (at least 1); the first of equally close ones.
+pub fn nearest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (name.chars().count() / 3).max(1);
+    known
+        .into_iter()
+        .filter(|candidate| *candidate != name)
+        .map(|candidate| (edit_distance(name, candidate), candidate))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions), on characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// `; did you mean <name>?` after a message about a funko that does not exist, when a known
+/// name is close; empty otherwise.
+pub fn did_you_mean<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+    nearest(name, known).map_or_else(String::new, |n| format!("; did you mean {n}?"))
 }
 
 /// The image repository of a funko: `faaso-<name>`.
@@ -188,6 +238,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_near_name_is_suggested() {
+        let known = ["hello", "hello_world", "orders", "ab"];
+        assert_eq!(nearest("helo", known), Some("hello"));
+        assert_eq!(nearest("order", known), Some("orders"));
+        assert_eq!(nearest("hello_wrld", known), Some("hello_world"));
+        assert_eq!(nearest("billing", known), None);
+        assert_eq!(nearest("hello", known), None, "not itself");
+        assert_eq!(
+            nearest("xy", known),
+            None,
+            "two letters apart is too far for two"
+        );
+        assert_eq!(did_you_mean("helo", known), "; did you mean hello?");
+        assert_eq!(did_you_mean("zzz", known), "");
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
     fn names_follow_the_regex() {
         for good in ["a", "hello", "hello_world", "0abc", &"a".repeat(48)] {
             assert!(is_valid_name(good), "{good}");
@@ -195,6 +263,11 @@ mod tests {
         for bad in ["", "_a", "Hello", "a-b", "a.b", "é", &"a".repeat(49)] {
             assert!(!is_valid_name(bad), "{bad}");
         }
+        // FaaSO's own image and container are never funkos.
+        assert_eq!(funko_of_image("faaso-gateway:latest"), None);
+        assert!(parse_instance_name("faaso-proxy").is_none());
+        let err = validate_name("gateway").unwrap_err().to_string();
+        assert!(err.contains("reserved"), "{err}");
         let err = validate_name("Bad-Name").unwrap_err().to_string();
         assert!(
             err.contains("\"Bad-Name\"") && err.contains("a-z, 0-9 and _"),
@@ -272,6 +345,8 @@ mod properties {
         matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
             && name.len() <= 48
             && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && name != "gateway"
+            && name != "proxy"
     }
 
     proptest! {

@@ -39,6 +39,8 @@ pub struct FunkoSpec {
     pub settings: crate::settings::Settings,
     /// `triggers:`, also written as image labels.
     pub triggers: Vec<crate::triggers::Trigger>,
+    /// `base_image:`, the images the runtime's stages start from (empty: the runtime's own).
+    pub base_image: crate::base_image::BaseImages,
 }
 
 /// Why a funko folder cannot be used.
@@ -91,6 +93,8 @@ struct RawSpec {
     access: Option<serde_yaml::Value>,
     #[serde(default)]
     domains: Option<serde_yaml::Value>,
+    #[serde(default)]
+    base_image: Option<serde_yaml::Value>,
 }
 
 impl FunkoSpec {
@@ -233,6 +237,8 @@ impl FunkoSpec {
                     message: err.to_string(),
                 }
             })?;
+        let base_image = crate::base_image::BaseImages::from_yaml(raw.base_image.as_ref())
+            .map_err(|m| top_level_error("base_image", m))?;
         Ok(FunkoSpec {
             folder: folder.to_path_buf(),
             name: raw.name,
@@ -240,6 +246,7 @@ impl FunkoSpec {
             options,
             settings,
             triggers,
+            base_image,
         })
     }
 }

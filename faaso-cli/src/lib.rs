@@ -6,6 +6,8 @@
 //! - [`settings`]: per-funko scaling, limits and async calls, as `funko.yml` sections and
 //!   Docker labels.
 //! - [`triggers`]: cron triggers, as `funko.yml`'s `triggers:` and Docker labels.
+//! - [`base_image`]: the base images a runtime's stages start from (`base_image`,
+//!   `FAASO_BASE_IMAGE_<RUNTIME>`).
 //! - [`units`]: durations and sizes as people write them.
 //! - [`build`]: from a funko folder to an image: runtimes, options, templates, build contexts,
 //!   `faaso new`, `faaso build`.
@@ -17,6 +19,7 @@
 //! The CLI binary (`src/main.rs`, `src/commands/`, `src/ui.rs`) is a thin layer of clap
 //! commands over these.
 
+pub mod base_image;
 pub mod build;
 #[cfg(feature = "cli")]
 pub mod client;

@@ -1,6 +1,5 @@
 //! The `faaso` command against a real Docker engine: `new` → `build` → a container of the image
-//! answers `/ping`; failed builds name their step; runtimes with base images from a registry
-//! are built when their base image is present locally.
+//! answers `/ping`; failed builds name their step (the other runtimes: `runtimes`).
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -156,53 +155,73 @@ async fn the_binary_runtime_refuses_what_cannot_start_from_scratch() {
     assert!(images.is_empty(), "nothing was built: {images:?}");
 }
 
-/// Builds a runtime whose base images come from a registry, when they are present locally
-/// (no registry is reachable in CI, so elsewhere this is skipped with the reason).
-async fn build_if_base_images_exist(runtime: &str, base_images: &[&str]) {
+/// The messages a new user meets first: `logs` of a funko that wrote nothing says so; a
+/// mistyped funko name gets the nearest one suggested; `status` warns in one line when no
+/// gateway answers on this machine.
+#[tokio::test]
+async fn first_hour_messages() {
     let docker = require_docker!();
-    for image in base_images {
-        if docker.inspect_image(image).await.is_err() {
-            faaso_tests::skip::skip(
-                &format!("cli::{runtime}_runtime_builds"),
-                &format!("base image {image} is not present locally (no registry here)"),
-            );
-            return;
-        }
-    }
     let cleanup = Cleanup::new();
     let dir = tempfile::tempdir().unwrap();
-    let name = unique_name(runtime);
+    let funko = unique_name("firsthour");
+    // Created, never started: an instance that has written nothing.
+    let image = testfunko::image(&docker).await;
+    let container = instance_name(&funko, &random_suffix());
+    let created = docker
+        .create_container(
+            Some(bollard::query_parameters::CreateContainerOptions {
+                name: Some(container.clone()),
+                ..Default::default()
+            }),
+            bollard::models::ContainerCreateBody {
+                image: Some(image),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    cleanup.container(created.id);
+    let mut faaso = faaso_tests::cli::Faaso::in_dir(dir.path());
+    let gateway_port = faaso_tests::gateway::free_port();
+    faaso.env = vec![(
+        "FAASO_LISTEN".to_string(),
+        format!("127.0.0.1:{gateway_port}"),
+    )];
+
+    let out = faaso.run(&["logs", &funko]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(text(&out.stdout), "");
     assert!(
-        faaso(dir.path(), &["new", "-r", runtime, &name])
-            .status
-            .success()
+        stderr.contains(&format!("no log lines from {funko} yet")),
+        "{stderr}"
     );
-    cleanup.image(format!("faaso-{name}:latest"));
-    let out = faaso(dir.path(), &["build", &name]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let latest = format!("faaso-{name}:latest");
-    let container = instance_name(&name, &random_suffix());
-    run_container(&docker, &cleanup, &container, &latest, NETWORK, &[], &[]).await;
-    let ip = ip_on_network(&docker, &container, NETWORK).await;
-    wait_for_status(
-        &format!("http://{ip}:3000/ping"),
-        200,
-        Duration::from_secs(60),
-    )
-    .await;
-}
 
-#[tokio::test]
-async fn flask_runtime_builds_when_its_base_image_is_present() {
-    build_if_base_images_exist("flask", &["python:3.12-slim"]).await;
-}
+    let typo = &funko[..funko.len() - 1];
+    for args in [["logs", typo], ["status", typo]] {
+        let out = faaso.run(&args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("funko {typo} does not exist"))
+                && stderr.contains(&format!("did you mean {funko}?")),
+            "{args:?}: {stderr}"
+        );
+    }
 
-#[tokio::test]
-async fn express_runtime_builds_when_its_base_image_is_present() {
-    build_if_base_images_exist("express", &["node:22-slim"]).await;
-}
-
-#[tokio::test]
-async fn axum_runtime_builds_when_its_base_images_are_present() {
-    build_if_base_images_exist("axum", &["rust:1-bookworm", "debian:bookworm-slim"]).await;
+    let out = faaso.run(&["status", &funko]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("no gateway answers"))
+        .collect();
+    assert_eq!(
+        warnings,
+        [format!(
+            "warning: no gateway answers on 127.0.0.1:{gateway_port}, so nothing routes \
+             requests to funkos; start one with `faaso-gateway &`"
+        )],
+        "{stderr}"
+    );
 }

@@ -17,6 +17,7 @@ mod metrics;
 mod network;
 mod protocol;
 mod routing;
+mod runtimes;
 mod scaling;
 mod smoke;
 mod swarm;

@@ -230,8 +230,8 @@ impl GatewayProcess {
                 .collect();
         let mut ports = Vec::new();
         for table in ["tcp", "tcp6"] {
-            let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}"))
-                .unwrap_or_default();
+            let text =
+                std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
             for line in text.lines().skip(1) {
                 let fields: Vec<&str> = line.split_whitespace().collect();
                 // local_address is `HEX_IP:HEX_PORT`, state 0A is LISTEN, the inode is field 9.

@@ -128,12 +128,14 @@ pub async fn build_context(
     let repo = image_repo(name);
     let latest = format!("{repo}:latest");
     let mut step = String::from("the start");
+    let mut from_image = None;
     let mut failure = None;
     let mut image_id = None;
     docker::build_image(docker, tar, &latest, no_cache, |output| match output {
         BuildOutput::Line(line) => {
             if let Some((number, total, instruction)) = parse_step(&line) {
                 step = format!("step {number}/{total} ({instruction})");
+                from_image = base_image_of(instruction).map(str::to_string);
                 on_event(BuildEvent::Step {
                     number,
                     total,
@@ -146,7 +148,10 @@ pub async fn build_context(
         BuildOutput::ImageId(id) => image_id = Some(id),
     })
     .await?;
-    if let Some(message) = failure {
+    if let Some(mut message) = failure {
+        if let Some(image) = from_image {
+            message.push_str(&pull_hint(&image));
+        }
         return Err(BuildError::Step {
             name: name.to_string(),
             step,
@@ -185,6 +190,27 @@ async fn release_tag(
     }
 }
 
+/// The image a `FROM` instruction starts from (`FROM python:3.12-slim AS build` →
+/// `python:3.12-slim`); `None` for other instructions.
+fn base_image_of(instruction: &str) -> Option<&str> {
+    let mut words = instruction.split_whitespace();
+    let keyword = words.next()?;
+    if !keyword.eq_ignore_ascii_case("FROM") {
+        return None;
+    }
+    words.find(|word| !word.starts_with("--"))
+}
+
+/// What to do when a base image cannot be had: the step that failed was its `FROM`, so Docker
+/// could neither find it locally nor pull it (most often: no registry is reachable).
+fn pull_hint(image: &str) -> String {
+    format!(
+        " (the base image {image} is not on this host and could not be pulled; with no registry \
+         or a mirror, name another image with base_image in funko.yml or \
+         FAASO_BASE_IMAGE_<RUNTIME>: README, \"Base images\")"
+    )
+}
+
 /// `Step 3/7 : RUN make` → `(3, 7, "RUN make")`.
 pub fn parse_step(line: &str) -> Option<(usize, usize, &str)> {
     let rest = line.strip_prefix("Step ")?;
@@ -206,5 +232,21 @@ mod tests {
         assert_eq!(parse_step("Step 3/7 : RUN make"), Some((3, 7, "RUN make")));
         assert_eq!(parse_step(" ---> Running in abc"), None);
         assert_eq!(parse_step("Step x/7 : RUN"), None);
+    }
+
+    #[test]
+    fn a_failed_from_names_its_image_and_the_way_out() {
+        assert_eq!(
+            base_image_of("FROM python:3.12-slim AS build"),
+            Some("python:3.12-slim")
+        );
+        assert_eq!(
+            base_image_of("from --platform=linux/amd64 debian:bookworm-slim"),
+            Some("debian:bookworm-slim")
+        );
+        assert_eq!(base_image_of("RUN pip install"), None);
+        let hint = pull_hint("node:22-slim");
+        assert!(hint.contains("node:22-slim") && hint.contains("FAASO_BASE_IMAGE_"));
+        assert!(!hint.contains('\n'));
     }
 }

@@ -70,6 +70,8 @@ pub enum ContextError {
         option: String,
         reason: String,
     },
+    #[error("{file}: base_image: {message}")]
+    BaseImage { file: PathBuf, message: String },
     #[error(
         "the build context has no Dockerfile (set `runtime:` in funko.yml, or add a Dockerfile)"
     )]
@@ -87,6 +89,13 @@ impl BuildContext {
     /// Assembles the context of a funko: its runtime (if any), then its files.
     pub fn assemble(spec: &FunkoSpec) -> Result<BuildContext, ContextError> {
         let mut context = BuildContext::default();
+        if spec.runtime.is_none() && spec.base_image != Default::default() {
+            return Err(ContextError::BaseImage {
+                file: spec.folder.join(FUNKO_YML),
+                message: "needs a runtime: a funko's own Dockerfile names its base images in FROM"
+                    .to_string(),
+            });
+        }
 
         if let Some(reference) = &spec.runtime {
             let runtime = Runtime::resolve(reference, &spec.folder)?;
@@ -400,7 +409,8 @@ impl BuildContext {
     }
 }
 
-/// `{name, runtime, options}` with the options checked and completed from `options.yml`.
+/// `{name, runtime, options, base}` with the options checked and completed from
+/// `options.yml`, and the base images chosen for the runtime's stages ([`crate::base_image`]).
 /// The data templates are rendered with, and the runtime's option schema (if it has one).
 fn template_data(
     spec: &FunkoSpec,
@@ -415,7 +425,19 @@ fn template_data(
         Some(schema) => Value::Object(schema.apply(&spec.options, &file, &runtime.name)?),
         None => serde_json::to_value(&spec.options).unwrap_or(Value::Null),
     };
-    let data = json!({ "name": spec.name, "runtime": runtime.name, "options": options });
+    let base = spec
+        .base_image
+        .resolve(&runtime.name, |var| std::env::var(var).ok())
+        .map_err(|message| ContextError::BaseImage {
+            file: file.clone(),
+            message,
+        })?;
+    let data = json!({
+        "name": spec.name,
+        "runtime": runtime.name,
+        "options": options,
+        "base": base.template_value(),
+    });
     Ok((data, schema))
 }
 

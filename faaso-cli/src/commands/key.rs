@@ -74,9 +74,9 @@ impl KeyArgs {
                     None => {
                         let lifecycle = super::local_lifecycle(global, &ui).await?;
                         if !lifecycle.funko_exists(&funko).await? {
-                            anyhow::bail!(
-                                "funko {funko} does not exist (no image, no containers); no key made"
-                            );
+                            let unknown =
+                                faaso::engine::unknown_funko(&lifecycle.docker, &funko).await;
+                            anyhow::bail!("no key made: {unknown}");
                         }
                         store.add(&funko, name.as_deref())?
                     }

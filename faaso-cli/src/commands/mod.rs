@@ -4,7 +4,7 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::ui::Ui;
-pub use target::{Target, local_lifecycle, remote, target};
+pub use target::{Target, local_lifecycle, remote, target, warn_without_local_gateway};
 
 mod build;
 mod calls;

@@ -23,10 +23,11 @@ impl StatusArgs {
         for name in &self.names {
             faaso::conventions::validate_name(name)?;
         }
-        let status = super::target(global, &ui)
-            .await?
-            .status(&self.names)
-            .await?;
+        let target = super::target(global, &ui).await?;
+        let status = target.status(&self.names).await?;
+        if matches!(target, super::Target::Local(_)) {
+            super::warn_without_local_gateway(&ui).await;
+        }
         if self.json {
             println!("{}", serde_json::to_string_pretty(&status)?);
         } else {
@@ -118,7 +119,7 @@ fn table(funkos: &[FunkoStatus]) -> String {
             rows.push(vec![
                 format!("  {}", i.name),
                 i.state.clone(),
-                i.health.clone().unwrap_or_else(|| "-".into()),
+                i.health_label().to_string(),
                 if i.canary {
                     "canary".into()
                 } else if i.current {

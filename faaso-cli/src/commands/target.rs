@@ -26,6 +26,38 @@ pub async fn target(global: &Global, ui: &Ui) -> anyhow::Result<Target> {
     Ok(Target::Local(Box::new(local_lifecycle(global, ui).await?)))
 }
 
+/// Warns in one line when no gateway answers on this machine (`FAASO_LISTEN`'s port, else
+/// 8888): the command works on Docker, but nothing routes requests to the funko.
+pub async fn warn_without_local_gateway(ui: &Ui) {
+    let port = faaso::store::dirs::process_env("FAASO_LISTEN")
+        .and_then(|listen| listen.rsplit(':').next()?.parse::<u16>().ok())
+        .unwrap_or(8888);
+    if !local_gateway_answers(port).await {
+        ui.note(format!(
+            "warning: no gateway answers on 127.0.0.1:{port}, so nothing routes requests to \
+             funkos; start one with `faaso-gateway &`"
+        ));
+    }
+}
+
+/// Whether `GET /healthz` on 127.0.0.1:`port` gets an HTTP answer within half a second.
+async fn local_gateway_answers(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ask = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await?;
+        std::io::Result::Ok(head.starts_with(b"HTTP/1.1 200"))
+    };
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_millis(500), ask).await,
+        Ok(Ok(true))
+    )
+}
+
 /// The remote to act on, if any (see [`target`]).
 pub async fn remote(
     global: &Global,
@@ -124,7 +156,9 @@ impl Target {
         if let Target::Local(lifecycle) = self
             && !lifecycle.funko_exists(name).await?
         {
-            anyhow::bail!("funko {name} does not exist (no image, no containers)");
+            return Err(faaso::engine::unknown_funko(&lifecycle.docker, name)
+                .await
+                .into());
         }
         Ok(())
     }
@@ -316,17 +350,58 @@ impl Target {
         tail: Option<u32>,
         ui: Ui,
     ) -> anyhow::Result<()> {
-        match self {
-            Target::Local(lifecycle) => {
-                let mut print =
-                    |line: faaso::engine::LogLine| println!("{} | {}", line.instance, line.line);
-                lifecycle.logs(name, follow, tail, &mut print).await?
+        // Lines seen so far: with none, a note says so (after the old lines, or after a second
+        // of following), rather than leaving an empty screen to guess at.
+        let seen = std::sync::atomic::AtomicUsize::new(0);
+        let count = || seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let reading = async {
+            match self {
+                Target::Local(lifecycle) => {
+                    let mut print = |line: faaso::engine::LogLine| {
+                        count();
+                        println!("{} | {}", line.instance, line.line)
+                    };
+                    lifecycle.logs(name, follow, tail, &mut print).await?
+                }
+                Target::Remote(remote) => {
+                    let mut report = remote_reporter(ui);
+                    let mut print = |line: faaso::client::remote::StreamLine| {
+                        if matches!(
+                            line,
+                            faaso::client::remote::StreamLine::Log {
+                                instance: Some(_),
+                                ..
+                            }
+                        ) {
+                            count();
+                        }
+                        report(line)
+                    };
+                    remote.logs(name, follow, tail, &mut print).await?
+                }
             }
-            Target::Remote(remote) => {
-                remote
-                    .logs(name, follow, tail, &mut remote_reporter(ui))
-                    .await?
+            anyhow::Ok(())
+        };
+        tokio::pin!(reading);
+        let none_yet = || seen.load(std::sync::atomic::Ordering::Relaxed) == 0;
+        let mut noted = false;
+        if follow {
+            tokio::select! {
+                result = &mut reading => return result,
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
             }
+            if none_yet() {
+                ui.note(format!(
+                    "no log lines from {name} yet; following, new lines appear here (Ctrl-C stops)"
+                ));
+                noted = true;
+            }
+        }
+        reading.await?;
+        if none_yet() && !noted {
+            ui.note(format!(
+                "no log lines from {name} yet (its instances have written none)"
+            ));
         }
         Ok(())
     }

@@ -24,6 +24,9 @@ impl UpArgs {
         faaso::conventions::validate_name(&self.name)?;
         let mut target = super::target(global, &ui).await?;
         let scale = target.up(&self.name, self.scale, self.timeout, ui).await?;
+        if matches!(target, super::Target::Local(_)) {
+            super::warn_without_local_gateway(&ui).await;
+        }
         println!(
             "{}: up, {scale} instance{}",
             self.name,

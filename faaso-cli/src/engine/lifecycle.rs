@@ -166,9 +166,7 @@ impl Lifecycle {
         let saved = self.state.load(funko)?.map(|s| s.scale);
         let running = self.running(funko).await?.len();
         if saved.is_none() && running == 0 && !self.funko_exists(funko).await? {
-            return Err(LifecycleError::Unknown {
-                funko: funko.to_string(),
-            });
+            return Err(crate::engine::unknown_funko(&self.docker, funko).await);
         }
         Ok((saved, running))
     }
@@ -191,9 +189,7 @@ impl Lifecycle {
         validate_name(funko)?;
         let _lock = self.state.lock(funko, self.lock_timeout).await?;
         if !self.funko_exists(funko).await? && self.state.load(funko)?.is_none() {
-            return Err(LifecycleError::Unknown {
-                funko: funko.to_string(),
-            });
+            return Err(crate::engine::unknown_funko(&self.docker, funko).await);
         }
         self.backend().purge(funko, report).await?;
         for container in docker::list_instances(&self.docker, funko).await? {

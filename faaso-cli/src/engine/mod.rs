@@ -46,8 +46,9 @@ pub enum LifecycleError {
     Name(#[from] conventions::InvalidName),
     #[error("funko {funko} has no image {image}; build it first with `faaso build`")]
     NoImage { funko: String, image: String },
-    #[error("funko {funko} does not exist (no image, no containers)")]
-    Unknown { funko: String },
+    /// `hint` is [`conventions::did_you_mean`]'s suggestion (or empty).
+    #[error("funko {funko} does not exist (no image, no containers){hint}")]
+    Unknown { funko: String, hint: String },
     #[error("funko {funko} has no release older than the one that serves")]
     NoEarlierRelease { funko: String },
     #[error("funko {funko} has no running instance; start it with `faaso up {funko}`")]
@@ -330,6 +331,36 @@ impl Lifecycle {
 
     pub(crate) fn stop_seconds(&self) -> i32 {
         i32::try_from(self.stop_grace.as_secs()).unwrap_or(i32::MAX)
+    }
+}
+
+/// Every funko this engine has an image or a container of.
+pub async fn funko_names(docker: &Docker) -> Result<Vec<String>, DockerError> {
+    let mut names = std::collections::BTreeSet::new();
+    for image in docker::list_all_images(docker).await? {
+        for tag in &image.repo_tags {
+            if let Some(name) = conventions::funko_of_image(tag) {
+                names.insert(name.to_string());
+            }
+        }
+    }
+    for container in docker::list_all_instances(docker).await? {
+        if let Some(name) = docker::container_name(&container)
+            && let Some(instance) = conventions::parse_instance_name(&name)
+        {
+            names.insert(instance.funko.to_string());
+        }
+    }
+    Ok(names.into_iter().collect())
+}
+
+/// The error for a funko that does not exist, naming the nearest existing one when a name is
+/// close (`funko helo does not exist (...); did you mean hello?`).
+pub async fn unknown_funko(docker: &Docker, funko: &str) -> LifecycleError {
+    let known = funko_names(docker).await.unwrap_or_default();
+    LifecycleError::Unknown {
+        funko: funko.to_string(),
+        hint: conventions::did_you_mean(funko, known.iter().map(String::as_str)),
     }
 }
 

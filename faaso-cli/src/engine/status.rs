@@ -117,6 +117,18 @@ pub struct InstanceStatus {
     pub canary: bool,
 }
 
+impl InstanceStatus {
+    /// Its health as `faaso status` and the web UI show it: Docker's health check result
+    /// while it runs (`healthy`, `unhealthy`, `starting`), `running` when its image has no
+    /// check, else its state (`paused`, `exited`, ...).
+    pub fn health_label(&self) -> &str {
+        match (self.state.as_str(), self.health.as_deref()) {
+            ("running", Some(health)) => health,
+            (state, _) => state,
+        }
+    }
+}
+
 /// A canary release beside the serving one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CanaryStatus {
@@ -192,6 +204,7 @@ pub fn statuses(
             if !funkos.contains(name) {
                 return Err(LifecycleError::Unknown {
                     funko: name.clone(),
+                    hint: crate::conventions::did_you_mean(name, funkos.iter().map(String::as_str)),
                 });
             }
         }

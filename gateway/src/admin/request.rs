@@ -43,7 +43,9 @@ pub(crate) async fn require_funko(
     }
     Err(reject(
         404,
-        format!("funko {name} does not exist (no image, no containers)"),
+        faaso::engine::unknown_funko(&lifecycle.docker, name)
+            .await
+            .to_string(),
     ))
 }
 

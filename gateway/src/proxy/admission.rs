@@ -86,6 +86,18 @@ impl Gateway {
         let instances = ctx.funko.as_ref().map_or(&[][..], |f| &f.instances[..]);
         let available = balancer::any_available(instances);
         if !available && !ctx.funko.as_ref().is_some_and(|f| f.wakes_on_request()) {
+            if instances.is_empty() {
+                // Not a passing fault: nothing runs and nothing will start on its own, so no
+                // Retry-After, and the answer says what starts it.
+                let name = ctx.funko_name().unwrap_or_default();
+                let message = format!("funko {name} is stopped; `faaso up {name}` starts it");
+                let body = error_body(&message, ctx.funko_name());
+                let id = ctx.request_id();
+                let extra: Vec<(&str, &str)> =
+                    id.map(|id| ("X-Request-Id", id)).into_iter().collect();
+                write_json(session, 503, body, &extra).await?;
+                return Ok(Admission::Answered);
+            }
             return Err(Error::explain(
                 ErrorType::HTTPStatus(503),
                 "no healthy instance",

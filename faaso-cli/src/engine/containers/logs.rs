@@ -23,9 +23,7 @@ impl Containers<'_> {
     ) -> Result<(), LifecycleError> {
         let containers = docker::list_instances(&self.docker, funko).await?;
         if containers.is_empty() && !self.funko_exists(funko).await? {
-            return Err(LifecycleError::Unknown {
-                funko: funko.to_string(),
-            });
+            return Err(crate::engine::unknown_funko(&self.docker, funko).await);
         }
         let tail = tail.map_or_else(|| "all".to_string(), |n| n.to_string());
         let names: Vec<String> = containers

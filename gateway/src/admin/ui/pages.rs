@@ -234,12 +234,8 @@ fn instances(status: &FunkoStatus) -> Vec<Value> {
         .instances
         .iter()
         .map(|instance| {
-            let health = match (instance.state.as_str(), instance.health.as_deref()) {
-                ("running", Some(health)) => health.to_string(),
-                ("running", None) => "running".to_string(),
-                (state, _) => state.to_string(),
-            };
-            let health_class = match health.as_str() {
+            let health = instance.health_label();
+            let health_class = match health {
                 "healthy" | "running" => "healthy",
                 "unhealthy" | "exited" | "dead" => "unhealthy",
                 _ => "starting",
