@@ -1,5 +1,6 @@
 //! Every runtime built from its template and served: `faaso new -r <runtime>` → `faaso build`
-//! → `faaso up` → a request through the gateway answers the template's JSON.
+//! → `faaso up` → a request through the gateway answers the template's JSON; a secret added
+//! then belongs to the template's (named) user.
 //!
 //! The runtimes' usual base images come from a registry. Where they are not present (always in
 //! CI: no registry is reachable), the build uses local base images made from Debian's packages
@@ -22,6 +23,9 @@ use faaso_tests::{require_docker, unique_name};
 struct Bases {
     official: &'static [&'static str],
     local: &'static [(&'static str, &'static str)],
+    /// The uid of the template's `USER` (a name in the Dockerfile), which a secret file
+    /// must belong to.
+    user_id: u32,
 }
 
 /// The base-image variables for the build: none when the official images are present, the
@@ -85,7 +89,8 @@ fn succeeded(out: &Output, what: &str) {
 }
 
 /// Builds the runtime's template funko with `bases`, starts it, and calls it through a
-/// gateway: `/` answers `{"hello": "world"}` and `/?name=ci` `{"hello": "ci"}`.
+/// gateway: `/` answers `{"hello": "world"}` and `/?name=ci` `{"hello": "ci"}`; then adds a
+/// secret, which must reach the template's named user.
 async fn build_and_serve(runtime: &str, bases: Bases) {
     let docker = require_docker!();
     let Some(env) = choose_bases(&docker, runtime, &bases).await else {
@@ -128,6 +133,42 @@ async fn build_and_serve(runtime: &str, bases: Bases) {
     assert_eq!(named.status().as_u16(), 200);
     let answer: serde_json::Value = named.json().await.unwrap();
     assert_eq!(answer["hello"], "ci", "{runtime}");
+
+    // A secret reaches the template's named user: the file belongs to the uid the name has in
+    // the image (Docker itself would look the name up on the host), mode 0600.
+    let value = work.path().join("value");
+    std::fs::write(&value, "s3cret").unwrap();
+    let value = value.to_str().unwrap();
+    succeeded(
+        &run_in(
+            &faaso,
+            work.path(),
+            &["secret", "add", &name, "example", "--from-file", value],
+        ),
+        "faaso secret add",
+    );
+    let file = gateway
+        .dir
+        .path()
+        .join("secrets")
+        .join(&name)
+        .join("example");
+    let meta = std::fs::metadata(&file).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(meta.uid(), bases.user_id, "{runtime}: {}", file.display());
+    assert_eq!(meta.mode() & 0o777, 0o600, "{runtime}");
+    if runtime == "express" {
+        // Its template reports whether the funko's user can read the secret.
+        let answer: serde_json::Value = client()
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["configured"], true, "{answer}");
+    }
 }
 
 #[tokio::test]
@@ -137,6 +178,7 @@ async fn flask_template_is_built_and_served() {
         Bases {
             official: &["python:3.12-slim"],
             local: &[("FAASO_BASE_IMAGE_FLASK", "faaso-ci/python:bookworm")],
+            user_id: 10001,
         },
     )
     .await;
@@ -149,6 +191,7 @@ async fn express_template_is_built_and_served() {
         Bases {
             official: &["node:22-slim"],
             local: &[("FAASO_BASE_IMAGE_EXPRESS", "faaso-ci/node:bookworm")],
+            user_id: 1000,
         },
     )
     .await;
@@ -164,6 +207,7 @@ async fn axum_template_is_built_and_served() {
                 ("FAASO_BASE_IMAGE_AXUM", "faaso-ci/rust:bookworm"),
                 ("FAASO_BASE_IMAGE_AXUM_RUN", "faaso-ci/debian:bookworm"),
             ],
+            user_id: 10001,
         },
     )
     .await;
