@@ -736,9 +736,12 @@ SIZES = {"tiny": "/ping", "1KiB": "/bytes/1024", "64KiB": "/bytes/65536"}
 
 
 def median_run(runs):
-    """The run with the median req/s of several rounds."""
-    runs = sorted(runs, key=lambda r: r["rps"])
-    return runs[len(runs) // 2]
+    """The run with the median req/s of several rounds, with every round's req/s and p99 (in
+    the JSON: how much the tail varies from round to round)."""
+    ordered = sorted(runs, key=lambda r: r["rps"])
+    median = dict(ordered[len(ordered) // 2])
+    median["rounds"] = [{"rps": r["rps"], "p99_ms": r["p99_ms"]} for r in runs]
+    return median
 
 
 def main():
