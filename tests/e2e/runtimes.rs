@@ -15,7 +15,7 @@ use std::time::Duration;
 use faaso_tests::cli::Faaso;
 use faaso_tests::docker::{Cleanup, is_ci};
 use faaso_tests::gateway::GatewayProcess;
-use faaso_tests::http::{client, wait_for_status};
+use faaso_tests::http::{get_json, wait_for_status};
 use faaso_tests::{require_docker, unique_name};
 
 /// A runtime's base images: the registry's (its template's defaults), and the local ones
@@ -129,9 +129,7 @@ async fn build_and_serve(runtime: &str, bases: Bases) {
     let answer: serde_json::Value = serde_json::from_str(&body)
         .unwrap_or_else(|e| panic!("{runtime}: {body:?} is not JSON: {e}"));
     assert_eq!(answer["hello"], "world", "{runtime}: {body}");
-    let named = client().get(format!("{url}?name=ci")).send().await.unwrap();
-    assert_eq!(named.status().as_u16(), 200);
-    let answer: serde_json::Value = named.json().await.unwrap();
+    let answer = get_json(&format!("{url}?name=ci")).await;
     assert_eq!(answer["hello"], "ci", "{runtime}");
 
     // A secret reaches the template's named user: the file belongs to the uid the name has in
@@ -159,14 +157,7 @@ async fn build_and_serve(runtime: &str, bases: Bases) {
     assert_eq!(meta.mode() & 0o777, 0o600, "{runtime}");
     if runtime == "express" {
         // Its template reports whether the funko's user can read the secret.
-        let answer: serde_json::Value = client()
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let answer = get_json(&url).await;
         assert_eq!(answer["configured"], true, "{answer}");
     }
 }

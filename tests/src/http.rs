@@ -13,6 +13,20 @@ pub fn client() -> reqwest::Client {
 }
 
 /// GETs `url` until it answers with `expected_status` or `timeout` passes; returns the body.
+/// `GET url`, answered 200 with a JSON body, which is returned.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    let response = client()
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert_eq!(response.status().as_u16(), 200, "GET {url}");
+    response
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
+}
+
 pub async fn wait_for_status(url: &str, expected_status: u16, timeout: Duration) -> String {
     let client = client();
     let start = Instant::now();
