@@ -23,6 +23,9 @@ pub(super) struct Opened {
     pub(super) stream: Stream,
     /// Whether it came from the worker's pool.
     pub(super) reused: bool,
+    /// For a new connection: its place among the instance's new connections, to be freed
+    /// once its first answer is in ([`pool::holding`]).
+    pub(super) slot: Option<pool::ConnectSlot>,
 }
 
 impl Gateway {
@@ -92,14 +95,23 @@ impl Gateway {
         loop {
             let instance = self.next_instance(ctx)?;
             let (addr, timeouts) = (instance.addr, instance.timeouts);
-            if let Some(stream) = pooled.then(|| pool::take(addr, timeouts.idle)).flatten() {
-                return Ok(Opened {
-                    addr,
-                    timeouts,
-                    stream,
-                    reused: true,
-                });
-            }
+            let free = if pooled {
+                pool::take_or_slot(addr, timeouts.idle).await
+            } else {
+                pool::Connection::Slot(pool::slot(addr).await)
+            };
+            let slot = match free {
+                pool::Connection::Pooled(stream) => {
+                    return Ok(Opened {
+                        addr,
+                        timeouts,
+                        stream,
+                        reused: true,
+                        slot: None,
+                    });
+                }
+                pool::Connection::Slot(slot) => slot,
+            };
             match exchange::connect(addr, timeouts.connect).await {
                 Ok(stream) => {
                     return Ok(Opened {
@@ -107,6 +119,7 @@ impl Gateway {
                         timeouts,
                         stream,
                         reused: false,
+                        slot: Some(slot),
                     });
                 }
                 Err(err) => {
@@ -129,12 +142,14 @@ impl Gateway {
         timeouts: PeerTimeouts,
         connects_failed: &mut usize,
     ) -> Result<Opened> {
+        let slot = pool::slot(addr).await;
         match exchange::connect(addr, timeouts.connect).await {
             Ok(stream) => Ok(Opened {
                 addr,
                 timeouts,
                 stream,
                 reused: false,
+                slot: Some(slot),
             }),
             Err(err) => {
                 *connects_failed += 1;

@@ -58,7 +58,7 @@ impl Gateway {
                 &ctx.forwarding(session),
                 Hops::Strip,
             )?;
-            let outcome = exchange::round_trip(
+            let exchange = exchange::round_trip(
                 session,
                 opened.stream,
                 opened.reused,
@@ -66,8 +66,8 @@ impl Gateway {
                 request,
                 &opened.timeouts,
                 &ctx.answer,
-            )
-            .await;
+            );
+            let outcome = pool::holding(opened.slot.take(), exchange).await;
             match outcome {
                 Ok(done) => {
                     if let Some(stream) = done.reusable {
@@ -98,18 +98,19 @@ impl Gateway {
     /// either side closes it.
     async fn carry_upgrade(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         let mut connects_failed = 0;
-        let opened = self.open(ctx, false, &mut connects_failed).await?;
+        let mut opened = self.open(ctx, false, &mut connects_failed).await?;
         ctx.sending(false);
         let request =
             headers::upstream_request(session.req_header(), &ctx.forwarding(session), Hops::Keep)?;
-        tunnel::relay(
+        let relay = tunnel::relay(
             session,
             opened.stream,
             request,
             opened.timeouts,
             &ctx.answer,
-        )
-        .await?;
+        );
+        // A tunnel lives long: its slot is freed after the hold, not when it ends.
+        pool::holding(opened.slot.take(), relay).await?;
         Ok(())
     }
 }

@@ -5,19 +5,38 @@
 //! cross-thread wake-up. The most recently used connection is taken first (it is the one most
 //! likely still open on the instance's side); one that was idle longer than the idle timeout,
 //! or that the instance closed meanwhile, is dropped instead of used.
+//!
+//! New connections are opened at most [`MAX_CONNECTING`] at a time per instance and worker,
+//! each counted until its first answer (at most [`SLOT_HOLD`]): until then the instance may not
+//! have accepted it yet. A burst of requests on a cold pool (a gateway start, a new instance,
+//! a spike after the pool went idle) would otherwise open one connection per request in the
+//! same instant. The instance's listen backlog (128 for many servers) overflows, its kernel
+//! drops the extra handshakes, and each of those requests waits a second for the SYN to be sent
+//! again: 53-64 requests of the first 256, seen in the benchmark at 256 connections. A request
+//! over the limit waits for a connection given back to the pool or for a slot to free up.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use pingora::protocols::Stream;
 use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::Notify;
 
 /// Most idle connections one worker keeps to one instance.
 pub const MAX_PER_INSTANCE: usize = 256;
+
+/// Most new connections to one instance that one worker has not yet had an answer on (see the
+/// module header): with two workers, half of a 128-connection listen backlog.
+pub const MAX_CONNECTING: usize = 32;
+
+/// Longest a new connection is counted against [`MAX_CONNECTING`] after its connect: a slow
+/// first answer (a long request) must not hold up the connects behind it.
+pub const SLOT_HOLD: Duration = Duration::from_millis(10);
 
 /// How often a worker looks through its whole pool for connections idle too long (also those
 /// to instances that are gone).
@@ -36,6 +55,121 @@ struct Pool {
 
 thread_local! {
     static POOL: RefCell<Pool> = RefCell::new(Pool::default());
+    /// New connections without an answer yet, per instance.
+    static CONNECTING: RefCell<HashMap<SocketAddr, usize>> = RefCell::new(HashMap::new());
+    /// Requests waiting for a slot; nothing is notified while there are none.
+    static WAITING: Cell<usize> = const { Cell::new(0) };
+    /// Woken when a connection comes back or a slot frees up.
+    static FREED: Arc<Notify> = Arc::new(Notify::new());
+}
+
+/// What a request gets to send on.
+pub enum Connection {
+    /// An idle connection from the pool.
+    Pooled(Stream),
+    /// Leave to open a new one; held until its first answer (at most [`SLOT_HOLD`]).
+    Slot(ConnectSlot),
+}
+
+/// One of an instance's [`MAX_CONNECTING`] new connections on this worker; freed on drop.
+pub struct ConnectSlot(SocketAddr);
+
+impl ConnectSlot {
+    fn try_take(addr: SocketAddr) -> Option<ConnectSlot> {
+        CONNECTING.with_borrow_mut(|connecting| {
+            let count = connecting.entry(addr).or_default();
+            (*count < MAX_CONNECTING).then(|| {
+                *count += 1;
+                ConnectSlot(addr)
+            })
+        })
+    }
+}
+
+impl Drop for ConnectSlot {
+    fn drop(&mut self) {
+        CONNECTING.with_borrow_mut(|connecting| {
+            if let Some(count) = connecting.get_mut(&self.0) {
+                *count -= 1;
+                if *count == 0 {
+                    connecting.remove(&self.0);
+                }
+            }
+        });
+        wake_waiters();
+    }
+}
+
+/// Counts a waiting request while it waits (also when the request is dropped meanwhile).
+struct Waiting;
+
+impl Waiting {
+    fn start() -> Waiting {
+        WAITING.with(|waiting| waiting.set(waiting.get() + 1));
+        Waiting
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        WAITING.with(|waiting| waiting.set(waiting.get().saturating_sub(1)));
+    }
+}
+
+fn wake_waiters() {
+    if WAITING.with(Cell::get) > 0 {
+        FREED.with(|freed| freed.notify_waiters());
+    }
+}
+
+/// A pooled connection to `addr`, else a slot to open one, waiting while [`MAX_CONNECTING`]
+/// new connections to it have no answer yet on this worker.
+pub async fn take_or_slot(addr: SocketAddr, max_idle: Duration) -> Connection {
+    first_free(|| {
+        take(addr, max_idle)
+            .map(Connection::Pooled)
+            .or_else(|| ConnectSlot::try_take(addr).map(Connection::Slot))
+    })
+    .await
+}
+
+/// A slot to open a new connection to `addr` (for when a pooled one will not do), waiting as
+/// [`take_or_slot`] does.
+pub async fn slot(addr: SocketAddr) -> ConnectSlot {
+    first_free(|| ConnectSlot::try_take(addr)).await
+}
+
+/// The first `Some` of `check`, asked again each time a connection comes back or a slot frees
+/// up on this worker.
+async fn first_free<T>(mut check: impl FnMut() -> Option<T>) -> T {
+    let freed = FREED.with(Arc::clone);
+    loop {
+        let notified = freed.notified();
+        tokio::pin!(notified);
+        // Registered before looking, so a connection given back meanwhile is not missed.
+        notified.as_mut().enable();
+        if let Some(found) = check() {
+            return found;
+        }
+        let _waiting = Waiting::start();
+        notified.await;
+    }
+}
+
+/// Runs `exchange` (the first on a new connection) and frees `slot` when it is done or after
+/// [`SLOT_HOLD`], whichever comes first.
+pub async fn holding<F: std::future::Future>(slot: Option<ConnectSlot>, exchange: F) -> F::Output {
+    let Some(slot) = slot else {
+        return exchange.await;
+    };
+    tokio::pin!(exchange);
+    tokio::select! {
+        done = &mut exchange => done,
+        () = tokio::time::sleep(SLOT_HOLD) => {
+            drop(slot);
+            exchange.await
+        }
+    }
 }
 
 /// An open connection to `addr` that was idle for less than `max_idle`, if this worker has one.
@@ -68,6 +202,7 @@ pub fn put(addr: SocketAddr, stream: Stream, max_idle: Duration) {
             });
         }
     });
+    wake_waiters();
 }
 
 /// Idle connections this worker holds.
@@ -120,6 +255,73 @@ mod tests {
         assert!(take(addr, max_idle).is_some());
         assert_eq!(len(), 0);
         assert!(take(addr, max_idle).is_none());
+    }
+
+    #[tokio::test]
+    async fn new_connections_beyond_the_limit_wait_for_a_slot_or_a_returned_one() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let max_idle = Duration::from_secs(30);
+        let mut slots = Vec::new();
+        for _ in 0..MAX_CONNECTING {
+            match take_or_slot(addr, max_idle).await {
+                Connection::Slot(slot) => slots.push(slot),
+                Connection::Pooled(_) => panic!("the pool is empty"),
+            }
+        }
+        // Over the limit: it waits ...
+        let waiter = take_or_slot(addr, max_idle);
+        tokio::pin!(waiter);
+        let short = Duration::from_millis(20);
+        assert!(tokio::time::timeout(short, &mut waiter).await.is_err());
+        assert_eq!(WAITING.with(Cell::get), 1);
+        // ... until a new connection has its answer and frees its slot.
+        slots.pop();
+        let got = tokio::time::timeout(Duration::from_secs(1), &mut waiter).await;
+        assert!(matches!(got, Ok(Connection::Slot(_))));
+        assert_eq!(WAITING.with(Cell::get), 0);
+
+        // A connection given back is taken by a waiting request.
+        let waiter = take_or_slot(addr, max_idle);
+        tokio::pin!(waiter);
+        assert!(tokio::time::timeout(short, &mut waiter).await.is_err());
+        let (stream, _theirs) = pair(&listener).await;
+        put(addr, stream, max_idle);
+        let got = tokio::time::timeout(Duration::from_secs(1), &mut waiter).await;
+        assert!(matches!(got, Ok(Connection::Pooled(_))));
+        // Other instances are not held up.
+        let other: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert!(matches!(
+            take_or_slot(other, max_idle).await,
+            Connection::Slot(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_slow_first_answer_frees_its_slot_after_the_hold() {
+        let addr: SocketAddr = "127.0.0.1:7".parse().unwrap();
+        let mut slots: Vec<ConnectSlot> = Vec::new();
+        for _ in 0..MAX_CONNECTING {
+            slots.push(slot(addr).await);
+        }
+        let held = slots.pop();
+        // A first exchange that takes 200 ms frees its slot after SLOT_HOLD ...
+        let slow = holding(held, tokio::time::sleep(Duration::from_millis(200)));
+        let waiter = slot(addr);
+        let started = std::time::Instant::now();
+        let (_, got) = tokio::join!(slow, async {
+            let got = waiter.await;
+            (got, started.elapsed())
+        });
+        assert!(got.1 < Duration::from_millis(150), "{:?}", got.1);
+        // ... and a fast one when it is done.
+        drop(got.0);
+        let quick = holding(Some(slot(addr).await), async { 7 }).await;
+        assert_eq!(quick, 7);
+        assert_eq!(
+            CONNECTING.with_borrow(|c| c.get(&addr).copied()),
+            Some(MAX_CONNECTING - 1)
+        );
     }
 
     #[tokio::test]
