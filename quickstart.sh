@@ -16,7 +16,7 @@ target_dir="${CARGO_TARGET_DIR:-target}"
 bin="$target_dir/debug"
 port="${FAASO_QUICKSTART_PORT:-8888}"
 
-say "building faaso and faaso-gateway (debug build; the first one compiles ~400 crates)"
+say "building faaso and faaso-gateway (a debug build; the first one compiles about 350 crates)"
 cargo build --locked -p faaso-cli -p faaso-gateway
 
 say "building the example funko: a static executable, then the image faaso-welcome"
