@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use faaso_tests::docker::{Cleanup, start_instance};
 use faaso_tests::gateway::{GatewayProcess, free_port};
-use faaso_tests::http::{client, echoed_headers, session_cookie, wait_for_status};
+use faaso_tests::http::{client, echoed_headers, session_cookie, wait_for_status, wait_until};
 use faaso_tests::tls::{TestCa, https_client, peer_certificate, write_pair};
 use faaso_tests::{require_docker, unique_name};
 
@@ -306,14 +306,15 @@ async fn a_certificate_replaced_on_disk_is_served_after_sighup_and_open_connecti
     write_pair(certs.path(), "reload", &new);
     gateway.signal("HUP");
     wait_for_certificate(&ca.cert_pem(), "reload.faaso.test", tls, &new.cert_der).await;
-    assert!(
+    // The log line may land a moment after the new certificate is served (the log is
+    // written by its own thread).
+    wait_until("the reload's log line", Duration::from_secs(5), || async {
         gateway
             .log()
             .lines()
-            .any(|l| l.contains("TLS certificates reloaded") && l.contains("SIGHUP")),
-        "{}",
-        gateway.log()
-    );
+            .any(|l| l.contains("TLS certificates reloaded") && l.contains("SIGHUP"))
+    })
+    .await;
     // The connection opened before the reload still answers, with the certificate it was made
     // with: nothing was dropped.
     let response = open.get(&healthz).send().await.unwrap();

@@ -128,10 +128,21 @@ async fn the_admin_ui_in_a_real_browser() {
         .wait_for_text("#login-error", "Wrong password", Duration::from_secs(10))
         .await;
     // The keyboard alone: the password field has the focus, Enter submits.
-    let focused = browser
-        .eval("return document.activeElement && document.activeElement.id")
-        .await;
-    assert_eq!(focused, serde_json::json!("password"));
+    // The new page's autofocus may apply a moment after the error text shows.
+    let started = std::time::Instant::now();
+    loop {
+        let focused = browser
+            .eval("return document.activeElement && document.activeElement.id")
+            .await;
+        if focused == serde_json::json!("password") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the password field has no focus: {focused}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let enter = char::from(fantoccini::key::Key::Enter);
     browser
         .fill("#password", &format!("{PASSWORD}{enter}"))
