@@ -7,6 +7,7 @@ use faaso_tests::cli::Faaso;
 use faaso_tests::docker::Cleanup;
 use faaso_tests::gateway::GatewayProcess;
 use faaso_tests::http::{client, echoed_headers};
+use faaso_tests::raw::{RawConnection, RawResponse};
 use faaso_tests::{require_docker, unique_name};
 
 const PASSWORD: &str = "open sesame";
@@ -276,4 +277,182 @@ async fn a_rate_limit_holds_within_ten_percent() {
     let metrics = gateway.metrics().await;
     let line = format!("faaso_rate_limited_total{{funko=\"{limited}\"}} {refused}");
     assert!(metrics.contains(&line), "{line} not in the metrics");
+}
+
+/// Raw requests a hostile client might send to a private funko on its own domain: a key
+/// header given twice (whatever the copies hold), a key on one request of a keep-alive
+/// connection and none on the next, an over-long key, bytes no key has, two `Host` headers,
+/// and a target whose authority is not `Host`'s. None gets through without a
+/// good key, none reaches the funko with a key header, and the connection's next request is
+/// judged on its own.
+#[tokio::test]
+async fn a_private_funko_holds_against_hostile_requests() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let gateway = GatewayProcess::start("").await;
+    let private = unique_name("hostile");
+    let public = unique_name("open");
+    let private_domain = format!("{}.example.test", private.replace('_', "-"));
+    let public_domain = format!("{}.example.test", public.replace('_', "-"));
+    gateway
+        .serve_variant_answering(
+            &docker,
+            &cleanup,
+            &private,
+            &format!("LABEL faaso.access=\"private\" faaso.domains=\"{private_domain}\""),
+            401,
+        )
+        .await;
+    gateway
+        .serve_variant(
+            &docker,
+            &cleanup,
+            &public,
+            &format!("LABEL faaso.domains=\"{public_domain}\""),
+        )
+        .await;
+    let key = Faaso::in_dir(gateway.dir.path())
+        .ok(&["key", "add", &private])
+        .trim()
+        .to_string();
+    let addr = gateway.url.trim_start_matches("http://").to_string();
+    let path = format!("/funko/{private}/echo");
+    // One request on a new connection: its answer.
+    let ask = |head: String| {
+        let addr = addr.clone();
+        async move {
+            let mut connection = RawConnection::open(&addr).await;
+            connection.write(head.as_bytes()).await.unwrap();
+            connection.response(false).await.unwrap()
+        }
+    };
+    let get = |lines: &[String]| {
+        let mut head = format!("GET {path} HTTP/1.1\r\nHost: gw\r\n");
+        for line in lines {
+            head.push_str(line);
+            head.push_str("\r\n");
+        }
+        head + "\r\n"
+    };
+    let refused_as = |answer: &RawResponse, why: &str, words: &str| {
+        assert_eq!(answer.status, 401, "{why}: {answer:?}");
+        let body = String::from_utf8_lossy(&answer.body);
+        assert!(body.contains(words), "{why}: {body}");
+    };
+
+    // The gateway reads a key added in its folder within a second.
+    let added = Instant::now();
+    while ask(get(&[format!("X-Api-Key: {key}")])).await.status != 200 {
+        assert!(
+            added.elapsed() < Duration::from_secs(2),
+            "the key never worked"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A key header twice: refused whichever copy is good, in either header and any case.
+    for (lines, why) in [
+        (
+            vec![format!("X-Api-Key: {key}"), format!("X-Api-Key: {key}")],
+            "the good key twice",
+        ),
+        (
+            vec![format!("X-Api-Key: {key}"), "x-api-key: fk_other".into()],
+            "a good key, then another",
+        ),
+        (
+            vec!["X-API-KEY: fk_other".into(), format!("x-api-key: {key}")],
+            "another key, then the good one",
+        ),
+        (
+            vec![
+                format!("Authorization: Bearer {key}"),
+                "Authorization: Basic YTpi".into(),
+            ],
+            "a bearer key, then other credentials",
+        ),
+    ] {
+        refused_as(&ask(get(&lines)).await, why, "came twice");
+    }
+    // An over-long key is a wrong key; one beyond the head limit gets 431; bytes outside
+    // ASCII are a wrong key too.
+    let long = format!("Authorization: Bearer {}", "a".repeat(60_000));
+    refused_as(&ask(get(&[long])).await, "a 60 KB key", "not one of");
+    let too_long = format!("X-Api-Key: {}", "a".repeat(70_000));
+    assert_eq!(ask(get(&[too_long])).await.status, 431);
+    let mut odd = get(&[]).into_bytes();
+    let at = odd.len() - 2;
+    odd.splice(at..at, b"X-Api-Key: fk_\xff\xfe\r\n".iter().copied());
+    let mut connection = RawConnection::open(&addr).await;
+    connection.write(&odd).await.unwrap();
+    let answer = connection.response(false).await.unwrap();
+    assert!(
+        matches!(answer.status, 400 | 401),
+        "a key with bytes no key has: {answer:?}"
+    );
+
+    // One connection: a good key, then no key, then a good key after three spaces. Each
+    // request is judged alone, and the funko never sees a key header.
+    let mut connection = RawConnection::open(&addr).await;
+    connection
+        .write(get(&[format!("X-Api-Key: {key}")]).as_bytes())
+        .await
+        .unwrap();
+    let served = connection.response(false).await.unwrap();
+    assert_eq!(served.status, 200, "{served:?}");
+    let echo: serde_json::Value = serde_json::from_slice(&served.body).unwrap();
+    assert!(!echoed_headers(&echo).contains_key("x-api-key"), "{echo}");
+    connection.write(get(&[]).as_bytes()).await.unwrap();
+    refused_as(
+        &connection.response(false).await.unwrap(),
+        "no key after a good one on the same connection",
+        "private",
+    );
+    connection
+        .write(get(&[format!("Authorization: bearer   {key}\t")]).as_bytes())
+        .await
+        .unwrap();
+    let served = connection.response(false).await.unwrap();
+    assert_eq!(served.status, 200, "{served:?}");
+    let echo: serde_json::Value = serde_json::from_slice(&served.body).unwrap();
+    assert!(
+        !echoed_headers(&echo).contains_key("authorization"),
+        "{echo}"
+    );
+
+    // Two Host headers: 400, whichever funko either names.
+    for hosts in [
+        [private_domain.as_str(), public_domain.as_str()],
+        [public_domain.as_str(), private_domain.as_str()],
+    ] {
+        let head = format!(
+            "GET /echo HTTP/1.1\r\nHost: {}\r\nHost: {}\r\n\r\n",
+            hosts[0], hosts[1]
+        );
+        let answer = ask(head).await;
+        assert_eq!(answer.status, 400, "two Host headers {hosts:?}: {answer:?}");
+    }
+    // An absolute-form target must name the host that Host names (400 otherwise), and
+    // routes by it.
+    for (target, host, status) in [
+        (&private_domain, &public_domain, 400),
+        (&public_domain, &private_domain, 400),
+        (&private_domain, &private_domain, 401),
+        (&public_domain, &public_domain, 200),
+    ] {
+        let answer = ask(format!(
+            "GET http://{target}/echo HTTP/1.1\r\nHost: {host}\r\n\r\n"
+        ))
+        .await;
+        assert_eq!(
+            answer.status, status,
+            "{target} with Host {host}: {answer:?}"
+        );
+    }
+    // On the public funko's domain, the private funko's path is the public funko's own.
+    let answer = ask(format!(
+        "GET /funko/{private}/echo HTTP/1.1\r\nHost: {public_domain}\r\n\r\n"
+    ))
+    .await;
+    assert_eq!(answer.status, 404, "{answer:?}");
 }

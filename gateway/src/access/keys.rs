@@ -30,6 +30,9 @@ pub enum Denied {
     Missing,
     /// A key that is not one of the funko's (wrong, or removed).
     Wrong,
+    /// The header that carries the key came more than once: which one counts would be a guess
+    /// (and a second copy could slip through to the funko), so neither does.
+    Repeated,
 }
 
 impl Denied {
@@ -39,6 +42,7 @@ impl Denied {
                 "this funko is private: send a key as Authorization: Bearer <key> or X-Api-Key"
             }
             Denied::Wrong => "this key is not one of the funko's keys",
+            Denied::Repeated => "send one key: its header (X-Api-Key or Authorization) came twice",
         }
     }
 }
@@ -51,16 +55,27 @@ pub struct Accepted {
     pub hash: KeyHash,
 }
 
-/// The key in `X-Api-Key`, else in `Authorization: Bearer`, with the header it came in.
-fn presented(headers: &HeaderMap) -> Option<(http::HeaderName, &[u8])> {
-    if let Some(key) = headers.get(X_API_KEY) {
-        return Some((X_API_KEY, key.as_bytes().trim_ascii()));
+/// The key in `X-Api-Key`, else in `Authorization: Bearer`, with the header it came in; a
+/// header that carries the key must come once.
+fn presented(headers: &HeaderMap) -> Result<(http::HeaderName, &[u8]), Denied> {
+    let once = |name: &http::HeaderName| {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (None, _) => Ok(None),
+            (Some(value), None) => Ok(Some(value.as_bytes())),
+            (Some(_), Some(_)) => Err(Denied::Repeated),
+        }
+    };
+    if let Some(key) = once(&X_API_KEY)? {
+        return Ok((X_API_KEY, key.trim_ascii()));
     }
-    let value = headers.get(http::header::AUTHORIZATION)?.as_bytes();
-    let (scheme, token) = value.split_at_checked(7)?;
-    scheme
-        .eq_ignore_ascii_case(b"bearer ")
-        .then(|| (http::header::AUTHORIZATION, token.trim_ascii()))
+    let value = once(&http::header::AUTHORIZATION)?.ok_or(Denied::Missing)?;
+    match value.split_at_checked(7) {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case(b"bearer ") => {
+            Ok((http::header::AUTHORIZATION, token.trim_ascii()))
+        }
+        _ => Err(Denied::Missing),
+    }
 }
 
 const X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
@@ -92,7 +107,7 @@ impl KeyRing {
 
     /// Checks a request to the private funko `funko`.
     pub fn check(&self, funko: &str, headers: &HeaderMap) -> Result<Accepted, Denied> {
-        let (header, key) = presented(headers).ok_or(Denied::Missing)?;
+        let (header, key) = presented(headers)?;
         if key.is_empty() {
             return Err(Denied::Missing);
         }
@@ -155,7 +170,7 @@ mod tests {
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
-            map.insert(*name, value.parse().unwrap());
+            map.append(*name, value.parse().unwrap());
         }
         map
     }
@@ -215,5 +230,40 @@ mod tests {
             ring.check("private", &headers(&gone)).unwrap_err(),
             Denied::Wrong
         );
+    }
+
+    #[test]
+    fn a_key_header_given_twice_is_refused_whatever_the_copies_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(dir.path());
+        let key = store.add("private", None).unwrap().key;
+        let ring = KeyRing::load(store);
+        let bearer = format!("Bearer {key}");
+        for pairs in [
+            [("x-api-key", key.as_str()), ("x-api-key", key.as_str())],
+            [("x-api-key", key.as_str()), ("x-api-key", "fk_other")],
+            [("x-api-key", "fk_other"), ("x-api-key", key.as_str())],
+            [
+                ("authorization", bearer.as_str()),
+                ("authorization", "Basic YTpi"),
+            ],
+            [
+                ("authorization", "Basic YTpi"),
+                ("authorization", bearer.as_str()),
+            ],
+        ] {
+            assert_eq!(
+                ring.check("private", &headers(&pairs)).unwrap_err(),
+                Denied::Repeated,
+                "{pairs:?}"
+            );
+        }
+        // A key in X-Api-Key leaves the client's own Authorization headers alone.
+        let with_basic = [
+            ("x-api-key", key.as_str()),
+            ("authorization", "Basic YTpi"),
+            ("authorization", "Basic Yzpk"),
+        ];
+        assert!(ring.check("private", &headers(&with_basic)).is_ok());
     }
 }
