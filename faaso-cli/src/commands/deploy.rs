@@ -1,6 +1,7 @@
 //! `faaso deploy`: zero-downtime rollout of a funko's newest image.
 
 use clap::Args;
+use faaso::engine::deploy::Rollout;
 
 use super::Global;
 
@@ -33,14 +34,16 @@ impl DeployArgs {
         let ui = global.ui();
         faaso::conventions::validate_name(&self.name)?;
         let mut target = super::target(global, &ui).await?;
-        let summary = match self.canary {
-            Some(percent) => {
-                target
-                    .deploy_canary(&self.name, percent, self.sticky, self.timeout, ui)
-                    .await?
-            }
-            None => target.deploy(&self.name, self.timeout, ui).await?,
+        let rollout = match self.canary {
+            Some(percent) => Rollout::Canary {
+                percent,
+                sticky: self.sticky,
+            },
+            None => Rollout::Deploy,
         };
+        let summary = target
+            .roll_out(&self.name, rollout, self.timeout, ui)
+            .await?;
         if let Some(summary) = summary {
             println!("{summary}");
         }

@@ -1,6 +1,7 @@
 //! `faaso promote`: finish a canary release.
 
 use clap::Args;
+use faaso::engine::deploy::Rollout;
 
 use super::Global;
 
@@ -25,7 +26,10 @@ impl PromoteArgs {
         let ui = global.ui();
         faaso::conventions::validate_name(&self.name)?;
         let mut target = super::target(global, &ui).await?;
-        if let Some(summary) = target.promote(&self.name, self.timeout, ui).await? {
+        if let Some(summary) = target
+            .roll_out(&self.name, Rollout::Promote, self.timeout, ui)
+            .await?
+        {
             println!("{summary}");
         }
         Ok(())

@@ -2,6 +2,7 @@
 //! `deploy`.
 
 use clap::Args;
+use faaso::engine::deploy::Rollout;
 
 use super::Global;
 
@@ -28,7 +29,10 @@ impl RollbackArgs {
         let ui = global.ui();
         faaso::conventions::validate_name(&self.name)?;
         let mut target = super::target(global, &ui).await?;
-        if let Some(summary) = target.rollback(&self.name, self.timeout, ui).await? {
+        if let Some(summary) = target
+            .roll_out(&self.name, Rollout::Rollback, self.timeout, ui)
+            .await?
+        {
             println!("{summary}");
         }
         Ok(())

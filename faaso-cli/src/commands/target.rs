@@ -5,6 +5,7 @@
 
 use faaso::client::remote::{Remote, StreamLine};
 use faaso::engine::Lifecycle;
+use faaso::engine::deploy::Rollout;
 use faaso::engine::status::FunkoStatus;
 
 use super::Global;
@@ -217,112 +218,42 @@ impl Target {
         Ok(wanted)
     }
 
-    /// Rolls the funko over to its newest image; returns the one-line summary (a gateway may
-    /// send none).
-    pub async fn deploy(
+    /// Runs `rollout` (a deploy, a canary, a promote or a rollback); returns its one-line
+    /// summary (a gateway may send none).
+    pub async fn roll_out(
         &mut self,
         name: &str,
+        rollout: Rollout,
         timeout: u64,
         ui: Ui,
     ) -> anyhow::Result<Option<String>> {
-        match self {
+        let remote = match self {
             Target::Local(lifecycle) => {
                 lifecycle.ready_timeout = std::time::Duration::from_secs(timeout);
-                let deployed = lifecycle.deploy(name, &mut reporter(ui)).await?;
-                Ok(Some(deployed.summary(name)))
+                let summary = lifecycle.roll_out(name, rollout, &mut reporter(ui)).await?;
+                return Ok(Some(summary));
             }
-            Target::Remote(remote) => {
-                summarised(
-                    ui,
-                    |text| text.contains(" replaced, "),
-                    async |on_line| remote.deploy(name, timeout, on_line).await,
-                )
-                .await
+            Target::Remote(remote) => remote,
+        };
+        let rolled_back = format!("{name}: rolled back to ");
+        let canary_ended = format!("{name}: canary ended, ");
+        let is_summary = |text: &str| match rollout {
+            Rollout::Deploy => text.contains(" replaced, "),
+            Rollout::Canary { .. } => text.contains(": canary of image "),
+            Rollout::Promote => text.contains(": promoted image "),
+            Rollout::Rollback => text.starts_with(&rolled_back) || text.starts_with(&canary_ended),
+        };
+        summarised(ui, is_summary, async |on_line| match rollout {
+            Rollout::Deploy => remote.deploy(name, timeout, on_line).await,
+            Rollout::Canary { percent, sticky } => {
+                remote
+                    .deploy_canary(name, percent, sticky, timeout, on_line)
+                    .await
             }
-        }
-    }
-
-    /// Starts a canary of the newest image with `percent` of the requests; returns the
-    /// one-line summary.
-    pub async fn deploy_canary(
-        &mut self,
-        name: &str,
-        percent: u32,
-        sticky: bool,
-        timeout: u64,
-        ui: Ui,
-    ) -> anyhow::Result<Option<String>> {
-        match self {
-            Target::Local(lifecycle) => {
-                lifecycle.ready_timeout = std::time::Duration::from_secs(timeout);
-                let started = lifecycle
-                    .deploy_canary(name, percent, sticky, &mut reporter(ui))
-                    .await?;
-                Ok(Some(started.summary(name)))
-            }
-            Target::Remote(remote) => {
-                summarised(
-                    ui,
-                    |text| text.contains(": canary of image "),
-                    async |on_line| {
-                        remote
-                            .deploy_canary(name, percent, sticky, timeout, on_line)
-                            .await
-                    },
-                )
-                .await
-            }
-        }
-    }
-
-    /// Makes the canary's image the serving one; returns the one-line summary.
-    pub async fn promote(
-        &mut self,
-        name: &str,
-        timeout: u64,
-        ui: Ui,
-    ) -> anyhow::Result<Option<String>> {
-        match self {
-            Target::Local(lifecycle) => {
-                lifecycle.ready_timeout = std::time::Duration::from_secs(timeout);
-                let ended = lifecycle.promote(name, &mut reporter(ui)).await?;
-                Ok(Some(ended.summary(name)))
-            }
-            Target::Remote(remote) => {
-                summarised(
-                    ui,
-                    |text| text.contains(": promoted image "),
-                    async |on_line| remote.promote(name, timeout, on_line).await,
-                )
-                .await
-            }
-        }
-    }
-
-    /// Puts the previous release back and deploys it; returns the one-line summary.
-    pub async fn rollback(
-        &mut self,
-        name: &str,
-        timeout: u64,
-        ui: Ui,
-    ) -> anyhow::Result<Option<String>> {
-        match self {
-            Target::Local(lifecycle) => {
-                lifecycle.ready_timeout = std::time::Duration::from_secs(timeout);
-                let rolled = lifecycle.rollback(name, &mut reporter(ui)).await?;
-                Ok(Some(rolled.summary(name)))
-            }
-            Target::Remote(remote) => {
-                let prefix = format!("{name}: rolled back to ");
-                let canary = format!("{name}: canary ended, ");
-                summarised(
-                    ui,
-                    |text| text.starts_with(&prefix) || text.starts_with(&canary),
-                    async |on_line| remote.rollback(name, timeout, on_line).await,
-                )
-                .await
-            }
-        }
+            Rollout::Promote => remote.promote(name, timeout, on_line).await,
+            Rollout::Rollback => remote.rollback(name, timeout, on_line).await,
+        })
+        .await
     }
 
     /// Removes the funko's containers and images.

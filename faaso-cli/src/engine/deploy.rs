@@ -204,3 +204,37 @@ impl Lifecycle {
         }
     }
 }
+
+/// One of the operations that change which release serves a funko, for callers that run them
+/// all the same way (the CLI's local mode, the admin API): each ends with a one-line summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rollout {
+    /// [`Lifecycle::deploy`].
+    Deploy,
+    /// [`Lifecycle::deploy_canary`] with `percent` of the requests.
+    Canary { percent: u32, sticky: bool },
+    /// [`Lifecycle::promote`].
+    Promote,
+    /// [`Lifecycle::rollback`].
+    Rollback,
+}
+
+impl Lifecycle {
+    /// Runs `rollout` on the funko; returns its one-line summary.
+    pub async fn roll_out(
+        &self,
+        funko: &str,
+        rollout: Rollout,
+        report: Report<'_>,
+    ) -> Result<String, LifecycleError> {
+        Ok(match rollout {
+            Rollout::Deploy => self.deploy(funko, report).await?.summary(funko),
+            Rollout::Canary { percent, sticky } => self
+                .deploy_canary(funko, percent, sticky, report)
+                .await?
+                .summary(funko),
+            Rollout::Promote => self.promote(funko, report).await?.summary(funko),
+            Rollout::Rollback => self.rollback(funko, report).await?.summary(funko),
+        })
+    }
+}

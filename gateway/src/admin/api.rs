@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use faaso::engine::deploy::Rollout;
 use pingora::prelude::*;
 use serde_json::json;
 
@@ -245,7 +246,6 @@ impl Admin {
             (&Method::POST, ["funkos", name, "deploy"])
                 if query_param(query, "canary").is_some() =>
             {
-                let name = valid(name)?;
                 let canary = query_param(query, "canary").unwrap_or_default();
                 let percent = canary
                     .parse::<u32>()
@@ -258,57 +258,14 @@ impl Admin {
                         )
                     })?;
                 let sticky = matches!(query_param(query, "sticky").as_deref(), Some("1" | "true"));
-                let lifecycle = self.lifecycle_timed(query).await?;
-                stream_operation(
-                    session,
-                    WhenClientLeaves::Finish,
-                    move |mut out| async move {
-                        let started = lifecycle
-                            .deploy_canary(&name, percent, sticky, &mut |line| out.log(line))
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        out.log(started.summary(&name));
-                        Ok(())
-                    },
-                )
-                .await
-                .map_err(|e| reject(500, e.to_string()))
+                let rollout = Rollout::Canary { percent, sticky };
+                self.roll_out(session, query, name, rollout).await
             }
             (&Method::POST, ["funkos", name, "promote"]) => {
-                let name = valid(name)?;
-                let lifecycle = self.lifecycle_timed(query).await?;
-                stream_operation(
-                    session,
-                    WhenClientLeaves::Finish,
-                    move |mut out| async move {
-                        let ended = lifecycle
-                            .promote(&name, &mut |line| out.log(line))
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        out.log(ended.summary(&name));
-                        Ok(())
-                    },
-                )
-                .await
-                .map_err(|e| reject(500, e.to_string()))
+                self.roll_out(session, query, name, Rollout::Promote).await
             }
             (&Method::POST, ["funkos", name, "deploy"]) => {
-                let name = valid(name)?;
-                let lifecycle = self.lifecycle_timed(query).await?;
-                stream_operation(
-                    session,
-                    WhenClientLeaves::Finish,
-                    move |mut out| async move {
-                        let deployed = lifecycle
-                            .deploy(&name, &mut |line| out.log(line))
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        out.log(deployed.summary(&name));
-                        Ok(())
-                    },
-                )
-                .await
-                .map_err(|e| reject(500, e.to_string()))
+                self.roll_out(session, query, name, Rollout::Deploy).await
             }
             (&Method::POST, ["funkos", name, "prune"]) => {
                 let name = valid(name)?;
@@ -343,22 +300,7 @@ impl Admin {
                 .map_err(|e| reject(500, e.to_string()))
             }
             (&Method::POST, ["funkos", name, "rollback"]) => {
-                let name = valid(name)?;
-                let lifecycle = self.lifecycle_timed(query).await?;
-                stream_operation(
-                    session,
-                    WhenClientLeaves::Finish,
-                    move |mut out| async move {
-                        let rolled = lifecycle
-                            .rollback(&name, &mut |line| out.log(line))
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        out.log(rolled.summary(&name));
-                        Ok(())
-                    },
-                )
-                .await
-                .map_err(|e| reject(500, e.to_string()))
+                self.roll_out(session, query, name, Rollout::Rollback).await
             }
             (&Method::DELETE, ["funkos", name]) => {
                 let name = valid(name)?;
@@ -547,6 +489,33 @@ impl Admin {
                 .map_err(|e| e.to_string())?;
                 drop(slot);
                 out.log(format!("built {}", built.tags.join(", ")));
+                Ok(())
+            },
+        )
+        .await
+        .map_err(|e| reject(500, e.to_string()))
+    }
+
+    /// Runs a [`Rollout`] on the funko `name`, streaming its progress lines and then its
+    /// one-line summary.
+    async fn roll_out(
+        &self,
+        session: &mut Session,
+        query: &str,
+        name: &str,
+        rollout: Rollout,
+    ) -> std::result::Result<(), Reject> {
+        let name = valid(name)?;
+        let lifecycle = self.lifecycle_timed(query).await?;
+        stream_operation(
+            session,
+            WhenClientLeaves::Finish,
+            move |mut out| async move {
+                let summary = lifecycle
+                    .roll_out(&name, rollout, &mut |line| out.log(line))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                out.log(summary);
                 Ok(())
             },
         )
