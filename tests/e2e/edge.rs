@@ -1,6 +1,6 @@
 //! The gateway at the edge, tried as hostile and careless clients would: idle keep-alive
 //! connections, request heads that never finish, readers that take nothing, many connections
-//! from one address, and a port that someone else holds.
+//! from one address, a port that someone else holds; and an idle gateway that must sleep.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -387,4 +387,28 @@ async fn a_tls_handshake_that_never_comes_is_cut_at_header_timeout() {
     assert!(half.closed_within(Duration::from_secs(5)).await.is_some());
     assert!(started.elapsed() < Duration::from_millis(2500));
     drop(gateway);
+}
+
+/// A gateway with nothing to do sleeps: its threads wake fewer than 100 times a second
+/// altogether (timers of its background services, the health checks of one instance), where a
+/// loop that spins wakes them a thousand times.
+#[tokio::test]
+async fn an_idle_gateway_sleeps() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let gateway = GatewayProcess::start("").await;
+    let funko = unique_name("idle");
+    gateway
+        .serve_variant(&docker, &cleanup, &funko, "ENV TESTFUNKO_VERSION=1")
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = gateway.context_switches();
+    let window = Duration::from_secs(3);
+    tokio::time::sleep(window).await;
+    let per_second = (gateway.context_switches() - before) as f64 / window.as_secs_f64();
+    eprintln!("idle gateway: {per_second:.0} wake-ups a second");
+    assert!(
+        per_second < 100.0,
+        "an idle gateway's threads woke {per_second:.0} times a second"
+    );
 }

@@ -213,6 +213,24 @@ impl GatewayProcess {
             .expect("VmHWM in /proc status")
     }
 
+    /// How many times the gateway's threads have been switched in so far (voluntary and
+    /// involuntary context switches of every thread, from `/proc`): what an idle process
+    /// does when something in it spins.
+    pub fn context_switches(&self) -> u64 {
+        let pid = self.child.id();
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .expect("the gateway's threads can be listed")
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("status")).ok())
+            .flat_map(|status| {
+                status
+                    .lines()
+                    .filter(|line| line.contains("ctxt_switches:"))
+                    .filter_map(|line| line.split(':').nth(1)?.trim().parse::<u64>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .sum()
+    }
+
     /// The TCP ports the gateway process listens on, read from `/proc` (its socket
     /// descriptors matched against the kernel's listening sockets). A port the gateway does
     /// not hold may still answer: another test's process can have taken the same free port.

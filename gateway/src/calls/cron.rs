@@ -41,14 +41,20 @@ pub async fn run(table: SharedRoutes, calls: Calls, mut shutdown: pingora::serve
             entry.next = entry.schedule.next_after(due.max(now));
         }
         let next = scheduled.values().filter_map(|entry| entry.next).min();
-        let wait = next
-            .and_then(|next| (next - Utc::now()).to_std().ok())
-            .unwrap_or(Duration::ZERO)
-            .min(REFRESH);
+        let wait = wait_for(next, Utc::now());
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// How long to sleep before looking again: until the next tick (none if it is due), at most
+/// [`REFRESH`], and [`REFRESH`] when nothing is scheduled (not zero: the loop would spin).
+fn wait_for(next: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Duration {
+    match next {
+        None => REFRESH,
+        Some(next) => (next - now).to_std().unwrap_or(Duration::ZERO).min(REFRESH),
     }
 }
 
@@ -118,5 +124,26 @@ async fn tick(calls: &Calls, funko: &str, trigger: &Trigger, due: DateTime<Utc>)
         Err(err) => {
             tracing::warn!(funko, trigger = %trigger.id, error = %err, "a cron tick was not queued")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loop_sleeps_until_the_next_tick_and_a_refresh_at_most() {
+        let now = Utc::now();
+        assert_eq!(
+            wait_for(None, now),
+            REFRESH,
+            "nothing scheduled: no spinning"
+        );
+        let soon = now + chrono::Duration::milliseconds(250);
+        assert_eq!(wait_for(Some(soon), now), Duration::from_millis(250));
+        let later = now + chrono::Duration::seconds(30);
+        assert_eq!(wait_for(Some(later), now), REFRESH);
+        let missed = now - chrono::Duration::seconds(1);
+        assert_eq!(wait_for(Some(missed), now), Duration::ZERO);
     }
 }
