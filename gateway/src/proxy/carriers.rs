@@ -58,16 +58,18 @@ impl Gateway {
                 &ctx.forwarding(session),
                 Hops::Strip,
             )?;
-            let exchange = exchange::round_trip(
-                session,
-                opened.stream,
-                opened.reused,
-                idempotent,
-                request,
-                &opened.timeouts,
-                &ctx.answer,
-            );
-            let outcome = pool::holding(opened.slot.take(), exchange).await;
+            let outcome = {
+                let exchange = std::pin::pin!(exchange::round_trip(
+                    session,
+                    opened.stream,
+                    opened.reused,
+                    idempotent,
+                    request,
+                    &opened.timeouts,
+                    &ctx.answer,
+                ));
+                pool::holding(opened.slot.take(), exchange).await
+            };
             match outcome {
                 Ok(done) => {
                     if let Some(stream) = done.reusable {
@@ -102,13 +104,13 @@ impl Gateway {
         ctx.sending(false);
         let request =
             headers::upstream_request(session.req_header(), &ctx.forwarding(session), Hops::Keep)?;
-        let relay = tunnel::relay(
+        let relay = std::pin::pin!(tunnel::relay(
             session,
             opened.stream,
             request,
             opened.timeouts,
             &ctx.answer,
-        );
+        ));
         // A tunnel lives long: its slot is freed after the hold, not when it ends.
         pool::holding(opened.slot.take(), relay).await?;
         Ok(())

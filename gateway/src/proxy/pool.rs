@@ -157,12 +157,16 @@ async fn first_free<T>(mut check: impl FnMut() -> Option<T>) -> T {
 }
 
 /// Runs `exchange` (the first on a new connection) and frees `slot` when it is done or after
-/// [`SLOT_HOLD`], whichever comes first.
-pub async fn holding<F: std::future::Future>(slot: Option<ConnectSlot>, exchange: F) -> F::Output {
+/// [`SLOT_HOLD`], whichever comes first. The exchange is pinned by the caller and only borrowed
+/// here: an exchange's future is kilobytes, and taking it by value would copy it on every
+/// request (twice: into this future, then into its pinned place).
+pub async fn holding<F: std::future::Future>(
+    slot: Option<ConnectSlot>,
+    mut exchange: std::pin::Pin<&mut F>,
+) -> F::Output {
     let Some(slot) = slot else {
         return exchange.await;
     };
-    tokio::pin!(exchange);
     tokio::select! {
         done = &mut exchange => done,
         () = tokio::time::sleep(SLOT_HOLD) => {
@@ -306,7 +310,8 @@ mod tests {
         }
         let held = slots.pop();
         // A first exchange that takes 200 ms frees its slot after SLOT_HOLD ...
-        let slow = holding(held, tokio::time::sleep(Duration::from_millis(200)));
+        let sleep = std::pin::pin!(tokio::time::sleep(Duration::from_millis(200)));
+        let slow = holding(held, sleep);
         let waiter = slot(addr);
         let started = std::time::Instant::now();
         let (_, got) = tokio::join!(slow, async {
@@ -316,7 +321,8 @@ mod tests {
         assert!(got.1 < Duration::from_millis(150), "{:?}", got.1);
         // ... and a fast one when it is done.
         drop(got.0);
-        let quick = holding(Some(slot(addr).await), async { 7 }).await;
+        let seven = std::pin::pin!(async { 7 });
+        let quick = holding(Some(slot(addr).await), seven).await;
         assert_eq!(quick, 7);
         assert_eq!(
             CONNECTING.with_borrow(|c| c.get(&addr).copied()),
