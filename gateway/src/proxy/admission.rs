@@ -169,11 +169,13 @@ impl Gateway {
             Route::Funko(funko) if self.serves != Serves::Admin => funko,
             Route::Async(call) if self.serves != Serves::Admin => {
                 let (name, prefix_len) = (call.name.to_string(), call.prefix.len());
-                self.enqueue(session, ctx, &name, prefix_len).await?;
+                // Boxed, as the admin's below: a rare path's state would otherwise sit in every
+                // request's future, which is copied whole when it is boxed.
+                Box::pin(self.enqueue(session, ctx, &name, prefix_len)).await?;
                 return Ok(None);
             }
             Route::Admin if self.serves != Serves::Funkos => {
-                self.admin.handle(session).await?;
+                Box::pin(self.admin.handle(session)).await?;
                 return Ok(None);
             }
             Route::Healthz => {
