@@ -1202,3 +1202,71 @@ async fn the_gateway_brings_funkos_back_to_their_scale() {
     assert!(status()[0]["problem"].is_null());
     faaso.ok(&["down", &name]);
 }
+
+/// The gateway's top-up decides under the funko's lock: a `scale 0` that holds the lock while
+/// the top-up waits for it is not undone by a saved scale read before it finished.
+#[tokio::test]
+async fn a_top_up_waiting_for_the_lock_does_not_undo_a_scale_down() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let dir = tempfile::tempdir().unwrap();
+    let name = funko(&docker, &cleanup, "topup").await;
+    let mut lifecycle = faaso::engine::Lifecycle::new(
+        docker.clone(),
+        faaso::store::state::StateDir::new(dir.path().join("state")),
+        faaso::store::secrets::SecretsDir::new(dir.path().join("secrets")),
+    );
+    lifecycle.lock_timeout = Duration::from_secs(30);
+    let lifecycle = Arc::new(lifecycle);
+    let mut quiet = |_: String| {};
+    lifecycle.scale(&name, 2, &mut quiet).await.unwrap();
+    assert_eq!(running(&docker, &cleanup, &name).await, 2);
+
+    // One instance gone by hand: short of the saved scale, as the gateway's check would see.
+    let instances = faaso::engine::docker::list_instances(&docker, &name)
+        .await
+        .unwrap();
+    faaso::engine::docker::remove_container(&docker, instances[0].id.as_deref().unwrap())
+        .await
+        .unwrap();
+    // A scale to zero holds the lock while a top-up waits for it.
+    let lock = lifecycle
+        .state
+        .lock(&name, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let top_up = {
+        let (lifecycle, name) = (Arc::clone(&lifecycle), name.clone());
+        tokio::spawn(async move {
+            let mut quiet = |_: String| {};
+            lifecycle.top_up(&name, &mut quiet).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !top_up.is_finished(),
+        "the top-up did not wait for the lock"
+    );
+    faaso::engine::docker::remove_container(&docker, instances[1].id.as_deref().unwrap())
+        .await
+        .unwrap();
+    lifecycle
+        .state
+        .save(&name, faaso::store::state::FunkoState { scale: 0 })
+        .unwrap();
+    drop(lock);
+
+    let started = top_up.await.unwrap().unwrap();
+    assert_eq!(started, None, "the top-up started instances");
+    assert_eq!(running(&docker, &cleanup, &name).await, 0);
+    assert_eq!(lifecycle.state.load(&name).unwrap().unwrap().scale, 0);
+
+    // Without the scale down, the same top-up brings the funko back to its scale.
+    lifecycle
+        .state
+        .save(&name, faaso::store::state::FunkoState { scale: 1 })
+        .unwrap();
+    let started = lifecycle.top_up(&name, &mut quiet).await.unwrap();
+    assert_eq!(started, Some(0));
+    assert_eq!(running(&docker, &cleanup, &name).await, 1);
+}

@@ -212,6 +212,28 @@ impl Lifecycle {
         Ok(())
     }
 
+    /// Brings a funko that runs fewer instances than its saved scale back to it, and returns
+    /// how many ran before, or `None` when nothing was started. The saved scale is read with
+    /// the funko's lock held: a `scale` or `down` that held the lock first is never undone
+    /// by a reading taken before it finished.
+    pub async fn top_up(
+        &self,
+        funko: &str,
+        report: &mut (dyn FnMut(String) + Send),
+    ) -> Result<Option<usize>, LifecycleError> {
+        validate_name(funko)?;
+        let _lock = self.state.lock(funko, self.lock_timeout).await?;
+        let Some(saved) = self.state.load(funko)? else {
+            return Ok(None);
+        };
+        let running = self.running(funko).await?.len();
+        if saved.scale == 0 || running >= saved.scale as usize {
+            return Ok(None);
+        }
+        self.scale_locked(funko, saved.scale, report).await?;
+        Ok(Some(running))
+    }
+
     /// Brings every funko with a saved scale back to it, when its image exists (the gateway
     /// does this at start). Failures are reported and do not stop the others.
     pub async fn restore(
@@ -233,7 +255,7 @@ impl Lifecycle {
                 report(format!("{funko}: not restored, no image {image}"));
                 continue;
             }
-            if let Err(err) = self.scale(&funko, state.scale, report).await {
+            if let Err(err) = self.restore_one(&funko, report).await {
                 report(format!(
                     "{funko}: restoring scale {} failed: {err}",
                     state.scale
@@ -241,6 +263,19 @@ impl Lifecycle {
             }
         }
         Ok(())
+    }
+
+    /// [`Lifecycle::restore`] for one funko, its saved scale read again with its lock held.
+    async fn restore_one(
+        &self,
+        funko: &str,
+        report: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(), LifecycleError> {
+        let _lock = self.state.lock(funko, self.lock_timeout).await?;
+        match self.state.load(funko)? {
+            Some(saved) if saved.scale > 0 => self.scale_locked(funko, saved.scale, report).await,
+            _ => Ok(()),
+        }
     }
 
     /// Adds or replaces a secret so that the funko's user can read it, whoever runs FaaSO (see

@@ -4,7 +4,9 @@
 //! - At start, every funko with a saved scale and an image is brought back to it. Docker being
 //!   unreachable is retried (the engine may start after the gateway).
 //! - Then, every [`RECONCILE_EVERY`], a funko with fewer running instances than its saved scale
-//!   (one removed by hand, one that crashed for good) gets new ones. A funko busy with another
+//!   (one removed by hand, one that crashed for good) gets new ones; the saved scale is read
+//!   again under the funko's lock ([`Lifecycle::top_up`]), so a `scale 0` that was running
+//!   when the instances were counted is never undone. A funko busy with another
 //!   operation (its lock is held) is left for the next round. One that cannot be brought up (a
 //!   release that crashes at start) is retried with a backoff from 10 s doubling to 5 min, and
 //!   the reason is saved where `faaso status` shows it; a successful `scale` clears it.
@@ -142,9 +144,13 @@ async fn reconcile(lifecycle: &Lifecycle, retries: &mut HashMap<String, (Instant
             continue;
         }
         let mut report = |line: String| tracing::info!(funko = %funko, "reconcile: {line}");
-        match lifecycle.scale(&funko, state.scale, &mut report).await {
-            Ok(()) => {
-                tracing::info!(funko = %funko, scale = state.scale, was = running, "reconcile: back at its scale");
+        // Decided again under the funko's lock: a `scale` running now may be lowering it.
+        match lifecycle.top_up(&funko, &mut report).await {
+            Ok(Some(was)) => {
+                tracing::info!(funko = %funko, was, "reconcile: back at its scale");
+                retries.remove(&funko);
+            }
+            Ok(None) => {
                 retries.remove(&funko);
             }
             Err(faaso::engine::LifecycleError::State(err)) if err.is_busy() => {}
