@@ -1203,10 +1203,11 @@ async fn the_gateway_brings_funkos_back_to_their_scale() {
     faaso.ok(&["down", &name]);
 }
 
-/// The gateway's top-up decides under the funko's lock: a `scale 0` that holds the lock while
-/// the top-up waits for it is not undone by a saved scale read before it finished.
+/// The gateway's top-up and its autoscaler's step up decide under the funko's lock: a
+/// `scale 0` that holds the lock while they wait for it is not undone by a saved scale read
+/// before it finished.
 #[tokio::test]
-async fn a_top_up_waiting_for_the_lock_does_not_undo_a_scale_down() {
+async fn a_scale_up_waiting_for_the_lock_does_not_undo_a_scale_down() {
     let docker = require_docker!();
     let cleanup = Cleanup::new();
     let dir = tempfile::tempdir().unwrap();
@@ -1269,4 +1270,47 @@ async fn a_top_up_waiting_for_the_lock_does_not_undo_a_scale_down() {
     let started = lifecycle.top_up(&name, &mut quiet).await.unwrap();
     assert_eq!(started, Some(0));
     assert_eq!(running(&docker, &cleanup, &name).await, 1);
+
+    // The autoscaler's step up, waiting while a `faaso down` runs, finds the funko stopped.
+    let lock = lifecycle
+        .state
+        .lock(&name, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let grow = {
+        let (lifecycle, name) = (Arc::clone(&lifecycle), name.clone());
+        tokio::spawn(async move {
+            let mut quiet = |_: String| {};
+            lifecycle.grow(&name, 3, &mut quiet).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!grow.is_finished(), "the step up did not wait for the lock");
+    for container in faaso::engine::docker::list_instances(&docker, &name)
+        .await
+        .unwrap()
+    {
+        faaso::engine::docker::remove_container(&docker, container.id.as_deref().unwrap())
+            .await
+            .unwrap();
+    }
+    lifecycle
+        .state
+        .save(&name, faaso::store::state::FunkoState { scale: 0 })
+        .unwrap();
+    drop(lock);
+    assert_eq!(
+        grow.await.unwrap().unwrap(),
+        None,
+        "the step up started instances"
+    );
+    assert_eq!(running(&docker, &cleanup, &name).await, 0);
+    assert_eq!(lifecycle.state.load(&name).unwrap().unwrap().scale, 0);
+    // Running, the same step up grows it.
+    lifecycle
+        .state
+        .save(&name, faaso::store::state::FunkoState { scale: 1 })
+        .unwrap();
+    assert_eq!(lifecycle.grow(&name, 2, &mut quiet).await.unwrap(), Some(2));
+    assert_eq!(running(&docker, &cleanup, &name).await, 2);
 }

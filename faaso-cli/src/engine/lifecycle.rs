@@ -160,6 +160,27 @@ impl Lifecycle {
         Ok(target)
     }
 
+    /// Raises a running funko to at least `scale` instances (the autoscaler's step up), and
+    /// returns the scale now in effect, or `None` when the funko was stopped (saved scale 0
+    /// or none) by the time its lock was taken: a `faaso down` that finished while the step
+    /// waited is not undone.
+    pub async fn grow(
+        &self,
+        funko: &str,
+        scale: u32,
+        report: &mut (dyn FnMut(String) + Send),
+    ) -> Result<Option<u32>, LifecycleError> {
+        validate_name(funko)?;
+        let _lock = self.state.lock(funko, self.lock_timeout).await?;
+        if self.state.load(funko)?.is_none_or(|saved| saved.scale == 0) {
+            return Ok(None);
+        }
+        let running = self.running(funko).await?.len() as u32;
+        let target = scale.max(running);
+        self.scale_locked(funko, target, report).await?;
+        Ok(Some(target))
+    }
+
     /// The saved scale (if any) and the number of running instances.
     pub async fn current_scale(&self, funko: &str) -> Result<(Option<u32>, usize), LifecycleError> {
         validate_name(funko)?;

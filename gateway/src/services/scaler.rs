@@ -14,7 +14,7 @@
 //! - **Decisions**: once a second every scaled funko with a saved scale above zero is looked at
 //!   ([`crate::services::autoscale`] decides; a funko stopped with `faaso down`, or run by another gateway
 //!   with its own state folder, is left alone);
-//!   an addition runs `Lifecycle::up`, a removal drains first: the instances to go are taken
+//!   an addition runs `Lifecycle::grow` (nothing when the funko was stopped meanwhile), a removal drains first: the instances to go are taken
 //!   out of routing, their requests in flight finish, then `Lifecycle::retire` stops them and
 //!   saves the count left. A request for a funko whose last instances are draining calls the
 //!   drain off and gets them back at once.
@@ -269,9 +269,11 @@ impl Scaler {
             tokio::spawn(async move {
                 let done = shared.carry_out(&funko, &decision, &ops).await;
                 match done {
-                    Ok(()) => {
+                    Ok(changed) => {
                         ops.succeeded();
-                        crate::metrics::autoscale_event(&funko.name, decision.direction());
+                        if changed {
+                            crate::metrics::autoscale_event(&funko.name, decision.direction());
+                        }
                     }
                     Err(err) => {
                         let delay = ops.failed();
@@ -337,30 +339,34 @@ impl Shared {
         Arc::clone(funkos.entry(Arc::clone(funko)).or_default())
     }
 
-    /// Carries out one decision.
+    /// Carries out one decision; `false` when there was nothing left to do (the funko was
+    /// stopped while the decision waited for its lock).
     async fn carry_out(
         &self,
         funko: &crate::routing::table::Funko<crate::metrics::FunkoMetrics>,
         decision: &Decision,
         ops: &FunkoOps,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let name = &*funko.name;
         let mut report = |line: String| tracing::info!(funko = %name, "autoscale: {line}");
         match decision {
             Decision::Up { to, .. } => {
                 let _serial = ops.serial.lock().await;
-                self.lifecycle
-                    .up(name, Some(*to), &mut report)
-                    .await
-                    .map(|_| ())
-                    .map_err(|err| err.to_string())
+                match self.lifecycle.grow(name, *to, &mut report).await {
+                    Ok(Some(_)) => Ok(true),
+                    Ok(None) => {
+                        tracing::info!(funko = %name, "autoscale: stopped meanwhile, left at zero");
+                        Ok(false)
+                    }
+                    Err(err) => Err(err.to_string()),
+                }
             }
             Decision::Down { to, .. } => {
                 self.drain_and_retire(funko, *to, ops).await?;
                 if *to == 0 {
                     self.keep_ready(funko, ops).await;
                 }
-                Ok(())
+                Ok(true)
             }
         }
     }
