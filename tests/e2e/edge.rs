@@ -1,11 +1,12 @@
 //! The gateway at the edge, tried as hostile and careless clients would: idle keep-alive
 //! connections, request heads that never finish, readers that take nothing, many connections
-//! from one address, a port that someone else holds; and an idle gateway that must sleep.
+//! from one address, a port that someone else holds, pipelined requests and bodies that carry
+//! requests; and an idle gateway that must sleep.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faaso_tests::docker::Cleanup;
+use faaso_tests::docker::{Cleanup, start_instance};
 use faaso_tests::gateway::GatewayProcess;
 use faaso_tests::http::{client, wait_until};
 use faaso_tests::prom;
@@ -411,4 +412,100 @@ async fn an_idle_gateway_sleeps() {
         per_second < 100.0,
         "an idle gateway's threads woke {per_second:.0} times a second"
     );
+}
+
+/// Requests pipelined on one connection are each answered, in order, whoever answers them (a
+/// funko, the gateway for a stopped or unknown funko); bytes inside a body are never taken
+/// for a request, and a request after a body closes the connection rather than be guessed.
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_and_a_body_is_never_a_request() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let live = unique_name("pipe");
+    start_instance(&docker, &cleanup, &live, &[]).await;
+    let stopped = unique_name("pipestop");
+    let instance = start_instance(&docker, &cleanup, &stopped, &[]).await;
+    docker.stop_container(&instance, None).await.unwrap();
+    let gateway = GatewayProcess::start("").await;
+    let addr = addr_of(&gateway);
+    let url = format!("{}/funko/{live}/ping", gateway.url);
+    faaso_tests::http::wait_for_status(&url, 200, Duration::from_secs(10)).await;
+    let get = |target: &str| format!("GET {target} HTTP/1.1\r\nHost: test\r\n\r\n");
+
+    // Five requests in one write, then one more on the same connection.
+    let mut conn = RawConnection::open(&addr).await;
+    let batch = [
+        get(&format!("/funko/{live}/echo?n=1")),
+        format!("HEAD /funko/{live}/echo?n=2 HTTP/1.1\r\nHost: test\r\n\r\n"),
+        get(&format!("/funko/{stopped}/echo?n=3")),
+        get(&format!("/funko/{}/echo?n=4", unique_name("none"))),
+        get(&format!("/funko/{live}/echo?n=5")),
+    ]
+    .concat();
+    conn.write(batch.as_bytes()).await.unwrap();
+    let mut statuses = Vec::new();
+    for head_only in [false, true, false, false, false] {
+        let response = conn.response(head_only).await.expect("an answer");
+        statuses.push(response.status);
+        if response.status == 200 && !head_only {
+            let echo: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+            statuses.push(echo["query"].as_str().unwrap()[2..].parse().unwrap());
+        }
+    }
+    assert_eq!(statuses, [200, 1, 200, 503, 404, 200, 5]);
+    // A head split across writes, after a whole one in the same write.
+    let next = get(&format!("/funko/{live}/echo?n=7"));
+    let (first, second) = next.split_at(20);
+    conn.write(format!("{}{first}", get(&format!("/funko/{live}/echo?n=6"))).as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    conn.write(second.as_bytes()).await.unwrap();
+    for n in ["n=6", "n=7"] {
+        let response = conn.response(false).await.expect("an answer");
+        let echo: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!(echo["query"], n);
+    }
+
+    // A body that holds a request: the funko gets it as a body, and nothing else is answered.
+    let inner = get(&format!("/funko/{live}/echo?smuggled=1"));
+    for (framing, body) in [
+        (format!("Content-Length: {}", inner.len()), inner.clone()),
+        (
+            "Transfer-Encoding: chunked".to_string(),
+            format!("{:x}\r\n{inner}\r\n0\r\n\r\n", inner.len()),
+        ),
+    ] {
+        for target in [
+            format!("/funko/{live}/echo"),
+            format!("/funko/{stopped}/echo"),
+        ] {
+            let mut conn = RawConnection::open(&addr).await;
+            let request =
+                format!("POST {target} HTTP/1.1\r\nHost: test\r\n{framing}\r\n\r\n{body}");
+            conn.write(request.as_bytes()).await.unwrap();
+            let response = conn.response(false).await.expect("an answer");
+            if target.contains(&live) {
+                assert_eq!(response.status, 200, "{framing} to {target}");
+                let echo: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+                assert_eq!(echo["body"], inner.as_str(), "{framing}");
+            } else {
+                assert_eq!(response.status, 503, "{framing} to {target}");
+            }
+            // Closed, or open with nothing more said: the next answer is the next request's.
+            if let Some(rest) = conn.closed_within(Duration::from_secs(1)).await {
+                assert!(
+                    rest.is_empty(),
+                    "after {framing} to {target}: more was answered"
+                );
+                continue;
+            }
+            conn.write(get(&format!("/funko/{live}/echo?n=8")).as_bytes())
+                .await
+                .unwrap();
+            let response = conn.response(false).await.expect("an answer");
+            let echo: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+            assert_eq!(echo["query"], "n=8", "after {framing} to {target}");
+        }
+    }
 }

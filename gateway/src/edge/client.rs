@@ -5,8 +5,10 @@
 //! wait reads into a buffer on the stack that lives for one poll; bytes that arrive are copied
 //! into a buffer sized for them, and the rest of the head is read within `header_timeout`.
 //! Only then does Pingora's HTTP/1.1 session take over, with the head handed to its parser as
-//! bytes already read, and it gives the connection back after the answer. HTTP/2 (by ALPN)
-//! goes to Pingora's HTTP/2 server as it is, with `keepalive_timeout` as its idle timeout.
+//! bytes already read, and it gives the connection back after the answer; the bytes of
+//! pipelined requests behind a bodiless one wait for its answer
+//! ([`super::head::split_pipelined`]). HTTP/2 (by ALPN) goes to Pingora's HTTP/2 server as
+//! it is, with `keepalive_timeout` as its idle timeout.
 //!
 //! The timeouts: the first request's head must be whole within `header_timeout` of the accept
 //! (TLS handshake included), a later one's within `header_timeout` of its first byte; between
@@ -31,7 +33,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::EdgeSettings;
-use super::head::{MAX_HEAD, head_end};
+use super::head::{MAX_HEAD, head_end, split_pipelined};
 use super::limits::Connections;
 use super::listen::Handler;
 use super::stream::ClientStream;
@@ -177,13 +179,18 @@ impl Edge {
         let keepalive_seconds = self.settings.keepalive_timeout.as_secs().max(1);
         let mut wait_until = first_deadline;
         let mut first = true;
+        // Pipelined requests: the bytes that came after the last request, its next ones.
+        let mut pipelined: Option<BytesMut> = None;
         loop {
             tally.set(Phase::Idle);
-            let start = match wait_for_request(&mut stream, wait_until).await {
-                Ok(Some(start)) => start,
-                // Closed, or silent for keepalive_timeout (header_timeout on a new connection):
-                // nothing was said, nothing is answered.
-                Ok(None) | Err(_) => return,
+            let start = match pipelined.take() {
+                Some(next) => next,
+                None => match wait_for_request(&mut stream, wait_until).await {
+                    Ok(Some(start)) => start,
+                    // Closed, or silent for keepalive_timeout (header_timeout on a new
+                    // connection): nothing was said, nothing is answered.
+                    Ok(None) | Err(_) => return,
+                },
             };
             tally.set(Phase::Active);
             // Counted from the first byte, so a shutdown waits for this request too.
@@ -199,7 +206,7 @@ impl Edge {
                 Some(_) => Ok(start),
                 None => Box::pin(read_head(&mut stream, start, deadline)).await,
             };
-            let head = match head {
+            let mut head = match head {
                 Ok(head) => head,
                 Err(HeadError::TimedOut) => {
                     let message = format!(
@@ -222,6 +229,7 @@ impl Edge {
                 }
                 Err(HeadError::Closed) => return,
             };
+            pipelined = split_pipelined(&mut head);
             match self
                 .hand_over(stream, head, keepalive_seconds, &shutdown)
                 .await
