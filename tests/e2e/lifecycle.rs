@@ -273,17 +273,89 @@ async fn websocket_upgrades_never_break() {
 }
 
 #[tokio::test]
-async fn malformed_requests_get_400() {
-    let _docker = require_docker!();
+async fn malformed_requests_get_400_saying_why() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let funko = unique_name("malformed");
+    start_instance(&docker, &cleanup, &funko, &[]).await;
     let gateway = GatewayProcess::start("").await;
-    let addr = gateway.url.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /funko/x/ HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
-    let response = String::from_utf8_lossy(&response);
-    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    wait_for_status(
+        &format!("{}/funko/{funko}/ping", gateway.url),
+        200,
+        Duration::from_secs(10),
+    )
+    .await;
+    let addr = gateway.url.trim_start_matches("http://").to_string();
+    let exchange = |request: String| {
+        let addr = addr.clone();
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut response = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
+                .await;
+            String::from_utf8_lossy(&response).into_owned()
+        }
+    };
+    let echo = format!("/funko/{funko}/echo");
+    let cases = [
+        // The parser's own refusal.
+        (
+            format!("GET {echo} HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n"),
+            "HTTP/1.1 400",
+            "",
+        ),
+        (
+            format!("GET {echo} HTTP/1.1\r\nAccept: */*\r\n\r\n"),
+            "HTTP/1.1 400",
+            "an HTTP/1.1 request needs a Host header",
+        ),
+        (
+            format!("TRACE {echo} HTTP/1.1\r\nHost: x\r\n\r\n"),
+            "HTTP/1.1 405",
+            "TRACE is not allowed",
+        ),
+        (
+            format!(
+                "GET /funko/{funko}/upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n\
+                 Upgrade: websocket\r\nContent-Length: 2\r\n\r\nhi"
+            ),
+            "HTTP/1.1 400",
+            "an upgrade request cannot carry a body",
+        ),
+        (
+            format!(
+                "POST {echo} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+                 zz\r\nabcd\r\n0\r\n\r\n"
+            ),
+            "HTTP/1.1 400",
+            "malformed chunked request body",
+        ),
+    ];
+    for (request, status, reason) in cases {
+        let response = exchange(request.clone()).await;
+        assert!(response.starts_with(status), "{request:?}: {response}");
+        assert!(response.contains(reason), "{request:?}: {response}");
+    }
+    // HTTP/1.0 needs no Host.
+    let response = exchange(format!("GET {echo} HTTP/1.0\r\n\r\n")).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    // Content-Length beside chunked: the chunks count (RFC 9112 §6.3), the instance sees no
+    // Content-Length, and the connection closes after the answer, so that what follows the
+    // chunks is never answered as a request.
+    let response = exchange(format!(
+        "POST {echo} HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\
+         Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n\
+         GET {echo}?smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+    ))
+    .await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert_eq!(response.matches("HTTP/1.1 ").count(), 1, "{response}");
+    let body = &response[response.find("\r\n\r\n").unwrap() + 4..];
+    let echoed: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(echoed["body"], "hi");
+    assert!(
+        !body.to_lowercase().contains("content-length"),
+        "the instance was sent Content-Length: {body}"
+    );
 }

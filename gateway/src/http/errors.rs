@@ -48,6 +48,17 @@ pub fn message(code: u16, max_body_bytes: u64) -> String {
     }
 }
 
+/// The error message sent for a failure: for a request the gateway refused as malformed (400)
+/// or for its method (405), its own reason; a body whose chunks are malformed says so; else
+/// [`message`] for the status.
+pub fn message_for(e: &Error, code: u16, max_body_bytes: u64) -> String {
+    match (code, e.etype(), e.context.as_ref()) {
+        (400 | 405, ErrorType::HTTPStatus(_), Some(reason)) => reason.as_str().to_string(),
+        (400, ErrorType::Custom("InvalidChunk"), _) => "malformed chunked request body".to_string(),
+        _ => message(code, max_body_bytes),
+    }
+}
+
 /// An error with its causes, on one line (`outer: cause: root cause`).
 pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
@@ -76,5 +87,31 @@ mod tests {
         assert_eq!(status(&ReadError, &ErrorSource::Downstream), 0);
         assert_eq!(status(&InternalError, &ErrorSource::Internal), 500);
         assert!(message(413, 10).contains("10 bytes"));
+    }
+
+    #[test]
+    fn a_refused_request_is_told_why() {
+        let refused = Error::explain(HTTPStatus(400), "an upgrade request cannot carry a body");
+        assert_eq!(
+            message_for(&refused, 400, 10),
+            "an upgrade request cannot carry a body"
+        );
+        let method = Error::explain(HTTPStatus(405), "TRACE is not allowed");
+        assert_eq!(message_for(&method, 405, 10), "TRACE is not allowed");
+        let mut chunk = Error::explain(
+            ErrorType::new("InvalidChunk"),
+            "Invalid chunked encoding: InvalidChunkSize",
+        );
+        chunk.esource = ErrorSource::Downstream;
+        assert_eq!(
+            message_for(&chunk, 400, 10),
+            "malformed chunked request body"
+        );
+        // Other statuses keep their fixed text, whatever the context says.
+        let large = Error::explain(HTTPStatus(413), "body too large");
+        assert_eq!(message_for(&large, 413, 10), message(413, 10));
+        let mut header = Error::explain(InvalidHTTPHeader, "a parser's words");
+        header.esource = ErrorSource::Downstream;
+        assert_eq!(message_for(&header, 400, 10), "malformed request");
     }
 }

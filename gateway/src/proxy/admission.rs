@@ -42,6 +42,17 @@ impl Gateway {
             session
                 .downstream_session
                 .set_write_timeout(Some(self.settings.send_timeout));
+        } else if session.req_header().version == http::Version::HTTP_11
+            && !session
+                .req_header()
+                .headers
+                .contains_key(http::header::HOST)
+        {
+            // RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request without Host.
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(400),
+                "an HTTP/1.1 request needs a Host header",
+            ));
         }
         if let Some(https) = self
             .settings

@@ -294,7 +294,7 @@ impl ProxyHttp for Gateway {
             // The connection is closed after an error (part of a body may be unread): say so,
             // so that clients do not send their next request on it.
             session.set_keepalive(None);
-            let message = errors::message(code, ctx.max_body(self.settings.max_body_bytes));
+            let message = errors::message_for(e, code, ctx.max_body(self.settings.max_body_bytes));
             let body = error_body(&message, ctx.funko_name());
             let mut extra: Vec<(&'static str, &str)> = Vec::with_capacity(2);
             let retry_after = match (code, ctx.funko.as_ref().and_then(|f| f.gate.as_ref())) {
