@@ -26,6 +26,10 @@ Private funko (`--only private`): a second test funko made private with `docker 
 faaso.access=private`, called through the same gateway with its key in `X-Api-Key` (64
 connections, tiny): its CPU time per request beside the public funko's.
 
+Pipelined (`--only pipelined`): wrk sends 16 requests at a time on each of 64 connections
+(HTTP/1.1 pipelining, as wrk's pipeline script does) to the gateway, nginx, HAProxy and Caddy:
+req/s and CPU time per request.
+
 HTTPS rows: a gateway with `tls_listen` and nginx (`listen ... ssl http2`) serve the same
 self-signed ECDSA P-256 certificate in front of the same backend: HTTP/1.1 with keep-alive
 (wrk), HTTP/2 (h2load, 10 streams per connection) and a new TLS handshake per request (wrk with
@@ -570,11 +574,55 @@ def https_runs(args, ports, gateway_tls, nginx):
                 runs.setdefault((name, load), []).append(r)
     rows = [median_run(runs[(name, load)]) for load, _ in loads for name in targets]
     for load, _ in loads:
-        g, n = runs_for(rows, "gateway", load), runs_for(rows, "nginx", load)
-        for r in (g, n):
-            r["gateway_ratio"] = round(g["rps"] / r["rps"], 2) if r["rps"] else None
-            r["gateway_cpu_ratio"] = (round(g["cpu_us_per_request"] / r["cpu_us_per_request"], 2)
-                                      if g["cpu_us_per_request"] and r["cpu_us_per_request"] else None)
+        with_ratios([r for r in rows if r["load"] == load], runs_for(rows, "gateway", load))
+    return rows
+
+
+def with_ratios(rows, g):
+    """Adds to each row the gateway's row `g` divided by it: req/s and CPU time per request."""
+    for r in rows:
+        r["gateway_ratio"] = round(g["rps"] / r["rps"], 2) if r["rps"] else None
+        r["gateway_cpu_ratio"] = (round(g["cpu_us_per_request"] / r["cpu_us_per_request"], 2)
+                                  if g["cpu_us_per_request"] and r["cpu_us_per_request"] else None)
+
+
+def load_table(title, rows):
+    """Markdown lines for rows of one kind of load (HTTPS, pipelined), gateway ÷ each row."""
+    lines = ["", f"| {title} target | load | req/s | p50 ms | p99 ms | mean ms | errors | CPU µs/req "
+                 "| load generator CPU µs/req | gateway ÷ this (req/s) | gateway ÷ this (CPU/req) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['target']} | {r['load']} | {r['rps']:.0f} | {fmt(r['p50_ms'], 2)} | "
+                     f"{fmt(r['p99_ms'], 2)} | {fmt(r.get('mean_ms'), 2)} | {r['errors']} | "
+                     f"{fmt(r['cpu_us_per_request'])} | {fmt(r.get('client_cpu_us_per_request'))} | "
+                     f"{fmt(r.get('gateway_ratio'), 2)} | {fmt(r.get('gateway_cpu_ratio'), 2)} |")
+    return lines
+
+
+PIPELINE_DEPTH = 16
+
+
+def pipelined_runs(args, work, targets):
+    """The pipelined rows: each target gets PIPELINE_DEPTH requests per write on every connection."""
+    c = int(args.connections.split(",")[0])
+    script = os.path.join(work, "pipeline.lua")
+    with open(script, "w") as f:
+        f.write("init = function(args)\n"
+                "  local r = {}\n"
+                f"  for i = 1, {PIPELINE_DEPTH} do r[i] = wrk.format(nil) end\n"
+                "  req = table.concat(r)\n"
+                "end\n"
+                "request = function() return req end\n")
+    load = f"{c} conns x {PIPELINE_DEPTH} pipelined"
+    runs = {}
+    for round_no in range(args.rounds):
+        for name, (base, proc) in targets.items():
+            log(f"round {round_no + 1}/{args.rounds}: pipelined {name}: {load}")
+            r = wrk(base + SIZES["tiny"], c, args.duration, process_tree(proc.pid), ["-s", script])
+            r.update({"target": name, "load": load})
+            runs.setdefault(name, []).append(r)
+    rows = [median_run(runs[name]) for name in targets]
+    with_ratios(rows, runs_for(rows, "gateway", load))
     return rows
 
 
@@ -756,7 +804,8 @@ def main():
     parser.add_argument("--only", metavar="NAMES",
                         help="run only these targets (comma-separated names; 'baseline' is the --baseline "
                              "gateway) or sections: 'https', 'connections' (memory per open client "
-                             "connection, with the gateway's and the anchors' req/s rows)")
+                             "connection), 'pipelined', 'async', 'private', 'cold-start', each with the "
+                             "gateway's and the anchors' req/s rows")
     parser.add_argument("--sizes", default=",".join(SIZES), help="response sizes (default tiny,1KiB,64KiB)")
     parser.add_argument("--json", default=os.path.join(ROOT, "target", "bench", "results.json"))
     parser.add_argument("--smoke", action="store_true", help="1 s runs at 64 connections, 3 trials (for CI)")
@@ -823,7 +872,7 @@ def main():
                 work, "baseline", ports["baseline"], ports["baseline_metrics"], False)])
             targets[f"gateway at {args.baseline}"] = (f"http://127.0.0.1:{ports['baseline']}/funko/bench",
                                                       baseline, args.only is not None)
-        sections = {"https", "connections", "async", "private", "cold-start"}
+        sections = {"https", "connections", "async", "private", "cold-start", "pipelined"}
         wanted = {name.strip() for name in (args.only or "").split(",") if name.strip()}
         if wanted - sections:
             wanted |= {"gateway"}
@@ -860,6 +909,10 @@ def main():
         https = []
         if args.only is None or "https" in wanted:
             https = https_runs(args, ports, gateway_tls, nginx)
+        pipelined = []
+        if args.only is None or "pipelined" in wanted:
+            pipelined = pipelined_runs(args, work, {name: (base, proc) for name, (base, proc, _) in targets.items()
+                                                    if name in ("gateway", "nginx", "haproxy", "caddy")})
         memory = []
         if args.only is None or "connections" in wanted:
             counts = (100, 1000) if args.smoke else (1000, 10000)
@@ -894,15 +947,9 @@ def main():
                      f"{fmt(r['p99_ms'], 2)} | {r['errors']} | {fmt(r['cpu_us_per_request'])} | "
                      f"{fmt(r['peak_rss_mb'])} | {fmt(r['gateway_ratio'], 2)} | {fmt(r['gateway_cpu_ratio'], 2)} |")
     if https:
-        lines += ["", "| HTTPS target | load | req/s | p50 ms | p99 ms | mean ms | errors | CPU µs/req "
-                      "| load generator CPU µs/req | gateway ÷ nginx (req/s) | gateway ÷ nginx (CPU/req) |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for r in https:
-            lines.append(f"| {r['target']} | {r['load']} | {r['rps']:.0f} | {fmt(r['p50_ms'], 2)} | "
-                         f"{fmt(r['p99_ms'], 2)} | {fmt(r.get('mean_ms'), 2)} | {r['errors']} | "
-                         f"{fmt(r['cpu_us_per_request'])} | {fmt(r.get('client_cpu_us_per_request'))} | "
-                         f"{fmt(r.get('gateway_ratio'), 2)} | "
-                         f"{fmt(r.get('gateway_cpu_ratio'), 2)} |")
+        lines += load_table("HTTPS", https)
+    if pipelined:
+        lines += load_table("pipelined", pipelined)
     if memory:
         counts = [int(k.rsplit("_", 1)[1]) for k in memory[0] if k.startswith("bytes_per_connection_")]
         lines += ["", "| connections | target | RSS before MB | " +
@@ -946,14 +993,14 @@ def main():
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump({"machine": machine, "duration_s": args.duration, "rounds": args.rounds, "results": results,
-                   "https": https, "connection_memory": memory, "async": calls,
+                   "https": https, "pipelined": pipelined, "connection_memory": memory, "async": calls,
                    "discovery": discovery, "cold_start": cold}, f, indent=2)
     log(f"results written to {args.json}")
     # Only the gateway's runs decide the exit code: an anchor that gives up (Caddy or the
     # direct path timing out at 1,024 connections) is a figure to read, not our failure.
-    failed = [r for r in results + https + ([calls["accepted"]] if calls else [])
+    failed = [r for r in results + https + pipelined + ([calls["accepted"]] if calls else [])
               if r["target"].startswith("gateway") and (r["rps"] == 0 or r["errors"] > 0)]
-    anchors = [r for r in results + https if not r["target"].startswith("gateway")
+    anchors = [r for r in results + https + pipelined if not r["target"].startswith("gateway")
                and (r["rps"] == 0 or r["errors"] > 0)]
     for r in anchors:
         log(f"anchor with errors (not a failure): {r['target']} "

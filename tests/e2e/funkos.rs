@@ -1203,6 +1203,46 @@ async fn the_gateway_brings_funkos_back_to_their_scale() {
     faaso.ok(&["down", &name]);
 }
 
+/// Finishes a scale to zero that holds the funko's `lock` while `waiting` waits for it:
+/// checks that it waits, removes every instance, saves the scale 0, then lets the lock go.
+async fn finish_a_scale_down<T>(
+    docker: &Docker,
+    lifecycle: &faaso::engine::Lifecycle,
+    name: &str,
+    lock: faaso::store::state::FunkoLock,
+    waiting: &tokio::task::JoinHandle<T>,
+) {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "it did not wait for the lock");
+    for container in faaso::engine::docker::list_instances(docker, name)
+        .await
+        .unwrap()
+    {
+        faaso::engine::docker::remove_container(docker, container.id.as_deref().unwrap())
+            .await
+            .unwrap();
+    }
+    lifecycle
+        .state
+        .save(name, faaso::store::state::FunkoState { scale: 0 })
+        .unwrap();
+    drop(lock);
+}
+
+/// The gateway's top-up (`grow: false`) or its autoscaler's step up to two instances
+/// (`grow: true`); whether it started any.
+async fn step_up(
+    lifecycle: &faaso::engine::Lifecycle,
+    name: &str,
+    grow: bool,
+) -> Result<bool, faaso::engine::LifecycleError> {
+    let mut quiet = |_: String| {};
+    match grow {
+        true => Ok(lifecycle.grow(name, 2, &mut quiet).await?.is_some()),
+        false => Ok(lifecycle.top_up(name, &mut quiet).await?.is_some()),
+    }
+}
+
 /// The gateway's top-up and its autoscaler's step up decide under the funko's lock: a
 /// `scale 0` that holds the lock while they wait for it is not undone by a saved scale read
 /// before it finished.
@@ -1219,98 +1259,33 @@ async fn a_scale_up_waiting_for_the_lock_does_not_undo_a_scale_down() {
     );
     lifecycle.lock_timeout = Duration::from_secs(30);
     let lifecycle = Arc::new(lifecycle);
-    let mut quiet = |_: String| {};
-    lifecycle.scale(&name, 2, &mut quiet).await.unwrap();
-    assert_eq!(running(&docker, &cleanup, &name).await, 2);
-
-    // One instance gone by hand: short of the saved scale, as the gateway's check would see.
-    let instances = faaso::engine::docker::list_instances(&docker, &name)
-        .await
-        .unwrap();
-    faaso::engine::docker::remove_container(&docker, instances[0].id.as_deref().unwrap())
-        .await
-        .unwrap();
-    // A scale to zero holds the lock while a top-up waits for it.
-    let lock = lifecycle
-        .state
-        .lock(&name, Duration::from_secs(5))
-        .await
-        .unwrap();
-    let top_up = {
-        let (lifecycle, name) = (Arc::clone(&lifecycle), name.clone());
-        tokio::spawn(async move {
-            let mut quiet = |_: String| {};
-            lifecycle.top_up(&name, &mut quiet).await
-        })
+    let save = |scale| {
+        let state = faaso::store::state::FunkoState { scale };
+        lifecycle.state.save(&name, state).unwrap()
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        !top_up.is_finished(),
-        "the top-up did not wait for the lock"
-    );
-    faaso::engine::docker::remove_container(&docker, instances[1].id.as_deref().unwrap())
-        .await
-        .unwrap();
-    lifecycle
-        .state
-        .save(&name, faaso::store::state::FunkoState { scale: 0 })
-        .unwrap();
-    drop(lock);
-
-    let started = top_up.await.unwrap().unwrap();
-    assert_eq!(started, None, "the top-up started instances");
-    assert_eq!(running(&docker, &cleanup, &name).await, 0);
-    assert_eq!(lifecycle.state.load(&name).unwrap().unwrap().scale, 0);
-
-    // Without the scale down, the same top-up brings the funko back to its scale.
-    lifecycle
-        .state
-        .save(&name, faaso::store::state::FunkoState { scale: 1 })
-        .unwrap();
-    let started = lifecycle.top_up(&name, &mut quiet).await.unwrap();
-    assert_eq!(started, Some(0));
-    assert_eq!(running(&docker, &cleanup, &name).await, 1);
-
-    // The autoscaler's step up, waiting while a `faaso down` runs, finds the funko stopped.
-    let lock = lifecycle
-        .state
-        .lock(&name, Duration::from_secs(5))
-        .await
-        .unwrap();
-    let grow = {
-        let (lifecycle, name) = (Arc::clone(&lifecycle), name.clone());
-        tokio::spawn(async move {
-            let mut quiet = |_: String| {};
-            lifecycle.grow(&name, 3, &mut quiet).await
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!grow.is_finished(), "the step up did not wait for the lock");
-    for container in faaso::engine::docker::list_instances(&docker, &name)
-        .await
-        .unwrap()
-    {
-        faaso::engine::docker::remove_container(&docker, container.id.as_deref().unwrap())
+    for grow in [false, true] {
+        // One instance where two are saved: what the gateway's checks would step up.
+        lifecycle.scale(&name, 1, &mut |_| {}).await.unwrap();
+        save(2);
+        // A scale to zero holds the lock while the step up waits for it.
+        let held = lifecycle
+            .state
+            .lock(&name, Duration::from_secs(5))
             .await
             .unwrap();
+        let waiting = {
+            let (lifecycle, name) = (Arc::clone(&lifecycle), name.clone());
+            tokio::spawn(async move { step_up(&lifecycle, &name, grow).await })
+        };
+        finish_a_scale_down(&docker, &lifecycle, &name, held, &waiting).await;
+        let started = waiting.await.unwrap().unwrap();
+        assert!(!started, "the step up (grow: {grow}) started instances");
+        assert_eq!(running(&docker, &cleanup, &name).await, 0);
+        assert_eq!(lifecycle.state.load(&name).unwrap().unwrap().scale, 0);
+        // Without the scale down, the same step up starts what is missing.
+        save(1);
+        assert!(step_up(&lifecycle, &name, grow).await.unwrap());
+        let expected = if grow { 2 } else { 1 };
+        assert_eq!(running(&docker, &cleanup, &name).await, expected);
     }
-    lifecycle
-        .state
-        .save(&name, faaso::store::state::FunkoState { scale: 0 })
-        .unwrap();
-    drop(lock);
-    assert_eq!(
-        grow.await.unwrap().unwrap(),
-        None,
-        "the step up started instances"
-    );
-    assert_eq!(running(&docker, &cleanup, &name).await, 0);
-    assert_eq!(lifecycle.state.load(&name).unwrap().unwrap().scale, 0);
-    // Running, the same step up grows it.
-    lifecycle
-        .state
-        .save(&name, faaso::store::state::FunkoState { scale: 1 })
-        .unwrap();
-    assert_eq!(lifecycle.grow(&name, 2, &mut quiet).await.unwrap(), Some(2));
-    assert_eq!(running(&docker, &cleanup, &name).await, 2);
 }
