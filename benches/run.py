@@ -211,12 +211,17 @@ def wrk(url, connections, duration, pids=None, extra=()):
             result["p50_ms"] = parse_ms(parts[1])
         elif parts[:1] == ["99%"]:
             result["p99_ms"] = parse_ms(parts[1])
+        elif parts[:1] == ["Latency"] and len(parts) > 1 and parts[1] != "Distribution":
+            result["mean_ms"] = parse_ms(parts[1])
         elif "requests in" in line:
             result["requests"] = int(parts[0])
         elif line.strip().startswith("Non-2xx"):
             result["errors"] += int(parts[-1])
         elif line.strip().startswith("Socket errors"):
             result["errors"] += sum(int(p.strip(",")) for p in parts if p.strip(",").isdigit())
+    # wrk sometimes prints a 99th percentile of 0.00us under pipelining: not a figure.
+    if result["p99_ms"] == 0 and result["p50_ms"]:
+        result["p99_ms"] = None
     if used is not None and result["requests"]:
         result["cpu_us_per_request"] = round(used / result["requests"] * 1e6, 1)
     if result["requests"]:
@@ -281,6 +286,9 @@ def h2load(url, connections, duration, pids=None):
             result["errors"] = int(parts[9]) + int(parts[11])
         elif line.startswith("time for request:"):
             result["mean_ms"] = parse_ms(parts[5])
+    # wrk sometimes prints a 99th percentile of 0.00us under pipelining: not a figure.
+    if result["p99_ms"] == 0 and result["p50_ms"]:
+        result["p99_ms"] = None
     if used is not None and result["requests"]:
         result["cpu_us_per_request"] = round(used / result["requests"] * 1e6, 1)
     if result["requests"]:
