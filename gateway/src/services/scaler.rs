@@ -12,11 +12,11 @@
 //!   instances keeps one ready container (created from its newest image, not started), which
 //!   a wake starts instead of creating one, and which is replaced after.
 //! - **Decisions**: once a second every scaled funko with a saved scale above zero is looked at
-//!   ([`crate::services::autoscale`] decides; a funko stopped with `faaso down`, or run by another gateway
-//!   with its own state folder, is left alone);
-//!   an addition runs `Lifecycle::grow` (nothing when the funko was stopped meanwhile), a removal drains first: the instances to go are taken
-//!   out of routing, their requests in flight finish, then `Lifecycle::retire` stops them and
-//!   saves the count left. A request for a funko whose last instances are draining calls the
+//!   ([`crate::services::autoscale`] decides; a funko stopped with `faaso down`, or run by
+//!   another gateway with its own state folder, is left alone); an addition runs
+//!   `Lifecycle::grow` (nothing when the funko was stopped meanwhile), a removal drains first:
+//!   the instances to go are taken out of routing, their requests in flight finish, then
+//!   `Lifecycle::retire` stops them and saves the count left. A request for a funko whose last instances are draining calls the
 //!   drain off and gets them back at once.
 //! - One operation per funko at a time; a failed one is retried after a backoff (10 s doubling
 //!   to 5 min) and logged. Every change is logged and counted
