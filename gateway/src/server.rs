@@ -153,6 +153,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
     let table: SharedRoutes = Arc::new(ArcSwap::from_pointee(RouteTable::default()));
     let ready = Arc::new(AtomicBool::new(false));
     let snapshot_changed = Arc::new(tokio::sync::Notify::new());
+    let rebuild = Arc::new(crate::routing::rebuild::Rebuild::default());
     let discovery_view = Arc::new(crate::services::discovery::DiscoveryView::default());
     let discovery = Discovery {
         docker_host: config.docker_host.clone(),
@@ -168,6 +169,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
         table: Arc::clone(&table),
         ready: Arc::clone(&ready),
         snapshot_changed: Arc::clone(&snapshot_changed),
+        rebuild: Arc::clone(&rebuild),
         view: Arc::clone(&discovery_view),
         state: faaso::store::state::StateDir::new(&config.state_dir),
         held_domains: faaso::store::state::StateDir::new(&config.state_dir)
@@ -384,6 +386,7 @@ pub fn build(config: &Config, flags: ProcessFlags) -> Result<Server, StartError>
         wakes,
         admin: Arc::new(admin),
         ready,
+        rebuild,
         settings: Arc::new(ProxySettings {
             max_body_bytes: config.max_body_bytes,
             upgrades: config.upgrades.clone(),

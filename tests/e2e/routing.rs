@@ -176,6 +176,70 @@ async fn a_new_instance_is_routable_within_a_second() {
     assert!(latency < Duration::from_secs(1), "took {latency:?}");
 }
 
+/// `docker run` (or `faaso up`) and a request at once: the request finds the instance even
+/// though it came before discovery had listed it. Each round starts an instance, waits until
+/// it answers on its own address, then asks the gateway once; the rounds between remove it
+/// and wait until the gateway has seen it go.
+#[tokio::test]
+async fn a_request_right_after_a_start_is_served() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let funko = unique_name("atonce");
+    let image = testfunko::image(&docker).await;
+    let gateway = GatewayProcess::start("").await;
+    let client = client();
+    let url = format!("{}/funko/{funko}/ping", gateway.url);
+    for round in 0..8 {
+        let name = faaso::conventions::instance_name(&funko, &faaso::conventions::random_suffix());
+        run_container(&docker, &cleanup, &name, &image, NETWORK, &[], &[]).await;
+        let direct = format!(
+            "http://{}:3000/ping",
+            ip_on_network(&docker, &name, NETWORK).await
+        );
+        // Polled tightly: the request must follow the first answer at once.
+        let started = Instant::now();
+        while !client
+            .get(&direct)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{name} never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let response = client.get(&url).send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        assert_eq!(status, 200, "round {round}: {body}");
+
+        docker
+            .remove_container(
+                &name,
+                Some(bollard::query_parameters::RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .unwrap();
+        wait_until(
+            "the gateway forgets the instance",
+            Duration::from_secs(10),
+            || async {
+                client
+                    .get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().as_u16() == 404)
+            },
+        )
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn error_statuses_are_json() {
     let docker = require_docker!();

@@ -78,6 +78,14 @@ impl Gateway {
         if self.guard(session, ctx).await? == super::guard::Guarded::Answered {
             return Ok(Admission::Answered);
         }
+        // No instance could take it in this snapshot: the rebuild under way, if any, may have
+        // one (a container started a moment ago, or the new instances of a rollout).
+        if let Some(funko) = ctx.funko.as_deref()
+            && !balancer::any_available(&funko.instances)
+            && let Some(newer) = Box::pin(self.after_rebuild(&funko.name)).await
+        {
+            ctx.funko = Some(newer);
+        }
         if let Some(funko) = ctx.funko.as_deref()
             && let Some(split) = funko.canary
         {
@@ -221,7 +229,9 @@ impl Gateway {
             // Before the first Docker sync every funko looks unknown (a fresh start, or the
             // new process of a `-u` upgrade): wait for the sync instead of answering 404.
             None if !self.ready.load(Ordering::Acquire) => self.after_first_sync(funko.name).await,
-            None => None,
+            // Unknown: the rebuild under way, if any, may add it (a container started a moment
+            // ago). Boxed: a rare path.
+            None => Box::pin(self.after_rebuild(funko.name)).await,
         };
         let Some(entry) = found else {
             if self.settings.metrics {
@@ -348,6 +358,15 @@ impl Gateway {
         while !self.ready.load(Ordering::Acquire) && Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
+        self.table.load().get(name).cloned()
+    }
+
+    /// The funko named `name` once the snapshot's rebuild under way, if any, is published
+    /// ([`crate::routing::rebuild`]).
+    async fn after_rebuild(&self, name: &str) -> Option<Arc<Funko>> {
+        self.rebuild
+            .settled(crate::routing::rebuild::REBUILD_WAIT)
+            .await;
         self.table.load().get(name).cloned()
     }
 

@@ -83,6 +83,58 @@ impl Gateway {
         Ok(instance)
     }
 
+    /// [`Gateway::next_instance`], except that a first attempt that finds nothing to try in
+    /// the request's snapshot takes the newest one (after the rebuild under way, if any) and
+    /// picks again, once: the snapshot it was admitted with may predate the instances that
+    /// serve now (a rollout's new instances, listed a moment after an old one went).
+    pub(super) async fn pick<'c>(&self, ctx: &'c mut RequestCtx) -> Result<&'c Instance> {
+        if let Err(err) = self.next_instance(ctx).map(drop) {
+            if ctx.attempt.current.is_some()
+                || ctx.attempt.refreshed
+                || !Box::pin(self.take_newer_snapshot(ctx)).await
+            {
+                return Err(err);
+            }
+            self.next_instance(ctx).map(drop)?;
+        }
+        match (&ctx.funko, ctx.attempt.current) {
+            (Some(funko), Some(index)) => Ok(&funko.instances[index]),
+            _ => Err(Error::explain(
+                ErrorType::InternalError,
+                "no instance picked",
+            )),
+        }
+    }
+
+    /// Replaces the request's funko entry with the newest snapshot's, once per request;
+    /// `true` when that is a newer one. Only before a first attempt: nothing tried is carried.
+    async fn take_newer_snapshot(&self, ctx: &mut RequestCtx) -> bool {
+        ctx.attempt.refreshed = true;
+        let Some(name) = ctx.funko.as_ref().map(|f| f.name.clone()) else {
+            return false;
+        };
+        self.rebuild
+            .settled(crate::routing::rebuild::REBUILD_WAIT)
+            .await;
+        let Some(newer) = self.table.load().get(&name).cloned() else {
+            return false;
+        };
+        if ctx
+            .funko
+            .as_ref()
+            .is_some_and(|old| std::sync::Arc::ptr_eq(old, &newer))
+        {
+            return false;
+        }
+        // A canary's request stays with its release.
+        ctx.attempt.tried = match (ctx.attempt.release, newer.canary) {
+            (Some(release), Some(split)) => split.others(release, newer.instances.len()),
+            _ => balancer::Tried::default(),
+        };
+        ctx.funko = Some(newer);
+        true
+    }
+
     /// Picks an instance and gives a connection to it: a pooled one when `pooled` and the
     /// worker has one, else a new one. A failed connect takes the instance out and another is
     /// tried; after [`ATTEMPTS`] failed connects the last error is returned.
@@ -93,7 +145,7 @@ impl Gateway {
         connects_failed: &mut usize,
     ) -> Result<Opened> {
         loop {
-            let instance = self.next_instance(ctx)?;
+            let instance = self.pick(ctx).await?;
             let (addr, timeouts) = (instance.addr, instance.timeouts);
             let free = if pooled {
                 pool::take_or_slot(addr, timeouts.idle).await

@@ -57,6 +57,9 @@ pub(super) struct Attempt {
     pub(super) cut: bool,
     /// For a funko in a canary: the release this request went to.
     pub(super) release: Option<crate::routing::table::Release>,
+    /// Whether the request has taken a newer snapshot than the one it was admitted with
+    /// ([`Gateway::pick`](super::Gateway::pick)): once at most.
+    pub(super) refreshed: bool,
 }
 
 /// What the instance is told about the request, besides the request itself.

@@ -95,6 +95,8 @@ pub struct Gateway {
     pub wakes: Arc<crate::routing::wake::Wakes>,
     pub admin: Arc<crate::admin::Admin>,
     pub ready: Arc<AtomicBool>,
+    /// Discovery's rebuild under way, waited for by a request the snapshot cannot serve.
+    pub rebuild: Arc<crate::routing::rebuild::Rebuild>,
     pub settings: Arc<ProxySettings>,
     /// What this listener serves.
     pub serves: Serves,
@@ -144,7 +146,7 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let instance = self.next_instance(ctx)?;
+        let instance = self.pick(ctx).await?;
         Ok(Box::new(instance.peer.clone()))
     }
 

@@ -10,6 +10,7 @@
 //! - [`balancer`]: which instance gets a request (two random choices, fewer in flight wins).
 //! - [`gate`]: a funko's in-flight limit per instance, with its FIFO queue.
 //! - [`wake`]: a request for a funko at zero waits for one shared start.
+//! - [`rebuild`]: a request the snapshot cannot serve waits for a rebuild under way.
 //! - [`domains`]: custom domains: who owns a claimed domain, and a request's host name (pure).
 //!
 //! Dependencies point one way: `table` → `gate` → `balancer` → `instance`, and `table` →
@@ -19,6 +20,7 @@ pub mod balancer;
 pub mod domains;
 pub mod gate;
 pub mod instance;
+pub mod rebuild;
 pub mod router;
 pub mod table;
 pub mod wake;

@@ -56,6 +56,8 @@ pub struct Discovery {
     pub ready: Arc<AtomicBool>,
     /// Told about every new snapshot (the health checker checks new instances at once).
     pub snapshot_changed: Arc<tokio::sync::Notify>,
+    /// Marks a rebuild under way, for requests that wait for it.
+    pub rebuild: Arc<crate::routing::rebuild::Rebuild>,
     /// What the last sync listed, and how the connection fares (the web UI).
     pub view: Arc<DiscoveryView>,
     /// Where domain claims are recorded (`state_dir`), for `faaso status` and the next start.
@@ -235,7 +237,12 @@ impl Discovery {
                 dirty |= self.handle(event, stopping)?;
             }
             if dirty {
-                self.sync(&docker, stopping).await?;
+                // Requests the last table cannot serve wait for this one (see
+                // [`crate::routing::rebuild`]).
+                self.rebuild.begin();
+                let synced = self.sync(&docker, stopping).await;
+                self.rebuild.end();
+                synced?;
             }
         }
     }
