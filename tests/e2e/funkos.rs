@@ -204,6 +204,56 @@ async fn deploy_under_load_fails_no_request() {
     );
 }
 
+/// A funko with one instance, deployed three times under load: each time the new instance is
+/// started, answers, and the old one is stopped at once, so requests admitted just before the
+/// new instance was listed must find it (the snapshot they came with has only the old one).
+#[tokio::test]
+async fn deploys_of_a_single_instance_under_load_fail_no_request() {
+    let docker = require_docker!();
+    let cleanup = Cleanup::new();
+    let gateway = GatewayProcess::start("health_interval: 1s\n").await;
+    let faaso = Faaso::in_dir(gateway.dir.path());
+    let name = funko(&docker, &cleanup, "deploy1").await;
+    faaso.ok(&["up", &name]);
+    running(&docker, &cleanup, &name).await;
+    let url = format!("{}/funko/{name}/version", gateway.url);
+    wait_for_status(&url, 200, Duration::from_secs(10)).await;
+
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn(load_until(url.clone(), 4, Arc::clone(&done)));
+    for version in 2..=4 {
+        testfunko::variant(
+            &docker,
+            &format!("faaso-{name}:latest"),
+            &format!("ENV TESTFUNKO_VERSION={version}"),
+        )
+        .await;
+        let deployed = tokio::task::spawn_blocking({
+            let faaso = Faaso::in_dir(gateway.dir.path());
+            let name = name.clone();
+            move || faaso.ok(&["deploy", &name])
+        })
+        .await
+        .unwrap();
+        assert!(deployed.contains("1 instance replaced"), "{deployed}");
+        running(&docker, &cleanup, &name).await;
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let results = load.await.unwrap();
+    let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    println!(
+        "three single-instance deploys under load: {} requests, {} failed",
+        results.len(),
+        failed.len()
+    );
+    assert!(failed.is_empty(), "failures: {failed:?}");
+    assert!(results.len() >= 200, "only {} requests", results.len());
+    assert_eq!(
+        wait_for_status(&url, 200, Duration::from_secs(5)).await,
+        "4"
+    );
+}
+
 /// Latencies of requests sent by `connections` loops until `done` is set.
 async fn load_until(
     url: String,

@@ -83,16 +83,13 @@ impl Gateway {
         Ok(instance)
     }
 
-    /// [`Gateway::next_instance`], except that a first attempt that finds nothing to try in
-    /// the request's snapshot takes the newest one (after the rebuild under way, if any) and
-    /// picks again, once: the snapshot it was admitted with may predate the instances that
-    /// serve now (a rollout's new instances, listed a moment after an old one went).
+    /// [`Gateway::next_instance`], except that an attempt that finds nothing to try in the
+    /// request's snapshot takes the newest one (after the rebuild under way, if any) and picks
+    /// again, once per request: the snapshot it was admitted with may predate the instances
+    /// that serve now (a rollout's new instance, listed a moment after the old one went).
     pub(super) async fn pick<'c>(&self, ctx: &'c mut RequestCtx) -> Result<&'c Instance> {
         if let Err(err) = self.next_instance(ctx).map(drop) {
-            if ctx.attempt.current.is_some()
-                || ctx.attempt.refreshed
-                || !Box::pin(self.take_newer_snapshot(ctx)).await
-            {
+            if ctx.attempt.refreshed || !Box::pin(self.take_newer_snapshot(ctx)).await {
                 return Err(err);
             }
             self.next_instance(ctx).map(drop)?;
@@ -106,31 +103,38 @@ impl Gateway {
         }
     }
 
-    /// Replaces the request's funko entry with the newest snapshot's, once per request;
-    /// `true` when that is a newer one. Only before a first attempt: nothing tried is carried.
+    /// Replaces the request's funko entry with the newest snapshot's, once per request, and
+    /// carries what was tried over to its list; `true` when that is a newer entry.
     async fn take_newer_snapshot(&self, ctx: &mut RequestCtx) -> bool {
         ctx.attempt.refreshed = true;
-        let Some(name) = ctx.funko.as_ref().map(|f| f.name.clone()) else {
+        let Some(old) = ctx.funko.clone() else {
             return false;
         };
         self.rebuild
             .settled(crate::routing::rebuild::REBUILD_WAIT)
             .await;
-        let Some(newer) = self.table.load().get(&name).cloned() else {
+        let Some(newer) = self.table.load().get(&old.name).cloned() else {
             return false;
         };
-        if ctx
-            .funko
-            .as_ref()
-            .is_some_and(|old| std::sync::Arc::ptr_eq(old, &newer))
-        {
+        if std::sync::Arc::ptr_eq(&old, &newer) {
             return false;
         }
+        let attempt = &mut ctx.attempt;
+        let mut tried = balancer::carry_tried(attempt.tried, &old.instances, &newer.instances);
         // A canary's request stays with its release.
-        ctx.attempt.tried = match (ctx.attempt.release, newer.canary) {
-            (Some(release), Some(split)) => split.others(release, newer.instances.len()),
-            _ => balancer::Tried::default(),
-        };
+        if let (Some(release), Some(split)) = (attempt.release, newer.canary) {
+            tried = tried.union(split.others(release, newer.instances.len()));
+        }
+        attempt.tried = tried;
+        attempt.current = attempt
+            .current
+            .and_then(|index| old.instances.get(index))
+            .and_then(|current| newer.instances.iter().position(|i| i.id == current.id));
+        if attempt.current.is_none() {
+            // A held slot names a place in the old list: the next pick takes a new one.
+            attempt.admitted = None;
+        }
+        tracing::debug!(funko = %old.name, instances = newer.instances.len(), "no instance left in the request's snapshot; took the newest one");
         ctx.funko = Some(newer);
         true
     }

@@ -31,6 +31,27 @@ impl Tried {
     pub fn contains(&self, index: usize) -> bool {
         index < 64 && self.0 & (1 << index) != 0
     }
+
+    /// Both sets.
+    pub fn union(self, other: Tried) -> Tried {
+        Tried(self.0 | other.0)
+    }
+}
+
+/// The instances tried, carried from one snapshot's list to a newer one's by container id:
+/// one tried before stays tried at its new position; one gone is dropped.
+pub fn carry_tried(tried: Tried, from: &[Arc<Instance>], to: &[Arc<Instance>]) -> Tried {
+    let mut carried = Tried::default();
+    for (index, instance) in to.iter().enumerate() {
+        let was_tried = from
+            .iter()
+            .enumerate()
+            .any(|(old, before)| tried.contains(old) && before.id == instance.id);
+        if was_tried {
+            carried.insert(index);
+        }
+    }
+    carried
 }
 
 /// Whether any instance could be picked for a fresh request: a funko with none gets a 503.
@@ -180,6 +201,24 @@ mod tests {
             instance.state.check_passed();
         }
         list
+    }
+
+    #[test]
+    fn what_was_tried_follows_the_instances_into_a_newer_list() {
+        let old = instances(&[NONE, NONE, NONE]);
+        let mut tried = Tried::default();
+        tried.insert(0);
+        tried.insert(2);
+        // The newer list lost id1, put id2 first and added a new instance.
+        let added = instances(&[NONE, NONE, NONE, NONE]).pop().unwrap();
+        let newer = vec![Arc::clone(&old[2]), Arc::clone(&old[0]), Arc::clone(&added)];
+        let carried = carry_tried(tried, &old, &newer);
+        assert!(carried.contains(0) && carried.contains(1));
+        assert!(!carried.contains(2));
+        assert_eq!(pick(&newer, carried), Some(2));
+        // Nothing tried: nothing carried.
+        let none = carry_tried(Tried::default(), &old, &newer);
+        assert!((0..3).all(|i| !none.contains(i)));
     }
 
     #[test]
