@@ -80,10 +80,13 @@ impl Gateway {
         }
         // No instance could take it in this snapshot: the rebuild under way, if any, may have
         // one (a container started a moment ago, or the new instances of a rollout).
-        if let Some(funko) = ctx.funko.as_deref()
-            && !balancer::any_available(&funko.instances)
+        let instances = ctx.funko.as_ref().map_or(&[][..], |f| &f.instances[..]);
+        let mut available = balancer::any_available(instances);
+        if !available
+            && let Some(funko) = ctx.funko.as_deref()
             && let Some(newer) = Box::pin(self.after_rebuild(&funko.name)).await
         {
+            available = balancer::any_available(&newer.instances);
             ctx.funko = Some(newer);
         }
         if let Some(funko) = ctx.funko.as_deref()
@@ -103,7 +106,6 @@ impl Gateway {
             activity.request();
         }
         let instances = ctx.funko.as_ref().map_or(&[][..], |f| &f.instances[..]);
-        let available = balancer::any_available(instances);
         if !available && !ctx.funko.as_ref().is_some_and(|f| f.wakes_on_request()) {
             if instances.is_empty() {
                 // Not a passing fault: nothing runs and nothing will start on its own, so no
