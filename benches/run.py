@@ -217,8 +217,13 @@ def wrk(url, connections, duration, pids=None, extra=()):
             result["requests"] = int(parts[0])
         elif line.strip().startswith("Non-2xx"):
             result["errors"] += int(parts[-1])
+            result.setdefault("error_kinds", {})["non-2xx"] = int(parts[-1])
         elif line.strip().startswith("Socket errors"):
-            result["errors"] += sum(int(p.strip(",")) for p in parts if p.strip(",").isdigit())
+            # "Socket errors: connect 0, read 12, write 0, timeout 0": kept by kind, so that a
+            # run with errors says which.
+            kinds = dict(zip(parts[2::2], (int(p.strip(",")) for p in parts[3::2])))
+            result["errors"] += sum(kinds.values())
+            result.setdefault("error_kinds", {}).update({k: v for k, v in kinds.items() if v})
     # wrk sometimes prints a 99th percentile of 0.00us under pipelining: not a figure.
     if result["p99_ms"] == 0 and result["p50_ms"]:
         result["p99_ms"] = None
@@ -1012,9 +1017,11 @@ def main():
                and (r["rps"] == 0 or r["errors"] > 0)]
     for r in anchors:
         log(f"anchor with errors (not a failure): {r['target']} "
-            f"{r.get('load') or str(r['connections']) + ' conns, ' + r['size']}: {r['errors']} errors")
+            f"{r.get('load') or str(r['connections']) + ' conns, ' + r['size']}: {r['errors']} errors "
+            f"{r.get('error_kinds', {})}")
     if failed:
-        named = [(r["target"], r.get("load") or f"{r['connections']} conns, {r['size']}") for r in failed]
+        named = [(r["target"], r.get("load") or f"{r['connections']} conns, {r['size']}",
+                  r.get("error_kinds", {})) for r in failed]
         sys.exit(f"runs with errors or no throughput: {named}")
 
 
