@@ -238,11 +238,37 @@ impl Discovery {
             }
             if dirty {
                 // Requests the last table cannot serve wait for this one (see
-                // [`crate::routing::rebuild`]).
+                // [`crate::routing::rebuild`]), and it ends only when the table has every
+                // event received meanwhile too (a `start` that came during the list of a
+                // `create`), so that a waiter never looks at a table one event behind.
                 self.rebuild.begin();
-                let synced = self.sync(&docker, stopping).await;
+                let rebuilt = self
+                    .rebuild_until_current(&docker, &mut events, stopping)
+                    .await;
                 self.rebuild.end();
-                synced?;
+                rebuilt?;
+            }
+        }
+    }
+
+    /// Syncs, and again while relevant events came during the sync.
+    async fn rebuild_until_current<S>(
+        &self,
+        docker: &Docker,
+        events: &mut S,
+        stopping: &mut Stopping,
+    ) -> Result<(), SyncError>
+    where
+        S: futures_util::Stream<Item = Result<EventMessage, bollard::errors::Error>> + Unpin,
+    {
+        loop {
+            self.sync(docker, stopping).await?;
+            let mut more = false;
+            while let Some(event) = events.next().now_or_never() {
+                more |= self.handle(event, stopping)?;
+            }
+            if !more {
+                return Ok(());
             }
         }
     }
